@@ -1,0 +1,57 @@
+# Amends — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := install
+
+.PHONY: help install up down status demo test test-unit test-integration lint fmt schemas clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install Amends (and the `amends` command) into it
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+up: install ## start the local stack (Kafka + FerretDB) and the three services
+	$(BIN)/amends stack up --services
+
+down: install ## stop everything the local stack started (data is kept)
+	$(BIN)/amends stack down
+
+status: install ## show what the local stack runs
+	$(BIN)/amends stack status
+
+demo: install ## bring everything up, play a short scenario, print what happened
+	$(BIN)/amends demo
+
+test: install ## the whole test suite (starts the local stack if nothing else is given)
+	$(BIN)/pytest
+
+test-unit: install ## the fast tests: pure code and fakes
+	$(BIN)/pytest -m "unit or component"
+
+test-integration: install ## tests against real Kafka and MongoDB
+	$(BIN)/pytest -m "integration or e2e"
+
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/mypy amends schemas services tests
+
+fmt: install ## fix what ruff can fix
+	$(BIN)/ruff check --fix .
+
+schemas: install ## regenerate the JSON Schemas and the AsyncAPI documents
+	$(BIN)/python -m schemas.generate
+
+clean: ## remove the virtual environment and caches (not the stack's data)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,103 @@
+"""The `amends` command: the local stack, the demo, and (as they grow) the operations tools."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from amends import stack
+
+app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
+                  add_completion=False)
+stack_app = typer.Typer(help="The local stack: Kafka and FerretDB on this machine.",
+                        no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+# Piped output (CI, `make demo | tee`) gets a width that fits the tables.
+console = Console(width=None if Console().is_terminal else 140)
+
+
+def _fail(exc: stack.StackError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+def _status_table() -> Table:
+    table = Table(title="local stack")
+    for column in ("component", "pid", "address", "answering", "log"):
+        table.add_column(column)
+    for row in stack.status():
+        table.add_row(row.name, str(row.pid or "-"), row.address,
+                      "[green]yes[/green]" if row.answering else "[red]no[/red]", str(row.log))
+    return table
+
+
+@stack_app.command("up")
+def stack_up(
+    services: Annotated[bool, typer.Option(help="also start the three services")] = False,
+) -> None:
+    """Fetch/build what is missing, start Kafka and FerretDB, wait until they answer."""
+    try:
+        with console.status("starting the local stack") as status:
+            result = stack.up(progress=status.update)
+            if services:
+                result |= stack.services_up(progress=status.update)
+    except stack.StackError as exc:
+        raise _fail(exc) from None
+    for name, what in result.items():
+        console.print(f"{name}: {what}")
+    console.print(_status_table())
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the services, Kafka and FerretDB started by `amends stack up` (data is kept)."""
+    for name, what in stack.down().items():
+        console.print(f"{name}: {what}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show what runs, its pid, and whether it answers."""
+    console.print(_status_table())
+
+
+@app.command()
+def demo() -> None:
+    """Bring everything up, play a short scenario, and show what happened."""
+    from amends.demo import play  # noqa: PLC0415 - imports the Kafka client only when needed
+
+    settings = stack.StackSettings()
+    try:
+        with console.status("starting the local stack and the services") as status:
+            stack.up(settings, progress=status.update)
+            stack.services_up(settings, progress=status.update)
+            status.update("playing the scenario: 8 deliveries, 6 of them late")
+            rows = asyncio.run(play(settings.kafka_bootstrap, settings.mongo_url))
+    except stack.StackError as exc:
+        raise _fail(exc) from None
+    table = Table(title="what happened")
+    for column in ("customer", "tier", "minutes late", "incident", "decision", "points",
+                   "apology", "event → apology"):
+        table.add_column(column, justify="right" if column in {
+            "minutes late", "points", "event → apology"} else "left")
+    for row in rows:
+        table.add_row(row.customer.rsplit("-", 1)[0], row.tier, str(row.minutes_late), row.incident,
+                      row.decision, str(row.points or "-"), row.apology,
+                      f"{row.event_to_apology_ms:.0f} ms"
+                      if row.event_to_apology_ms is not None else "-")
+    console.print(table)
+    late = sum(1 for r in rows if r.minutes_late > 0)
+    apologised = sum(1 for r in rows if r.apology != "-")
+    console.print(f"{apologised} of {late} late deliveries got an apology; "
+                  f"{len(rows) - late} on-time deliveries got nothing.")
+    console.print(
+        "Look further: [bold]curl localhost:8001/metrics[/bold] (intake; decision 8002, "
+        "fulfilment 8003), [bold]amends stack status[/bold], logs under "
+        f"{settings.run_dir}.\nStop everything: [bold]make down[/bold] "
+        "(or [bold]amends stack down[/bold]); the data is kept for the next start.")
+    if apologised != late:
+        raise typer.Exit(1)

@@ -1,0 +1,437 @@
+"""The local stack: Apache Kafka (KRaft) and FerretDB on this machine, without Docker.
+
+Fetches what is missing (Kafka's jars with Maven, FerretDB built from `deploy/ferretdb` with
+Go), caches it under the state directory, starts both, waits until they answer, and stops
+exactly the processes it started (their pids are kept next to their logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEPLOY_DIR = REPO_ROOT / "deploy"
+# A fixed cluster id: the storage is formatted once and the same id is expected on restart.
+KAFKA_CLUSTER_ID = "QW1lbmRzTG9jYWxTdGFjaw"
+
+
+class StackError(RuntimeError):
+    """A problem the user can fix; the message says how."""
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its files and which ports it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="AMENDS_STACK_", populate_by_name=True)
+
+    state_dir: Path = REPO_ROOT / ".amends"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "1g"
+    mongo_port: int = 27017
+    start_timeout_s: float = 90.0
+
+    cache_dir_override: Path | None = Field(default=None, alias="AMENDS_STACK_CACHE_DIR")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloads and builds, reusable by every state directory."""
+        return self.cache_dir_override or self.state_dir / "cache"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def mongo_url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.mongo_port}/"
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Process:
+    """A background process of the stack, known by the pid file it leaves in the run dir."""
+
+    name: str
+    run_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self, argv: Sequence[str], *, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the process (its whole session); True when something was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is not alive; reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _require_tool(tool: str, hint: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        raise StackError(f"`{tool}` was not found on PATH: {hint}")
+    return found
+
+
+def _run_build(argv: Sequence[str], *, cwd: Path, what: str, log: Path,
+               env: dict[str, str] | None = None) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        code = subprocess.call(list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env)
+    if code != 0:
+        raise StackError(f"{what} failed (exit {code}); see {log} for the details")
+
+
+# --- Kafka -------------------------------------------------------------------------------------
+
+
+def kafka_libs(settings: StackSettings, progress: Progress = _quiet) -> Path:
+    """The directory of Kafka's jars, fetched with Maven the first time."""
+    pom = DEPLOY_DIR / "kafka" / "pom.xml"
+    libs = settings.cache_dir / f"kafka-libs-{_digest(pom)}"
+    if (libs / ".complete").exists():
+        return libs
+    _require_tool("java", "install a Java 17+ runtime (e.g. apt-get install openjdk-17-jre)")
+    mvn = _require_tool("mvn", "install Apache Maven (e.g. apt-get install maven)")
+    progress("fetching Apache Kafka's jars with Maven (once)")
+    shutil.rmtree(libs, ignore_errors=True)
+    _run_build(
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}"],
+        cwd=pom.parent, what="fetching Kafka's jars with Maven",
+        log=settings.cache_dir / "kafka-fetch.log",
+    )
+    (libs / ".complete").write_text("ok\n")
+    return libs
+
+
+def _kafka_java(settings: StackSettings, libs: Path, *args: str) -> list[str]:
+    java = _require_tool("java", "install a Java 17+ runtime (e.g. apt-get install openjdk-17-jre)")
+    return [
+        java, f"-Xmx{settings.kafka_heap}", f"-Xms{settings.kafka_heap}",
+        "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.properties'}",
+        "-cp", f"{libs}/*", *args,
+    ]
+
+
+def _kafka_config(settings: StackSettings) -> Path:
+    data_dir = settings.state_dir / "kafka-data"
+    template = (DEPLOY_DIR / "kafka" / "server.properties").read_text()
+    text = template.format(port=settings.kafka_port,
+                           controller_port=settings.kafka_controller_port,
+                           data_dir=data_dir)
+    config = settings.run_dir / "kafka-server.properties"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(text)
+    return config
+
+
+def start_kafka(settings: StackSettings, progress: Progress = _quiet) -> str:
+    proc = Process("kafka", settings.run_dir)
+    if proc.pid() is not None and port_open(settings.kafka_port):
+        return "already running"
+    for port in (settings.kafka_port, settings.kafka_controller_port):
+        if proc.pid() is None and port_open(port):
+            raise StackError(
+                f"port {port} is already taken by another process: stop it, or choose other "
+                "ports with AMENDS_STACK_KAFKA_PORT / AMENDS_STACK_KAFKA_CONTROLLER_PORT"
+            )
+    libs = kafka_libs(settings, progress)
+    config = _kafka_config(settings)
+    if not (settings.state_dir / "kafka-data" / "meta.properties").exists():
+        progress("formatting Kafka's storage")
+        _run_build(
+            _kafka_java(settings, libs, "kafka.tools.StorageTool", "format",
+                        "-t", KAFKA_CLUSTER_ID, "-c", str(config), "--ignore-formatted"),
+            cwd=settings.state_dir, what="formatting Kafka's storage",
+            log=settings.run_dir / "kafka-format.log",
+        )
+    if proc.pid() is None:
+        progress("starting Kafka")
+        proc.start(_kafka_java(settings, libs, "kafka.Kafka", str(config)),
+                   cwd=settings.state_dir)
+    _wait(proc, settings, lambda: _kafka_ready(settings.kafka_bootstrap), "Kafka")
+    return "started"
+
+
+def _kafka_ready(bootstrap: str) -> bool:
+    """True when the broker answers a metadata request (not only accepts connections)."""
+    host, port = bootstrap.rsplit(":", 1)
+    if not port_open(int(port), host):
+        return False
+    code = subprocess.call(
+        [sys.executable, "-c", _KAFKA_PROBE, bootstrap],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
+    )
+    return code == 0
+
+
+_KAFKA_PROBE = """
+import asyncio, sys
+from aiokafka.admin import AIOKafkaAdminClient
+async def main():
+    admin = AIOKafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=5000)
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()
+asyncio.run(main())
+"""
+
+
+# --- FerretDB ----------------------------------------------------------------------------------
+
+
+def ferretdb_binary(settings: StackSettings, progress: Progress = _quiet) -> Path:
+    """FerretDB (SQLite backend) built from our Go module the first time."""
+    src = DEPLOY_DIR / "ferretdb"
+    binary = settings.cache_dir / (
+        "ferretdb-" + _digest(src / "go.mod", src / "go.sum", src / "main.go"))
+    if binary.exists():
+        return binary
+    go = _require_tool("go", "install Go 1.22+ (https://go.dev/doc/install)")
+    progress("building FerretDB with Go (once, a minute or two)")
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    tmp = binary.with_suffix(".tmp")
+    _run_build([go, "build", "-trimpath", "-o", str(tmp), "."], cwd=src,
+               what="building FerretDB with Go", log=settings.cache_dir / "ferretdb-build.log",
+               env=env)
+    tmp.rename(binary)
+    return binary
+
+
+def start_ferretdb(settings: StackSettings, progress: Progress = _quiet) -> str:
+    proc = Process("ferretdb", settings.run_dir)
+    if proc.pid() is not None and port_open(settings.mongo_port):
+        return "already running"
+    if proc.pid() is None and port_open(settings.mongo_port):
+        raise StackError(
+            f"port {settings.mongo_port} is already taken by another process: stop it, or "
+            "choose another port with AMENDS_STACK_MONGO_PORT"
+        )
+    binary = ferretdb_binary(settings, progress)
+    data = settings.state_dir / "ferretdb-data"
+    data.mkdir(parents=True, exist_ok=True)
+    if proc.pid() is None:
+        progress("starting FerretDB")
+        proc.start([str(binary), "-listen-addr", f"127.0.0.1:{settings.mongo_port}",
+                    "-sqlite-dir", str(data)], cwd=settings.state_dir)
+    _wait(proc, settings, lambda: _mongo_ready(settings.mongo_url), "FerretDB")
+    return "started"
+
+
+def _mongo_ready(url: str) -> bool:
+    from pymongo import MongoClient  # noqa: PLC0415 - only the CLI needs the sync client
+    from pymongo.errors import PyMongoError  # noqa: PLC0415
+
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=1000)
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+# --- both --------------------------------------------------------------------------------------
+
+
+def _wait(proc: Process, settings: StackSettings, ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + settings.start_timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if proc.pid() is None:
+            raise StackError(f"{what} exited while starting; last lines of {proc.log_file}:\n"
+                             f"{proc.log_tail()}")
+        time.sleep(0.5)
+    raise StackError(f"{what} did not answer within {settings.start_timeout_s:.0f}s; "
+                     f"see {proc.log_file}")
+
+
+def up(settings: StackSettings | None = None, progress: Progress = _quiet) -> dict[str, str]:
+    """Start Kafka and FerretDB unless they run already; returns what happened to each."""
+    settings = settings or StackSettings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return {"ferretdb": start_ferretdb(settings, progress),
+            "kafka": start_kafka(settings, progress)}
+
+
+STACK_PROCESSES = ("kafka", "ferretdb")
+SERVICES = {"intake": 8001, "decision": 8002, "fulfilment": 8003}
+
+
+def down(settings: StackSettings | None = None,
+         names: Sequence[str] = (*SERVICES, *STACK_PROCESSES)) -> dict[str, str]:
+    """Stop what the stack started (the services first, then the broker and the database)."""
+    settings = settings or StackSettings()
+    return {name: "stopped" if Process(name, settings.run_dir).stop() else "was not running"
+            for name in names}
+
+
+def _http_ok(url: str) -> bool:
+    import httpx  # noqa: PLC0415 - keeps `amends stack` start-up light
+
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def services_up(settings: StackSettings | None = None,
+                progress: Progress = _quiet) -> dict[str, str]:
+    """Start the three services as processes of their own against the local stack."""
+    settings = settings or StackSettings()
+    env = {**os.environ, "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "AMENDS_MONGO_URL": settings.mongo_url, "PYTHONUNBUFFERED": "1"}
+    result = {}
+    for name, port in SERVICES.items():
+        proc = Process(name, settings.run_dir)
+        if proc.pid() is not None:
+            result[name] = "already running"
+            continue
+        if port_open(port):
+            raise StackError(f"port {port} (for {name}) is already taken by another process; "
+                             f"stop it, or set AMENDS_{name.upper()}_HTTP_PORT")
+        progress(f"starting {name}")
+        proc.start([sys.executable, "-m", f"services.{name}"], cwd=REPO_ROOT, env=env)
+        result[name] = "started"
+    for name, port in SERVICES.items():
+        health = f"http://127.0.0.1:{port}/health"
+        _wait(Process(name, settings.run_dir), settings, partial(_http_ok, health), name)
+    return result
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    address: str
+    answering: bool
+    log: Path
+
+
+def status(settings: StackSettings | None = None) -> list[ComponentStatus]:
+    settings = settings or StackSettings()
+    rows = []
+    for name, port in (("kafka", settings.kafka_port), ("ferretdb", settings.mongo_port),
+                       *SERVICES.items()):
+        proc = Process(name, settings.run_dir)
+        rows.append(ComponentStatus(name, proc.pid(), f"127.0.0.1:{port}", port_open(port),
+                                    proc.log_file))
+    return rows
+
+
+@contextlib.contextmanager
+def running(settings: StackSettings | None = None,
+            progress: Progress = _quiet) -> Iterator[StackSettings]:
+    """The stack for the duration of a block; stops only what this block started."""
+    settings = settings or StackSettings()
+    started = up(settings, progress)
+    try:
+        yield settings
+    finally:
+        down(settings, [name for name, what in started.items() if what == "started"])

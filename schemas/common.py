@@ -1,0 +1,111 @@
+"""Shared value types of every contract: money, the customer snapshot, deterministic ids."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
+
+# All deterministic ids are UUIDv5 in this namespace, so a redelivery or a replay of the same
+# fact always lands on the same record.
+AMENDS_NAMESPACE = uuid.UUID("6f1d3c0e-2a55-5b8e-9a7e-0d5c4a1e7b21")
+
+_DECIMAL_RE = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def deterministic_id(kind: str, *parts: str) -> str:
+    """A stable id for a fact: the same kind and parts always give the same id."""
+    return str(uuid.uuid5(AMENDS_NAMESPACE, "\x1f".join((kind, *parts))))
+
+
+def _decimal_from_text(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int | float):  # bool is an int too
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a field error
+            'must be a decimal string such as "12.50", not a JSON number')
+    if isinstance(value, str):
+        if not _DECIMAL_RE.match(value):
+            raise ValueError(f'must be a decimal string such as "12.50", got {value!r}')
+        try:
+            return Decimal(value)
+        except InvalidOperation as exc:  # pragma: no cover - the pattern rules it out
+            raise ValueError(f"is not a decimal: {value!r}") from exc
+    raise ValueError('must be a decimal string such as "12.50"')
+
+
+DecimalText = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_from_text),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$",
+                    "examples": ["12.50"]}),
+]
+"""A decimal carried as a JSON string, never as a float."""
+
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code",
+                                examples=["EUR"])]
+
+
+class Contract(BaseModel):
+    """Base of every contract model: immutable; unknown fields are ignored so that upstream
+    systems can add fields without breaking us."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
+
+
+class Money(Contract):
+    amount: DecimalText
+    currency: Currency
+
+    @classmethod
+    def of(cls, amount: str | Decimal, currency: str) -> Money:
+        return cls(amount=Decimal(amount), currency=currency)
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+class Tier(StrEnum):
+    standard = "standard"
+    silver = "silver"
+    gold = "gold"
+    platinum = "platinum"
+
+
+class Channel(StrEnum):
+    email = "email"
+    sms = "sms"
+    webhook = "webhook"
+
+
+class Contact(Contract):
+    """How to reach the customer. Used to deliver messages; never logged (kept out of repr)."""
+
+    email: str | None = Field(default=None, repr=False, max_length=320)
+    phone: str | None = Field(default=None, repr=False, max_length=32)
+    webhook_url: str | None = Field(default=None, repr=False, max_length=2048)
+    preferred_channel: Channel = Channel.email
+
+
+class CustomerSnapshot(Contract):
+    """What an upstream event tells us about the customer; Amends keeps no master data."""
+
+    id: str = Field(min_length=1, max_length=128)
+    tier: Tier = Tier.standard
+    lifetime_value: Money | None = None
+    locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    contact: Contact = Field(default_factory=Contact)
+    customer_since: date | None = None

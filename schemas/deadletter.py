@@ -1,0 +1,41 @@
+"""A dead letter: a message a service could not process, kept whole so it can be redriven."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.common import Contract
+from schemas.envelope import CloudEvent
+
+
+class DeadLetterReason(StrEnum):
+    undecodable = "undecodable"
+    invalid = "invalid"
+    unknown_type = "unknown_type"
+    processing_failed = "processing_failed"
+
+
+class DeadLetterHeader(Contract):
+    key: str
+    value_b64: str
+
+
+class DeadLetter(Contract):
+    dead_letter_id: str
+    service: str
+    reason: DeadLetterReason
+    error: str = Field(max_length=8000)
+    topic: str
+    partition: int
+    offset: int
+    key_b64: str | None = None
+    value_b64: str = Field(description="the original message bytes, base64")
+    headers: list[DeadLetterHeader] = Field(default_factory=list)
+    failed_at: AwareDatetime
+
+
+class MessageDeadLettered(CloudEvent[DeadLetter]):
+    type: Literal["amends.message.deadlettered"] = "amends.message.deadlettered"

@@ -1,0 +1,71 @@
+"""An incident: one customer affected by one failure, as detected by intake."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.common import Contract, CustomerSnapshot, Money, deterministic_id
+from schemas.envelope import CloudEvent
+
+
+class IncidentType(StrEnum):
+    delivery_delayed = "delivery_delayed"
+    item_defective = "item_defective"
+    wrong_item = "wrong_item"
+    item_missing = "item_missing"
+    order_cancelled = "order_cancelled"
+    double_charge = "double_charge"
+    support_wait_exceeded = "support_wait_exceeded"
+    service_outage = "service_outage"
+
+
+class Detection(StrEnum):
+    """How the failure came to light: found by Amends first, or told by the customer."""
+
+    proactive = "proactive"
+    customer_reported = "customer_reported"
+    agent_reported = "agent_reported"
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class Incident(Contract):
+    incident_id: str
+    type: IncidentType
+    detection: Detection
+    severity: Severity = Severity.medium
+    customer: CustomerSnapshot
+    tenant: str | None = None
+    occurred_at: AwareDatetime = Field(description="when the failure began for the customer")
+    detected_at: AwareDatetime = Field(description="when Amends detected it (intake's clock)")
+    source: str = Field(description="the upstream source that told us")
+    source_event_id: str | None = None
+    order_id: str | None = None
+    order_value: Money | None = None
+    item_value: Money | None = None
+    item_sku: str | None = None
+    delay_minutes: int | None = Field(default=None, ge=0)
+    delay_band: str | None = None
+    ticket_id: str | None = None
+    wait_minutes: int | None = Field(default=None, ge=0)
+    charged_amount: Money | None = None
+    outage_id: str | None = None
+    outage_minutes: int | None = Field(default=None, ge=0)
+    summary: str = Field(default="", max_length=500)
+
+
+def incident_id(incident_type: IncidentType, *fact: str) -> str:
+    """The incident id from the detected fact (e.g. order and delay band)."""
+    return deterministic_id("incident", incident_type.value, *fact)
+
+
+class IncidentDetected(CloudEvent[Incident]):
+    type: Literal["amends.incident.detected"] = "amends.incident.detected"

@@ -1,0 +1,42 @@
+"""Which contract travels on which topic: the single map the generated documents come from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from schemas import topics
+from schemas.deadletter import MessageDeadLettered
+from schemas.decision import DecisionMade
+from schemas.incident import IncidentDetected
+from schemas.outcome import OutcomeRecorded
+from schemas.upstream import UpstreamEvent
+
+# name of the generated JSON Schema -> the model
+CONTRACTS: dict[str, Any] = {
+    "upstream-event": UpstreamEvent,
+    "incident-detected": IncidentDetected,
+    "decision-made": DecisionMade,
+    "outcome-recorded": OutcomeRecorded,
+    "message-deadlettered": MessageDeadLettered,
+}
+
+# default topic -> the contract name of what travels on it
+TOPIC_CONTRACTS: dict[str, str] = {
+    topics.ORDERS: "upstream-event",
+    topics.SUPPORT: "upstream-event",
+    topics.PAYMENTS: "upstream-event",
+    topics.OUTAGES: "upstream-event",
+    topics.INCIDENTS: "incident-detected",
+    topics.DECISIONS: "decision-made",
+    topics.OUTCOMES: "outcome-recorded",
+    topics.DEADLETTER: "message-deadlettered",
+}
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    schema = TypeAdapter(CONTRACTS[name]).json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://amends.dev/schemas/{name}.schema.json"
+    return schema

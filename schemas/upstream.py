@@ -1,0 +1,174 @@
+"""Events that upstream order, support, payment and status systems send to Amends.
+
+The same JSON is accepted on the upstream Kafka topics and by intake's HTTP API. Each event
+type is a CloudEvent whose `type` selects the model of its `data`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, TypeAdapter
+
+from schemas.common import Contract, CustomerSnapshot, Money
+from schemas.envelope import CloudEvent
+
+
+class OrderItem(Contract):
+    sku: str = Field(min_length=1, max_length=128)
+    name: str = Field(default="", max_length=256)
+    quantity: int = Field(default=1, ge=1)
+    price: Money
+
+
+class OrderPlaced(Contract):
+    order_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    placed_at: AwareDatetime
+    total: Money
+    items: list[OrderItem] = Field(default_factory=list)
+    promised_delivery_at: AwareDatetime | None = None
+
+
+class OrderDelivered(Contract):
+    order_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    delivered_at: AwareDatetime
+    promised_delivery_at: AwareDatetime | None = None
+    total: Money | None = None
+
+
+class CancelledBy(StrEnum):
+    merchant = "merchant"
+    customer = "customer"
+
+
+class OrderCancelled(Contract):
+    order_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    cancelled_at: AwareDatetime
+    cancelled_by: CancelledBy
+    paid: bool = False
+    total: Money | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ItemProblem(StrEnum):
+    defective = "defective"
+    wrong_item = "wrong_item"
+    missing = "missing"
+
+
+class OrderItemReported(Contract):
+    order_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    reported_at: AwareDatetime
+    problem: ItemProblem
+    item: OrderItem
+    order_total: Money | None = None
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class TicketStatus(StrEnum):
+    open = "open"
+    waiting = "waiting"
+    answered = "answered"
+    closed = "closed"
+
+
+class SupportTicketUpdated(Contract):
+    ticket_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    status: TicketStatus
+    opened_at: AwareDatetime
+    updated_at: AwareDatetime
+    first_response_at: AwareDatetime | None = None
+    order_id: str | None = Field(default=None, max_length=128)
+
+
+class PaymentCaptured(Contract):
+    payment_id: str = Field(min_length=1, max_length=128)
+    order_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    amount: Money
+    captured_at: AwareDatetime
+
+
+class OutageSeverity(StrEnum):
+    minor = "minor"
+    major = "major"
+    critical = "critical"
+
+
+class OutageSegment(Contract):
+    """Affected customers given as a segment: those seen within the last `seen_within_hours`."""
+
+    seen_within_hours: int = Field(default=24, ge=1, le=24 * 90)
+
+
+class OutageDeclared(Contract):
+    outage_id: str = Field(min_length=1, max_length=128)
+    service: str = Field(min_length=1, max_length=128)
+    severity: OutageSeverity = OutageSeverity.major
+    started_at: AwareDatetime
+    description: str | None = Field(default=None, max_length=2000)
+    affected_customers: list[CustomerSnapshot] | None = None
+    segment: OutageSegment | None = None
+
+
+class OutageResolved(Contract):
+    outage_id: str = Field(min_length=1, max_length=128)
+    resolved_at: AwareDatetime
+
+
+class OrderPlacedEvent(CloudEvent[OrderPlaced]):
+    type: Literal["order.placed"]
+
+
+class OrderDeliveredEvent(CloudEvent[OrderDelivered]):
+    type: Literal["order.delivered"]
+
+
+class OrderCancelledEvent(CloudEvent[OrderCancelled]):
+    type: Literal["order.cancelled"]
+
+
+class OrderItemReportedEvent(CloudEvent[OrderItemReported]):
+    type: Literal["order.item_reported"]
+
+
+class SupportTicketUpdatedEvent(CloudEvent[SupportTicketUpdated]):
+    type: Literal["support.ticket_updated"]
+
+
+class PaymentCapturedEvent(CloudEvent[PaymentCaptured]):
+    type: Literal["payment.captured"]
+
+
+class OutageDeclaredEvent(CloudEvent[OutageDeclared]):
+    type: Literal["outage.declared"]
+
+
+class OutageResolvedEvent(CloudEvent[OutageResolved]):
+    type: Literal["outage.resolved"]
+
+
+UpstreamEvent = Annotated[
+    OrderPlacedEvent
+    | OrderDeliveredEvent
+    | OrderCancelledEvent
+    | OrderItemReportedEvent
+    | SupportTicketUpdatedEvent
+    | PaymentCapturedEvent
+    | OutageDeclaredEvent
+    | OutageResolvedEvent,
+    Field(discriminator="type"),
+]
+
+UPSTREAM_EVENT_TYPES: tuple[str, ...] = (
+    "order.placed", "order.delivered", "order.cancelled", "order.item_reported",
+    "support.ticket_updated", "payment.captured", "outage.declared", "outage.resolved",
+)
+
+upstream_event_adapter: TypeAdapter[UpstreamEvent] = TypeAdapter(UpstreamEvent)

@@ -1,0 +1,95 @@
+"""What every service's app factory shares: the broker, the database, the lifespan that opens
+and closes them, and the operational endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.clock import Clock, system_clock
+from services.common.http import ops_router
+from services.common.messaging import DeadLetters, KafkaPublisher, ensure_topics, make_broker
+from services.common.mongo import Doc, make_client
+from services.common.settings import ServiceSettings
+
+
+@dataclass
+class Runtime:
+    """The resources of one service process, opened in the lifespan, never at import."""
+
+    settings: ServiceSettings
+    registry: CollectorRegistry
+    clock: Clock
+    broker: KafkaBroker
+    mongo: AsyncMongoClient[Doc]
+    publisher: KafkaPublisher
+    dead_letters: DeadLetters
+    owns_mongo: bool
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def db(self) -> AsyncDatabase[Doc]:
+        return self.mongo[self.settings.mongo_db]
+
+    @classmethod
+    def create(cls, settings: ServiceSettings, *, mongo: AsyncMongoClient[Doc] | None = None,
+               clock: Clock | None = None,
+               registry: CollectorRegistry | None = None) -> Runtime:
+        registry = registry or CollectorRegistry()
+        clock = clock or system_clock
+        broker = make_broker(settings, registry)
+        publisher = KafkaPublisher(broker)
+        return cls(
+            settings=settings, registry=registry, clock=clock, broker=broker,
+            mongo=mongo or make_client(settings.mongo_url), publisher=publisher,
+            dead_letters=DeadLetters(settings.service_name, settings.deadletter_topic,
+                                     publisher, clock, registry),
+            owns_mongo=mongo is None,
+        )
+
+    async def _ping_broker(self) -> None:
+        if not await self.broker.ping(timeout=2.0):
+            raise ConnectionError("Kafka does not answer")
+
+    async def _ping_mongo(self) -> None:
+        await self.mongo.admin.command("ping")
+
+    def app(self, *, title: str, topics: Sequence[str], produces: Sequence[str],
+            version: str = "1") -> FastAPI:
+        """The service's ASGI app; `topics` are created at start when missing, `produces`
+        are the topics it publishes to (declared so the AsyncAPI document lists them)."""
+        for topic in [*produces, self.settings.deadletter_topic]:
+            self.broker.publisher(topic, title=f"{topic}:Publisher")
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            if self.settings.create_topics:
+                await ensure_topics(self.settings.kafka_bootstrap,
+                                    [*topics, self.settings.deadletter_topic],
+                                    self.settings.topic_partitions,
+                                    self.settings.topic_replication)
+            for hook in self.on_start:
+                await hook()
+            await self.broker.start()
+            try:
+                yield
+            finally:
+                await self.broker.stop()
+                for hook in self.on_stop:
+                    await hook()
+                if self.owns_mongo:
+                    await self.mongo.close()
+
+        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        app.include_router(ops_router(self.registry, {"kafka": self._ping_broker,
+                                                      "mongodb": self._ping_mongo}))
+        app.state.runtime = self
+        return app

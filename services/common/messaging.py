@@ -1,0 +1,207 @@
+"""Kafka plumbing shared by the services: the broker, batch subscribers, publishing and
+dead-lettering. Business logic never lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.message import StreamMessage
+from prometheus_client import CollectorRegistry, Counter
+
+from schemas.common import deterministic_id
+from schemas.deadletter import (
+    DeadLetter,
+    DeadLetterHeader,
+    DeadLetterReason,
+    MessageDeadLettered,
+)
+from schemas.envelope import CONTENT_TYPE, CloudEvent
+from services.common.clock import Clock
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+HEADERS = {"content-type": CONTENT_TYPE}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka message, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def of(cls, raw: Any) -> Record:
+        return cls(raw.topic, raw.partition, raw.offset, raw.key, raw.value or b"",
+                   tuple(raw.headers or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish, keyed by customer id so one customer's messages stay ordered."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+def outgoing(topic: str, event: CloudEvent[Any]) -> Outgoing:
+    return Outgoing(topic, event.subject or "", event.model_dump_json().encode())
+
+
+class Publisher(Protocol):
+    async def publish_all(self, messages: Sequence[Outgoing]) -> None:
+        """Publish and wait until the broker has acknowledged every message."""
+
+
+class KafkaPublisher:
+    """Publishes through the broker's idempotent producer without a round trip per message."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish_all(self, messages: Sequence[Outgoing]) -> None:
+        if not messages:
+            return
+        futures = [
+            await self._broker.publish(m.value, m.topic, key=m.key.encode(), headers=HEADERS,
+                                       no_confirm=True)
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+
+class DeadLetters:
+    """Sends what a service cannot process to the dead-letter topic, whole, with the reason."""
+
+    def __init__(self, service: str, topic: str, publisher: Publisher, clock: Clock,
+                 registry: CollectorRegistry) -> None:
+        self._service = service
+        self._topic = topic
+        self._publisher = publisher
+        self._clock = clock
+        self.counter = Counter(
+            "amends_dead_letters_total", "Messages sent to the dead-letter topic",
+            ["service", "reason"], registry=registry,
+        )
+
+    def letter(self, record: Record, reason: DeadLetterReason, error: str) -> Outgoing:
+        now = self._clock()
+        letter = DeadLetter(
+            dead_letter_id=deterministic_id("deadletter", self._service, record.topic,
+                                            str(record.partition), str(record.offset)),
+            service=self._service,
+            reason=reason,
+            error=error[:8000],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
+            value_b64=base64.b64encode(record.value).decode(),
+            headers=[DeadLetterHeader(key=k, value_b64=base64.b64encode(v).decode())
+                     for k, v in record.headers],
+            failed_at=now,
+        )
+        event = MessageDeadLettered(id=letter.dead_letter_id, source=f"amends/{self._service}",
+                                    time=now, subject=letter.topic, data=letter)
+        key = record.key.decode(errors="replace") if record.key is not None else ""
+        return Outgoing(self._topic, key, event.model_dump_json().encode())
+
+    async def send(self, letters: Sequence[tuple[Record, DeadLetterReason, str]]) -> None:
+        if not letters:
+            return
+        await self._publisher.publish_all([self.letter(*item) for item in letters])
+        for record, reason, error in letters:
+            self.counter.labels(self._service, reason.value).inc()
+            log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition,
+                        record.offset, reason.value, error[:300])
+
+
+def make_broker(settings: ServiceSettings, registry: CollectorRegistry) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=f"amends-{settings.service_name}",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        middlewares=[KafkaPrometheusMiddleware(registry=registry,
+                                               app_name=settings.service_name)],
+        graceful_timeout=15.0,
+    )
+
+
+async def _raw_batch(message: StreamMessage[Any]) -> list[bytes]:
+    # Bodies stay bytes: the service parses each one so a bad one can be dead-lettered alone.
+    return list(message.body)
+
+
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
+
+
+def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Sequence[str],
+                      handle: BatchHandler, *, name: str,
+                      retry_delay: Callable[[int], float] | None = None) -> None:
+    """Consume `topics` in batches in the service's group; offsets are committed only after
+    `handle` returns. When it raises (broker or database trouble), the batch is redelivered
+    after a growing pause instead of being skipped or crash-looping."""
+    failures = 0
+    delay = retry_delay or (lambda n: min(30.0, 0.5 * 2 ** min(n, 6)))
+
+    async def on_batch(body: list[bytes], message: KafkaMessage) -> None:
+        nonlocal failures
+        del body  # the raw records carry the same bytes plus their coordinates
+        records = [Record.of(raw) for raw in message.raw_message]
+        try:
+            await handle(records)
+        except Exception:
+            failures += 1
+            log.exception("%s: batch of %d failed (attempt %d); it will be redelivered",
+                          name, len(records), failures)
+            await asyncio.sleep(delay(failures))
+            raise
+        failures = 0
+
+    on_batch.__name__ = name
+    broker.subscriber(
+        *topics,
+        batch=True,
+        group_id=settings.group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        decoder=_raw_batch,
+    )(on_batch)
+
+
+async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int,
+                        replication: int = 1) -> None:
+    """Create the topics that are missing (several partitions each); existing ones are kept."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in dict.fromkeys(names) if n not in existing]
+        if missing:
+            # Another process may create the same topic at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(n, partitions, replication)
+                                           for n in missing])
+    finally:
+        await admin.close()

@@ -1,0 +1,46 @@
+"""MongoDB helpers: the client, and insert-once semantics on unique `_id`s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+Doc = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+def make_client(url: str) -> AsyncMongoClient[Doc]:
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000,
+                            uuidRepresentation="standard")
+
+
+async def insert_new(collection: AsyncCollection[Doc],
+                     docs: Sequence[Doc]) -> set[Any]:
+    """Insert every document whose `_id` is new; a duplicate key means "already done".
+
+    Returns the ids inserted by this call. Any error other than a duplicate key is raised.
+    """
+    if not docs:
+        return set()
+    ids = [d["_id"] for d in docs]
+    try:
+        await collection.insert_many(list(docs), ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if other or exc.details.get("writeConcernErrors"):
+            raise
+        duplicate = {ids[e["index"]] for e in errors}
+        return {i for i in ids if i not in duplicate}
+    return set(ids)
+
+
+async def set_flag(collection: AsyncCollection[Doc], ids: Iterable[Any], field: str,
+                   value: Any) -> None:
+    ops = [UpdateOne({"_id": i}, {"$set": {field: value}}) for i in ids]
+    if ops:
+        await collection.bulk_write(ops, ordered=False)

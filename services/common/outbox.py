@@ -1,0 +1,60 @@
+"""Record, then publish: the idempotent step every service takes with what it produces.
+
+A record is inserted once under its deterministic `_id` (a duplicate means "already done"),
+then its message is published unless an earlier run already published it, then it is marked
+published. A crash between the steps is repaired by the redelivery of the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.messaging import Outgoing, Publisher
+from services.common.mongo import Doc, insert_new, set_flag
+
+
+class Outbox(Protocol):
+    async def add_new(self, docs: Sequence[Doc]) -> set[Any]:
+        """Insert the documents whose `_id` is new; return the ids inserted."""
+
+    async def published(self, ids: Sequence[Any]) -> set[Any]:
+        """Which of these ids were published already."""
+
+    async def mark_published(self, ids: Sequence[Any]) -> None: ...
+
+
+class MongoOutbox:
+    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+        self.collection = collection
+
+    async def add_new(self, docs: Sequence[Doc]) -> set[Any]:
+        return await insert_new(self.collection, docs)
+
+    async def published(self, ids: Sequence[Any]) -> set[Any]:
+        if not ids:
+            return set()
+        cursor = self.collection.find({"_id": {"$in": list(ids)}, "published": True},
+                                      {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
+    async def mark_published(self, ids: Sequence[Any]) -> None:
+        await set_flag(self.collection, ids, "published", value=True)
+
+
+async def record_then_publish(outbox: Outbox, publisher: Publisher,
+                              items: Sequence[tuple[Doc, Outgoing]]) -> set[Any]:
+    """Store each document once and publish its message once; returns the ids that are new."""
+    if not items:
+        return set()
+    # The same record twice in one batch (a duplicate upstream event) is one record.
+    unique = list({doc["_id"]: (doc, msg) for doc, msg in items}.values())
+    new = await outbox.add_new([{**doc, "published": False} for doc, _ in unique])
+    seen_before = [doc["_id"] for doc, _ in unique if doc["_id"] not in new]
+    done = await outbox.published(seen_before)
+    to_publish = [(doc["_id"], msg) for doc, msg in unique if doc["_id"] not in done]
+    await publisher.publish_all([msg for _, msg in to_publish])
+    await outbox.mark_published([i for i, _ in to_publish])
+    return new

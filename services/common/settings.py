@@ -1,0 +1,56 @@
+"""Settings shared by every service; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from schemas import topics
+
+
+class ServiceSettings(BaseSettings):
+    """Connection, topic and batching settings.
+
+    A value is read from the service's own prefix first (`AMENDS_INTAKE_KAFKA_BOOTSTRAP`),
+    then from the shared `AMENDS_` prefix (`AMENDS_KAFKA_BOOTSTRAP`), then the default.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AMENDS_SERVICE_", extra="ignore")
+    service_name: ClassVar[str] = "service"
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "amends"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    create_topics: bool = Field(default=True, description="create missing topics at start")
+    topic_partitions: int = topics.DEFAULT_PARTITIONS
+    topic_replication: int = Field(default=1, ge=1)
+    deadletter_topic: str = topics.DEADLETTER
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=50, ge=1)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        shared = EnvSettingsSource(settings_cls, env_prefix="AMENDS_")
+        return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+    @property
+    def group_id(self) -> str:
+        """Every consumer of a service is in the consumer group named after it."""
+        return self.service_name

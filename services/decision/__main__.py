@@ -1,0 +1,3 @@
+from services.decision.main import main
+
+main()

@@ -1,0 +1,3 @@
+from services.fulfilment.main import main
+
+main()

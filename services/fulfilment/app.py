@@ -1,0 +1,39 @@
+"""Fulfilment's app factory: wires the decision consumer, the ledgers and the HTTP endpoints."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from services.common.app import Runtime
+from services.common.clock import Clock
+from services.common.messaging import Record, subscribe_batches
+from services.common.mongo import Doc
+from services.fulfilment.adapters.mongo import FulfilmentStore
+from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
+from services.fulfilment.settings import FulfilmentSettings
+
+
+def create_app(settings: FulfilmentSettings | None = None, *,
+               mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
+               registry: CollectorRegistry | None = None) -> FastAPI:
+    settings = settings or FulfilmentSettings()
+    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
+    store = FulfilmentStore(runtime.db)
+    service = FulfilmentService(settings=settings, store=store, publisher=runtime.publisher,
+                                dead_letters=runtime.dead_letters, clock=runtime.clock,
+                                metrics=FulfilmentMetrics(runtime.registry))
+    runtime.on_start.append(store.create_indexes)
+
+    async def when_decisions_made(records: list[Record]) -> None:
+        await service.handle_decisions(records)
+
+    subscribe_batches(runtime.broker, settings, [settings.decisions_topic],
+                      when_decisions_made, name="when_decisions_made")
+    app = runtime.app(title="Amends fulfilment",
+                      topics=[settings.decisions_topic, settings.outcomes_topic,
+                              settings.tasks_topic],
+                      produces=[settings.outcomes_topic])
+    app.state.service = service
+    return app

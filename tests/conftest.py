@@ -1,0 +1,33 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.common.mongo import Doc, make_client
+from tests.infra import Infra, provide
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    with provide() as found:
+        yield found
+
+
+@pytest.fixture
+def suffix() -> str:
+    """A random suffix, so each test has its own topics and database and cleans up nothing."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def mongo(infra: Infra) -> AsyncIterator[AsyncMongoClient[Doc]]:
+    client = make_client(infra.mongo_url)
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -1,0 +1,89 @@
+"""The local stack survives a crash: after SIGKILL, `up` brings each process back with its
+data. Runs a second stack on free ports in a state directory of its own, so the stack the
+other tests use is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from pymongo import MongoClient
+
+from amends import stack
+from tests.kafka_tools import produce
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kill(settings: stack.StackSettings, name: str) -> None:
+    proc = stack.Process(name, settings.run_dir)
+    pid = proc.pid()
+    assert pid is not None, f"{name} is not running"
+    os.killpg(pid, signal.SIGKILL)
+    while proc.pid() is not None:
+        pass
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        for _ in range(50):
+            batch = await consumer.getmany(timeout_ms=200)
+            values.extend(r.value for records in batch.values() for r in records)
+            if values:
+                break
+        return values
+    finally:
+        await consumer.stop()
+
+
+def test_killed_processes_come_back_with_their_data(tmp_path: Path) -> None:
+    settings = stack.StackSettings(
+        state_dir=tmp_path / "state", kafka_port=_free_port(),
+        kafka_controller_port=_free_port(), mongo_port=_free_port(), kafka_heap="512m",
+        cache_dir_override=stack.StackSettings().cache_dir,
+    )
+    try:
+        assert stack.up(settings) == {"ferretdb": "started", "kafka": "started"}
+        assert stack.up(settings) == {"ferretdb": "already running", "kafka": "already running"}
+        with MongoClient[dict[str, Any]](settings.mongo_url) as client:
+            client["crash"]["kept"].insert_one({"_id": "before-crash"})
+        asyncio.run(produce(settings.kafka_bootstrap, "crash.kept", [("k", b"before-crash")]))
+
+        _kill(settings, "kafka")
+        _kill(settings, "ferretdb")
+        assert not any(row.answering for row in stack.status(settings)[:2])
+
+        assert stack.up(settings) == {"ferretdb": "started", "kafka": "started"}
+        with MongoClient[dict[str, Any]](settings.mongo_url) as client:
+            assert client["crash"]["kept"].find_one({"_id": "before-crash"}) is not None
+        assert asyncio.run(_read_all(settings.kafka_bootstrap, "crash.kept")) == [b"before-crash"]
+    finally:
+        stack.down(settings)
+    assert all(row.pid is None for row in stack.status(settings))
+
+
+def test_a_port_taken_by_someone_else_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = stack.StackSettings(state_dir=tmp_path, mongo_port=port,
+                                       cache_dir_override=stack.StackSettings().cache_dir)
+        with pytest.raises(stack.StackError, match=f"port {port} is already taken"):
+            stack.start_ferretdb(settings)

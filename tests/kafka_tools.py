@@ -1,0 +1,50 @@
+"""Small helpers for tests that talk to the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key.encode()) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def as_json(events: Sequence[Any]) -> list[tuple[str, bytes]]:
+    """(key, bytes) pairs for CloudEvent dicts, keyed by their subject (the customer id)."""
+    return [(e["subject"], json.dumps(e).encode()) for e in events]
+
+
+async def collect(bootstrap: str, topic: str, until: Callable[[list[dict[str, Any]]], bool],
+                  *, timeout_s: float = 60.0, settle_s: float = 0.0) -> list[dict[str, Any]]:
+    """Read `topic` from the start until `until(messages)` holds (or the timeout passes), then
+    keep reading `settle_s` more seconds so that extra messages would be seen too."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    seen: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        done_at: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                seen.extend(json.loads(r.value) for r in records)
+            if done_at is None and until(seen):
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at >= settle_s:
+                break
+    finally:
+        await consumer.stop()
+    return seen
