@@ -15,7 +15,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, system_clock
 from services.common.http import ops_router
-from services.common.messaging import DeadLetters, KafkaPublisher, ensure_topics, make_broker
+from services.common.messaging import (
+    BatchHandler,
+    ConsumerMetrics,
+    DeadLetters,
+    KafkaPublisher,
+    ensure_topics,
+    make_broker,
+    subscribe_batches,
+)
 from services.common.mongo import Doc, make_client
 from services.common.settings import ServiceSettings
 
@@ -31,6 +39,7 @@ class Runtime:
     mongo: AsyncMongoClient[Doc]
     publisher: KafkaPublisher
     dead_letters: DeadLetters
+    consumer_metrics: ConsumerMetrics
     owns_mongo: bool
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -52,8 +61,15 @@ class Runtime:
             mongo=mongo or make_client(settings.mongo_url), publisher=publisher,
             dead_letters=DeadLetters(settings.service_name, settings.deadletter_topic,
                                      publisher, clock, registry),
+            consumer_metrics=ConsumerMetrics(registry),
             owns_mongo=mongo is None,
         )
+
+    def consume(self, topics: Sequence[str], handle: BatchHandler, *, name: str) -> None:
+        """Consume `topics` in batches in the service's consumer group (see
+        `subscribe_batches`)."""
+        subscribe_batches(self.broker, self.settings, topics, handle, name=name,
+                          metrics=self.consumer_metrics)
 
     async def _ping_broker(self) -> None:
         if not await self.broker.ping(timeout=2.0):

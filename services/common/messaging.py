@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.common import deterministic_id
 from schemas.deadletter import (
@@ -154,8 +155,27 @@ async def _raw_batch(message: StreamMessage[Any]) -> list[bytes]:
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
 
 
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge("amends_consumer_lag_messages",
+                         "Messages behind the end of each consumed partition",
+                         ["topic", "partition"], registry=registry)
+        self.batch_failures = Counter("amends_batch_failures_total",
+                                      "Batches that failed and will be redelivered",
+                                      ["handler"], registry=registry)
+
+    def observe_lag(self, consumer: Any, records: Sequence[Record]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for record in records:
+            last[record.topic, record.partition] = record.offset
+        for (topic, partition), offset in last.items():
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                self.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
+
+
 def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Sequence[str],
-                      handle: BatchHandler, *, name: str,
+                      handle: BatchHandler, *, name: str, metrics: ConsumerMetrics,
                       retry_delay: Callable[[int], float] | None = None) -> None:
     """Consume `topics` in batches in the service's group; offsets are committed only after
     `handle` returns. When it raises (broker or database trouble), the batch is redelivered
@@ -167,10 +187,12 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         nonlocal failures
         del body  # the raw records carry the same bytes plus their coordinates
         records = [Record.of(raw) for raw in message.raw_message]
+        metrics.observe_lag(message.consumer, records)
         try:
             await handle(records)
         except Exception:
             failures += 1
+            metrics.batch_failures.labels(name).inc()
             log.exception("%s: batch of %d failed (attempt %d); it will be redelivered",
                           name, len(records), failures)
             await asyncio.sleep(delay(failures))

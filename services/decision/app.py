@@ -8,7 +8,7 @@ from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
 from services.common.clock import Clock
-from services.common.messaging import Record, subscribe_batches
+from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision.adapters.mongo import DecisionStore
 from services.decision.service import DecisionMetrics, DecisionService
@@ -29,8 +29,8 @@ def create_app(settings: DecisionSettings | None = None, *,
     async def when_incidents_detected(records: list[Record]) -> None:
         await service.handle_incidents(records)
 
-    subscribe_batches(runtime.broker, settings, [settings.incidents_topic],
-                      when_incidents_detected, name="when_incidents_detected")
+    runtime.consume([settings.incidents_topic],
+                    when_incidents_detected, name="when_incidents_detected")
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic],

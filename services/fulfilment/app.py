@@ -8,7 +8,7 @@ from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
 from services.common.clock import Clock
-from services.common.messaging import Record, subscribe_batches
+from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
@@ -29,8 +29,8 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     async def when_decisions_made(records: list[Record]) -> None:
         await service.handle_decisions(records)
 
-    subscribe_batches(runtime.broker, settings, [settings.decisions_topic],
-                      when_decisions_made, name="when_decisions_made")
+    runtime.consume([settings.decisions_topic],
+                    when_decisions_made, name="when_decisions_made")
     app = runtime.app(title="Amends fulfilment",
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],

@@ -8,7 +8,7 @@ from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
 from services.common.clock import Clock
-from services.common.messaging import Record, subscribe_batches
+from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.intake.adapters.mongo import IntakeStore
 from services.intake.service import IntakeMetrics, IntakeService
@@ -29,8 +29,8 @@ def create_app(settings: IntakeSettings | None = None, *,
     async def when_upstream_events_arrive(records: list[Record]) -> None:
         await service.handle_upstream(records)
 
-    subscribe_batches(runtime.broker, settings, settings.upstream_topics,
-                      when_upstream_events_arrive, name="when_upstream_events_arrive")
+    runtime.consume(settings.upstream_topics,
+                    when_upstream_events_arrive, name="when_upstream_events_arrive")
     app = runtime.app(title="Amends intake",
                       topics=[*settings.upstream_topics, settings.incidents_topic],
                       produces=[settings.incidents_topic])

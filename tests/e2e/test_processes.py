@@ -101,3 +101,4 @@ async def test_services_as_processes_apologise_for_late_deliveries(
     assert alive.json() == {"status": "alive"}
     assert 'amends_actions_total{kind="apology",result="succeeded"} 5.0' in metrics
     assert "amends_time_to_apology_seconds_count 5.0" in metrics
+    assert 'amends_consumer_lag_messages{partition=' in metrics
