@@ -9,13 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from amends import stack
+from amends import cli_ops, stack
 
 app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
                   add_completion=False)
 stack_app = typer.Typer(help="The local stack: Kafka and FerretDB on this machine.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+app.add_typer(cli_ops.dlq_app, name="dlq")
+app.command()(cli_ops.replay)
 # Piped output (CI, `make demo | tee`) gets a width that fits the tables.
 console = Console(width=None if Console().is_terminal else 140)
 

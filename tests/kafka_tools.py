@@ -48,3 +48,8 @@ async def collect(bootstrap: str, topic: str, until: Callable[[list[dict[str, An
     finally:
         await consumer.stop()
     return seen
+
+
+def until_timeout(_: list[dict[str, Any]]) -> bool:
+    """A `collect` condition that never holds: read for the whole timeout."""
+    return False

@@ -1,0 +1,202 @@
+"""`amends replay` and `amends dlq ...`: the operators' tools for topics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo import AsyncMongoClient
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from amends import ops
+from schemas import topics
+
+console = Console(width=None if Console().is_terminal else 140)
+dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
+
+
+class OpsSettings(BaseSettings):
+    """Where the tools find the broker and the database (the services' shared variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    deadletter_topic: str = topics.DEADLETTER
+    ops_db: str = "amends_ops"
+
+
+def _position(text: str | None, what: str) -> ops.Position | None:
+    if text is None:
+        return None
+    try:
+        return ops.Position.parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=what) from None
+
+
+def replay(
+    topic: Annotated[str, typer.Option(help="the topic to read")],
+    from_: Annotated[str, typer.Option("--from", help="RFC 3339 time, offset, or earliest")],
+    to: Annotated[str | None, typer.Option(help="RFC 3339 time or offset (default: the end "
+                                                "when the replay starts)")] = None,
+    customer: Annotated[str | None, typer.Option(help="only this customer's messages")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="only this event or incident "
+                                                             "type")] = None,
+    into: Annotated[str | None, typer.Option(help="publish here (default: the same topic)")
+                    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="count what would be replayed")] = False,
+    rate: Annotated[float | None, typer.Option(help="at most N messages per second")] = None,
+) -> None:
+    """Re-publish a slice of a topic, keys and headers kept (safe: everything is idempotent)."""
+    settings = OpsSettings()
+    start = _position(from_, "--from")
+    assert start is not None
+    stop = _position(to, "--to")
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(f"replaying {topic}", total=None)
+        try:
+            summary = asyncio.run(ops.replay(
+                settings.kafka_bootstrap, topic, start=start, stop=stop, into=into,
+                only=ops.ReplayFilter(customer, type_), dry_run=dry_run, rate=rate,
+                on_total=lambda n: bar.update(task, total=n),
+                on_progress=lambda n: bar.advance(task, n)))
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    table = Table(title=f"replay of {summary.topic} into {summary.into}"
+                        + (" (dry run)" if dry_run else ""))
+    for column in ("partition", "scanned", "matched"):
+        table.add_column(column, justify="right")
+    for partition, (scanned, matched) in summary.per_partition.items():
+        table.add_row(str(partition), str(scanned), str(matched))
+    table.add_row("all", str(summary.scanned), str(summary.matched), style="bold")
+    console.print(table)
+    verb = "would publish" if dry_run else "published"
+    console.print(f"{verb} {summary.matched if dry_run else summary.published} messages in "
+                  f"{summary.seconds:.1f}s")
+
+
+async def _letters_and_redrives(settings: OpsSettings) -> tuple[list[ops.Letter], set[str]]:
+    letters = await ops.read_dead_letters(settings.kafka_bootstrap, settings.deadletter_topic)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url,
+                                                                 serverSelectionTimeoutMS=3000)
+    try:
+        done = {d["_id"] async for d in client[settings.ops_db]["redrives"].find({}, {"_id": 1})}
+    finally:
+        await client.close()
+    return letters, done
+
+
+def _select(letters: list[ops.Letter], service: str | None,
+            reason: str | None) -> list[ops.Letter]:
+    return [item for item in letters
+            if (service is None or item.letter.service == service)
+            and (reason is None or item.letter.reason.value == reason)]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: Annotated[str | None, typer.Option(help="only this service's")] = None,
+    reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
+    limit: Annotated[int, typer.Option(help="rows to show (newest)")] = 50,
+) -> None:
+    """Dead letters by service and reason, then the newest ones."""
+    settings = OpsSettings()
+    letters, redriven = asyncio.run(_letters_and_redrives(settings))
+    chosen = _select(letters, service, reason)
+    counts = Counter((i.letter.service, i.letter.reason.value) for i in chosen)
+    summary = Table(title=f"dead letters on {settings.deadletter_topic}")
+    for column in ("service", "reason", "count"):
+        summary.add_column(column, justify="right" if column == "count" else "left")
+    for (svc, why), count in sorted(counts.items()):
+        summary.add_row(svc, why, str(count))
+    console.print(summary)
+    rows = Table(title=f"newest {min(limit, len(chosen))} of {len(chosen)}")
+    for column in ("id", "service", "reason", "from", "failed at", "redriven", "error"):
+        rows.add_column(column, overflow="fold")
+    for item in chosen[-limit:][::-1]:
+        letter = item.letter
+        rows.add_row(letter.dead_letter_id, letter.service, letter.reason.value,
+                     f"{letter.topic}[{letter.partition}]@{letter.offset}",
+                     letter.failed_at.isoformat(timespec="seconds"),
+                     "yes" if letter.dead_letter_id in redriven else "no", letter.error[:120])
+    console.print(rows)
+
+
+@dlq_app.command("show")
+def dlq_show(dead_letter_id: Annotated[str, typer.Argument(help="the dead letter's id")]) -> None:
+    """One dead letter: where it came from, why it failed, and its original payload."""
+    settings = OpsSettings()
+    letters, redriven = asyncio.run(_letters_and_redrives(settings))
+    found = next((i for i in letters if i.letter.dead_letter_id == dead_letter_id), None)
+    if found is None:
+        console.print(f"[red]error:[/red] no dead letter {dead_letter_id!r} on "
+                      f"{settings.deadletter_topic}")
+        raise typer.Exit(1)
+    letter = found.letter
+    console.print(f"[bold]{letter.dead_letter_id}[/bold]  {letter.service} / "
+                  f"{letter.reason.value}  from {letter.topic}[{letter.partition}]@"
+                  f"{letter.offset}  failed {letter.failed_at.isoformat()}  "
+                  f"redriven: {'yes' if letter.dead_letter_id in redriven else 'no'}")
+    console.print(f"[bold]error:[/bold] {letter.error}")
+    console.print(f"[bold]key:[/bold] {found.key!r}")
+    for key, value in found.headers:
+        console.print(f"[bold]header[/bold] {key}: {value.decode(errors='replace')}")
+    console.print("[bold]payload:[/bold]")
+    console.print(found.original.decode(errors="replace"), markup=False, highlight=False)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[str] | None, typer.Argument(help="dead letter ids")] = None,
+    service: Annotated[str | None, typer.Option(help="all of this service's")] = None,
+    reason: Annotated[str | None, typer.Option(help="all with this reason")] = None,
+    again: Annotated[bool, typer.Option(help="include ones redriven before")] = False,
+    dry_run: Annotated[bool, typer.Option(help="say what would be redriven")] = False,
+) -> None:
+    """Send dead letters back to their original topic after a fix."""
+    if not ids and service is None and reason is None:
+        raise typer.BadParameter("name dead letter ids, or select with --service/--reason")
+    settings = OpsSettings()
+    letters, redriven = asyncio.run(_letters_and_redrives(settings))
+    chosen = _select(letters, service, reason)
+    if ids:
+        wanted = set(ids)
+        chosen = [i for i in chosen if i.letter.dead_letter_id in wanted]
+        missing = wanted - {i.letter.dead_letter_id for i in chosen}
+        if missing:
+            console.print(f"[red]error:[/red] not found: {', '.join(sorted(missing))}")
+            raise typer.Exit(1)
+    if not again:
+        chosen = [i for i in chosen if i.letter.dead_letter_id not in redriven]
+    if dry_run:
+        console.print(f"would redrive {len(chosen)} dead letters")
+        return
+    count = asyncio.run(_redrive_and_record(settings, chosen))
+    console.print(f"redrove {count} dead letters to their original topics")
+
+
+async def _redrive_and_record(settings: OpsSettings, letters: list[ops.Letter]) -> int:
+    count = await ops.redrive(settings.kafka_bootstrap, letters)
+    if not letters:
+        return count
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
+    try:
+        now = datetime.now(UTC)
+        collection = client[settings.ops_db]["redrives"]
+        for item in letters:
+            await collection.update_one({"_id": item.letter.dead_letter_id},
+                                        {"$set": {"redriven_at": now},
+                                         "$inc": {"times": 1}}, upsert=True)
+    finally:
+        await client.close()
+    return count

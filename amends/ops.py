@@ -1,0 +1,269 @@
+"""Operations on topics: replay a slice of a topic, and list, show and redrive dead letters.
+
+Replays and redrives are safe because every id and effect in Amends is idempotent: what was
+processed before lands on the same records again and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
+
+from schemas.deadletter import DeadLetter, MessageDeadLettered
+
+Progress = Callable[[int], None]
+
+
+def _nothing(_: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a replay starts or stops: a time (RFC 3339), an offset on every partition,
+    or the beginning/end of the topic."""
+
+    time: datetime | None = None
+    offset: int | None = None
+    edge: str | None = None  # "earliest" or "latest"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        if text in {"earliest", "latest", "beginning", "end"}:
+            return cls(edge="earliest" if text in {"earliest", "beginning"} else "latest")
+        if text.isdigit():
+            return cls(offset=int(text))
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is neither an offset, an RFC 3339 time with offset, "
+                             "nor earliest/latest") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{text!r} has no UTC offset (e.g. 2026-11-23T09:00:00+00:00)")
+        return cls(time=moment)
+
+
+@dataclass(frozen=True)
+class ReplayFilter:
+    customer: str | None = None
+    event_type: str | None = None
+
+    def matches(self, key: bytes | None, value: bytes) -> bool:
+        if self.customer is not None and (key or b"").decode(errors="replace") != self.customer:
+            return False
+        if self.event_type is None:
+            return True
+        try:
+            event = json.loads(value)
+        except ValueError:
+            return False
+        if not isinstance(event, dict):
+            return False
+        data = event.get("data")
+        inner = data.get("type") if isinstance(data, dict) else None
+        return self.event_type in {event.get("type"), inner}
+
+
+@dataclass
+class ReplaySummary:
+    topic: str
+    into: str
+    dry_run: bool
+    scanned: int = 0
+    matched: int = 0
+    published: int = 0
+    seconds: float = 0.0
+    per_partition: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The topic's partitions; ValueError when the topic does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise ValueError(f"topic {topic!r} does not exist")
+    return [TopicPartition(topic, p["partition"])
+            for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+
+
+async def _resolve(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition],
+                   position: Position, *, default: str) -> dict[TopicPartition, int]:
+    edge = position.edge or (None if position.time or position.offset is not None else default)
+    if edge == "earliest":
+        return dict(await consumer.beginning_offsets(list(partitions)))
+    ends = dict(await consumer.end_offsets(list(partitions)))
+    if edge == "latest":
+        return ends
+    if position.offset is not None:
+        return {tp: min(position.offset, ends[tp]) for tp in partitions}
+    assert position.time is not None
+    stamp = int(position.time.timestamp() * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(partitions, stamp))
+    return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp])
+            for tp in partitions}
+
+
+async def replay(bootstrap: str, topic: str, *, start: Position, stop: Position | None = None,
+                 into: str | None = None, only: ReplayFilter | None = None,
+                 dry_run: bool = False, rate: float | None = None,
+                 on_total: Progress = _nothing, on_progress: Progress = _nothing,
+                 ) -> ReplaySummary:
+    """Re-publish the records of `topic` between `start` and `stop` (default: its end when the
+    replay began) into `into` (default: the same topic), keeping keys and headers."""
+    only = only or ReplayFilter()
+    summary = ReplaySummary(topic, into or topic, dry_run)
+    began = time.monotonic()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                linger_ms=5)
+    await consumer.start()
+    if not dry_run:
+        await producer.start()
+    try:
+        partitions = await partitions_of(bootstrap, topic)
+        begin = await _resolve(consumer, partitions, start, default="earliest")
+        end = await _resolve(consumer, partitions, stop or Position(edge="latest"),
+                             default="latest")
+        todo = {tp: (begin[tp], end[tp]) for tp in partitions if begin[tp] < end[tp]}
+        on_total(sum(b - a for a, b in todo.values()))
+        await _copy(consumer, None if dry_run else producer, todo, summary, only=only,
+                    rate=rate, on_progress=on_progress)
+    finally:
+        await consumer.stop()
+        if not dry_run:
+            await producer.stop()
+    summary.seconds = time.monotonic() - began
+    return summary
+
+
+async def _copy(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer | None,
+                todo: dict[TopicPartition, tuple[int, int]], summary: ReplaySummary, *,
+                only: ReplayFilter, rate: float | None, on_progress: Progress) -> None:
+    """Read each partition from its first to its last offset, publishing what matches."""
+    began = time.monotonic()
+    consumer.assign(list(todo))
+    for tp, (first, _) in todo.items():
+        consumer.seek(tp, first)
+    counts = {tp.partition: [0, 0] for tp in todo}
+    pending: list[asyncio.Future[Any]] = []
+    while todo:
+        batch = await consumer.getmany(*todo, timeout_ms=500, max_records=1000)
+        for tp, records in batch.items():
+            end = todo[tp][1]
+            inside = [r for r in records if r.offset < end]
+            summary.scanned += len(inside)
+            counts[tp.partition][0] += len(inside)
+            on_progress(len(inside))
+            for record in inside:
+                if not only.matches(record.key, record.value):
+                    continue
+                summary.matched += 1
+                counts[tp.partition][1] += 1
+                if producer is None:
+                    continue
+                if rate:
+                    await _pace(summary.published, rate, began)
+                pending.append(await producer.send(summary.into, record.value, key=record.key,
+                                                   headers=list(record.headers or ())))
+                summary.published += 1
+            if records and records[-1].offset + 1 >= end:
+                del todo[tp]
+                consumer.pause(tp)
+        if len(pending) >= 1000:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    summary.per_partition = {p: (c[0], c[1]) for p, c in sorted(counts.items())}
+
+
+async def _pace(sent: int, rate: float, began: float) -> None:
+    due = began + sent / rate
+    delay = due - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+# --- dead letters ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A dead letter read back from the dead-letter topic."""
+
+    letter: DeadLetter
+    topic_offset: int
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.letter.value_b64)
+
+    @property
+    def key(self) -> bytes | None:
+        return base64.b64decode(self.letter.key_b64) if self.letter.key_b64 else None
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [(h.key, base64.b64decode(h.value_b64)) for h in self.letter.headers]
+
+
+async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
+    """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    letters: list[Letter] = []
+    try:
+        try:
+            partitions = await partitions_of(bootstrap, topic)
+        except ValueError:
+            return []
+        ends = await consumer.end_offsets(partitions)
+        todo = {tp for tp in partitions if ends[tp] > 0}
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while todo:
+            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    try:
+                        event = MessageDeadLettered.model_validate_json(record.value)
+                    except ValidationError:
+                        continue
+                    letters.append(Letter(event.data, record.offset))
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    todo.discard(tp)
+            if not batch:
+                positions = {tp: await consumer.position(tp) for tp in todo}
+                todo = {tp for tp in todo if positions[tp] < ends[tp]}
+    finally:
+        await consumer.stop()
+    letters.sort(key=lambda item: item.letter.failed_at)
+    return letters
+
+
+async def redrive(bootstrap: str, letters: Sequence[Letter]) -> int:
+    """Publish each letter's original bytes, key and headers to its original topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [await producer.send(item.letter.topic, item.original, key=item.key,
+                                       headers=item.headers) for item in letters]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(letters)
