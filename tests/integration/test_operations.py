@@ -109,9 +109,9 @@ async def test_dead_letters_are_listed_shown_and_redriven_byte_for_byte(
         assert "redrove 0 dead letters" in again.output, again.output
 
         # Still broken, so the redriven copies come back as two new dead letters.
-        letters = await collect(infra.kafka_bootstrap, pipeline.topics.deadletter,
-                                lambda s: len(s) >= 4, settle_s=1.0)
-    assert len(letters) == 4
+        all_letters = await collect(infra.kafka_bootstrap, pipeline.topics.deadletter,
+                                    lambda s: len(s) >= 4, settle_s=1.0)
+    assert len(all_letters) == 4
     raw = await _raw_values(infra.kafka_bootstrap, pipeline.topics.orders)
     assert raw.count(bad[0][1]) == 2
     assert raw.count(bad[1][1]) == 2
