@@ -1,0 +1,206 @@
+"""The global daily compensation budget in MongoDB: an append-only ledger, reserved
+atomically by inserts alone.
+
+Why inserts: a unique index is the one primitive that is atomic on every server Amends runs
+on. FerretDB v1 applies an update by reading the document, changing it and writing it back,
+so racing `$inc`s or conditional updates lose writes (see docs/adr/0002). An insert under a
+unique key, though, succeeds for exactly one of the racers.
+
+So each day and currency has a chain of ledger entries numbered 0, 1, 2, ...; entry 0 holds
+the limit, every later entry the amount it takes (or gives back) and the running total spent.
+To reserve, a decider reads the last entry and inserts the next one; if another decider
+inserted that number first, the insert fails and it tries again on the new last entry. The
+running total can therefore never pass the limit.
+
+Each decision's reservation is also recorded under its decision id (an "intent" first, then
+"reserved"), and each ledger entry lists the decisions it reserved for, so a batch that was
+interrupted between the two writes is finished, never booked twice, when it is redelivered.
+Amounts are integer minor units (cents), which add exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas.common import Money
+from services.common.mongo import Doc, insert_new
+
+# ISO 4217 currencies whose minor unit is not the cent.
+_EXPONENTS: Mapping[str, int] = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0,
+                                 "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+MAX_ATTEMPTS = 200
+
+
+def exponent(currency: str) -> int:
+    return _EXPONENTS.get(currency, 2)
+
+
+def to_minor(money: Money) -> int:
+    scaled = money.amount.scaleb(exponent(money.currency))
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{money} has more decimals than {money.currency} allows")
+    return int(scaled)
+
+
+def from_minor(units: int, currency: str) -> Money:
+    return Money(amount=Decimal(units).scaleb(-exponent(currency)), currency=currency)
+
+
+class BudgetContentionError(RuntimeError):
+    """The ledger stayed too busy to append to; the batch is retried later."""
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    day: date
+    limit: Money
+    spent: Money
+
+    @property
+    def remaining(self) -> Money:
+        return Money(amount=self.limit.amount - self.spent.amount, currency=self.limit.currency)
+
+
+class Budget(Protocol):
+    async def state(self, day: date, limit: Money) -> BudgetState: ...
+
+    async def reserve(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                      now: datetime) -> set[str] | None:
+        """Reserve every amount (keyed by decision id) or none. Returns the decision ids that
+        already had a reservation (nothing is taken for them again), or None when the budget
+        cannot cover the rest."""
+
+    async def release(self, decision_id: str, key: str, amount: Money,
+                      now: datetime) -> bool: ...
+
+
+class MongoBudget:
+    """`budget_ledger`: the chains of entries; `reservations`: one per decision."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.ledger = db["budget_ledger"]
+        self.reservations = db["reservations"]
+
+    async def create_indexes(self) -> None:
+        await self.ledger.create_index([("chain", ASCENDING), ("seq", DESCENDING)])
+        await self.ledger.create_index([("op", ASCENDING)], unique=True)
+        await self.ledger.create_index([("decisions", ASCENDING)])
+
+    @staticmethod
+    def _chain(day: date, currency: str) -> str:
+        return f"{day.isoformat()}:{currency}"
+
+    @staticmethod
+    def _entry_id(chain: str, seq: int) -> str:
+        return f"{chain}:{seq:012d}"
+
+    async def _last(self, day: date, limit: Money) -> Doc:
+        chain = self._chain(day, limit.currency)
+        cursor = self.ledger.find({"chain": chain}).sort("seq", DESCENDING).limit(1)
+        async for doc in cursor:
+            return doc
+        genesis = {"_id": self._entry_id(chain, 0), "chain": chain, "seq": 0,
+                   "op": f"open:{chain}", "limit": to_minor(limit), "amount": 0, "spent": 0,
+                   "decisions": []}
+        try:
+            await self.ledger.insert_one(genesis)
+        except DuplicateKeyError:
+            return await self._last(day, limit)  # another decider opened the day first
+        return genesis
+
+    async def _limit(self, chain: str) -> int:
+        genesis = await self.ledger.find_one({"_id": self._entry_id(chain, 0)})
+        assert genesis is not None
+        return int(genesis["limit"])
+
+    async def state(self, day: date, limit: Money) -> BudgetState:
+        last = await self._last(day, limit)
+        chain_limit = await self._limit(last["chain"])
+        return BudgetState(day, from_minor(chain_limit, limit.currency),
+                           from_minor(int(last["spent"]), limit.currency))
+
+    async def _append(self, day: date, limit: Money, op: str, units: int,
+                      fields: Mapping[str, Any]) -> bool | None:
+        """Append an entry taking `units` (negative gives back). True when appended, False
+        when `op` was appended before, None when it would pass the limit."""
+        chain_limit: int | None = None
+        for _ in range(MAX_ATTEMPTS):
+            last = await self._last(day, limit)
+            chain_limit = chain_limit or await self._limit(last["chain"])
+            spent = int(last["spent"]) + units
+            if units > 0 and spent > chain_limit:
+                return None
+            entry = {"_id": self._entry_id(last["chain"], int(last["seq"]) + 1),
+                     "chain": last["chain"], "seq": int(last["seq"]) + 1, "op": op,
+                     "amount": units, "spent": spent, **fields}
+            try:
+                await self.ledger.insert_one(entry)
+            except DuplicateKeyError:
+                if await self.ledger.find_one({"op": op}, {"_id": 1}) is not None:
+                    return False
+                continue  # another decider took this number; read the new last entry
+            return True
+        raise BudgetContentionError(f"could not append to the budget ledger {op!r}")
+
+    async def reserve(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                      now: datetime) -> set[str] | None:
+        if not amounts:
+            return set()
+        ids = sorted(amounts)
+        chain = self._chain(day, limit.currency)
+        new = await insert_new(self.reservations, [
+            {"_id": did, "state": "intent", "chain": chain, "day": day.isoformat(),
+             "amount": to_minor(amounts[did]), "currency": amounts[did].currency, "at": now}
+            for did in ids])
+        known = [did for did in ids if did not in new]
+        done: set[str] = set()
+        if known:
+            async for doc in self.reservations.find({"_id": {"$in": known}}):
+                if doc["state"] == "reserved":
+                    done.add(doc["_id"])
+            # An intent whose ledger entry was written before a crash is reserved already.
+            async for entry in self.ledger.find({"decisions": {"$in": known}}, {"decisions": 1}):
+                done.update(d for d in entry["decisions"] if d in amounts)
+        todo = [did for did in ids if did not in done]
+        if todo:
+            units = sum(to_minor(amounts[did]) for did in todo)
+            appended = await self._append(day, limit, f"reserve:{todo[0]}:{len(todo)}", units,
+                                          {"decisions": todo, "at": now})
+            if appended is None:
+                await self.reservations.delete_many({"_id": {"$in": list(new)},
+                                                     "state": "intent"})
+                return None
+        if todo or done:
+            await self.reservations.update_many({"_id": {"$in": ids}},
+                                                {"$set": {"state": "reserved"}})
+        return done
+
+    async def release(self, decision_id: str, key: str, amount: Money, now: datetime) -> bool:
+        """Give back `amount` of a decision's reservation for its action `key` (the action
+        failed), at most once per key and never more than was reserved."""
+        reservation = await self.reservations.find_one({"_id": decision_id})
+        if reservation is None or reservation["state"] != "reserved":
+            return False
+        given: int = 0
+        async for entry in self.ledger.find({"release_of": decision_id}, {"amount": 1}):
+            given -= int(entry["amount"])
+        units = min(to_minor(amount), int(reservation["amount"]) - given)
+        if units <= 0:
+            return False
+        day = date.fromisoformat(str(reservation["day"]))
+        limit = from_minor(0, str(reservation["currency"]))  # the chain exists: limit unused
+        appended = await self._append(day, limit, f"release:{decision_id}:{key}", -units,
+                                      {"release_of": decision_id, "decisions": [], "at": now})
+        return bool(appended)
+
+
+def total(amounts: Sequence[Money], currency: str) -> Money:
+    return Money(amount=sum((m.amount for m in amounts), Decimal(0)), currency=currency)

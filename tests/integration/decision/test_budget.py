@@ -1,0 +1,107 @@
+"""The global budget on the real database: never overspent, however many deciders race,
+and a batch interrupted half-way is finished, never booked twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from schemas.common import Money
+from services.common.mongo import Doc, make_client
+from services.decision.adapters.budget import MongoBudget, to_minor
+from tests.infra import Infra
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+LIMIT = Money.of("500.00", "EUR")
+
+
+def eur(amount: str) -> Money:
+    return Money.of(amount, "EUR")
+
+
+async def _budget(mongo: AsyncMongoClient[Doc], suffix: str) -> MongoBudget:
+    budget = MongoBudget(mongo[f"budget_{suffix}"])
+    await budget.create_indexes()
+    return budget
+
+
+async def test_racing_deciders_never_overspend(infra: Infra, suffix: str) -> None:
+    rng = random.Random(7)
+    amounts = [eur(f"{rng.randint(100, 4000) / 100:.2f}") for _ in range(120)]
+    # Several clients, so the reservations really race over separate connections.
+    clients: list[AsyncMongoClient[Doc]] = [make_client(infra.mongo_url) for _ in range(4)]
+    try:
+        budgets = [MongoBudget(c[f"budget_{suffix}"]) for c in clients]
+        await budgets[0].create_indexes()
+
+        async def decide(i: int) -> bool:
+            return await budgets[i % 4].reserve(DAY, LIMIT, {f"d-{i}": amounts[i]}, NOW) == set()
+
+        granted_flags = await asyncio.gather(*(decide(i) for i in range(len(amounts))))
+        state = await budgets[0].state(DAY, LIMIT)
+        entries = await budgets[0].ledger.count_documents({})
+    finally:
+        for client in clients:
+            await client.close()
+    granted = sum((a.amount for a, ok in zip(amounts, granted_flags, strict=True) if ok),
+                  Decimal(0))
+    assert any(granted_flags)
+    assert not all(granted_flags)
+    assert granted <= LIMIT.amount
+    assert state.spent.amount == granted
+    assert entries == 1 + sum(granted_flags)
+    refused = [a.amount for a, ok in zip(amounts, granted_flags, strict=True) if not ok]
+    # Refusals are real: whatever was refused did not fit in what was left at the end.
+    assert min(refused) > LIMIT.amount - granted
+
+
+async def test_a_batch_is_all_or_nothing_and_reserved_once(
+        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    budget = await _budget(mongo, suffix)
+    batch = {"d-1": eur("100.00"), "d-2": eur("150.00")}
+    assert await budget.reserve(DAY, LIMIT, batch, NOW) == set()
+    assert await budget.reserve(DAY, LIMIT, batch, NOW) == {"d-1", "d-2"}
+    assert await budget.reserve(DAY, LIMIT, {"d-3": eur("200.00"), "d-4": eur("60.00")},
+                                NOW) is None
+    assert (await budget.state(DAY, LIMIT)).remaining.amount == Decimal("250.00")
+    # The refused ones left nothing behind, so they can be decided again for less.
+    assert await budget.reserve(DAY, LIMIT, {"d-3": eur("200.00")}, NOW) == set()
+
+
+async def test_an_interrupted_batch_is_finished_not_repeated(
+        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    budget = await _budget(mongo, suffix)
+    await budget.reserve(DAY, LIMIT, {"d-0": eur("1.00")}, NOW)
+    # A decider wrote its intents and its ledger entry, then died before marking them.
+    await budget.reservations.insert_many([
+        {"_id": d, "state": "intent", "chain": f"{DAY}:EUR", "day": DAY.isoformat(),
+         "amount": 3000, "currency": "EUR", "at": NOW} for d in ("d-5", "d-6")])
+    await budget.ledger.insert_one({"_id": f"{DAY}:EUR:000000000002", "chain": f"{DAY}:EUR",
+                                    "seq": 2, "op": "reserve:d-5:2", "amount": 6000,
+                                    "spent": 6100, "decisions": ["d-5", "d-6"]})
+    assert await budget.reserve(DAY, LIMIT, {"d-5": eur("30.00"), "d-6": eur("30.00"),
+                                             "d-7": eur("10.00")}, NOW) == {"d-5", "d-6"}
+    state = await budget.state(DAY, LIMIT)
+    assert state.spent.amount == Decimal("71.00")
+    assert await budget.reservations.count_documents({"state": "reserved"}) == 4
+
+
+async def test_releases_give_back_once_per_action_and_never_more(
+        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    budget = await _budget(mongo, suffix)
+    await budget.reserve(DAY, LIMIT, {"d-2": eur("50.00")}, NOW)
+    assert await budget.release("d-2", "d-2:1", eur("20.00"), NOW)
+    assert not await budget.release("d-2", "d-2:1", eur("20.00"), NOW)
+    assert await budget.release("d-2", "d-2:2", eur("99.00"), NOW)
+    assert not await budget.release("d-2", "d-2:3", eur("1.00"), NOW)
+    assert not await budget.release("unknown", "unknown:0", eur("1.00"), NOW)
+    assert (await budget.state(DAY, LIMIT)).remaining == LIMIT
+    assert to_minor(eur("12.34")) == 1234
