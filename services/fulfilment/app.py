@@ -10,9 +10,11 @@ from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.messaging import Record
 from services.common.mongo import Doc
+from services.fulfilment import http
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
+from services.fulfilment.vouchers import VoucherStore
 
 
 def create_app(settings: FulfilmentSettings | None = None, *,
@@ -21,10 +23,11 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     settings = settings or FulfilmentSettings()
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = FulfilmentStore(runtime.db)
-    service = FulfilmentService(settings=settings, store=store, publisher=runtime.publisher,
-                                dead_letters=runtime.dead_letters, clock=runtime.clock,
-                                metrics=FulfilmentMetrics(runtime.registry))
-    runtime.on_start.append(store.create_indexes)
+    vouchers = VoucherStore(runtime.db)
+    service = FulfilmentService(settings=settings, store=store, vouchers=vouchers,
+                                publisher=runtime.publisher, dead_letters=runtime.dead_letters,
+                                clock=runtime.clock, metrics=FulfilmentMetrics(runtime.registry))
+    runtime.on_start.extend([store.create_indexes, vouchers.create_indexes])
 
     async def when_decisions_made(records: list[Record]) -> None:
         await service.handle_decisions(records)
@@ -35,5 +38,6 @@ def create_app(settings: FulfilmentSettings | None = None, *,
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],
                       produces=[settings.outcomes_topic])
+    app.include_router(http.router(store, vouchers, runtime.clock))
     app.state.service = service
     return app

@@ -1,9 +1,14 @@
-"""Fulfilment's service layer: carry out each action of a decision once, publish outcomes."""
+"""Fulfilment's service layer: carry out each action of a decision once, publish outcomes.
+
+Every effect is a document keyed by the action's idempotency key (a points credit, a refund,
+a voucher, a message), written before its outcome is recorded: a redelivered decision finds
+its effects and adds nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -15,10 +20,11 @@ from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
-from services.common.mongo import Doc
+from services.common.mongo import Doc, insert_new
 from services.common.outbox import record_then_publish
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.settings import FulfilmentSettings
+from services.fulfilment.vouchers import VoucherStore
 
 _decision_event: TypeAdapter[DecisionMade] = TypeAdapter(DecisionMade)
 
@@ -37,9 +43,29 @@ class FulfilmentMetrics:
 
 
 @dataclass
+class Done:
+    """What happened to one action."""
+
+    status: ActionStatus
+    detail: str
+
+
+@dataclass
+class Batch:
+    """The effects of one batch of decisions, written in bulk."""
+
+    now: datetime
+    credits: list[Doc] = field(default_factory=list)
+    messages: list[Doc] = field(default_factory=list)
+    refunds: list[Doc] = field(default_factory=list)
+    results: list[tuple[Decision, Action, Done]] = field(default_factory=list)
+
+
+@dataclass
 class FulfilmentService:
     settings: FulfilmentSettings
     store: FulfilmentStore
+    vouchers: VoucherStore
     publisher: Publisher
     dead_letters: DeadLetters
     clock: Clock
@@ -55,8 +81,15 @@ class FulfilmentService:
             except ValidationError as exc:
                 rejected.append((record, DeadLetterReason.invalid, describe(exc)))
         await self.dead_letters.send(rejected)
+        await self.store.record_decisions([
+            {"_id": d.decision_id, "customer_id": d.incident.customer.id, "created_at": now,
+             "decision": d.model_dump(mode="json")} for d in decisions])
         runnable = [d for d in decisions if d.status is DecisionStatus.approved]
         outcomes = await self._execute(runnable, now)
+        await self._publish(outcomes, now)
+        return outcomes
+
+    async def _publish(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         items: list[tuple[Doc, Outgoing]] = []
         for outcome in outcomes:
             event = OutcomeRecorded(id=outcome.idempotency_key, source="amends/fulfilment",
@@ -70,46 +103,73 @@ class FulfilmentService:
                 self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
                 if outcome.time_to_apology_seconds is not None:
                     self.metrics.time_to_apology.observe(outcome.time_to_apology_seconds)
-        return outcomes
 
     async def _execute(self, decisions: Sequence[Decision], now: datetime) -> list[Outcome]:
-        credits: list[Doc] = []
-        messages: list[Doc] = []
-        results: list[tuple[Decision, Action, ActionStatus, str]] = []
+        batch = Batch(now)
         for decision in decisions:
-            customer = decision.incident.customer
-            for action in decision.actions:
-                base = {"_id": action.idempotency_key, "customer_id": customer.id,
-                        "decision_id": decision.decision_id, "created_at": now}
-                if action.kind is RemedyKind.points:
-                    credits.append({**base, "points": action.points or 0,
-                                    "expires_at": now + timedelta(
-                                        days=self.settings.points_expiry_days),
-                                    "reason": decision.incident.type.value})
-                    results.append((decision, action, ActionStatus.succeeded,
-                                    f"{action.points} points credited"))
-                elif action.kind is RemedyKind.apology:
-                    messages.append({**base, "incident_type": decision.incident.type.value,
-                                     "channel": customer.contact.preferred_channel.value,
-                                     "locale": customer.locale, "text": decision.explanation,
-                                     "sent_at": now})
-                    results.append((decision, action, ActionStatus.succeeded, "apology sent"))
-                else:
-                    results.append((decision, action, ActionStatus.failed,
-                                    f"no executor for {action.kind.value} yet"))
+            # The apology goes last, so that it can name what the other actions gave.
+            for action in sorted(decision.actions, key=lambda a: a.kind is RemedyKind.apology):
+                done = await self._plan(batch, decision, action)
+                batch.results.append((decision, action, done))
         # Effects first, keyed by idempotency key: a redelivery finds them and adds nothing.
-        await self.store.credit_points(credits)
-        await self.store.record_messages(messages)
-        return [self._outcome(d, a, status, detail, now) for d, a, status, detail in results]
+        await self.store.credit_points(batch.credits)
+        await insert_new(self.store.refunds, batch.refunds)
+        await self.store.record_messages(batch.messages)
+        return [self._outcome(d, a, done, now) for d, a, done in batch.results]
+
+    async def _plan(self, batch: Batch, decision: Decision, action: Action) -> Done:
+        customer = decision.incident.customer
+        base = {"_id": action.idempotency_key, "customer_id": customer.id,
+                "decision_id": decision.decision_id, "created_at": batch.now}
+        match action.kind:
+            case RemedyKind.points:
+                batch.credits.append({**base, "points": action.points or 0,
+                                      "reason": decision.incident.type.value,
+                                      "expires_at": batch.now + timedelta(
+                                          days=self.settings.points_expiry_days)})
+                return Done(ActionStatus.succeeded, f"{action.points} points credited")
+            case RemedyKind.voucher:
+                voucher = await self.vouchers.issue(
+                    action_key=action.idempotency_key, customer_id=customer.id,
+                    amount=action.amount, percent=action.percent,
+                    currency=(action.amount or action.value).currency, issued_at=batch.now,
+                    expires_at=action.expires_at or batch.now + timedelta(days=90),
+                    reason=decision.incident.type.value)
+                # The code is a bearer secret: it goes to the customer, not into outcomes.
+                return Done(ActionStatus.succeeded,
+                            f"voucher issued, valid until {voucher.expires_at.date()}")
+            case RemedyKind.refund:
+                return self._refund(batch, decision, action, base)
+            case RemedyKind.apology:
+                batch.messages.append({**base, "incident_type": decision.incident.type.value,
+                                       "channel": customer.contact.preferred_channel.value,
+                                       "locale": customer.locale,
+                                       "text": decision.explanation, "sent_at": batch.now})
+                return Done(ActionStatus.succeeded, "apology sent")
+            case _:
+                return Done(ActionStatus.failed, f"no executor for {action.kind.value} yet")
 
     @staticmethod
-    def _outcome(decision: Decision, action: Action, status: ActionStatus, detail: str,
-                 now: datetime) -> Outcome:
+    def _refund(batch: Batch, decision: Decision, action: Action, base: Doc) -> Done:
+        incident = decision.incident
+        paid = incident.charged_amount or incident.order_value
+        if action.amount is None or paid is None:
+            return Done(ActionStatus.failed, "refund without an amount or a known payment")
+        if action.amount.currency != paid.currency or action.amount.amount > paid.amount:
+            return Done(ActionStatus.failed,
+                        f"refund of {action.amount} exceeds what was paid ({paid})")
+        batch.refunds.append({**base, "amount": str(action.amount.amount),
+                              "currency": action.amount.currency, "order_id": incident.order_id,
+                              "gateway": "ledger", "status": "succeeded"})
+        return Done(ActionStatus.succeeded, f"refund of {action.amount} recorded")
+
+    @staticmethod
+    def _outcome(decision: Decision, action: Action, done: Done, now: datetime) -> Outcome:
         latency = None
-        if action.kind is RemedyKind.apology and status is ActionStatus.succeeded:
+        if action.kind is RemedyKind.apology and done.status is ActionStatus.succeeded:
             latency = max(0.0, (now - decision.incident.occurred_at).total_seconds())
         return Outcome(idempotency_key=action.idempotency_key, decision_id=decision.decision_id,
                        incident_id=decision.incident.incident_id,
                        customer_id=decision.incident.customer.id, position=action.position,
-                       kind=action.kind, status=status, value=action.value, completed_at=now,
-                       detail=detail, time_to_apology_seconds=latency)
+                       kind=action.kind, status=done.status, value=action.value,
+                       completed_at=now, detail=done.detail, time_to_apology_seconds=latency)

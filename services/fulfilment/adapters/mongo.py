@@ -4,6 +4,7 @@ idempotency key, so an effect is applied at most once whatever is redelivered.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -13,18 +14,24 @@ from services.common.outbox import MongoOutbox
 
 
 class FulfilmentStore:
-    """`points_ledger` (append-only credits), `messages` (apologies) and `outcomes`."""
+    """`decisions` (as received), `points_ledger` (append-only credits), `messages`
+    (apologies), `refunds` and `outcomes`."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
+        self.decisions = db["decisions"]
         self.points_ledger = db["points_ledger"]
         self.messages = db["messages"]
+        self.refunds = db["refunds"]
         self.outcomes = MongoOutbox(db["outcomes"])
 
     async def create_indexes(self) -> None:
-        for name in ("points_ledger", "messages", "outcomes"):
+        for name in ("decisions", "points_ledger", "messages", "refunds", "outcomes"):
             await self.db[name].create_index([("customer_id", ASCENDING),
                                               ("created_at", DESCENDING)])
+
+    async def record_decisions(self, decisions: Sequence[Doc]) -> set[str]:
+        return await insert_new(self.decisions, decisions)
 
     async def credit_points(self, entries: Sequence[Doc]) -> set[str]:
         return await insert_new(self.points_ledger, entries)
@@ -32,8 +39,11 @@ class FulfilmentStore:
     async def record_messages(self, messages: Sequence[Doc]) -> set[str]:
         return await insert_new(self.messages, messages)
 
-    async def points_balance(self, customer_id: str) -> int:
+    async def points_balance(self, customer_id: str, now: datetime) -> int:
+        """Points credited and not yet expired."""
         total = 0
-        async for entry in self.points_ledger.find({"customer_id": customer_id}, {"points": 1}):
+        async for entry in self.points_ledger.find({"customer_id": customer_id,
+                                                    "expires_at": {"$gt": now}},
+                                                   {"points": 1}):
             total += int(entry["points"])
         return total

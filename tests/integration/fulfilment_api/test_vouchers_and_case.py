@@ -1,0 +1,91 @@
+"""Fulfilment's HTTP API on the real database: vouchers issued once, redeemed once, and a
+customer's case."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from schemas.common import Money
+from services.common.mongo import Doc
+from services.fulfilment.vouchers import VoucherError, VoucherStatus, VoucherStore
+from tests.factories import late_and_on_time
+from tests.infra import Infra
+from tests.kafka_tools import as_json, collect, produce
+from tests.pipeline import running_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def _client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                             base_url="http://fulfilment")
+
+
+async def test_vouchers_are_issued_once_and_redeemed_once(infra: Infra, suffix: str) -> None:
+    async with running_pipeline(infra, suffix) as pipeline, _client(pipeline.fulfilment) as api:
+        request = {"request_id": f"req-{suffix}", "customer_id": "c-1",
+                   "amount": {"amount": "10.00", "currency": "EUR"}, "currency": "EUR",
+                   "reason": "goodwill"}
+        first = await api.post("/v1/vouchers", json=request)
+        retry = await api.post("/v1/vouchers", json=request)
+        assert first.status_code == retry.status_code == 201, first.text
+        code = first.json()["code"]
+        assert retry.json()["code"] == code
+        assert (await api.get(f"/v1/vouchers/{code.lower()}")).json()["status"] == "active"
+
+        attempts = await asyncio.gather(*(
+            api.post(f"/v1/vouchers/{code}/redeem",
+                     json={"order_id": f"o-{i}",
+                           "order_total": {"amount": "30.00", "currency": "EUR"}})
+            for i in range(12)))
+        statuses = sorted(r.status_code for r in attempts)
+        assert statuses == [200] + [409] * 11
+        winner = next(r for r in attempts if r.status_code == 200).json()
+        assert winner["discount"] == {"amount": "10.00", "currency": "EUR"}
+        looked_up = (await api.get(f"/v1/vouchers/{code}")).json()
+        assert looked_up["status"] == "redeemed"
+        assert looked_up["redeemed_order_id"] == winner["order_id"]
+
+        bad = await api.post("/v1/vouchers", json={**request, "currency": "euro"})
+        assert bad.status_code == 422
+        assert any(e["loc"][-1] == "currency" for e in bad.json()["detail"])
+        assert (await api.get("/v1/vouchers/AMD-NOPE")).status_code == 404
+
+
+async def test_an_expired_voucher_is_refused(mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    store = VoucherStore(mongo[f"vouchers_{suffix}"])
+    await store.create_indexes()
+    issued = datetime(2026, 11, 1, tzinfo=UTC)
+    voucher = await store.issue(action_key="k-1", customer_id="c-1", amount=None,
+                                percent=Decimal(15), currency="EUR", issued_at=issued,
+                                expires_at=issued + timedelta(days=30), reason="late")
+    before = await store.get(voucher.code, issued + timedelta(days=29))
+    assert before is not None
+    assert before.status is VoucherStatus.active
+    assert before.discount_on(Money.of("80.00", "EUR")) == Money.of("12.00", "EUR")
+    with pytest.raises(VoucherError, match="expired"):
+        await store.redeem(voucher.code, "o-1", None, issued + timedelta(days=31))
+
+
+async def test_a_customers_case_shows_what_was_done(infra: Infra, suffix: str) -> None:
+    late, _ = late_and_on_time(suffix, datetime(2026, 11, 2, 9, tzinfo=UTC), 1, 0)
+    customer = late[0]["subject"]
+    async with running_pipeline(infra, suffix) as pipeline, _client(pipeline.fulfilment) as api:
+        await produce(infra.kafka_bootstrap, pipeline.topics.orders, as_json(late))
+        await collect(infra.kafka_bootstrap, pipeline.topics.outcomes, lambda s: len(s) >= 2)
+        case = (await api.get(f"/v1/customers/{customer}/case")).json()
+        empty = (await api.get("/v1/customers/nobody/case")).json()
+    assert case["points_balance"] > 0
+    assert [i["type"] for i in case["incidents"]] == ["delivery_delayed"]
+    assert len(case["decisions"]) == 1
+    assert sorted(a["kind"] for a in case["actions"]) == ["apology", "points"]
+    assert all(a["status"] == "succeeded" for a in case["actions"])
+    assert len(case["messages"]) == 1
+    assert empty["points_balance"] == 0
+    assert empty["actions"] == []
