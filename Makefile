@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install up down status demo test test-unit test-integration lint fmt schemas clean
+.PHONY: help install up down status demo test test-unit test-integration lint fmt bench schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ lint: install ## ruff and mypy --strict
 
 fmt: install ## fix what ruff can fix
 	$(BIN)/ruff check --fix .
+
+bench: install ## measure throughput and latency on the local stack (a table and a JSON file)
+	$(BIN)/amends bench
 
 schemas: install ## regenerate the JSON Schemas and the AsyncAPI documents
 	$(BIN)/python -m schemas.generate

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from amends import cli_case, cli_ops, stack
+from amends import cli_bench, cli_case, cli_ops, stack
 
 app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
                   add_completion=False)
@@ -19,6 +19,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(cli_ops.dlq_app, name="dlq")
 app.command()(cli_ops.replay)
 app.command()(cli_case.case)
+app.command("bench")(cli_bench.run_bench)
 # Piped output (CI, `make demo | tee`) gets a width that fits the tables.
 console = Console(width=None if Console().is_terminal else 140)
 
