@@ -66,6 +66,16 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
 
+# ISO 4217 currencies whose minor unit is not the cent.
+_EXPONENTS: dict[str, int] = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0,
+                              "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+
+
+def minor_exponent(currency: str) -> int:
+    """Decimal places of the currency's minor unit (2 for EUR, 0 for JPY)."""
+    return _EXPONENTS.get(currency, 2)
+
+
 class Money(Contract):
     amount: DecimalText
     currency: Currency

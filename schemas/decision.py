@@ -37,13 +37,26 @@ class Action(Contract):
     expires_at: AwareDatetime | None = None
     value: Money = Field(description="money equivalent, counted against caps and budgets")
     note: str = Field(default="", max_length=500)
+    rule_id: str | None = Field(default=None, description="the policy rule that granted it")
+    quantity: int | None = Field(
+        default=None, ge=1, description="orders of free delivery, days of priority support")
+    due_by: AwareDatetime | None = Field(
+        default=None, description="when a task for a human must be done (e.g. a call)")
 
 
 class DecisionStatus(StrEnum):
+    """`approved` and `awaiting_choice` decisions have their `actions` carried out (an offer's
+    option follows in a later revision); `held` ones wait for a reviewer; a `rejected` one
+    carries out its actions too, which a reviewer reduced to the apology."""
+
     approved = "approved"
     held = "held"
     rejected = "rejected"
     awaiting_choice = "awaiting_choice"
+
+    @property
+    def executable(self) -> bool:
+        return self is not DecisionStatus.held
 
 
 class RuleTrace(Contract):
@@ -73,8 +86,29 @@ class Offer(Contract):
     deadline: AwareDatetime
 
 
+class Review(Contract):
+    """A reviewer's verdict on a held decision."""
+
+    verdict: Literal["approved", "rejected"]
+    reviewer: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=1000)
+    at: AwareDatetime
+
+
+class Choice(Contract):
+    """How an offer was settled: by the customer, or by its default after the deadline."""
+
+    option: int = Field(ge=0)
+    label: str
+    by: Literal["customer", "default"]
+    at: AwareDatetime
+
+
 class Decision(Contract):
     decision_id: str
+    revision: int = Field(
+        default=0, ge=0,
+        description="0 when decided; later revisions record a review or a customer's choice")
     incident: Incident
     policy_version: str
     decided_at: AwareDatetime
@@ -85,6 +119,8 @@ class Decision(Contract):
     caps: list[CapApplied] = Field(default_factory=list)
     offer: Offer | None = None
     review_reason: str | None = None
+    review: Review | None = None
+    choice: Choice | None = None
     explanation: str
 
 
@@ -95,8 +131,6 @@ def decision_id(incident_id: str) -> str:
 def action_key(decision_id_: str, position: int) -> str:
     """The idempotency key of the action at `position` of a decision."""
     return f"{decision_id_}:{position}"
-
-
 
 
 class DecisionMade(CloudEvent[Decision]):

@@ -11,6 +11,7 @@ from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
 from schemas.incident import IncidentDetected
 from schemas.outcome import OutcomeRecorded
+from schemas.task import TaskCreated
 from schemas.upstream import UpstreamEvent
 
 # name of the generated JSON Schema -> the model
@@ -20,6 +21,7 @@ CONTRACTS: dict[str, Any] = {
     "decision-made": DecisionMade,
     "outcome-recorded": OutcomeRecorded,
     "message-deadlettered": MessageDeadLettered,
+    "task-created": TaskCreated,
 }
 
 # default topic -> the contract name of what travels on it
@@ -31,6 +33,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.INCIDENTS: "incident-detected",
     topics.DECISIONS: "decision-made",
     topics.OUTCOMES: "outcome-recorded",
+    topics.TASKS: "task-created",
     topics.DEADLETTER: "message-deadlettered",
 }
 

@@ -51,3 +51,16 @@ def late_and_on_time(run: str, base: datetime, late: int, on_time: int
         for i in range(on_time)
     ]
     return late_events, on_time_events
+
+
+def incident(incident_type: str = "delivery_delayed", *, customer_id: str = "c-1",
+             tier: str = "standard", detection: str = "proactive", severity: str = "medium",
+             at: datetime | None = None, fact: str = "o-1", **fields: Any) -> dict[str, Any]:
+    """An incident as intake publishes it (the `data` of an amends.incident.detected event)."""
+    from schemas.incident import IncidentType, incident_id
+
+    at = at or datetime.fromisoformat("2026-11-23T12:00:00+00:00")
+    return {"incident_id": incident_id(IncidentType(incident_type), customer_id, fact),
+            "type": incident_type, "detection": detection, "severity": severity,
+            "customer": customer(customer_id, tier=tier), "occurred_at": at.isoformat(),
+            "detected_at": at.isoformat(), "source": "tests", "order_id": fact, **fields}

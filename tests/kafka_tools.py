@@ -53,3 +53,12 @@ async def collect(bootstrap: str, topic: str, until: Callable[[list[dict[str, An
 def until_timeout(_: list[dict[str, Any]]) -> bool:
     """A `collect` condition that never holds: read for the whole timeout."""
     return False
+
+
+def incident_events(incidents: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """(key, bytes) pairs of amends.incident.detected events for incident dicts."""
+    return [(i["customer"]["id"], json.dumps({
+        "specversion": "1.0", "id": i["incident_id"], "source": "amends/intake",
+        "type": "amends.incident.detected", "time": i["detected_at"],
+        "subject": i["customer"]["id"], "data": i}).encode()) for i in incidents]
+

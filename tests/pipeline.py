@@ -4,19 +4,22 @@ database of their own (for integration tests)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 
+from services.common.clock import Clock
 from services.decision.app import create_app as decision_app
+from services.decision.domain.policy import Policy
 from services.decision.settings import DecisionSettings
 from services.fulfilment.app import create_app as fulfilment_app
 from services.fulfilment.settings import FulfilmentSettings
 from services.intake.app import create_app as intake_app
 from services.intake.settings import IntakeSettings
 from tests.infra import Infra
+from tests.kafka_tools import collect
 
 
 @dataclass(frozen=True)
@@ -41,36 +44,67 @@ class Topics:
 @dataclass(frozen=True)
 class Pipeline:
     topics: Topics
-    db: str
+    prefix: str
     intake: FastAPI
     decision: FastAPI
     fulfilment: FastAPI
 
+    def db(self, service: str) -> str:
+        """Each service owns its database, as in production."""
+        return f"{self.prefix}_{service}"
 
-def settings_for(infra: Infra, topics: Topics, db: str) -> tuple[
+    @property
+    def dbs(self) -> list[str]:
+        return [self.db(s) for s in ("intake", "decision", "fulfilment")]
+
+
+def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
         IntakeSettings, DecisionSettings, FulfilmentSettings]:
     common: dict[str, Any] = {
-        "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url, "mongo_db": db,
+        "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
         "deadletter_topic": topics.deadletter, "batch_timeout_ms": 20}
     return (
-        IntakeSettings(**common, orders_topic=topics.orders, support_topic=topics.support,
-                       payments_topic=topics.payments, outages_topic=topics.outages,
-                       incidents_topic=topics.incidents),
-        DecisionSettings(**common, incidents_topic=topics.incidents,
-                         decisions_topic=topics.decisions, outcomes_topic=topics.outcomes),
-        FulfilmentSettings(**common, decisions_topic=topics.decisions,
-                           outcomes_topic=topics.outcomes, tasks_topic=topics.tasks),
+        IntakeSettings(**common, mongo_db=f"{prefix}_intake", orders_topic=topics.orders,
+                       support_topic=topics.support, payments_topic=topics.payments,
+                       outages_topic=topics.outages, incidents_topic=topics.incidents),
+        DecisionSettings(**common, mongo_db=f"{prefix}_decision",
+                         incidents_topic=topics.incidents, decisions_topic=topics.decisions,
+                         outcomes_topic=topics.outcomes),
+        FulfilmentSettings(**common, mongo_db=f"{prefix}_fulfilment",
+                           decisions_topic=topics.decisions, outcomes_topic=topics.outcomes,
+                           tasks_topic=topics.tasks),
     )
 
 
 @contextlib.asynccontextmanager
-async def running_pipeline(infra: Infra, suffix: str) -> AsyncIterator[Pipeline]:
+async def running_pipeline(infra: Infra, suffix: str, *, clock: Clock | None = None,
+                           policy: Policy | None = None) -> AsyncIterator[Pipeline]:
     topics = Topics.unique(suffix)
-    db = f"amends_test_{suffix}"
-    intake_s, decision_s, fulfilment_s = settings_for(infra, topics, db)
-    pipeline = Pipeline(topics, db, intake_app(intake_s), decision_app(decision_s),
-                        fulfilment_app(fulfilment_s))
-    async with contextlib.AsyncExitStack() as stack:
-        for app in (pipeline.fulfilment, pipeline.decision, pipeline.intake):
-            await stack.enter_async_context(app.router.lifespan_context(app))
+    prefix = f"amends_test_{suffix}"
+    intake_s, decision_s, fulfilment_s = settings_for(infra, topics, prefix)
+    pipeline = Pipeline(topics, prefix, intake_app(intake_s, clock=clock),
+                        decision_app(decision_s, clock=clock, policy=policy),
+                        fulfilment_app(fulfilment_s, clock=clock))
+    async with lifespans([pipeline.fulfilment, pipeline.decision, pipeline.intake]):
         yield pipeline
+
+
+@contextlib.asynccontextmanager
+async def lifespans(apps: Sequence[FastAPI]) -> AsyncIterator[None]:
+    """Start the apps (in order) as their server would, and stop them in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        yield
+
+
+async def decided_and_done(infra: Infra, pipeline: Pipeline, decisions: int, *,
+                           settle_s: float = 1.0) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+    """Wait for `decisions` decisions and then for one outcome per action they carry."""
+    made = await collect(infra.kafka_bootstrap, pipeline.topics.decisions,
+                         lambda seen: len(seen) >= decisions, settle_s=settle_s)
+    actions = sum(len(d["data"]["actions"]) for d in made)
+    done = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
+                         lambda seen: len(seen) >= actions, settle_s=settle_s)
+    return made, done

@@ -1,6 +1,11 @@
-"""Decision's app factory: wires the incident consumer, the store and the HTTP endpoints."""
+"""Decision's app factory: the incident and outcome consumers, the store, the budget, the
+review and choice endpoints, and the sweep that applies offers' defaults."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -10,30 +15,68 @@ from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.messaging import Record
 from services.common.mongo import Doc
+from services.decision import http
+from services.decision.adapters.budget import MongoBudget
 from services.decision.adapters.mongo import DecisionStore
+from services.decision.domain.policy import Policy, load_policy
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: DecisionSettings | None = None, *,
                mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
-               registry: CollectorRegistry | None = None) -> FastAPI:
+               registry: CollectorRegistry | None = None,
+               policy: Policy | None = None) -> FastAPI:
     settings = settings or DecisionSettings()
+    policy = policy or load_policy(settings.policy_path)
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = DecisionStore(runtime.db)
-    service = DecisionService(settings=settings, decisions=store.decisions,
+    budget = MongoBudget(runtime.db)
+    service = DecisionService(settings=settings, policy=policy, store=store, budget=budget,
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry))
-    runtime.on_start.append(store.create_indexes)
+    runtime.on_start.extend([store.create_indexes, budget.create_indexes])
 
     async def when_incidents_detected(records: list[Record]) -> None:
         await service.handle_incidents(records)
 
-    runtime.consume([settings.incidents_topic],
-                    when_incidents_detected, name="when_incidents_detected")
+    async def when_outcomes_recorded(records: list[Record]) -> None:
+        await service.handle_outcomes(records)
+
+    runtime.consume([settings.incidents_topic], when_incidents_detected,
+                    name="when_incidents_detected")
+    runtime.consume([settings.outcomes_topic], when_outcomes_recorded,
+                    name="when_outcomes_recorded")
+
+    sweeper: list[asyncio.Task[None]] = []
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(settings.offer_sweep_seconds)
+            try:
+                settled = await service.apply_due_defaults()
+                if settled:
+                    log.info("applied the default of %d offers past their deadline", settled)
+            except Exception:
+                log.exception("applying offers' defaults failed; trying again later")
+
+    async def start_sweep() -> None:
+        sweeper.append(asyncio.create_task(sweep(), name="offer-defaults"))
+
+    async def stop_sweep() -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    runtime.on_start.append(start_sweep)
+    runtime.on_stop.insert(0, stop_sweep)
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic],
                       produces=[settings.decisions_topic])
+    app.include_router(http.router(service, store))
     app.state.service = service
     return app

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
 from services.common.settings import ServiceSettings
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "default.yaml"
 
 
 class DecisionSettings(ServiceSettings):
@@ -19,3 +23,7 @@ class DecisionSettings(ServiceSettings):
     incidents_topic: str = topics.INCIDENTS
     decisions_topic: str = topics.DECISIONS
     outcomes_topic: str = topics.OUTCOMES
+    policy_path: Path = Field(default=DEFAULT_POLICY,
+                              description="the compensation policy (YAML) the service applies")
+    offer_sweep_seconds: float = Field(
+        default=30.0, gt=0, description="how often offers past their deadline get their default")

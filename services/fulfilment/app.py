@@ -37,7 +37,7 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     app = runtime.app(title="Amends fulfilment",
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],
-                      produces=[settings.outcomes_topic])
+                      produces=[settings.outcomes_topic, settings.tasks_topic])
     app.include_router(http.router(store, vouchers, runtime.clock))
     app.state.service = service
     return app

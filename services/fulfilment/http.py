@@ -97,8 +97,13 @@ async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer
                         clock: Clock) -> Case:
     now = clock()
     query = {"customer_id": customer_id}
-    decisions = [d["decision"] async for d in store.decisions.find(query)]
-    decisions.sort(key=lambda d: d["decided_at"], reverse=True)
+    newest: dict[str, dict[str, Any]] = {}
+    async for doc in store.decisions.find(query):
+        decision = doc["decision"]
+        have = newest.get(decision["decision_id"])
+        if have is None or decision.get("revision", 0) > have.get("revision", 0):
+            newest[decision["decision_id"]] = decision
+    decisions = sorted(newest.values(), key=lambda d: d["decided_at"], reverse=True)
     outcomes = [o["outcome"] async for o in store.outcomes.collection.find(query)]
     outcomes.sort(key=lambda o: (o["completed_at"], o["position"]), reverse=True)
     messages = [{k: v for k, v in m.items() if k not in {"_id", "recipient"}} | {

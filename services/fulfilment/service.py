@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.deadletter import DeadLetterReason
-from schemas.decision import Action, Decision, DecisionMade, DecisionStatus, RemedyKind
+from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
+from schemas.task import HumanTask, TaskCreated
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
@@ -36,10 +37,26 @@ class FulfilmentMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.actions = Counter("amends_actions_total", "Actions carried out",
                                ["kind", "result"], registry=registry)
+        self.compensation = Counter(
+            "amends_compensation_issued_total",
+            "Money equivalent of the remedies carried out, in the currency's units",
+            ["kind", "currency"], registry=registry)
         self.time_to_apology = Histogram(
             "amends_time_to_apology_seconds",
             "From the incident's occurrence to the apology being sent",
             buckets=APOLOGY_BUCKETS, registry=registry)
+
+
+# What a person is asked to do, and by when (hours) unless the decision says.
+TASK_WORDS: dict[RemedyKind, str] = {
+    RemedyKind.personal_call: "Call the customer to apologise in person: {note}.",
+    RemedyKind.priority_support: "Route the customer's requests to the priority queue: {note}.",
+    RemedyKind.free_upgrade: "Give the customer {note}.",
+    RemedyKind.replacement: "Ship {note} for the affected item, at no charge.",
+    RemedyKind.gift: "Send the customer {note} with a handwritten thank-you.",
+}
+TASK_HOURS: dict[RemedyKind, int] = {RemedyKind.priority_support: 1,
+                                     RemedyKind.replacement: 24, RemedyKind.gift: 72}
 
 
 @dataclass
@@ -58,6 +75,8 @@ class Batch:
     credits: list[Doc] = field(default_factory=list)
     messages: list[Doc] = field(default_factory=list)
     refunds: list[Doc] = field(default_factory=list)
+    perks: list[Doc] = field(default_factory=list)
+    tasks: list[tuple[Doc, Outgoing]] = field(default_factory=list)
     results: list[tuple[Decision, Action, Done]] = field(default_factory=list)
 
 
@@ -81,10 +100,13 @@ class FulfilmentService:
             except ValidationError as exc:
                 rejected.append((record, DeadLetterReason.invalid, describe(exc)))
         await self.dead_letters.send(rejected)
+        # Each revision of a decision is kept (a review or a choice adds one); effects are
+        # keyed by action, so actions repeated in a later revision happen once.
         await self.store.record_decisions([
-            {"_id": d.decision_id, "customer_id": d.incident.customer.id, "created_at": now,
-             "decision": d.model_dump(mode="json")} for d in decisions])
-        runnable = [d for d in decisions if d.status is DecisionStatus.approved]
+            {"_id": f"{d.decision_id}:{d.revision}", "decision_id": d.decision_id,
+             "revision": d.revision, "customer_id": d.incident.customer.id,
+             "created_at": now, "decision": d.model_dump(mode="json")} for d in decisions])
+        runnable = [d for d in decisions if d.status.executable]
         outcomes = await self._execute(runnable, now)
         await self._publish(outcomes, now)
         return outcomes
@@ -101,6 +123,9 @@ class FulfilmentService:
         for outcome in outcomes:
             if outcome.idempotency_key in new:
                 self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
+                if outcome.status is ActionStatus.succeeded and outcome.value.amount > 0:
+                    self.metrics.compensation.labels(outcome.kind.value, outcome.value.currency
+                                                     ).inc(float(outcome.value.amount))
                 if outcome.time_to_apology_seconds is not None:
                     self.metrics.time_to_apology.observe(outcome.time_to_apology_seconds)
 
@@ -114,6 +139,8 @@ class FulfilmentService:
         # Effects first, keyed by idempotency key: a redelivery finds them and adds nothing.
         await self.store.credit_points(batch.credits)
         await insert_new(self.store.refunds, batch.refunds)
+        await insert_new(self.store.perks, batch.perks)
+        await record_then_publish(self.store.tasks, self.publisher, batch.tasks)
         await self.store.record_messages(batch.messages)
         return [self._outcome(d, a, done, now) for d, a, done in batch.results]
 
@@ -146,8 +173,35 @@ class FulfilmentService:
                                        "locale": customer.locale,
                                        "text": decision.explanation, "sent_at": batch.now})
                 return Done(ActionStatus.succeeded, "apology sent")
+            case RemedyKind.free_delivery:
+                batch.perks.append({**base, "kind": action.kind.value,
+                                    "orders": action.quantity or 1,
+                                    "expires_at": batch.now + timedelta(
+                                        days=self.settings.perk_expiry_days)})
+                return Done(ActionStatus.succeeded,
+                            f"free delivery on the next {action.quantity or 1} order(s)")
             case _:
-                return Done(ActionStatus.failed, f"no executor for {action.kind.value} yet")
+                task = self._task(decision, action, batch.now)
+                batch.tasks.append(({**base, "kind": action.kind.value,
+                                     "due_by": task.due_by},
+                                    outgoing(self.settings.tasks_topic, TaskCreated(
+                                        id=task.task_id, source="amends/fulfilment",
+                                        time=batch.now, subject=customer.id,
+                                        tenant=decision.incident.tenant, data=task))))
+                return Done(ActionStatus.succeeded,
+                            f"task for a person, due {task.due_by:%Y-%m-%d %H:%M} UTC")
+
+    def _task(self, decision: Decision, action: Action, now: datetime) -> HumanTask:
+        incident = decision.incident
+        hours = TASK_HOURS.get(action.kind, 24)
+        return HumanTask(
+            task_id=action.idempotency_key, kind=action.kind, decision_id=decision.decision_id,
+            incident_id=incident.incident_id, customer_id=incident.customer.id,
+            order_id=incident.order_id, what=TASK_WORDS[action.kind].format(note=action.note),
+            due_by=action.due_by or now + timedelta(hours=hours),
+            priority="high" if action.kind in {RemedyKind.personal_call,
+                                               RemedyKind.replacement} else "normal",
+            value=action.value, context=decision.explanation[:2000])
 
     @staticmethod
     def _refund(batch: Batch, decision: Decision, action: Action, base: Doc) -> Done:

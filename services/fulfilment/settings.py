@@ -21,3 +21,4 @@ class FulfilmentSettings(ServiceSettings):
     outcomes_topic: str = topics.OUTCOMES
     tasks_topic: str = topics.TASKS
     points_expiry_days: int = Field(default=365, ge=1)
+    perk_expiry_days: int = Field(default=180, ge=1, description="free delivery lasts")

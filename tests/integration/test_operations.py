@@ -16,16 +16,20 @@ from services.common.mongo import Doc
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce, until_timeout
-from tests.pipeline import running_pipeline
+from tests.pipeline import Pipeline, decided_and_done, running_pipeline
 
 pytestmark = pytest.mark.integration
 
 BASE = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-async def _counts(mongo: AsyncMongoClient[Doc], db: str) -> dict[str, int]:
-    names = ("incidents", "decisions", "points_ledger", "messages", "outcomes")
-    return {n: await mongo[db][n].count_documents({}) for n in names}
+async def _counts(mongo: AsyncMongoClient[Doc], pipeline: Pipeline) -> dict[str, int]:
+    """Documents in every collection of every service."""
+    counts = {}
+    for db in pipeline.dbs:
+        for name in await mongo[db].list_collection_names():
+            counts[f"{db}.{name}"] = await mongo[db][name].count_documents({})
+    return counts
 
 
 async def test_replaying_the_incidents_topic_creates_nothing_new(
@@ -33,9 +37,8 @@ async def test_replaying_the_incidents_topic_creates_nothing_new(
     late, on_time = late_and_on_time(suffix, BASE, late=6, on_time=2)
     async with running_pipeline(infra, suffix) as pipeline:
         await produce(infra.kafka_bootstrap, pipeline.topics.orders, as_json(late + on_time))
-        before = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
-                               lambda seen: len(seen) >= 12)
-        counts = await _counts(mongo, pipeline.db)
+        _, before = await decided_and_done(infra, pipeline, decisions=6)
+        counts = await _counts(mongo, pipeline)
 
         # The CLI, as an operator would run it, replays every incident into the pipeline.
         result = await asyncio.to_thread(
@@ -57,10 +60,12 @@ async def test_replaying_the_incidents_topic_creates_nothing_new(
         assert len(incidents) == 12  # the six originals and their six replays
         after = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
                               until_timeout, timeout_s=4.0)
-        assert await _counts(mongo, pipeline.db) == counts
-    assert len(after) == len(before) == 12
-    assert counts == {"incidents": 6, "decisions": 6, "points_ledger": 6, "messages": 6,
-                      "outcomes": 12}
+        assert await _counts(mongo, pipeline) == counts
+    assert len(after) == len(before)
+    assert counts[f"{pipeline.db('intake')}.incidents"] == 6
+    assert counts[f"{pipeline.db('decision')}.decisions"] == 6
+    assert counts[f"{pipeline.db('fulfilment')}.messages"] == 6
+    assert counts[f"{pipeline.db('fulfilment')}.outcomes"] == len(before)
 
 
 async def test_a_dry_run_counts_without_publishing(infra: Infra, suffix: str) -> None:

@@ -31,16 +31,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from schemas.common import Money
+from schemas.common import minor_exponent as exponent
 from services.common.mongo import Doc, insert_new
 
-# ISO 4217 currencies whose minor unit is not the cent.
-_EXPONENTS: Mapping[str, int] = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0,
-                                 "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
 MAX_ATTEMPTS = 200
-
-
-def exponent(currency: str) -> int:
-    return _EXPONENTS.get(currency, 2)
 
 
 def to_minor(money: Money) -> int:

@@ -1,20 +1,120 @@
-"""Decision's MongoDB collections and their indexes."""
+"""Decision's MongoDB collections and their indexes.
+
+- `decisions`: one per incident under the deterministic decision id (the outbox of revision
+  0), with the customer's history fields (type, detection, value) and the current status;
+- `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
+- `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
+  verdict or a choice final when two people (or a person and the deadline) race;
+- `outcomes`: what fulfilment reported, once per action key.
+"""
 
 from __future__ import annotations
 
-from pymongo import ASCENDING
-from pymongo.asynchronous.database import AsyncDatabase
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from services.common.mongo import Doc
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas.decision import Decision
+from schemas.incident import Detection, IncidentType
+from services.common.mongo import Doc, insert_new
 from services.common.outbox import MongoOutbox
+from services.decision.domain.history import CustomerHistory, PastIncident
+
+
+def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
+    """The stored form of a decision: the contract plus the fields history and queues use."""
+    incident = decision.incident
+    doc: Doc = {
+        "_id": decision.decision_id, "incident_id": incident.incident_id,
+        "customer_id": incident.customer.id, "type": incident.type.value,
+        "detection": incident.detection.value, "status": decision.status.value,
+        "revision": decision.revision, "decided_at": decision.decided_at,
+        "value": format(decision.total_value.amount, "f"),
+        "currency": decision.total_value.currency, "reservation": reservation,
+        "decision": decision.model_dump(mode="json"),
+    }
+    if decision.offer is not None:
+        doc["deadline"] = decision.offer.deadline
+    return doc
 
 
 class DecisionStore:
-    """`decisions`: one per incident, under the deterministic decision id."""
-
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self.decisions = MongoOutbox(db["decisions"])
+        self.revisions = MongoOutbox(db["revisions"])
+        self.reviews = db["reviews"]
+        self.choices = db["choices"]
+        self.outcomes = db["outcomes"]
 
     async def create_indexes(self) -> None:
-        await self.db["decisions"].create_index([("customer_id", ASCENDING)])
+        decisions = self.db["decisions"]
+        await decisions.create_index([("customer_id", ASCENDING), ("decided_at", DESCENDING)])
+        await decisions.create_index([("status", ASCENDING), ("deadline", ASCENDING)])
+        await self.outcomes.create_index([("decision_id", ASCENDING)])
+
+    async def find(self, ids: Sequence[str]) -> dict[str, Doc]:
+        if not ids:
+            return {}
+        return {doc["_id"]: doc async for doc in self.db["decisions"].find(
+            {"_id": {"$in": list(ids)}})}
+
+    async def get(self, decision_id: str) -> Doc | None:
+        return await self.db["decisions"].find_one({"_id": decision_id})
+
+    async def histories(self, customers: Sequence[str], since: datetime,
+                        ) -> dict[str, CustomerHistory]:
+        """Each customer's decided incidents since `since`, in one query."""
+        found: dict[str, list[PastIncident]] = {c: [] for c in customers}
+        if not customers:
+            return {}
+        cursor = self.db["decisions"].find(
+            {"customer_id": {"$in": list(found)}, "decided_at": {"$gt": since}},
+            {"customer_id": 1, "incident_id": 1, "type": 1, "detection": 1, "decided_at": 1,
+             "value": 1})
+        async for doc in cursor:
+            found[doc["customer_id"]].append(PastIncident(
+                incident_id=doc["incident_id"], type=IncidentType(doc["type"]),
+                detection=Detection(doc["detection"]), decided_at=doc["decided_at"],
+                value=Decimal(doc["value"])))
+        return {c: CustomerHistory(tuple(sorted(p, key=lambda i: i.decided_at)))
+                for c, p in found.items()}
+
+    async def held(self, limit: int) -> list[Doc]:
+        cursor = self.db["decisions"].find({"status": "held"}).sort(
+            "decided_at", ASCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def offers_due(self, now: datetime, limit: int) -> list[Doc]:
+        cursor = self.db["decisions"].find(
+            {"status": "awaiting_choice", "deadline": {"$lte": now}}).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def claim(self, collection: str, decision_id: str, fields: Doc) -> Doc | None:
+        """Insert the one verdict or choice of a decision; returns the one that was there
+        first when another won."""
+        target = self.reviews if collection == "reviews" else self.choices
+        try:
+            await target.insert_one({"_id": decision_id, **fields})
+        except DuplicateKeyError:
+            return await target.find_one({"_id": decision_id})
+        return None
+
+    async def update_current(self, revision: Decision, reservation: str | None) -> None:
+        """Point the decision at its newest revision (one writer: the claim's winner)."""
+        fields: dict[str, Any] = {
+            "status": revision.status.value, "revision": revision.revision,
+            "reservation": reservation,
+            "value": format(revision.total_value.amount, "f"),
+            "decision": revision.model_dump(mode="json")}
+        await self.db["decisions"].update_one(
+            {"_id": revision.decision_id, "revision": {"$lt": revision.revision}},
+            {"$set": fields})
+
+    async def record_outcomes(self, docs: Sequence[Doc]) -> set[Any]:
+        return await insert_new(self.outcomes, docs)

@@ -14,8 +14,9 @@ from services.common.outbox import MongoOutbox
 
 
 class FulfilmentStore:
-    """`decisions` (as received), `points_ledger` (append-only credits), `messages`
-    (apologies), `refunds` and `outcomes`."""
+    """`decisions` (each revision as received), `points_ledger` (append-only credits),
+    `messages` (apologies), `refunds`, `perks` (free delivery), `tasks` (for humans, an
+    outbox) and `outcomes` (an outbox)."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
@@ -23,10 +24,13 @@ class FulfilmentStore:
         self.points_ledger = db["points_ledger"]
         self.messages = db["messages"]
         self.refunds = db["refunds"]
+        self.perks = db["perks"]
+        self.tasks = MongoOutbox(db["tasks"])
         self.outcomes = MongoOutbox(db["outcomes"])
 
     async def create_indexes(self) -> None:
-        for name in ("decisions", "points_ledger", "messages", "refunds", "outcomes"):
+        for name in ("decisions", "points_ledger", "messages", "refunds", "perks", "tasks",
+                     "outcomes"):
             await self.db[name].create_index([("customer_id", ASCENDING),
                                               ("created_at", DESCENDING)])
 

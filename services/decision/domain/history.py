@@ -1,0 +1,54 @@
+"""A customer's earlier incidents and what they were granted: the input of the history
+conditions and of the per-customer cap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from schemas.incident import Detection, IncidentType
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PastIncident:
+    incident_id: str
+    type: IncidentType
+    detection: Detection
+    decided_at: datetime
+    value: Decimal = ZERO  # money equivalent granted, in the policy's currency
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerHistory:
+    incidents: tuple[PastIncident, ...] = ()
+
+    def plus(self, incident: PastIncident) -> CustomerHistory:
+        return CustomerHistory((*self.incidents, incident))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFacts:
+    """What the history says within the policy's window before `now`."""
+
+    incidents: int
+    same_type: int
+    claims: int
+    compensation: Decimal
+
+    @classmethod
+    def of(cls, history: CustomerHistory, incident_id: str, incident_type: IncidentType,
+           now: datetime, window_days: int) -> WindowFacts:
+        since = now - timedelta(days=window_days)
+        incidents = same_type = claims = 0
+        compensation = ZERO
+        for past in history.incidents:
+            if past.incident_id == incident_id or not since < past.decided_at <= now:
+                continue
+            incidents += 1
+            same_type += past.type is incident_type
+            claims += past.detection is not Detection.proactive
+            compensation += past.value
+        return cls(incidents, same_type, claims, compensation)
