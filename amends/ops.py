@@ -267,3 +267,36 @@ async def redrive(bootstrap: str, letters: Sequence[Letter]) -> int:
     finally:
         await producer.stop()
     return len(letters)
+
+
+async def read_slice(bootstrap: str, topic: str, *, start: Position,
+                     stop: Position | None = None, on_total: Progress = _nothing,
+                     on_progress: Progress = _nothing) -> list[bytes]:
+    """The values of `topic` between `start` and `stop` (default: its end now), partition by
+    partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        partitions = await partitions_of(bootstrap, topic)
+        begin = await _resolve(consumer, partitions, start, default="earliest")
+        end = await _resolve(consumer, partitions, stop or Position(edge="latest"),
+                             default="latest")
+        todo = {tp: end[tp] for tp in partitions if begin[tp] < end[tp]}
+        on_total(sum(end[tp] - begin[tp] for tp in todo))
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, begin[tp])
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                inside = [r.value for r in records if r.offset < todo[tp] and r.value]
+                values.extend(inside)
+                on_progress(len(inside))
+                if records and records[-1].offset + 1 >= todo[tp]:
+                    del todo[tp]
+                    consumer.pause(tp)
+    finally:
+        await consumer.stop()
+    return values

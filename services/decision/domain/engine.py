@@ -94,6 +94,7 @@ class Context:
     facts: WindowFacts
     policy: Policy
     cent: Decimal
+    trace: bool = True  # False: no rule traces or reasons (a backtest needs only the sums)
 
     def money(self, value: Decimal) -> Decimal:
         return value.quantize(self.cent, rounding=ROUND_HALF_UP)
@@ -109,59 +110,77 @@ def _in_list(name: str, value: str | None, allowed: Iterable[str]) -> str | None
     return None if value in allowed else f"{name} {value} not in {', '.join(allowed)}"
 
 
-def _in_range(name: str, value: Decimal | int | None, bounds: Range) -> str | None:
-    if value is None:
-        return f"{name} unknown"
-    failure = bounds.failure(Decimal(value))
-    return None if failure is None else f"{name} {failure}"
-
-
 def _money_value(ctx: Context, money: Money | None) -> Decimal | None:
     if money is None or money.currency != ctx.policy.currency:
         return None
     return money.amount
 
 
+_Getter = Callable[[Context], Any]
+_GETTERS: dict[str, _Getter] = {
+    "type": lambda c: c.incident.type,
+    "severity": lambda c: c.incident.severity,
+    "detection": lambda c: c.incident.detection,
+    "tier": lambda c: c.incident.customer.tier,
+    "locale": lambda c: c.incident.customer.locale,
+    "tenant": lambda c: c.incident.tenant,
+    "delay_minutes": lambda c: c.incident.delay_minutes,
+    "wait_minutes": lambda c: c.incident.wait_minutes,
+    "outage_minutes": lambda c: c.incident.outage_minutes,
+    "order_value": lambda c: _money_value(c, c.incident.order_value),
+    "item_value": lambda c: _money_value(c, c.incident.item_value),
+    "lifetime_value": lambda c: _money_value(c, c.incident.customer.lifetime_value),
+    "incidents_in_window": lambda c: c.facts.incidents,
+    "same_type_in_window": lambda c: c.facts.same_type,
+    "claims_in_window": lambda c: c.facts.claims + (
+        c.incident.detection is not Detection.proactive),
+    "compensation_in_window": lambda c: c.facts.compensation,
+}
+# name, getter, the allowed values (a list condition) or the bounds (a range condition)
+_Condition = tuple[str, _Getter, frozenset[Any] | None, tuple[str, ...], Range | None]
+_COMPILED: dict[int, tuple[When, list[_Condition]]] = {}
+
+
+def _conditions(when: When) -> list[_Condition]:
+    """The conditions a `When` sets, compiled once (policies are immutable)."""
+    cached = _COMPILED.get(id(when))
+    if cached is not None and cached[0] is when:
+        return cached[1]
+    compiled: list[_Condition] = []
+    for name in type(when).model_fields:
+        value = getattr(when, name)
+        if value is None:
+            continue
+        if isinstance(value, Range):
+            compiled.append((name, _GETTERS[name], None, (), value))
+        else:
+            compiled.append((name, _GETTERS[name], frozenset(value),
+                             tuple(str(v) for v in value), None))
+    if len(_COMPILED) > 4096:
+        _COMPILED.clear()
+    _COMPILED[id(when)] = (when, compiled)
+    return compiled
+
+
 def check(when: When, ctx: Context) -> tuple[bool, str]:
     """Whether `when` holds, and a reason naming what decided it."""
-    incident, facts = ctx.incident, ctx.facts
     held: list[str] = []
-    lists: list[tuple[str, str | None, Iterable[str] | None]] = [
-        ("type", incident.type.value, when.type),
-        ("severity", incident.severity.value, when.severity),
-        ("detection", incident.detection.value, when.detection),
-        ("tier", incident.customer.tier.value, when.tier),
-        ("locale", incident.customer.locale, when.locale),
-        ("tenant", incident.tenant, when.tenant),
-    ]
-    for name, value, allowed in lists:
-        if allowed is None:
+    for name, get, allowed, shown, bounds in _conditions(when):
+        value = get(ctx)
+        if value is None:
+            return False, f"{name} unknown"
+        if allowed is not None:
+            if value not in allowed:
+                return False, f"{name} {value} not in {', '.join(shown)}"
+            if ctx.trace:
+                held.append(f"{name} {value}")
             continue
-        failure = _in_list(name, value, allowed)
-        if failure:
-            return False, failure
-        held.append(f"{name} {value}")
-    ranges: list[tuple[str, Decimal | int | None, Range | None]] = [
-        ("delay_minutes", incident.delay_minutes, when.delay_minutes),
-        ("wait_minutes", incident.wait_minutes, when.wait_minutes),
-        ("outage_minutes", incident.outage_minutes, when.outage_minutes),
-        ("order_value", _money_value(ctx, incident.order_value), when.order_value),
-        ("item_value", _money_value(ctx, incident.item_value), when.item_value),
-        ("lifetime_value", _money_value(ctx, incident.customer.lifetime_value),
-         when.lifetime_value),
-        ("incidents_in_window", facts.incidents, when.incidents_in_window),
-        ("same_type_in_window", facts.same_type, when.same_type_in_window),
-        ("claims_in_window", facts.claims + (incident.detection is not Detection.proactive),
-         when.claims_in_window),
-        ("compensation_in_window", facts.compensation, when.compensation_in_window),
-    ]
-    for name, number, bounds in ranges:
-        if bounds is None:
-            continue
-        failure = _in_range(name, number, bounds)
-        if failure:
-            return False, failure
-        held.append(f"{name} {number} ({bounds})")
+        assert bounds is not None
+        failure = bounds.failure(value)
+        if failure is not None:
+            return False, f"{name} {failure}"
+        if ctx.trace:
+            held.append(f"{name} {value} ({bounds})")
     return True, "; ".join(held) or "no conditions"
 
 
@@ -194,7 +213,6 @@ def item_of(grant: Grant, rule: Rule, ctx: Context) -> Item | str:
 
 def _item_of(grant: Grant, rule: Rule, ctx: Context) -> Item | str:
     values = ctx.policy.values
-    kind = grant.kind
     if grant.refund is not None:
         spec = grant.refund
         if spec.percent is not None:
@@ -206,38 +224,38 @@ def _item_of(grant: Grant, rule: Rule, ctx: Context) -> Item | str:
             amount = spec.fixed or ZERO
         if spec.max is not None:
             amount = min(amount, spec.max)
-        return Item(kind, amount, rule.id, rule.because, amount=amount)
+        return Item(RemedyKind.refund, amount, rule.id, rule.because, amount=amount)
     if grant.points is not None:
-        return Item(kind, ctx.money(grant.points * values.point), rule.id, rule.because,
-                    points=grant.points)
+        return Item(RemedyKind.points, ctx.money(grant.points * values.point), rule.id,
+                    rule.because, points=grant.points)
     if grant.voucher is not None:
         spec_v = grant.voucher
         if spec_v.amount is not None:
-            return Item(kind, spec_v.amount, rule.id, rule.because, amount=spec_v.amount,
-                        expires_days=spec_v.expires_days)
+            return Item(RemedyKind.voucher, spec_v.amount, rule.id, rule.because,
+                        amount=spec_v.amount, expires_days=spec_v.expires_days)
         percent = spec_v.percent or ZERO
         basis = _money_value(ctx, ctx.incident.order_value) or values.typical_order
-        return Item(kind, ctx.money(basis * percent / 100), rule.id, rule.because,
+        return Item(RemedyKind.voucher, ctx.money(basis * percent / 100), rule.id, rule.because,
                     percent=percent, expires_days=spec_v.expires_days)
     if grant.free_delivery is not None:
         orders = grant.free_delivery.orders
-        return Item(kind, values.free_delivery * orders, rule.id, rule.because,
+        return Item(RemedyKind.free_delivery, values.free_delivery * orders, rule.id, rule.because,
                     quantity=orders)
     if grant.replacement is not None:
         value = (_money_value(ctx, ctx.incident.item_value or ctx.incident.order_value)
                  or values.replacement_without_value)
-        return Item(kind, value, rule.id, rule.because,
+        return Item(RemedyKind.replacement, value, rule.id, rule.because,
                     label="express" if grant.replacement.express else "")
     if grant.gift is not None:
-        return Item(kind, grant.gift.value, rule.id, rule.because, label=grant.gift.item)
+        return Item(RemedyKind.gift, grant.gift.value, rule.id, rule.because, label=grant.gift.item)
     if grant.priority_support is not None:
-        return Item(kind, values.priority_support, rule.id, rule.because,
+        return Item(RemedyKind.priority_support, values.priority_support, rule.id, rule.because,
                     quantity=grant.priority_support.days)
     if grant.free_upgrade is not None:
-        return Item(kind, grant.free_upgrade.value, rule.id, rule.because,
+        return Item(RemedyKind.free_upgrade, grant.free_upgrade.value, rule.id, rule.because,
                     label=grant.free_upgrade.to)
     assert grant.personal_call is not None
-    return Item(kind, values.personal_call, rule.id, rule.because,
+    return Item(RemedyKind.personal_call, values.personal_call, rule.id, rule.because,
                 due_hours=grant.personal_call.within_hours)
 
 
@@ -254,7 +272,7 @@ def combine(items: list[Item], ctx: Context) -> list[Item]:
         key = (item.kind, sub)
         have = out.get(key)
         if have is None:
-            out[key] = replace(item)
+            out[key] = item  # items are made afresh for each evaluation
             continue
         have.rule_id = _joined(have.rule_id, item.rule_id)
         have.because = have.because or item.because
@@ -379,17 +397,20 @@ def _apply_rules(ctx: Context) -> Draft:
     gates = _type_gates(ctx.policy)[ctx.incident.type]
     for rule, gate in zip(ctx.policy.rules, gates, strict=True):
         if gate is not None:
-            draft.traces.append(gate)
+            if ctx.trace:
+                draft.traces.append(gate)
             continue
         if rule.group is not None and rule.group in groups:
-            draft.traces.append(built(RuleTrace, rule_id=rule.id, matched=False, reason=(
-                f"group {rule.group} already applied by {groups[rule.group]}")))
+            if ctx.trace:
+                draft.traces.append(built(RuleTrace, rule_id=rule.id, matched=False, reason=(
+                    f"group {rule.group} already applied by {groups[rule.group]}")))
             continue
         matched, reason = check(rule.when, ctx)
         if matched and rule.offer is not None and draft.offer_rule is not None:
             reason += f"; its offer is ignored: {draft.offer_rule.id} made one first"
-        draft.traces.append(built(RuleTrace, rule_id=rule.id, matched=matched,
-                                                      reason=reason))
+        if ctx.trace:
+            draft.traces.append(built(RuleTrace, rule_id=rule.id, matched=matched,
+                                      reason=reason))
         if not matched:
             continue
         if rule.group is not None:
@@ -478,17 +499,47 @@ def _action(item: Item, did: str, position: int, ctx: Context, now: datetime) ->
         due_by=now + timedelta(hours=item.due_hours) if item.due_hours else None)
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What the policy grants, before it is dressed as a `Decision`."""
+
+    draft: Draft
+    facts: WindowFacts
+    review_reason: str | None
+
+    @property
+    def status(self) -> DecisionStatus:
+        return (DecisionStatus.held if self.review_reason else
+                DecisionStatus.awaiting_choice if self.draft.offer_rule is not None
+                else DecisionStatus.approved)
+
+    @property
+    def value(self) -> Decimal:
+        """The remedies outside an offer and its dearest option."""
+        return total(self.draft.base) + max((total(items) for _, items in self.draft.options),
+                                            default=ZERO)
+
+
+def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
+             budget_remaining: Decimal | None = None, trace: bool = True) -> Evaluation:
+    """Rules, caps and review triggers for `incident` (see the module's docstring)."""
+    facts = WindowFacts.of(history, incident.incident_id, incident.type, now,
+                           policy.window_days)
+    ctx = Context(incident, facts, policy, _cent(policy.currency), trace)
+    draft = _apply_rules(ctx)
+    _apply_caps(draft, ctx, budget_remaining)
+    review_reason = _foreign_currency(incident, policy.currency) or _review(draft, ctx)
+    return Evaluation(draft, facts, review_reason)
+
+
 def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
            budget_remaining: Decimal | None = None) -> Decision:
     """The decision the policy makes for `incident`, given the customer's history and, if
     known, what is left of today's budget. Pure: the same inputs give the same decision."""
-    facts = WindowFacts.of(history, incident.incident_id, incident.type, now,
-                           policy.window_days)
+    evaluation = evaluate(incident, history, policy, now, budget_remaining=budget_remaining)
+    draft, facts, review_reason = evaluation.draft, evaluation.facts, evaluation.review_reason
     ctx = Context(incident, facts, policy, _cent(policy.currency))
     did = decision_id(incident.incident_id)
-    draft = _apply_rules(ctx)
-    _apply_caps(draft, ctx, budget_remaining)
-    review_reason = _foreign_currency(incident, policy.currency) or _review(draft, ctx)
 
     actions = [built(Action,
         position=0, idempotency_key=action_key(did, 0), kind=RemedyKind.apology,
@@ -509,13 +560,11 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
         offer = built(Offer,
             offer_id=did, options=options, default_option=spec.default,
             deadline=now + timedelta(hours=spec.deadline_hours))
-    status = (DecisionStatus.held if review_reason else
-              DecisionStatus.awaiting_choice if offer else DecisionStatus.approved)
-    value = total(draft.base) + max((total(items) for _, items in draft.options), default=ZERO)
     return built(Decision,
         decision_id=did, revision=0, incident=incident, policy_version=policy.version,
-        decided_at=now, status=status, actions=actions,
-        total_value=built(Money, amount=value, currency=policy.currency), rules=draft.traces,
+        decided_at=now, status=evaluation.status, actions=actions,
+        total_value=built(Money, amount=evaluation.value, currency=policy.currency),
+        rules=draft.traces,
         caps=draft.caps, offer=offer, review_reason=review_reason, review=None, choice=None,
         explanation=explain(incident, policy, draft, offer=offer,
                             review_reason=review_reason, facts=facts))

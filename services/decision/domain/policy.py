@@ -77,7 +77,7 @@ class Range(PolicyModel):
             raise ValueError("give at least one of gte, gt, lte, lt")
         return self
 
-    def failure(self, value: Decimal) -> str | None:
+    def failure(self, value: Decimal | int) -> str | None:
         """Why `value` is outside the range, or None when it is inside."""
         if self.gte is not None and value < self.gte:
             return f"{value} < {self.gte}"

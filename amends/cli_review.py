@@ -1,0 +1,95 @@
+"""`amends review ...`: the review queue and customers' choices, through decision's API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+import typer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if Console().is_terminal else 140)
+review_app = typer.Typer(help="Held decisions and offers: list, approve, reject, choose.",
+                         no_args_is_help=True)
+
+
+class ReviewSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
+
+    decision_url: str = "http://127.0.0.1:8002"
+
+
+def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    url = f"{ReviewSettings().decision_url}{path}"
+    try:
+        response = httpx.request(method, url, json=body, timeout=15)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] the decision service at {url} did not answer: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        detail = response.json().get("detail") if response.headers.get(
+            "content-type", "").startswith("application/json") else response.text
+        console.print(f"[red]refused ({response.status_code}):[/red] {detail}", highlight=False)
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _show(decision: dict[str, Any]) -> None:
+    console.print(f"[bold]{decision['decision_id']}[/bold] revision {decision['revision']}: "
+                  f"{decision['status']}, worth {decision['total_value']['amount']} "
+                  f"{decision['total_value']['currency']}", highlight=False)
+    console.print(decision["explanation"], highlight=False)
+
+
+@review_app.command("list")
+def list_held(limit: Annotated[int, typer.Option(help="at most this many")] = 100) -> None:
+    """Decisions held for review, oldest first."""
+    held = _call("GET", f"/v1/review?limit={limit}")
+    table = Table(title=f"{len(held)} decision(s) held for review", title_justify="left")
+    for column in ("decision", "customer", "incident", "value", "why held", "decided"):
+        table.add_column(column, overflow="fold")
+    for item in held:
+        table.add_row(item["decision_id"], item["customer_id"], item["incident_type"],
+                      f"{item['value']} {item['currency']}", item["review_reason"] or "-",
+                      item["decided_at"])
+    console.print(table)
+
+
+@review_app.command()
+def show(decision: Annotated[str, typer.Argument(help="the decision id")]) -> None:
+    """A decision as it stands, with its explanation."""
+    _show(_call("GET", f"/v1/decisions/{decision}"))
+
+
+@review_app.command()
+def approve(decision: Annotated[str, typer.Argument(help="the decision id")],
+            reviewer: Annotated[str, typer.Option(help="who approves")],
+            reason: Annotated[str, typer.Option(help="why, for the record")]) -> None:
+    """Approve a held decision: its remedies go out."""
+    _show(_call("POST", f"/v1/review/{decision}/approve",
+                {"reviewer": reviewer, "reason": reason}))
+
+
+@review_app.command()
+def reject(decision: Annotated[str, typer.Argument(help="the decision id")],
+           reviewer: Annotated[str, typer.Option(help="who rejects")],
+           reason: Annotated[str, typer.Option(help="why, for the record")]) -> None:
+    """Reject a held decision: only the apology goes out."""
+    _show(_call("POST", f"/v1/review/{decision}/reject",
+                {"reviewer": reviewer, "reason": reason}))
+
+
+@review_app.command()
+def choose(decision: Annotated[str, typer.Argument(help="the decision id")],
+           option: Annotated[int, typer.Argument(help="the chosen option (from 0)")]) -> None:
+    """Record a customer's choice for an offer."""
+    _show(_call("POST", f"/v1/offers/{decision}/choice", {"option": option}))
+
+
+@review_app.command("apply-defaults")
+def apply_defaults() -> None:
+    """Settle the offers whose deadline passed with their default option."""
+    settled = _call("POST", "/v1/offers/apply-defaults")["settled"]
+    console.print(f"{settled} offer(s) settled with their default")
