@@ -101,6 +101,8 @@ class DeadLetters:
             "amends_dead_letters_total", "Messages sent to the dead-letter topic",
             ["service", "reason"], registry=registry,
         )
+        for reason in DeadLetterReason:  # present from the start, so the first one is a rise
+            self.counter.labels(service, reason.value)
 
     def letter(self, record: Record, reason: DeadLetterReason, error: str) -> Outgoing:
         now = self._clock()

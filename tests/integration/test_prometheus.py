@@ -1,0 +1,177 @@
+"""A real Prometheus server scrapes intake's /metrics while a late delivery goes through the
+real broker and database, and sees the incident it caused; the repository's rules load and
+evaluate against the real series."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from fastapi import FastAPI
+
+from tests.factories import order_delivered
+from tests.infra import Infra
+from tests.kafka_tools import as_json, produce
+from tests.pipeline import running_pipeline
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "prometheus" / "rules" / "amends.rules.yml"
+INSTALL_HINT = "install Debian's prometheus package (apt-get install prometheus)"
+
+Result = list[dict[str, Any]]
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    if os.environ.get("AMENDS_SKIP_PROMTOOL") == "1":
+        pytest.skip("prometheus is not installed and AMENDS_SKIP_PROMTOOL=1")
+    pytest.fail(f"prometheus is not on PATH: {INSTALL_HINT}, "
+                "or set AMENDS_SKIP_PROMTOOL=1 to skip this test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[int]:
+    """Serve `app` over HTTP on a free port; its lifespan is already entered by the caller."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
+                                           access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert not task.done(), "uvicorn stopped before it started"
+            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+            await asyncio.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.contextmanager
+def prometheus(binary: str, workdir: Path, job: str, target_port: int) -> Iterator[str]:
+    """A Prometheus server scraping one target every second with the repository's rules;
+    yields its base URL and is killed on the way out."""
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [{"job_name": job,
+                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
+    }
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log_path = workdir / "prometheus.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    except BaseException:
+        process.kill()
+        process.wait()
+        print(f"--- prometheus log ---\n{log_path.read_text()}")  # noqa: T201 - shown on failure
+        raise
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def query_until(client: httpx.AsyncClient, query: str, done: Callable[[Result], bool],
+                      *, timeout_s: float = 60.0) -> Result:
+    """Ask Prometheus `query` until `done(result)` holds; fails with the last answer."""
+    deadline = time.monotonic() + timeout_s
+    last: Result | str = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = await client.get("/api/v1/query", params={"query": query})
+        except httpx.TransportError as exc:  # not listening yet
+            last = repr(exc)
+        else:
+            body = response.json()
+            if body.get("status") == "success":
+                result: Result = body["data"]["result"]
+                if done(result):
+                    return result
+                last = result
+            else:
+                last = str(body)
+        await asyncio.sleep(0.5)
+    pytest.fail(f"{query}: not as expected within {timeout_s} s; last answer: {last}")
+
+
+def values(result: Result) -> list[float]:
+    return [float(sample["value"][1]) for sample in result]
+
+
+async def rule_health(client: httpx.AsyncClient) -> dict[str, str]:
+    response = await client.get("/api/v1/rules")
+    groups = response.json()["data"]["groups"]
+    return {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
+
+
+async def test_prometheus_sees_the_incident_a_late_delivery_caused(
+        infra: Infra, suffix: str, tmp_path: Path) -> None:
+    binary = prometheus_binary()
+    now = datetime.now(UTC)
+    late = order_delivered(f"{suffix}-late", f"{suffix}-o-late",
+                           promised=now - timedelta(hours=2), delivered=now - timedelta(hours=1))
+
+    async with (running_pipeline(infra, suffix) as pipeline,
+                serving(pipeline.intake) as port):
+        with prometheus(binary, tmp_path, "amends-intake", port) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+                await query_until(client, 'up{job="amends-intake"}',
+                                  lambda r: values(r) == [1.0])
+                await produce(infra.kafka_bootstrap, pipeline.topics.orders, as_json([late]))
+
+                incidents = await query_until(
+                    client, 'amends_incidents_detected_total{type="delivery_delayed"}',
+                    lambda r: values(r) == [1.0])
+                assert incidents[0]["metric"]["job"] == "amends-intake"
+                assert incidents[0]["metric"]["detection"] == "proactive"
+
+                # the repository's rules run against the real series
+                await query_until(
+                    client, 'type_detection:amends_incidents_detected:rate5m'
+                            '{type="delivery_delayed", detection="proactive"}',
+                    lambda r: len(r) == 1)
+                deadline = time.monotonic() + 30
+                while "unknown" in (health := await rule_health(client)).values():
+                    assert time.monotonic() < deadline, health
+                    await asyncio.sleep(0.5)
+                assert set(health.values()) == {"ok"}, health
