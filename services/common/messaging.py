@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,6 +19,12 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.common import deterministic_id
@@ -136,9 +143,32 @@ class DeadLetters:
                         record.offset, reason.value, error[:300])
 
 
+def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """TLS and SASL (PLAIN or SCRAM) for managed Kafka, from the settings."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    tls = protocol.endswith("SSL")
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    ) if tls else None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+        raise ValueError(f"kafka_security_protocol {protocol} needs kafka_sasl_username and "
+                         "kafka_sasl_password")
+    user, password = settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_sasl_mechanism == "PLAIN":
+        return SASLPlaintext(user, password, ssl_context=context, use_ssl=tls)
+    if settings.kafka_sasl_mechanism == "SCRAM-SHA-256":
+        return SASLScram256(user, password, ssl_context=context, use_ssl=tls)
+    return SASLScram512(user, password, ssl_context=context, use_ssl=tls)
+
+
 def make_broker(settings: ServiceSettings, registry: CollectorRegistry) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap,
+        security=kafka_security(settings),
         client_id=f"amends-{settings.service_name}",
         enable_idempotence=True,
         acks="all",

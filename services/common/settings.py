@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -26,6 +27,13 @@ class ServiceSettings(BaseSettings):
     service_name: ClassVar[str] = "service"
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle for the broker's TLS (default: the system's)")
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "amends"
     http_host: str = "127.0.0.1"

@@ -64,11 +64,6 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 # Variables the deployment files set before the settings classes read them: a service
 # ignores them until the field exists. Remove a name here when its field lands.
 PROPOSED_SETTINGS = frozenset({
-    "AMENDS_KAFKA_SECURITY_PROTOCOL",
-    "AMENDS_KAFKA_SASL_MECHANISM",
-    "AMENDS_KAFKA_SASL_USERNAME",
-    "AMENDS_KAFKA_SASL_PASSWORD",
-    "AMENDS_KAFKA_SSL_CAFILE",
     "AMENDS_INTAKE_HMAC_SECRETS",
     "AMENDS_FULFILMENT_PAYMENT_GATEWAY_URL",
     "AMENDS_FULFILMENT_PAYMENT_GATEWAY_API_KEY",
