@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 
 from services.common.mongo import Doc, make_client
 from tests.infra import Infra, provide
+from tests.mail import Inbox, smtp_server
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,9 @@ async def mongo(infra: Infra) -> AsyncIterator[AsyncMongoClient[Doc]]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) for the test: what it accepted, and its port."""
+    yield from smtp_server()

@@ -4,7 +4,7 @@ database of their own (for integration tests)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,10 +78,16 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
 
 @contextlib.asynccontextmanager
 async def running_pipeline(infra: Infra, suffix: str, *, clock: Clock | None = None,
-                           policy: Policy | None = None) -> AsyncIterator[Pipeline]:
+                           policy: Policy | None = None,
+                           fulfilment: Mapping[str, Any] | None = None
+                           ) -> AsyncIterator[Pipeline]:
+    """The three services in this process; `fulfilment` overrides fulfilment's settings (a
+    gateway, an SMTP relay)."""
     topics = Topics.unique(suffix)
     prefix = f"amends_test_{suffix}"
     intake_s, decision_s, fulfilment_s = settings_for(infra, topics, prefix)
+    if fulfilment:
+        fulfilment_s = FulfilmentSettings(**{**fulfilment_s.model_dump(), **fulfilment})
     pipeline = Pipeline(topics, prefix, intake_app(intake_s, clock=clock),
                         decision_app(decision_s, clock=clock, policy=policy),
                         fulfilment_app(fulfilment_s, clock=clock))

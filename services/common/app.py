@@ -3,6 +3,9 @@ and closes them, and the operational endpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +29,8 @@ from services.common.messaging import (
 )
 from services.common.mongo import Doc, make_client
 from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,6 +75,35 @@ class Runtime:
         `subscribe_batches`)."""
         subscribe_batches(self.broker, self.settings, topics, handle, name=name,
                           metrics=self.consumer_metrics)
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], *,
+              name: str) -> None:
+        """Run `job` every `seconds` while the service is up (first run after one interval).
+        A failing run is logged and the next one tries again: a sweep never stops the
+        service, and the service never stops in the middle of a sweep's write."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("%s failed; trying again in %.0f s", name, seconds)
+
+        running: list[asyncio.Task[None]] = []
+
+        async def start() -> None:
+            running.append(asyncio.create_task(loop(), name=name))
+
+        async def stop() -> None:
+            for task in running:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            running.clear()
+
+        self.on_start.append(start)
+        self.on_stop.insert(0, stop)
 
     async def _ping_broker(self) -> None:
         if not await self.broker.ping(timeout=2.0):

@@ -111,11 +111,15 @@ class DeadLetters:
         for reason in DeadLetterReason:  # present from the start, so the first one is a rise
             self.counter.labels(service, reason.value)
 
-    def letter(self, record: Record, reason: DeadLetterReason, error: str) -> Outgoing:
+    def letter(self, record: Record, reason: DeadLetterReason, error: str,
+               part: str = "") -> Outgoing:
+        """The dead letter of `record`; `part` tells apart several letters of one record
+        (the failed actions of one decision)."""
         now = self._clock()
         letter = DeadLetter(
             dead_letter_id=deterministic_id("deadletter", self._service, record.topic,
-                                            str(record.partition), str(record.offset)),
+                                            str(record.partition), str(record.offset),
+                                            *([part] if part else [])),
             service=self._service,
             reason=reason,
             error=error[:8000],
@@ -133,10 +137,13 @@ class DeadLetters:
         key = record.key.decode(errors="replace") if record.key is not None else ""
         return Outgoing(self._topic, key, event.model_dump_json().encode())
 
-    async def send(self, letters: Sequence[tuple[Record, DeadLetterReason, str]]) -> None:
+    async def send(self, letters: Sequence[tuple[Record, DeadLetterReason, str]], *,
+                   parts: Sequence[str] | None = None) -> None:
         if not letters:
             return
-        await self._publisher.publish_all([self.letter(*item) for item in letters])
+        parts = parts or [""] * len(letters)
+        await self._publisher.publish_all([self.letter(*item, part)
+                                           for item, part in zip(letters, parts, strict=True)])
         for record, reason, error in letters:
             self.counter.labels(self._service, reason.value).inc()
             log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition,

@@ -3,8 +3,6 @@ review and choice endpoints, and the sweep that applies offers' defaults."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -50,29 +48,12 @@ def create_app(settings: DecisionSettings | None = None, *,
     runtime.consume([settings.outcomes_topic], when_outcomes_recorded,
                     name="when_outcomes_recorded")
 
-    sweeper: list[asyncio.Task[None]] = []
+    async def apply_defaults() -> None:
+        settled = await service.apply_due_defaults()
+        if settled:
+            log.info("applied the default of %d offers past their deadline", settled)
 
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(settings.offer_sweep_seconds)
-            try:
-                settled = await service.apply_due_defaults()
-                if settled:
-                    log.info("applied the default of %d offers past their deadline", settled)
-            except Exception:
-                log.exception("applying offers' defaults failed; trying again later")
-
-    async def start_sweep() -> None:
-        sweeper.append(asyncio.create_task(sweep(), name="offer-defaults"))
-
-    async def stop_sweep() -> None:
-        for task in sweeper:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    runtime.on_start.append(start_sweep)
-    runtime.on_stop.insert(0, stop_sweep)
+    runtime.every(settings.offer_sweep_seconds, apply_defaults, name="offer-defaults")
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic],

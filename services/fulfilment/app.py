@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
@@ -12,9 +14,12 @@ from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.fulfilment import http
 from services.fulfilment.adapters.mongo import FulfilmentStore
+from services.fulfilment.edges import message_channels, payment_gateway
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
 from services.fulfilment.vouchers import VoucherStore
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: FulfilmentSettings | None = None, *,
@@ -24,10 +29,28 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = FulfilmentStore(runtime.db)
     vouchers = VoucherStore(runtime.db)
+    gateway = payment_gateway(settings)
+    channels = message_channels(settings, runtime.clock)
     service = FulfilmentService(settings=settings, store=store, vouchers=vouchers,
                                 publisher=runtime.publisher, dead_letters=runtime.dead_letters,
-                                clock=runtime.clock, metrics=FulfilmentMetrics(runtime.registry))
+                                clock=runtime.clock, metrics=FulfilmentMetrics(runtime.registry),
+                                gateway=gateway, channels=channels)
     runtime.on_start.extend([store.create_indexes, vouchers.create_indexes])
+
+    async def close_clients() -> None:
+        for client in [gateway, *channels.values()]:
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                await close()
+
+    runtime.on_stop.append(close_clients)
+
+    async def finish_unfinished() -> None:
+        finished = await service.finish_unfinished()
+        if finished:
+            log.info("finished %d refunds and messages left unfinished", len(finished))
+
+    runtime.every(settings.sweep_seconds, finish_unfinished, name="unfinished-effects")
 
     async def when_decisions_made(records: list[Record]) -> None:
         await service.handle_decisions(records)

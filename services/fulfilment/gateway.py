@@ -51,6 +51,10 @@ class RefundResult:
 
 
 class PaymentGateway(Protocol):
+    # Whether a refund is final as soon as it is asked for, with nothing outside to call.
+    @property
+    def settles_at_once(self) -> bool: ...
+
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Ask for the refund; the same key always yields the same refund."""
         ...
@@ -78,6 +82,8 @@ LEDGER_PREFIX = "ledger_"
 class LedgerGateway:
     """No gateway: the refund is a ledger entry in Amends, done as soon as it is asked for.
     The id is derived from the idempotency key, so asking twice gives the same refund."""
+
+    settles_at_once = True
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         if request.amount.amount <= 0:
@@ -110,6 +116,8 @@ class HttpGateway:
     gateway's own message — including 409, a key reused with a different request, and the
     refusal of a refund above what is left of the payment.
     """
+
+    settles_at_once = False
 
     def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 10.0,
                  client: httpx.AsyncClient | None = None) -> None:

@@ -93,6 +93,11 @@ def router(store: FulfilmentStore, vouchers: VoucherStore, clock: Clock) -> APIR
     return api
 
 
+# Bookkeeping of delivery, and the HTML twin of the text: not part of the case.
+INTERNAL_MESSAGE_FIELDS = frozenset({"_id", "html", "origin", "decision_ref", "claimed_at",
+                                     "next_attempt_at", "attempts"})
+
+
 async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer_id: str,
                         clock: Clock) -> Case:
     now = clock()
@@ -106,7 +111,7 @@ async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer
     decisions = sorted(newest.values(), key=lambda d: d["decided_at"], reverse=True)
     outcomes = [o["outcome"] async for o in store.outcomes.collection.find(query)]
     outcomes.sort(key=lambda o: (o["completed_at"], o["position"]), reverse=True)
-    messages = [{k: v for k, v in m.items() if k not in {"_id", "recipient"}} | {
+    messages = [{k: v for k, v in m.items() if k not in INTERNAL_MESSAGE_FIELDS} | {
         "idempotency_key": m["_id"]} async for m in store.messages.find(query)]
     messages.sort(key=lambda m: m["created_at"], reverse=True)
     return Case(

@@ -2,18 +2,27 @@
 
 Every effect is a document keyed by the action's idempotency key (a points credit, a refund,
 a voucher, a message), written before its outcome is recorded: a redelivered decision finds
-its effects and adds nothing.
+its effects and adds nothing. Refunds at a gateway and messages through a channel follow
+`remote`'s claim-then-call protocol; what a transient failure leaves unfinished is taken up
+by `finish_unfinished`, run periodically. A permanent failure fails the action: its outcome
+tells the decision service to release the budget, and the decision goes to the dead-letter
+topic with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
+from pymongo.asynchronous.collection import AsyncCollection
 
+from schemas.common import Channel
 from schemas.deadletter import DeadLetterReason
 from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
@@ -24,8 +33,23 @@ from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, 
 from services.common.mongo import Doc, insert_new
 from services.common.outbox import record_then_publish
 from services.fulfilment.adapters.mongo import FulfilmentStore
+from services.fulfilment.channels import MessageChannel, OutgoingMessage
+from services.fulfilment.edges import RECORD_ONLY, Route, route
+from services.fulfilment.errors import PermanentError
+from services.fulfilment.gateway import (
+    LedgerGateway,
+    PaymentGateway,
+    RefundRequest,
+    RefundResult,
+    RefundStatus,
+    until_settled,
+)
+from services.fulfilment.messages import MessageExtras, render_apology
+from services.fulfilment.remote import Done, EffectState, Job, RemoteEffects
 from services.fulfilment.settings import FulfilmentSettings
 from services.fulfilment.vouchers import VoucherStore
+
+log = logging.getLogger(__name__)
 
 _decision_event: TypeAdapter[DecisionMade] = TypeAdapter(DecisionMade)
 
@@ -59,12 +83,16 @@ TASK_HOURS: dict[RemedyKind, int] = {RemedyKind.priority_support: 1,
                                      RemedyKind.replacement: 24, RemedyKind.gift: 72}
 
 
-@dataclass
-class Done:
-    """What happened to one action."""
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A decision to carry out and the record it arrived in (rebuilt for the sweep)."""
 
-    status: ActionStatus
-    detail: str
+    decision: Decision
+    record: Record
+
+    @property
+    def ref(self) -> str:
+        return f"{self.decision.decision_id}:{self.decision.revision}"
 
 
 @dataclass
@@ -73,11 +101,17 @@ class Batch:
 
     now: datetime
     credits: list[Doc] = field(default_factory=list)
-    messages: list[Doc] = field(default_factory=list)
-    refunds: list[Doc] = field(default_factory=list)
     perks: list[Doc] = field(default_factory=list)
     tasks: list[tuple[Doc, Outgoing]] = field(default_factory=list)
-    results: list[tuple[Decision, Action, Done]] = field(default_factory=list)
+    refunds: list[Job] = field(default_factory=list)
+    messages: list[Job] = field(default_factory=list)
+    results: dict[str, tuple[Run, Action, Done]] = field(default_factory=dict)
+    waiting: dict[str, tuple[Run, Action]] = field(default_factory=dict)
+
+    def settle(self, done: Mapping[str, Done]) -> None:
+        for key, result in done.items():
+            run, action = self.waiting.pop(key)
+            self.results[key] = (run, action, result)
 
 
 @dataclass
@@ -89,65 +123,101 @@ class FulfilmentService:
     dead_letters: DeadLetters
     clock: Clock
     metrics: FulfilmentMetrics
+    gateway: PaymentGateway = field(default_factory=LedgerGateway)
+    channels: Mapping[Channel, MessageChannel] = field(default_factory=dict)
+    remote: RemoteEffects | None = None
+
+    def __post_init__(self) -> None:
+        if self.remote is None:
+            self.remote = RemoteEffects(self.settings, self.clock)
+
+    @property
+    def effects(self) -> RemoteEffects:
+        assert self.remote is not None
+        return self.remote
 
     async def handle_decisions(self, records: Sequence[Record]) -> list[Outcome]:
         now = self.clock()
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
-        decisions: list[Decision] = []
+        runs: dict[str, Run] = {}
         for record in records:
             try:
-                decisions.append(_decision_event.validate_json(record.value).data)
+                run = Run(_decision_event.validate_json(record.value).data, record)
             except ValidationError as exc:
                 rejected.append((record, DeadLetterReason.invalid, describe(exc)))
+                continue
+            runs.setdefault(run.ref, run)  # the same revision twice in a batch is one
         await self.dead_letters.send(rejected)
         # Each revision of a decision is kept (a review or a choice adds one); effects are
         # keyed by action, so actions repeated in a later revision happen once.
         await self.store.record_decisions([
-            {"_id": f"{d.decision_id}:{d.revision}", "decision_id": d.decision_id,
-             "revision": d.revision, "customer_id": d.incident.customer.id,
-             "created_at": now, "decision": d.model_dump(mode="json")} for d in decisions])
-        runnable = [d for d in decisions if d.status.executable]
-        outcomes = await self._execute(runnable, now)
-        await self._publish(outcomes, now)
+            {"_id": run.ref, "decision_id": run.decision.decision_id,
+             "revision": run.decision.revision, "customer_id": run.decision.incident.customer.id,
+             "created_at": now, "origin": _origin(run.record),
+             "decision": run.decision.model_dump(mode="json")} for run in runs.values()])
+        return await self._carry_out([r for r in runs.values() if r.decision.status.executable],
+                                     now)
+
+    async def _carry_out(self, runs: Sequence[Run], now: datetime) -> list[Outcome]:
+        batch = Batch(now)
+        known = await self.store.outcomes_of(
+            [a.idempotency_key for run in runs for a in run.decision.actions])
+        await self._local_effects(batch, runs, known)
+        batch.settle(await self.effects.run(self.store.refunds, batch.refunds, now))
+        await self._apologies(batch, runs, known)
+        batch.settle(await self.effects.run(self.store.messages, batch.messages, now))
+        return await self._report(batch, list(known.values()))
+
+    async def _report(self, batch: Batch, known: Sequence[Outcome]) -> list[Outcome]:
+        """Publish an outcome for each action with a final answer; dead-letter the failed."""
+        outcomes = [*known]
+        failed: list[tuple[Record, DeadLetterReason, str]] = []
+        parts: list[str] = []
+        for key, (run, action, done) in batch.results.items():
+            if done.status is None:
+                continue  # under way: the sweep reports it
+            outcomes.append(self._outcome(run.decision, action, done, batch.now))
+            if done.error is not None:
+                failed.append((run.record, DeadLetterReason.processing_failed,
+                               f"action {key} ({action.kind.value}) of decision "
+                               f"{run.decision.decision_id}: {done.error}"))
+                parts.append(key)
+        new = await self._publish(outcomes, batch.now)
+        # A redelivered decision whose failure was reported already is not reported twice.
+        fresh = [i for i, key in enumerate(parts) if key in new]
+        await self.dead_letters.send([failed[i] for i in fresh], parts=[parts[i] for i in fresh])
         return outcomes
 
-    async def _publish(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        items: list[tuple[Doc, Outgoing]] = []
-        for outcome in outcomes:
-            event = OutcomeRecorded(id=outcome.idempotency_key, source="amends/fulfilment",
-                                    time=now, subject=outcome.customer_id, data=outcome)
-            doc = {"_id": outcome.idempotency_key, "customer_id": outcome.customer_id,
-                   "created_at": now, "outcome": outcome.model_dump(mode="json")}
-            items.append((doc, outgoing(self.settings.outcomes_topic, event)))
-        new = await record_then_publish(self.store.outcomes, self.publisher, items)
-        for outcome in outcomes:
-            if outcome.idempotency_key in new:
-                self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
-                if outcome.status is ActionStatus.succeeded and outcome.value.amount > 0:
-                    self.metrics.compensation.labels(outcome.kind.value, outcome.value.currency
-                                                     ).inc(float(outcome.value.amount))
-                if outcome.time_to_apology_seconds is not None:
-                    self.metrics.time_to_apology.observe(outcome.time_to_apology_seconds)
-
-    async def _execute(self, decisions: Sequence[Decision], now: datetime) -> list[Outcome]:
-        batch = Batch(now)
-        for decision in decisions:
-            # The apology goes last, so that it can name what the other actions gave.
-            for action in sorted(decision.actions, key=lambda a: a.kind is RemedyKind.apology):
-                done = await self._plan(batch, decision, action)
-                batch.results.append((decision, action, done))
+    async def _local_effects(self, batch: Batch, runs: Sequence[Run],
+                             known: Mapping[str, Outcome]) -> None:
+        """Plan every action but the apologies; write points, perks and tasks in bulk."""
+        for run in runs:
+            for action in run.decision.actions:
+                key = action.idempotency_key
+                if key in known or key in batch.results or key in batch.waiting:
+                    continue
+                if action.kind is RemedyKind.apology:
+                    continue  # last, so that it can name what the others gave
+                if action.kind is RemedyKind.refund:
+                    planned = await self._refund(batch, run, action)
+                    if planned is not None:
+                        batch.results[key] = (run, action, planned)
+                    continue
+                batch.results[key] = (run, action, await self._plan(batch, run, action))
         # Effects first, keyed by idempotency key: a redelivery finds them and adds nothing.
         await self.store.credit_points(batch.credits)
-        await insert_new(self.store.refunds, batch.refunds)
         await insert_new(self.store.perks, batch.perks)
         await record_then_publish(self.store.tasks, self.publisher, batch.tasks)
-        await self.store.record_messages(batch.messages)
-        return [self._outcome(d, a, done, now) for d, a, done in batch.results]
 
-    async def _plan(self, batch: Batch, decision: Decision, action: Action) -> Done:
+    def _base(self, run: Run, action: Action, now: datetime) -> Doc:
+        return {"_id": action.idempotency_key, "customer_id": run.decision.incident.customer.id,
+                "decision_id": run.decision.decision_id, "decision_ref": run.ref,
+                "position": action.position, "origin": _origin(run.record), "created_at": now}
+
+    async def _plan(self, batch: Batch, run: Run, action: Action) -> Done:
+        decision = run.decision
         customer = decision.incident.customer
-        base = {"_id": action.idempotency_key, "customer_id": customer.id,
-                "decision_id": decision.decision_id, "created_at": batch.now}
+        base = self._base(run, action, batch.now)
         match action.kind:
             case RemedyKind.points:
                 batch.credits.append({**base, "points": action.points or 0,
@@ -160,19 +230,12 @@ class FulfilmentService:
                     action_key=action.idempotency_key, customer_id=customer.id,
                     amount=action.amount, percent=action.percent,
                     currency=(action.amount or action.value).currency, issued_at=batch.now,
-                    expires_at=action.expires_at or batch.now + timedelta(days=90),
+                    expires_at=action.expires_at or batch.now + timedelta(
+                        days=self.settings.voucher_expiry_days),
                     reason=decision.incident.type.value)
                 # The code is a bearer secret: it goes to the customer, not into outcomes.
                 return Done(ActionStatus.succeeded,
                             f"voucher issued, valid until {voucher.expires_at.date()}")
-            case RemedyKind.refund:
-                return self._refund(batch, decision, action, base)
-            case RemedyKind.apology:
-                batch.messages.append({**base, "incident_type": decision.incident.type.value,
-                                       "channel": customer.contact.preferred_channel.value,
-                                       "locale": customer.locale,
-                                       "text": decision.explanation, "sent_at": batch.now})
-                return Done(ActionStatus.succeeded, "apology sent")
             case RemedyKind.free_delivery:
                 batch.perks.append({**base, "kind": action.kind.value,
                                     "orders": action.quantity or 1,
@@ -203,27 +266,270 @@ class FulfilmentService:
                                                RemedyKind.replacement} else "normal",
             value=action.value, context=decision.explanation[:2000])
 
-    @staticmethod
-    def _refund(batch: Batch, decision: Decision, action: Action, base: Doc) -> Done:
-        incident = decision.incident
+    # --- refunds -----------------------------------------------------------------------------
+
+    async def _refund(self, batch: Batch, run: Run, action: Action) -> Done | None:
+        """Refuse a refund that cannot be right; queue the others for the gateway (None)."""
+        incident = run.decision.incident
         paid = incident.charged_amount or incident.order_value
+        problem = None
         if action.amount is None or paid is None:
-            return Done(ActionStatus.failed, "refund without an amount or a known payment")
-        if action.amount.currency != paid.currency or action.amount.amount > paid.amount:
-            return Done(ActionStatus.failed,
-                        f"refund of {action.amount} exceeds what was paid ({paid})")
-        batch.refunds.append({**base, "amount": str(action.amount.amount),
-                              "currency": action.amount.currency, "order_id": incident.order_id,
-                              "gateway": "ledger", "status": "succeeded"})
-        return Done(ActionStatus.succeeded, f"refund of {action.amount} recorded")
+            problem = "refund without an amount or a known payment"
+        elif action.amount.currency != paid.currency or action.amount.amount > paid.amount:
+            problem = f"refund of {action.amount} exceeds what was paid ({paid})"
+        elif action.amount.amount <= 0:
+            problem = f"refund of {action.amount} is not a refund"
+        if problem is not None or action.amount is None:
+            return Done(ActionStatus.failed, problem or "", batch.now, problem)
+        request = RefundRequest(idempotency_key=action.idempotency_key,
+                                order_id=incident.order_id or incident.incident_id,
+                                payment_ref=None, amount=action.amount,
+                                reason=incident.type.value)
+        doc = {**self._base(run, action, batch.now), "amount": str(action.amount.amount),
+               "currency": action.amount.currency, "order_id": incident.order_id,
+               "gateway": type(self.gateway).__name__}
+        if self.gateway.settles_at_once:
+            result = await self.gateway.refund(request)
+            doc |= {"gateway_id": result.gateway_id, "settled_at": batch.now,
+                    **self._refund_result(request, result, batch.now)[1]}
+            batch.refunds.append(Job(action.idempotency_key, doc))
+        else:
+            batch.refunds.append(Job(action.idempotency_key, doc,
+                                     perform=self._refunder(request)))
+        batch.waiting[action.idempotency_key] = (run, action)
+        return None
+
+    def _refunder(self, request: RefundRequest) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
+        async def perform(doc: Doc) -> tuple[Done, Doc]:
+            async def call() -> tuple[Done, Doc]:
+                gateway_id = doc.get("gateway_id")
+                result = await (self.gateway.refund_status(gateway_id) if gateway_id
+                                else self.gateway.refund(request))
+                result = await until_settled(self.gateway, result,
+                                             polls=self.settings.refund_polls,
+                                             interval_s=self.settings.refund_poll_interval_s,
+                                             sleep=self.effects.sleep)
+                return self._refund_result(request, result, self.clock())
+            return await self.effects.attempt(call, doc, "the refund")
+        return perform
+
+    def _refund_result(self, request: RefundRequest, result: RefundResult,
+                       now: datetime) -> tuple[Done, Doc]:
+        fields: Doc = {"gateway_id": result.gateway_id}
+        match result.status:
+            case RefundStatus.succeeded:
+                detail = f"refund of {request.amount} made ({result.gateway_id})"
+                return (Done(ActionStatus.succeeded, detail, now),
+                        fields | {"status": EffectState.succeeded.value, "detail": detail,
+                                  "settled_at": now})
+            case RefundStatus.failed:
+                detail = (f"the gateway failed the refund {result.gateway_id}: "
+                          f"{result.detail or 'no reason given'}")
+                return (Done(ActionStatus.failed, detail, now, detail),
+                        fields | {"status": EffectState.failed.value, "detail": detail,
+                                  "settled_at": now})
+            case _:
+                detail = f"refund {result.gateway_id} pending at the gateway"
+                return (Done(None, detail),
+                        fields | {"status": EffectState.pending.value, "detail": detail,
+                                  "next_attempt_at": self.effects.later(now)})
+
+    # --- apologies ---------------------------------------------------------------------------
+
+    async def _apologies(self, batch: Batch, runs: Sequence[Run],
+                         known: Mapping[str, Outcome]) -> None:
+        """Render each apology with what its decision gives (carried out or under way, not
+        what failed) and queue it for its channel."""
+        wanted: dict[str, tuple[Run, Action]] = {}
+        for run in runs:
+            for action in run.decision.actions:
+                key = action.idempotency_key
+                if (action.kind is RemedyKind.apology and key not in known
+                        and key not in batch.results and key not in batch.waiting):
+                    wanted.setdefault(key, (run, action))
+        if not wanted:
+            return
+        codes = await self.vouchers.codes_for(
+            [a.idempotency_key for run, _ in wanted.values() for a in run.decision.actions
+             if a.kind is RemedyKind.voucher])
+
+        def failed(action: Action) -> bool:
+            key = action.idempotency_key
+            if key in known:
+                return known[key].status is ActionStatus.failed
+            result = batch.results.get(key)
+            return result is not None and result[2].status is ActionStatus.failed
+
+        for run, action in wanted.values():
+            given = [a for a in run.decision.actions if not failed(a)]
+            try:
+                job = self._message(run, action, given, codes, batch.now)
+            except PermanentError as error:
+                detail = f"the apology cannot be delivered: {error}"
+                batch.results[action.idempotency_key] = (
+                    run, action, Done(ActionStatus.failed, detail, batch.now, detail))
+                continue
+            batch.messages.append(job)
+            batch.waiting[action.idempotency_key] = (run, action)
+
+    def _message(self, run: Run, action: Action, given: Sequence[Action],
+                 codes: Mapping[str, str], now: datetime) -> Job:
+        decision = run.decision
+        customer = decision.incident.customer
+        path = route(customer.contact, self.channels)
+        choice_url = (self.settings.choice_url.replace("{decision_id}", decision.decision_id)
+                      if self.settings.choice_url else None)
+        rendered = render_apology(decision, extras=MessageExtras(
+            voucher_codes=codes, signature=self.settings.message_signature,
+            choice_url=choice_url), actions=given)
+        doc = {**self._base(run, action, now), "incident_type": decision.incident.type.value,
+               "channel": path.name, "locale": rendered.locale, "subject": rendered.subject,
+               "text": rendered.text, "html": rendered.html}
+        if path.channel is None:
+            detail = "apology recorded (no delivery channel is configured)"
+            return Job(action.idempotency_key,
+                       doc | {"status": EffectState.succeeded.value, "detail": detail,
+                              "settled_at": now, "sent_at": now})
+        message = OutgoingMessage.of(rendered, idempotency_key=action.idempotency_key,
+                                     recipient=path.recipient, customer_id=customer.id,
+                                     metadata={"decision_id": decision.decision_id,
+                                               "incident_id": decision.incident.incident_id})
+        return Job(action.idempotency_key, doc, perform=self._sender(path, message))
+
+    def _sender(self, path: Route,
+                message: OutgoingMessage) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
+        channel = path.channel
+        assert channel is not None
+
+        async def perform(doc: Doc) -> tuple[Done, Doc]:
+            async def call() -> tuple[Done, Doc]:
+                delivery = await channel.send(message)
+                detail = f"apology sent by {path.name}"
+                return (Done(ActionStatus.succeeded, detail, delivery.delivered_at),
+                        {"status": EffectState.succeeded.value, "detail": detail,
+                         "settled_at": delivery.delivered_at,
+                         "sent_at": delivery.delivered_at, "message_id": delivery.message_id})
+            return await self.effects.attempt(call, doc, "the apology")
+        return perform
+
+    # --- the sweep ---------------------------------------------------------------------------
+
+    async def finish_unfinished(self, limit: int = 200) -> list[Outcome]:
+        """Try again the refunds and messages that a transient failure, a pending gateway or
+        a dead process left unfinished; report those that now have a final answer."""
+        now = self.clock()
+        claimed: list[tuple[AsyncCollection[Doc], Doc]] = []
+        for collection in (self.store.refunds, self.store.messages):
+            claimed.extend([(collection, doc)
+                            for doc in await self.effects.due(collection, now, limit)
+                            if await self.effects.reclaim(collection, doc, now)])
+        if not claimed:
+            return []
+        runs = await self._runs_of({doc["decision_ref"] for _, doc in claimed})
+        batch = Batch(now)
+        codes = await self.vouchers.codes_for(
+            [a.idempotency_key for run in runs.values() for a in run.decision.actions
+             if a.kind is RemedyKind.voucher])
+        jobs: dict[int, list[tuple[Job, Doc]]] = {}
+        for collection, doc in claimed:
+            run = runs.get(doc["decision_ref"])
+            action = next((a for a in run.decision.actions
+                           if a.idempotency_key == doc["_id"]), None) if run else None
+            if run is None or action is None:
+                log.error("unfinished effect %s has no decision %s", doc["_id"],
+                          doc["decision_ref"])
+                continue
+            job = self._resumed(run, action, doc, codes)
+            if job is None:
+                continue
+            batch.waiting[action.idempotency_key] = (run, action)
+            jobs.setdefault(id(collection), []).append((job, doc))
+        for collection in (self.store.refunds, self.store.messages):
+            batch.settle(await self.effects.perform(collection, jobs.get(id(collection), [])))
+        return await self._report(batch, [])
+
+    def _resumed(self, run: Run, action: Action, doc: Doc,
+                 codes: Mapping[str, str]) -> Job | None:
+        incident = run.decision.incident
+        if action.kind is RemedyKind.refund:
+            if action.amount is None:
+                return None
+            request = RefundRequest(idempotency_key=action.idempotency_key,
+                                    order_id=incident.order_id or incident.incident_id,
+                                    payment_ref=None, amount=action.amount,
+                                    reason=incident.type.value)
+            return Job(action.idempotency_key, doc, perform=self._refunder(request))
+        try:
+            path = route(incident.customer.contact, self.channels)
+        except PermanentError:
+            path = Route(RECORD_ONLY, None)
+        if path.channel is None or path.name != doc.get("channel"):
+            # The channel it was queued for is no longer configured: render anew for this one.
+            job = self._message(run, action, run.decision.actions, codes, self.clock())
+            if job.perform is None:
+                return Job(action.idempotency_key, doc,
+                           perform=_already(Done.of(job.doc), job.doc))
+            return Job(action.idempotency_key, doc, perform=job.perform)
+        message = OutgoingMessage(
+            idempotency_key=action.idempotency_key, recipient=path.recipient,
+            subject=doc["subject"], text=doc["text"], html=doc["html"], locale=doc["locale"],
+            customer_id=incident.customer.id,
+            metadata={"decision_id": run.decision.decision_id,
+                      "incident_id": incident.incident_id})
+        return Job(action.idempotency_key, doc, perform=self._sender(path, message))
+
+    async def _runs_of(self, refs: set[str]) -> dict[str, Run]:
+        runs: dict[str, Run] = {}
+        async for doc in self.store.decisions.find({"_id": {"$in": sorted(refs)}}):
+            decision = Decision.model_validate(doc["decision"])
+            topic, partition, offset = doc.get("origin") or (self.settings.decisions_topic, -1,
+                                                             -1)
+            record = Record(topic, partition, offset, decision.incident.customer.id.encode(),
+                            json.dumps(doc["decision"]).encode())
+            runs[doc["_id"]] = Run(decision, record)
+        return runs
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    async def _publish(self, outcomes: Sequence[Outcome], now: datetime) -> set[str]:
+        items: list[tuple[Doc, Outgoing]] = []
+        for outcome in outcomes:
+            event = OutcomeRecorded(id=outcome.idempotency_key, source="amends/fulfilment",
+                                    time=now, subject=outcome.customer_id, data=outcome)
+            doc = {"_id": outcome.idempotency_key, "customer_id": outcome.customer_id,
+                   "created_at": now, "outcome": outcome.model_dump(mode="json")}
+            items.append((doc, outgoing(self.settings.outcomes_topic, event)))
+        new = await record_then_publish(self.store.outcomes, self.publisher, items)
+        for outcome in outcomes:
+            if outcome.idempotency_key in new:
+                self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
+                if outcome.status is ActionStatus.succeeded and outcome.value.amount > 0:
+                    self.metrics.compensation.labels(outcome.kind.value, outcome.value.currency
+                                                     ).inc(float(outcome.value.amount))
+                if outcome.time_to_apology_seconds is not None:
+                    self.metrics.time_to_apology.observe(outcome.time_to_apology_seconds)
+        return new
 
     @staticmethod
     def _outcome(decision: Decision, action: Action, done: Done, now: datetime) -> Outcome:
+        status = done.status or ActionStatus.failed
+        completed = done.at or now
         latency = None
-        if action.kind is RemedyKind.apology and done.status is ActionStatus.succeeded:
-            latency = max(0.0, (now - decision.incident.occurred_at).total_seconds())
+        if action.kind is RemedyKind.apology and status is ActionStatus.succeeded:
+            latency = max(0.0, (completed - decision.incident.occurred_at).total_seconds())
         return Outcome(idempotency_key=action.idempotency_key, decision_id=decision.decision_id,
                        incident_id=decision.incident.incident_id,
                        customer_id=decision.incident.customer.id, position=action.position,
-                       kind=action.kind, status=done.status, value=action.value,
-                       completed_at=now, detail=done.detail, time_to_apology_seconds=latency)
+                       kind=action.kind, status=status, value=action.value,
+                       completed_at=completed, detail=done.detail[:1000],
+                       time_to_apology_seconds=latency)
+
+
+def _origin(record: Record) -> list[Any]:
+    return [record.topic, record.partition, record.offset]
+
+
+def _already(done: Done, fields: Doc) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
+    async def perform(_: Doc) -> tuple[Done, Doc]:
+        return done, {k: v for k, v in fields.items() if k != "_id"}
+    return perform

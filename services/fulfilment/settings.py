@@ -1,10 +1,15 @@
-"""Fulfilment's settings (`AMENDS_FULFILMENT_*`, falling back to the shared `AMENDS_*`)."""
+"""Fulfilment's settings (`AMENDS_FULFILMENT_*`, falling back to the shared `AMENDS_*`).
+
+Refunds go through the embedded ledger unless `payment_gateway_url` names a gateway; apology
+messages are recorded only (shown in the case view) unless `smtp_host` or `webhook_url`
+configures a channel that delivers them.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
@@ -22,3 +27,54 @@ class FulfilmentSettings(ServiceSettings):
     tasks_topic: str = topics.TASKS
     points_expiry_days: int = Field(default=365, ge=1)
     perk_expiry_days: int = Field(default=180, ge=1, description="free delivery lasts")
+    voucher_expiry_days: int = Field(default=90, ge=1,
+                                     description="when the decision gives no expiry")
+
+    # Refunds: a Stripe-style gateway when a URL is given, else the embedded ledger.
+    payment_gateway_url: str | None = None
+    payment_gateway_api_key: SecretStr | None = Field(default=None, repr=False)
+    payment_gateway_timeout_s: float = Field(default=10.0, gt=0)
+    refund_polls: int = Field(default=3, ge=0,
+                              description="status queries for a pending refund, per attempt")
+    refund_poll_interval_s: float = Field(default=1.0, ge=0)
+
+    # Apology messages: e-mail when an SMTP relay is given, a signed webhook when a URL is.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = Field(default=None, repr=False)
+    smtp_from: str = "Customer care <care@amends.invalid>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    message_signature: str | None = Field(default=None, max_length=80,
+                                          description="the sign-off under every apology")
+    choice_url: str | None = Field(
+        default=None, description="where a customer picks an offer's option; "
+        "{decision_id} is replaced")
+    send_concurrency: int = Field(default=16, ge=1,
+                                  description="messages and refunds in flight at once")
+
+    # Transient failures: retried with backoff in the batch, then by the sweep.
+    retry_attempts: int = Field(default=4, ge=1)
+    retry_base_s: float = Field(default=0.2, ge=0)
+    retry_cap_s: float = Field(default=5.0, ge=0)
+    sweep_seconds: float = Field(default=30.0, gt=0,
+                                 description="how often unfinished refunds and messages "
+                                 "are tried again")
+    claim_lease_seconds: float = Field(
+        default=300.0, gt=0, description="after this, an effect claimed by a process that "
+        "died is taken over by the sweep")
+    give_up_after_hours: float = Field(default=24.0, gt=0,
+                                       description="a transient failure this old is final")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.payment_gateway_url and self.payment_gateway_api_key is None:
+            raise ValueError("payment_gateway_api_key: required with payment_gateway_url")
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("webhook_secret: required with webhook_url")
+        if self.smtp_username and self.smtp_password is None:
+            raise ValueError("smtp_password: required with smtp_username")
+        return self

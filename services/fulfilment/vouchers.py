@@ -8,6 +8,7 @@ racing redemptions exactly one wins, on every server — see docs/adr/0002).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -131,6 +132,13 @@ class VoucherStore:
             return None
         redemption = await self.redemptions.find_one({"_id": doc["_id"]})
         return self._voucher(doc, redemption, now)
+
+    async def codes_for(self, action_keys: Sequence[str]) -> dict[str, str]:
+        """The codes issued for these voucher actions, by action key (for the apology)."""
+        if not action_keys:
+            return {}
+        return {d["action_key"]: d["_id"] async for d in self.vouchers.find(
+            {"action_key": {"$in": list(set(action_keys))}}, {"action_key": 1})}
 
     async def for_customer(self, customer_id: str, now: datetime) -> list[Voucher]:
         docs = await self.vouchers.find({"customer_id": customer_id}).to_list()

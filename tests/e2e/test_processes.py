@@ -1,5 +1,6 @@
 """The three services as processes of their own (`python -m services.<name>`), configured
-only through the environment, against the real broker and database."""
+only through the environment, against the real broker and database; apologies go by e-mail
+to a real SMTP server."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ import pytest
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce
+from tests.mail import Inbox, body, parsed
 from tests.pipeline import Topics
 from tests.processes import free_port, service_env, start, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
 @pytest.fixture
-def services(infra: Infra, suffix: str, tmp_path: Path) -> Iterator[tuple[Topics, dict[str, int]]]:
+def services(infra: Infra, suffix: str, tmp_path: Path,
+             inbox: tuple[Inbox, int]) -> Iterator[tuple[Topics, dict[str, int]]]:
     topics = Topics.unique(suffix)
-    env = service_env(infra, topics, suffix)
+    env = {**service_env(infra, topics, suffix), "AMENDS_FULFILMENT_SMTP_HOST": "127.0.0.1",
+           "AMENDS_FULFILMENT_SMTP_PORT": str(inbox[1]),
+           "AMENDS_FULFILMENT_SMTP_FROM": "Customer care <care@shop.example>"}
     ports = {name: free_port() for name in ("intake", "decision", "fulfilment")}
     procs = [start(name, env, port, tmp_path / f"{name}.log") for name, port in ports.items()]
     try:
@@ -40,7 +45,8 @@ def services(infra: Infra, suffix: str, tmp_path: Path) -> Iterator[tuple[Topics
 
 
 async def test_services_as_processes_apologise_for_late_deliveries(
-        infra: Infra, suffix: str, services: tuple[Topics, dict[str, int]]) -> None:
+        infra: Infra, suffix: str, services: tuple[Topics, dict[str, int]],
+        inbox: tuple[Inbox, int]) -> None:
     topics, ports = services
     late, on_time = late_and_on_time(suffix, datetime(2026, 11, 2, 9, tzinfo=UTC), 5, 3)
     await produce(infra.kafka_bootstrap, topics.orders, as_json(late + on_time))
@@ -60,3 +66,15 @@ async def test_services_as_processes_apologise_for_late_deliveries(
     assert 'amends_actions_total{kind="apology",result="succeeded"} 5.0' in metrics
     assert "amends_time_to_apology_seconds_count 5.0" in metrics
     assert 'amends_consumer_lag_messages{partition=' in metrics
+
+    # Each late customer got one e-mail: the rendered apology for their order.
+    mails = [parsed(envelope) for envelope in inbox[0].envelopes]
+    late_orders = {e["data"]["customer"]["contact"]["email"]: e["data"]["order_id"]
+                   for e in late}
+    assert sorted(str(m["To"]) for m in mails) == sorted(late_orders)
+    for mail in mails:
+        assert mail["Subject"] == "We're sorry your order was late"
+        text = body(mail, "plain")
+        assert text.startswith("Hello"), text
+        assert f"We're sorry: your order {late_orders[str(mail['To'])]} arrived" in text
+        assert body(mail, "html").lstrip().lower().startswith("<!doctype html>")

@@ -9,14 +9,15 @@ from datetime import datetime
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from schemas.outcome import Outcome
 from services.common.mongo import Doc, insert_new
 from services.common.outbox import MongoOutbox
 
 
 class FulfilmentStore:
     """`decisions` (each revision as received), `points_ledger` (append-only credits),
-    `messages` (apologies), `refunds`, `perks` (free delivery), `tasks` (for humans, an
-    outbox) and `outcomes` (an outbox)."""
+    `messages` (apologies) and `refunds` (each with its delivery state, see `remote`), `perks`
+    (free delivery), `tasks` (for humans, an outbox) and `outcomes` (an outbox)."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
@@ -33,6 +34,18 @@ class FulfilmentStore:
                      "outcomes"):
             await self.db[name].create_index([("customer_id", ASCENDING),
                                               ("created_at", DESCENDING)])
+        for name in ("messages", "refunds"):  # the sweep looks for unfinished ones
+            await self.db[name].create_index([("status", ASCENDING)])
+
+    async def outcomes_of(self, keys: Sequence[str]) -> dict[str, Outcome]:
+        """The outcomes already recorded for these action keys."""
+        if not keys:
+            return {}
+        found: dict[str, Outcome] = {}
+        async for doc in self.outcomes.collection.find({"_id": {"$in": list(set(keys))}},
+                                                       {"outcome": 1}):
+            found[doc["_id"]] = Outcome.model_validate(doc["outcome"])
+        return found
 
     async def record_decisions(self, decisions: Sequence[Doc]) -> set[str]:
         return await insert_new(self.decisions, decisions)
