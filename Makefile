@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install up down status demo test test-unit test-integration lint fmt bench schemas clean
+.PHONY: help install up down status demo test test-unit test-integration lint fmt bench schemas compose-up compose-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -55,6 +55,15 @@ bench: install ## measure throughput and latency on the local stack (a table and
 
 schemas: install ## regenerate the JSON Schemas and the AsyncAPI documents
 	$(BIN)/python -m schemas.generate
+
+COMPOSE := docker compose -f deploy/docker-compose.yml
+
+compose-up: ## with Docker: build the image and run everything (Kafka, MongoDB, services, Prometheus, Grafana, Mailpit)
+	$(COMPOSE) up --build --detach
+	$(COMPOSE) ps
+
+compose-down: ## with Docker: stop and remove the containers (add ARGS=-v to drop the data too)
+	$(COMPOSE) down $(ARGS)
 
 clean: ## remove the virtual environment and caches (not the stack's data)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -64,13 +64,16 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
         "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
         "deadletter_topic": topics.deadletter, "batch_timeout_ms": 20}
     return (
-        IntakeSettings(**common, mongo_db=f"{prefix}_intake", orders_topic=topics.orders,
+        IntakeSettings(**common, consumer_group=f"{prefix}_intake", mongo_db=f"{prefix}_intake",
+                       orders_topic=topics.orders,
                        support_topic=topics.support, payments_topic=topics.payments,
                        outages_topic=topics.outages, incidents_topic=topics.incidents),
-        DecisionSettings(**common, mongo_db=f"{prefix}_decision",
+        DecisionSettings(**common, consumer_group=f"{prefix}_decision",
+                         mongo_db=f"{prefix}_decision",
                          incidents_topic=topics.incidents, decisions_topic=topics.decisions,
                          outcomes_topic=topics.outcomes),
-        FulfilmentSettings(**common, mongo_db=f"{prefix}_fulfilment",
+        FulfilmentSettings(**common, consumer_group=f"{prefix}_fulfilment",
+                           mongo_db=f"{prefix}_fulfilment",
                            decisions_topic=topics.decisions, outcomes_topic=topics.outcomes,
                            tasks_topic=topics.tasks),
     )

@@ -41,6 +41,9 @@ def service_env(infra: Infra, topics: Topics, suffix: str) -> dict[str, str]:
         "AMENDS_DECISIONS_TOPIC": topics.decisions,
         "AMENDS_OUTCOMES_TOPIC": topics.outcomes,
         "AMENDS_FULFILMENT_TASKS_TOPIC": topics.tasks,
+        # Groups of the test's own: another test's members never stall its rebalances.
+        **{f"AMENDS_{name.upper()}_CONSUMER_GROUP": f"{name}-{suffix}"
+           for name in ("intake", "decision", "fulfilment")},
     }
 
 

@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
     log_level: str = "INFO"
+    consumer_group: str | None = Field(
+        default=None, description="the Kafka consumer group (default: the service's name); "
+        "give each environment sharing a cluster its own")
 
     @classmethod
     def settings_customise_sources(
@@ -60,5 +63,6 @@ class ServiceSettings(BaseSettings):
 
     @property
     def group_id(self) -> str:
-        """Every consumer of a service is in the consumer group named after it."""
-        return self.service_name
+        """Every consumer of a service is in one consumer group: `consumer_group`, else the
+        service's name."""
+        return self.consumer_group or self.service_name
