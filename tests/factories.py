@@ -64,3 +64,93 @@ def incident(incident_type: str = "delivery_delayed", *, customer_id: str = "c-1
             "type": incident_type, "detection": detection, "severity": severity,
             "customer": customer(customer_id, tier=tier), "occurred_at": at.isoformat(),
             "detected_at": at.isoformat(), "source": "tests", "order_id": fact, **fields}
+
+
+def event(event_type: str, data: dict[str, Any], *, subject: str, at: datetime,
+          source: str = "shop", tenant: str | None = None,
+          event_id: str | None = None) -> dict[str, Any]:
+    """An upstream CloudEvent around `data`; its id is derived from the data unless given."""
+    body = {"specversion": "1.0",
+            "id": event_id or deterministic_id("test-event", event_type, repr(sorted(
+                (k, str(v)) for k, v in data.items()))),
+            "source": source, "type": event_type, "time": at.isoformat(), "subject": subject,
+            "data": data}
+    if tenant is not None:
+        body["tenant"] = tenant
+    return body
+
+
+def eur(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+def order_placed(customer_id: str, order_id: str, *, at: datetime,
+                 promised: datetime | None, total: str = "42.00",
+                 **options: Any) -> dict[str, Any]:
+    data = {"order_id": order_id, "customer": customer(customer_id), "placed_at": at.isoformat(),
+            "total": eur(total),
+            "promised_delivery_at": promised.isoformat() if promised else None}
+    return event("order.placed", data, subject=customer_id, at=at, **options)
+
+
+def delivered(customer_id: str, order_id: str, *, at: datetime,
+              promised: datetime | None = None, total: str | None = "42.00",
+              **options: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"order_id": order_id, "customer": customer(customer_id),
+                            "delivered_at": at.isoformat()}
+    if promised is not None:
+        data["promised_delivery_at"] = promised.isoformat()
+    if total is not None:
+        data["total"] = eur(total)
+    return event("order.delivered", data, subject=customer_id, at=at, **options)
+
+
+def order_cancelled(customer_id: str, order_id: str, *, at: datetime, by: str = "merchant",
+                    paid: bool = True, total: str = "42.00", **options: Any) -> dict[str, Any]:
+    data = {"order_id": order_id, "customer": customer(customer_id),
+            "cancelled_at": at.isoformat(), "cancelled_by": by, "paid": paid,
+            "total": eur(total)}
+    return event("order.cancelled", data, subject=customer_id, at=at, **options)
+
+
+def item_reported(customer_id: str, order_id: str, *, at: datetime, problem: str = "defective",
+                  sku: str = "sku-1", price: str = "19.99", quantity: int = 1,
+                  **options: Any) -> dict[str, Any]:
+    data = {"order_id": order_id, "customer": customer(customer_id),
+            "reported_at": at.isoformat(), "problem": problem,
+            "item": {"sku": sku, "name": "a thing", "quantity": quantity, "price": eur(price)},
+            "order_total": eur("80.00")}
+    return event("order.item_reported", data, subject=customer_id, at=at, **options)
+
+
+def payment_captured(customer_id: str, order_id: str, payment_id: str, *, at: datetime,
+                     amount: str = "42.00", **options: Any) -> dict[str, Any]:
+    data = {"payment_id": payment_id, "order_id": order_id, "customer": customer(customer_id),
+            "amount": eur(amount), "captured_at": at.isoformat()}
+    return event("payment.captured", data, subject=customer_id, at=at, **options)
+
+
+def ticket_updated(customer_id: str, ticket_id: str, *, opened: datetime, at: datetime,
+                   status: str = "open", first_response: datetime | None = None,
+                   **options: Any) -> dict[str, Any]:
+    data = {"ticket_id": ticket_id, "customer": customer(customer_id), "status": status,
+            "opened_at": opened.isoformat(), "updated_at": at.isoformat(),
+            "first_response_at": first_response.isoformat() if first_response else None}
+    return event("support.ticket_updated", data, subject=customer_id, at=at, **options)
+
+
+def outage_declared(outage_id: str, *, at: datetime, customers: list[str] | None = None,
+                    seen_within_hours: int | None = None, severity: str = "major",
+                    **options: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"outage_id": outage_id, "service": "checkout",
+                            "severity": severity, "started_at": at.isoformat()}
+    if customers is not None:
+        data["affected_customers"] = [customer(c) for c in customers]
+    if seen_within_hours is not None:
+        data["segment"] = {"seen_within_hours": seen_within_hours}
+    return event("outage.declared", data, subject=outage_id, at=at, **options)
+
+
+def outage_resolved(outage_id: str, *, at: datetime, **options: Any) -> dict[str, Any]:
+    data = {"outage_id": outage_id, "resolved_at": at.isoformat()}
+    return event("outage.resolved", data, subject=outage_id, at=at, **options)

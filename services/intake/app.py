@@ -1,6 +1,11 @@
-"""Intake's app factory: wires the consumer, the store and the HTTP endpoints."""
+"""Intake's app factory: the upstream consumer, the store, the sweep that runs scheduled
+checks when they come due, and the HTTP API."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -10,20 +15,27 @@ from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.messaging import Record
 from services.common.mongo import Doc
+from services.intake import http
 from services.intake.adapters.mongo import IntakeStore
+from services.intake.logs import keep_payloads_out_of_logs
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: IntakeSettings | None = None, *,
                mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
-               registry: CollectorRegistry | None = None) -> FastAPI:
+               registry: CollectorRegistry | None = None, sweep: bool = True) -> FastAPI:
+    """`sweep=False` leaves running the due checks to the caller (tests call
+    `service.run_due_checks()` themselves)."""
     settings = settings or IntakeSettings()
+    keep_payloads_out_of_logs()
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
-    store = IntakeStore(runtime.db)
-    service = IntakeService(settings=settings, incidents=store.incidents,
-                            publisher=runtime.publisher, dead_letters=runtime.dead_letters,
-                            clock=runtime.clock, metrics=IntakeMetrics(runtime.registry))
+    store = IntakeStore(runtime.db, settings.write_chunk)
+    service = IntakeService(settings=settings, store=store, publisher=runtime.publisher,
+                            dead_letters=runtime.dead_letters, clock=runtime.clock,
+                            metrics=IntakeMetrics(runtime.registry))
     runtime.on_start.append(store.create_indexes)
 
     async def when_upstream_events_arrive(records: list[Record]) -> None:
@@ -31,8 +43,37 @@ def create_app(settings: IntakeSettings | None = None, *,
 
     runtime.consume(settings.upstream_topics,
                     when_upstream_events_arrive, name="when_upstream_events_arrive")
+
+    sweeper: list[asyncio.Task[None]] = []
+
+    async def run_checks() -> None:
+        while True:
+            await asyncio.sleep(settings.check_sweep_seconds)
+            try:
+                ran = await service.run_due_checks()
+                if ran:
+                    log.info("ran %d scheduled checks that came due", ran)
+            except Exception:
+                log.exception("running the due checks failed; trying again later")
+
+    async def start_sweep() -> None:
+        if sweep:
+            sweeper.append(asyncio.create_task(run_checks(), name="due-checks"))
+
+    async def stop_sweep() -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        sweeper.clear()
+
+    runtime.on_start.append(start_sweep)
+    runtime.on_stop.insert(0, stop_sweep)
     app = runtime.app(title="Amends intake",
                       topics=[*settings.upstream_topics, settings.incidents_topic],
                       produces=[settings.incidents_topic])
+    app.include_router(http.router(service, settings, runtime.clock, runtime.registry))
+    http.install_openapi(app)
     app.state.service = service
+    app.state.store = store
     return app

@@ -1,27 +1,49 @@
-"""Intake's service layer: parse upstream events, detect incidents, record and publish them."""
+"""Intake's service layer: parse upstream events, keep the little state detection needs,
+detect incidents, and record and publish each of them once."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
+from schemas.common import CustomerSnapshot, deterministic_id
 from schemas.deadletter import DeadLetterReason
 from schemas.incident import Incident, IncidentDetected
-from schemas.upstream import UPSTREAM_EVENT_TYPES, UpstreamEvent, upstream_event_adapter
+from schemas.report import IncidentReport
+from schemas.upstream import (
+    UPSTREAM_EVENT_TYPES,
+    OrderCancelledEvent,
+    OrderDeliveredEvent,
+    OrderItemReportedEvent,
+    OrderPlacedEvent,
+    OutageDeclaredEvent,
+    OutageResolvedEvent,
+    PaymentCapturedEvent,
+    SupportTicketUpdatedEvent,
+    UpstreamEvent,
+    upstream_event_adapter,
+)
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.mongo import Doc
-from services.common.outbox import Outbox, record_then_publish
-from services.intake.domain.skeleton import DelayBands, detect
+from services.common.outbox import record_then_publish
+from services.intake.adapters.mongo import IntakeStore, chunks
+from services.intake.domain import detection as rules
+from services.intake.domain.detection import CheckKind, Thresholds
 from services.intake.settings import IntakeSettings
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E")
 
 
 class IntakeMetrics:
@@ -31,69 +53,339 @@ class IntakeMetrics:
         self.incidents = Counter("amends_incidents_detected_total",
                                  "Incidents detected (new ones only)", ["type", "detection"],
                                  registry=registry)
+        self.checks = Counter("amends_intake_checks_run_total",
+                              "Scheduled checks that came due and were run", ["kind"],
+                              registry=registry)
+        self.fan_out = Histogram("amends_outage_fan_out_customers",
+                                 "Customers an outage was fanned out to",
+                                 buckets=(1, 10, 100, 1000, 10_000, 100_000),
+                                 registry=registry)
+
+
+@dataclass
+class Processed:
+    """What a batch of events produced: per event (by position) the incident ids it led to,
+    and which incidents were new."""
+
+    incident_ids: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    new: list[Incident] = field(default_factory=list)
+
+
+def _of(events: Sequence[tuple[int, UpstreamEvent]], kind: type[E]) -> list[tuple[int, E]]:
+    return [(i, e) for i, e in events if isinstance(e, kind)]
+
+
+def receipt_id(event: UpstreamEvent) -> str:
+    """The HTTP receipt of an event: a retry of the same event finds it."""
+    return deterministic_id("received", event.source, event.id)
 
 
 @dataclass
 class IntakeService:
     settings: IntakeSettings
-    incidents: Outbox
+    store: IntakeStore
     publisher: Publisher
     dead_letters: DeadLetters
     clock: Clock
     metrics: IntakeMetrics
 
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(tuple(self.settings.delay_bands), self.settings.delivery_grace_minutes,
+                          self.settings.support_first_answer_minutes)
+
+    # --- Kafka ---------------------------------------------------------------------------
+
     def parse(self, record: Record) -> UpstreamEvent | tuple[DeadLetterReason, str]:
         try:
             return upstream_event_adapter.validate_json(record.value)
         except ValidationError as exc:
-            return self._rejection(record.value, exc)
-
-    @staticmethod
-    def _rejection(raw: bytes, exc: ValidationError) -> tuple[DeadLetterReason, str]:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            return DeadLetterReason.undecodable, f"not a JSON CloudEvent: {first['msg']}"
-        if first["type"] in {"union_tag_invalid", "union_tag_not_found"}:
-            try:
-                event_type = json.loads(raw).get("type")
-            except (ValueError, AttributeError):
-                event_type = None
-            return DeadLetterReason.unknown_type, (
-                f"type: unknown event type {event_type!r}; expected one of "
-                f"{', '.join(UPSTREAM_EVENT_TYPES)}")
-        return DeadLetterReason.invalid, describe(exc)
+            return rejection(record.value, exc)
 
     async def handle_upstream(self, records: Sequence[Record]) -> list[Incident]:
         """Process one batch of upstream records; returns the incidents that are new."""
-        now = self.clock()
-        bands = DelayBands(self.settings.delay_bands, self.settings.delivery_grace_minutes)
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
-        detected: list[Incident] = []
+        events: list[UpstreamEvent] = []
         for record in records:
             parsed = self.parse(record)
             if isinstance(parsed, tuple):
                 rejected.append((record, *parsed))
-                continue
-            self.metrics.events.labels(parsed.type).inc()
-            detected.extend(detect(parsed, now, bands))
+            else:
+                events.append(parsed)
         await self.dead_letters.send(rejected)
-        new = await self.publish(detected)
-        return [i for i in detected if i.incident_id in new]
+        return (await self.process(events)).new
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    async def accept(self, events: Sequence[UpstreamEvent]
+                     ) -> list[tuple[UpstreamEvent, bool, list[str]]]:
+        """Events posted over HTTP: each is processed once per (source, id); a retry gets the
+        incident ids of the first time. Returns (event, was a duplicate, incident ids)."""
+        receipts = [receipt_id(e) for e in events]
+        before = await self.store.received_before(receipts)
+        fresh: dict[str, UpstreamEvent] = {}
+        for receipt, event in zip(receipts, events, strict=True):
+            if receipt not in before:
+                fresh.setdefault(receipt, event)
+        todo = list(fresh.items())
+        processed = await self.process([e for _, e in todo])
+        produced = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
+                    for i, (receipt, _) in enumerate(todo)}
+        await self.store.mark_received(list(produced.items()), self.clock())
+        out: list[tuple[UpstreamEvent, bool, list[str]]] = []
+        first_seen: set[str] = set()
+        for receipt, event in zip(receipts, events, strict=True):
+            duplicate = receipt in before or receipt in first_seen
+            first_seen.add(receipt)
+            out.append((event, duplicate, before.get(receipt) or produced.get(receipt, [])))
+        return out
+
+    async def report(self, report: IncidentReport, source: str) -> tuple[Incident, bool]:
+        """An incident reported directly; returns it and whether it is new."""
+        incident = rules.reported_incident(report, source, self.clock())
+        new = await self.publish([incident])
+        return incident, incident.incident_id in new
+
+    # --- detection -----------------------------------------------------------------------
+
+    async def process(self, events: Sequence[UpstreamEvent]) -> Processed:
+        """Detect the incidents of a batch of valid events, keeping state for later ones."""
+        now = self.clock()
+        out = Processed()
+        numbered = list(enumerate(events))
+        for _, event in numbered:
+            self.metrics.events.labels(event.type).inc()
+        await self._see_customers(events)
+        found: list[tuple[int, Incident]] = []
+        found += await self._orders_placed(_of(numbered, OrderPlacedEvent))
+        found += await self._payments(_of(numbered, PaymentCapturedEvent), now)
+        found += await self._cancellations(_of(numbered, OrderCancelledEvent), now)
+        found += await self._deliveries(_of(numbered, OrderDeliveredEvent), now)
+        found += [(i, rules.item_reported(e, now))
+                  for i, e in _of(numbered, OrderItemReportedEvent)]
+        found += await self._tickets(_of(numbered, SupportTicketUpdatedEvent), now)
+        for index, incident in found:
+            out.incident_ids[index].append(incident.incident_id)
+        new = await self.publish([incident for _, incident in found])
+        out.new = [i for _, i in found if i.incident_id in new]
+        for index, event in _of(numbered, OutageDeclaredEvent):
+            ids, fresh = await self._outage_declared(event, now)
+            out.incident_ids[index].extend(ids)
+            out.new.extend(fresh)
+        for _, resolved in _of(numbered, OutageResolvedEvent):
+            await self._outage_resolved(resolved)
+        return out
+
+    async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
+        latest: dict[str, tuple[CustomerSnapshot, str | None, datetime]] = {}
+        for event in events:
+            customer: CustomerSnapshot | None = getattr(event.data, "customer", None)
+            if customer is None:
+                continue
+            known = latest.get(customer.id)
+            if known is None or event.time >= known[2]:
+                latest[customer.id] = (customer, event.tenant, event.time)
+        await self.store.see(list(latest.values()))
+
+    async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]]
+                             ) -> list[tuple[int, Incident]]:
+        checks = [c for _, e in placed if (c := rules.delivery_check(e, self.thresholds))]
+        await self.store.schedule(checks)
+        return []
+
+    async def _payments(self, captures: Sequence[tuple[int, PaymentCapturedEvent]],
+                        now: datetime) -> list[tuple[int, Incident]]:
+        if not captures:
+            return []
+        firsts = rules.first_captures(e for _, e in captures)
+        holders = await self.store.claim_captures([
+            {"_id": order, "payment_id": e.data.payment_id,
+             "amount": e.data.amount.model_dump(mode="json"), "captured_at": e.data.captured_at}
+            for order, e in firsts.items()])
+        found = []
+        for index, event in captures:
+            incident = rules.double_charge(event, holders[event.data.order_id], now)
+            if incident is not None:
+                found.append((index, incident))
+        return found
+
+    async def _cancellations(self, cancelled: Sequence[tuple[int, OrderCancelledEvent]],
+                             now: datetime) -> list[tuple[int, Incident]]:
+        if not cancelled:
+            return []
+        paid = await self.store.first_captures([e.data.order_id for _, e in cancelled])
+        found = []
+        for index, event in cancelled:
+            incident = rules.merchant_cancellation(event, event.data.order_id in paid, now)
+            if incident is not None:
+                found.append((index, incident))
+        await self.store.close(CheckKind.delivery, [e.data.order_id for _, e in cancelled],
+                               now, len(self.settings.delay_bands))
+        return found
+
+    async def _deliveries(self, delivered: Sequence[tuple[int, OrderDeliveredEvent]],
+                          now: datetime) -> list[tuple[int, Incident]]:
+        if not delivered:
+            return []
+        unknown = [e.data.order_id for _, e in delivered
+                   if e.data.promised_delivery_at is None or e.data.total is None]
+        steps = len(self.settings.delay_bands)
+        promises = await self.store.promises(unknown, steps) if unknown else {}
+        found = []
+        for index, event in delivered:
+            promised, value = promises.get(event.data.order_id, (None, None))
+            incident = rules.late_delivery(event, promised, now, self.thresholds, value)
+            if incident is not None:
+                found.append((index, incident))
+        await self.store.close(CheckKind.delivery, [e.data.order_id for _, e in delivered],
+                               now, steps)
+        return found
+
+    async def _tickets(self, tickets: Sequence[tuple[int, SupportTicketUpdatedEvent]],
+                       now: datetime) -> list[tuple[int, Incident]]:
+        if not tickets:
+            return []
+        found = []
+        waiting = []
+        answered = []
+        for index, event in tickets:
+            verdict = rules.support_ticket(event, now, self.thresholds)
+            if verdict.incident is not None:
+                found.append((index, verdict.incident))
+            if verdict.check is not None:
+                waiting.append(verdict.check)
+            if verdict.answered or verdict.incident is not None:
+                answered.append(event.data.ticket_id)
+        await self.store.schedule(waiting)
+        await self.store.close(CheckKind.support, answered, now)
+        return found
+
+    # --- outages -------------------------------------------------------------------------
+
+    async def _outage_declared(self, event: OutageDeclaredEvent, now: datetime
+                               ) -> tuple[list[str], list[Incident]]:
+        data = event.data
+        record = await self.store.outage_declared(data.outage_id, {
+            "service": data.service, "severity": data.severity.value,
+            "started_at": data.started_at, "tenant": event.tenant,
+            "declared_event_id": event.id, "declared_at": now})
+        minutes = None
+        if record.get("resolved_at") is not None:
+            minutes = rules.minutes_between(data.started_at, record["resolved_at"])
+        ids: list[str] = []
+        new: list[Incident] = []
+        seen: set[str] = set()
+
+        async def fan_out(customers: Sequence[CustomerSnapshot]) -> None:
+            fresh = [c for c in customers if c.id not in seen]
+            seen.update(c.id for c in fresh)
+            incidents = rules.outage_incidents(event, fresh, now, minutes)
+            created = await self.publish(incidents)
+            ids.extend(i.incident_id for i in incidents)
+            new.extend(i for i in incidents if i.incident_id in created)
+
+        if data.affected_customers:
+            for part in chunks(data.affected_customers, self.store.chunk):
+                await fan_out(part)
+        if data.segment is not None:
+            since = now - timedelta(hours=data.segment.seen_within_hours)
+            async for part in self.store.seen_since(since, event.tenant):
+                await fan_out(part)
+        fields: Doc = {"affected_customers": len(seen)}
+        if minutes is not None:
+            fields["outage_minutes"] = minutes
+        await self.store.outage_set(data.outage_id, fields)
+        self.metrics.fan_out.observe(len(seen))
+        log.info("outage %s: %d affected customers, %d new incidents", data.outage_id,
+                 len(seen), len(new))
+        return ids, new
+
+    async def _outage_resolved(self, event: OutageResolvedEvent) -> None:
+        data = event.data
+        record = await self.store.outage_resolved(data.outage_id, data.resolved_at)
+        started = record.get("started_at")
+        if started is None:  # declared later: the declaration fills the duration in
+            return
+        minutes = rules.minutes_between(started, data.resolved_at)
+        await self.store.outage_set(data.outage_id, {"outage_minutes": minutes})
+        log.info("outage %s resolved after %d minutes", data.outage_id, minutes)
+
+    # --- scheduled checks ----------------------------------------------------------------
+
+    async def run_due_checks(self) -> int:
+        """Run the checks that are due and that nothing settled; returns how many ran."""
+        ran = 0
+        limit = self.settings.check_sweep_limit
+        while True:
+            now = self.clock()
+            due = await self.store.due(now, limit)
+            if not due:
+                return ran
+            closed = await self.store.closed([c.closed_id for c in due])
+            incidents: list[Incident] = []
+            following: list[rules.Check] = []
+            done: list[str] = []
+            for check in due:
+                if check.closed_id in closed:
+                    done.append(check.check_id)
+                    continue
+                incident, after = rules.run_check(check, now, self.thresholds)
+                if incident is not None:
+                    incidents.append(incident)
+                    self.metrics.checks.labels(check.kind.value).inc()
+                if after is not None and after.check_id != check.check_id:
+                    following.append(after)
+                if after is None or after.check_id != check.check_id:
+                    done.append(check.check_id)
+            await self.publish(incidents)
+            await self.store.schedule(following)
+            await self.store.ran(done)
+            ran += len(done)
+            if len(due) < limit or not done:
+                return ran
+
+    # --- recording and publishing --------------------------------------------------------
 
     async def publish(self, incidents: Sequence[Incident]) -> set[str]:
+        """Record each incident once and publish it once, in chunks; returns the new ids."""
         now = self.clock()
-        items: list[tuple[Doc, Outgoing]] = []
+        new: set[str] = set()
+        for part in chunks(incidents, self.store.chunk):
+            items: list[tuple[Doc, Outgoing]] = []
+            for incident in part:
+                event = IncidentDetected(id=incident.incident_id, source="amends/intake",
+                                         time=now, subject=incident.customer.id,
+                                         tenant=incident.tenant, data=incident)
+                doc = {"_id": incident.incident_id, "customer_id": incident.customer.id,
+                       "type": incident.type.value, "detected_at": incident.detected_at,
+                       "outage_id": incident.outage_id,
+                       "incident": incident.model_dump(mode="json")}
+                items.append((doc, outgoing(self.settings.incidents_topic, event)))
+            new |= await record_then_publish(self.store.incidents, self.publisher, items)
+        counted: set[str] = set()
         for incident in incidents:
-            event = IncidentDetected(id=incident.incident_id, source="amends/intake", time=now,
-                                     subject=incident.customer.id, tenant=incident.tenant,
-                                     data=incident)
-            doc = {"_id": incident.incident_id, "customer_id": incident.customer.id,
-                   "type": incident.type.value, "detected_at": incident.detected_at,
-                   "incident": incident.model_dump(mode="json")}
-            items.append((doc, outgoing(self.settings.incidents_topic, event)))
-        new = await record_then_publish(self.incidents, self.publisher, items)
-        for incident in incidents:
-            if incident.incident_id in new:
+            if incident.incident_id in new and incident.incident_id not in counted:
+                counted.add(incident.incident_id)
                 self.metrics.incidents.labels(incident.type.value,
                                               incident.detection.value).inc()
         return new
+
+
+def rejection(raw: bytes, exc: ValidationError) -> tuple[DeadLetterReason, str]:
+    """Why a message is not an upstream event, naming each bad field."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return DeadLetterReason.undecodable, f"not a JSON CloudEvent: {first['msg']}"
+    if first["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        return DeadLetterReason.unknown_type, unknown_type(raw)
+    return DeadLetterReason.invalid, describe(exc)
+
+
+def unknown_type(raw: bytes | Any) -> str:
+    try:
+        body = json.loads(raw) if isinstance(raw, bytes | str) else raw
+        event_type = body.get("type")
+    except (ValueError, AttributeError):
+        event_type = None
+    return (f"type: unknown event type {event_type!r}; expected one of "
+            f"{', '.join(UPSTREAM_EVENT_TYPES)}")

@@ -1,14 +1,69 @@
-"""Intake's settings (`AMENDS_INTAKE_*`, falling back to the shared `AMENDS_*`)."""
+"""Intake's settings (`AMENDS_INTAKE_*`, falling back to the shared `AMENDS_*`).
+
+HTTP sources are configured in two variables so that only the secrets need a secret store:
+
+- `AMENDS_INTAKE_HMAC_SECRETS`: a JSON object, source -> its secret, or a list of one or two
+  secrets while one is being rotated (`{"shop": ["new", "old"]}`);
+- `AMENDS_INTAKE_SOURCES`: a JSON object, source -> what it may send
+  (`{"shop": {"event_types": ["order.placed"], "tenants": ["brand-a"], "rate_per_second": 20,
+  "burst": 40}}`).
+
+A source with a secret but no entry in `sources` is authenticated and allowed nothing.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
+from schemas.upstream import UPSTREAM_EVENT_TYPES
 from services.common.settings import ServiceSettings
+
+ANY = "*"
+
+
+def _one_or_two(value: Any) -> Any:
+    return [value] if isinstance(value, str | SecretStr) else value
+
+
+Secrets = Annotated[list[SecretStr], BeforeValidator(_one_or_two),
+                    Field(min_length=1, max_length=2)]
+
+
+class SourcePolicy(BaseModel):
+    """What one HTTP source may send, and how fast."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_types: list[str] = Field(
+        default_factory=list, description=f"upstream event types it may send, or {ANY!r}")
+    tenants: list[str] = Field(
+        default_factory=list,
+        description=f"tenants it may send for, or {ANY!r}; empty: only events without one")
+    report_incidents: bool = Field(default=False,
+                                   description="may it POST /v1/incidents")
+    rate_per_second: float = Field(default=50.0, gt=0, description="sustained requests/s")
+    burst: int = Field(default=100, ge=1, description="requests allowed at once")
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t != ANY and t not in UPSTREAM_EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; expected some of "
+                             f"{', '.join(UPSTREAM_EVENT_TYPES)} or {ANY!r}")
+        return value
+
+    def allows_type(self, event_type: str) -> bool:
+        return ANY in self.event_types or event_type in self.event_types
+
+    def allows_tenant(self, tenant: str | None) -> bool:
+        if ANY in self.tenants:
+            return True
+        return tenant in self.tenants if tenant is not None else not self.tenants
 
 
 class IntakeSettings(ServiceSettings):
@@ -22,11 +77,37 @@ class IntakeSettings(ServiceSettings):
     payments_topic: str = topics.PAYMENTS
     outages_topic: str = topics.OUTAGES
     incidents_topic: str = topics.INCIDENTS
-    delivery_grace_minutes: int = Field(default=0, ge=0)
+
+    # --- detection ---------------------------------------------------------------------------
+    delivery_grace_minutes: int = Field(
+        default=0, ge=0, description="how long after the promised time a delivery is late")
     delay_bands: list[tuple[str, int]] = Field(
         default=[("late", 0), ("very_late", 240), ("severely_late", 1440), ("lost", 4320)],
         description="(band, minutes late from which it applies), in ascending order",
     )
+    support_first_answer_minutes: int = Field(
+        default=240, ge=1, description="the SLA for a ticket's first answer")
+    check_sweep_seconds: float = Field(
+        default=5.0, gt=0, description="how often the scheduled checks that are due are run")
+    check_sweep_limit: int = Field(default=1000, ge=1, le=1000,
+                                   description="checks run per database round trip")
+    write_chunk: int = Field(default=1000, ge=1, le=1000,
+                             description="documents per bulk write (outage fan-out)")
+
+    # --- HTTP intake ---------------------------------------------------------------------------
+    hmac_secrets: dict[str, Secrets] = Field(default_factory=dict, repr=False)
+    sources: dict[str, SourcePolicy] = Field(default_factory=dict)
+    signature_tolerance_seconds: int = Field(default=300, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_events: int = Field(default=1000, ge=1, le=1000)
+
+    @field_validator("delay_bands")
+    @classmethod
+    def _ascending(cls, value: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        starts = [start for _, start in value]
+        if not value or starts != sorted(starts) or len(set(starts)) != len(starts):
+            raise ValueError("delay bands must be non-empty and in strictly ascending order")
+        return value
 
     @property
     def upstream_topics(self) -> list[str]:

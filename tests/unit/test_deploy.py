@@ -63,9 +63,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 
 # Variables the deployment files set before the settings classes read them: a service
 # ignores them until the field exists. Remove a name here when its field lands.
-PROPOSED_SETTINGS = frozenset({
-    "AMENDS_INTAKE_HMAC_SECRETS",
-})
+PROPOSED_SETTINGS: frozenset[str] = frozenset()
 
 Doc = dict[str, Any]
 

@@ -1,20 +1,244 @@
-"""Intake's MongoDB collections and their indexes."""
+"""Intake's MongoDB collections and their indexes.
+
+- `incidents`: every incident intake raised, by its deterministic id (the outbox), and
+  `incidents_published`: the ids of those published;
+- `checks`: the pending scheduled checks only (a check is deleted when it runs or its subject
+  is settled), read by the index on `due_at`; `settled`: the markers that settle a subject
+  (`<kind>:<key>`: delivered, cancelled, answered);
+- `charges`: the first capture of each order, claimed by insert (double-charge detection);
+- `customers_seen`: one entry per customer and hour seen, for outages declared as a segment;
+- `outages`: one record per outage, with its duration once resolved;
+- `received`: events accepted over HTTP, by source and event id (webhook retries).
+
+The hot paths only insert (claims under unique ids, ADR 0002) and delete by id: on the local
+stack's FerretDB an update costs milliseconds per document and large bulk updates stall it.
+Bulk writes go in chunks of at most `chunk` (<= 1000) documents.
+"""
 
 from __future__ import annotations
 
-from pymongo import ASCENDING
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.mongo import Doc
-from services.common.outbox import MongoOutbox
+from schemas.common import CustomerSnapshot, Money
+from services.common.mongo import Doc, insert_new
+from services.intake.domain.detection import Check, CheckKind, FirstCapture, closed_id
+
+T = TypeVar("T")
+MAX_CHUNK = 1000
+
+
+def chunks(items: Sequence[T], size: int = MAX_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _money(value: Money | None) -> Doc | None:
+    return value.model_dump(mode="json") if value is not None else None
+
+
+def check_doc(check: Check) -> Doc:
+    return {"_id": check.check_id, "kind": check.kind.value, "key": check.key,
+            "step": check.step, "due_at": check.due_at, "origin": check.origin,
+            "customer": check.customer.model_dump(mode="json"), "tenant": check.tenant,
+            "source": check.source, "source_event_id": check.source_event_id,
+            "order_value": _money(check.order_value)}
+
+
+def check_of(doc: Doc) -> Check:
+    value = doc.get("order_value")
+    return Check(kind=CheckKind(doc["kind"]), key=doc["key"], step=doc["step"],
+                 due_at=doc["due_at"], origin=doc["origin"],
+                 customer=CustomerSnapshot.model_validate(doc["customer"]),
+                 tenant=doc.get("tenant"), source=doc["source"],
+                 source_event_id=doc["source_event_id"],
+                 order_value=Money.model_validate(value) if value else None)
+
+
+class InsertOnlyOutbox:
+    """The outbox of `services.common.outbox` whose "published" marks are inserts into a
+    second collection rather than updates (an outage's fan-out marks thousands at once)."""
+
+    def __init__(self, records: AsyncCollection[Doc], marks: AsyncCollection[Doc],
+                 chunk: int) -> None:
+        self.collection = records
+        self.marks = marks
+        self.chunk = chunk
+
+    async def add_new(self, docs: Sequence[Doc]) -> set[Any]:
+        new: set[Any] = set()
+        for part in chunks(docs, self.chunk):
+            new |= await insert_new(self.collection, part)
+        return new
+
+    async def published(self, ids: Sequence[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for part in chunks(ids, self.chunk):
+            found |= {d["_id"] async for d in self.marks.find({"_id": {"$in": list(part)}})}
+        return found
+
+    async def mark_published(self, ids: Sequence[Any]) -> None:
+        for part in chunks(ids, self.chunk):
+            await insert_new(self.marks, [{"_id": i} for i in part])
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 class IntakeStore:
-    """`incidents`: every incident intake raised, by its deterministic id."""
-
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
         self.db = db
-        self.incidents = MongoOutbox(db["incidents"])
+        self.chunk = min(chunk, MAX_CHUNK)
+        self.incidents = InsertOnlyOutbox(db["incidents"], db["incidents_published"],
+                                          self.chunk)
+        self.checks = db["checks"]
+        self.settled = db["settled"]
+        self.charges = db["charges"]
+        self.customers = db["customers_seen"]
+        self.outages = db["outages"]
+        self.received = db["received"]
 
     async def create_indexes(self) -> None:
         await self.db["incidents"].create_index([("customer_id", ASCENDING)])
+        await self.db["incidents"].create_index([("outage_id", ASCENDING)])
+        await self.checks.create_index([("due_at", ASCENDING)])
+        await self.customers.create_index([("hour", DESCENDING)])
+
+    # --- scheduled checks ----------------------------------------------------------------
+
+    async def schedule(self, checks: Sequence[Check]) -> set[Any]:
+        """Insert the checks that are new (a replayed order keeps its first check)."""
+        new: set[Any] = set()
+        for part in chunks(checks, self.chunk):
+            new |= await insert_new(self.checks, [check_doc(c) for c in part])
+        return new
+
+    async def close(self, kind: CheckKind, keys: Sequence[str], at: datetime,
+                    steps: int = 1) -> None:
+        """Settle every check of these subjects: a marker (so that a check scheduled again
+        by a replay is dropped when it comes due) and no pending check left."""
+        for part in chunks(list(dict.fromkeys(keys)), self.chunk):
+            await insert_new(self.settled, [{"_id": closed_id(kind, key), "at": at}
+                                            for key in part])
+            ids = [f"{kind.value}:{key}:{step}" for key in part for step in range(steps)]
+            for ids_part in chunks(ids, self.chunk):
+                await self.checks.delete_many({"_id": {"$in": list(ids_part)}})
+
+    async def due(self, now: datetime, limit: int) -> list[Check]:
+        cursor = self.checks.find({"due_at": {"$lte": now}}).sort("due_at", ASCENDING)
+        return [check_of(doc) for doc in await cursor.limit(limit).to_list()]
+
+    async def closed(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        return {doc["_id"] async for doc in self.settled.find({"_id": {"$in": list(ids)}})}
+
+    async def ran(self, ids: Sequence[str]) -> None:
+        for part in chunks(ids, self.chunk):
+            await self.checks.delete_many({"_id": {"$in": list(part)}})
+
+    async def promises(self, orders: Sequence[str], steps: int
+                       ) -> dict[str, tuple[datetime, Money | None]]:
+        """The promised delivery time (and order value) of orders with a pending check."""
+        found: dict[str, tuple[datetime, Money | None]] = {}
+        ids = [f"{CheckKind.delivery.value}:{order}:{step}"
+               for order in dict.fromkeys(orders) for step in range(steps)]
+        for part in chunks(ids, self.chunk):
+            async for doc in self.checks.find({"_id": {"$in": list(part)}},
+                                              {"key": 1, "origin": 1, "order_value": 1}):
+                value = doc.get("order_value")
+                found[doc["key"]] = (doc["origin"],
+                                     Money.model_validate(value) if value else None)
+        return found
+
+    # --- charges -------------------------------------------------------------------------
+
+    async def claim_captures(self, firsts: Sequence[Doc]) -> dict[str, FirstCapture]:
+        """Claim each order for its first capture (`{"_id": order, "payment_id", "amount"}`);
+        returns the capture that holds each order's claim, whoever inserted it."""
+        orders = [d["_id"] for d in firsts]
+        for part in chunks(firsts, self.chunk):
+            await insert_new(self.charges, part)
+        return await self.first_captures(orders)
+
+    async def first_captures(self, orders: Sequence[str]) -> dict[str, FirstCapture]:
+        found: dict[str, FirstCapture] = {}
+        for part in chunks(list(dict.fromkeys(orders)), self.chunk):
+            async for doc in self.charges.find({"_id": {"$in": list(part)}}):
+                found[doc["_id"]] = FirstCapture(doc["payment_id"],
+                                                 Money.model_validate(doc["amount"]))
+        return found
+
+    # --- customers seen ------------------------------------------------------------------
+
+    async def see(self, seen: Sequence[tuple[CustomerSnapshot, str | None, datetime]]) -> None:
+        """Remember who was seen in which hour: one insert per customer and hour (the first
+        snapshot of the hour is kept)."""
+        docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
+                    "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
+                    "customer": customer.model_dump(mode="json")}
+                for customer, tenant, at in seen}
+        for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], self.chunk):
+            await insert_new(self.customers, part)
+
+    async def seen_since(self, since: datetime, tenant: str | None
+                         ) -> AsyncIterator[list[CustomerSnapshot]]:
+        """The customers seen since the hour of `since` (of `tenant`, when given), newest
+        snapshot first, a chunk at a time; a customer seen in several hours comes once."""
+        query: Doc = {"hour": {"$gte": hour_of(since)}}
+        if tenant is not None:
+            query["tenant"] = tenant
+        chunk: list[CustomerSnapshot] = []
+        given: set[str] = set()
+        cursor = self.customers.find(query, {"customer": 1, "customer_id": 1},
+                                     batch_size=self.chunk).sort("hour", DESCENDING)
+        async for doc in cursor:
+            if doc["customer_id"] in given:
+                continue
+            given.add(doc["customer_id"])
+            chunk.append(CustomerSnapshot.model_validate(doc["customer"]))
+            if len(chunk) >= self.chunk:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    # --- outages -------------------------------------------------------------------------
+
+    async def outage_declared(self, outage_id: str, fields: Doc) -> Doc:
+        """Record the outage (an `outage.resolved` may have come first); returns it."""
+        await self.outages.update_one({"_id": outage_id}, {"$set": fields}, upsert=True)
+        doc = await self.outages.find_one({"_id": outage_id})
+        return doc or {"_id": outage_id, **fields}
+
+    async def outage_resolved(self, outage_id: str, resolved_at: datetime) -> Doc:
+        await self.outages.update_one({"_id": outage_id},
+                                      {"$set": {"resolved_at": resolved_at}}, upsert=True)
+        doc = await self.outages.find_one({"_id": outage_id})
+        return doc or {"_id": outage_id, "resolved_at": resolved_at}
+
+    async def outage_set(self, outage_id: str, fields: Doc) -> None:
+        await self.outages.update_one({"_id": outage_id}, {"$set": fields})
+
+    # --- events received over HTTP -------------------------------------------------------
+
+    async def received_before(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        """Of these receipts, those completed before, with the incident ids they produced."""
+        if not ids:
+            return {}
+        cursor = self.received.find({"_id": {"$in": list(ids)}, "done": True})
+        return {doc["_id"]: list(doc["incident_ids"]) async for doc in cursor}
+
+    async def mark_received(self, receipts: Sequence[tuple[str, list[str]]],
+                            at: datetime) -> None:
+        """Record each receipt once (a racing retry recorded the same incident ids)."""
+        docs = [{"_id": receipt, "done": True, "incident_ids": incident_ids, "received_at": at}
+                for receipt, incident_ids in dict(receipts).items()]
+        for part in chunks(docs, self.chunk):
+            await insert_new(self.received, part)

@@ -41,7 +41,8 @@ from services.fulfilment.messages import MessageExtras, render_apology
 from services.fulfilment.retry import backoff_s, retry
 from tests.clock import FakeClock
 from tests.factories import incident
-from tests.mail import Inbox, body, free_port, parsed
+from tests.mail import Inbox, body, parsed
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,344 @@
+"""Incident detection: pure rules from upstream facts (and the little state they need) to
+incidents. No I/O; "now" is an argument; every incident id is derived from the fact it
+describes, so the same fact seen again is the same incident."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from schemas.common import CustomerSnapshot, Money
+from schemas.incident import Detection, Incident, IncidentType, Severity, incident_id
+from schemas.report import IncidentReport
+from schemas.upstream import (
+    CancelledBy,
+    ItemProblem,
+    OrderCancelledEvent,
+    OrderDeliveredEvent,
+    OrderItemReportedEvent,
+    OrderPlacedEvent,
+    OutageDeclaredEvent,
+    OutageSeverity,
+    PaymentCapturedEvent,
+    SupportTicketUpdatedEvent,
+    TicketStatus,
+)
+
+
+def minutes_between(start: datetime, end: datetime) -> int:
+    """Whole minutes from `start` to `end`, never negative."""
+    return max(0, int((end - start).total_seconds() // 60))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The detection thresholds (from the settings)."""
+
+    bands: tuple[tuple[str, int], ...]
+    grace_minutes: int = 0
+    support_sla_minutes: int = 240
+
+    def band_index(self, minutes_late: int) -> int:
+        """The worst band reached after `minutes_late` minutes."""
+        reached = 0
+        for index, (_, start) in enumerate(self.bands):
+            if minutes_late >= start:
+                reached = index
+        return reached
+
+    def is_late(self, minutes_late: int) -> bool:
+        return minutes_late > self.grace_minutes and minutes_late >= self.bands[0][1]
+
+    def band_due(self, promised: datetime, index: int) -> datetime:
+        """When band `index` is reached for a delivery promised at `promised`: not before
+        the grace period has passed, and then a minute into the band."""
+        start = max(self.bands[index][1], self.grace_minutes + 1)
+        return promised + timedelta(minutes=start)
+
+
+_BAND_SEVERITY = (Severity.low, Severity.medium, Severity.high)
+_OUTAGE_SEVERITY = {OutageSeverity.minor: Severity.low, OutageSeverity.major: Severity.medium,
+                    OutageSeverity.critical: Severity.high}
+_ITEM_TYPES = {ItemProblem.defective: IncidentType.item_defective,
+               ItemProblem.wrong_item: IncidentType.wrong_item,
+               ItemProblem.missing: IncidentType.item_missing}
+
+
+def band_severity(index: int) -> Severity:
+    return _BAND_SEVERITY[index] if index < len(_BAND_SEVERITY) else Severity.critical
+
+
+# --- scheduled checks ----------------------------------------------------------------------
+
+
+class CheckKind(StrEnum):
+    delivery = "delivery"
+    support = "support"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A check to run at `due_at` unless its subject is settled first: a delivery that must
+    have arrived by the time its next delay band is reached, or a ticket that must have had
+    its first answer within the SLA. `origin` is the promised time or the ticket's opening."""
+
+    kind: CheckKind
+    key: str
+    step: int
+    due_at: datetime
+    origin: datetime
+    customer: CustomerSnapshot
+    tenant: str | None
+    source: str
+    source_event_id: str
+    order_value: Money | None = None
+
+    @property
+    def check_id(self) -> str:
+        return check_id(self.kind, self.key, self.step)
+
+    @property
+    def closed_id(self) -> str:
+        return closed_id(self.kind, self.key)
+
+
+def check_id(kind: CheckKind, key: str, step: int) -> str:
+    return f"{kind.value}:{key}:{step}"
+
+
+def closed_id(kind: CheckKind, key: str) -> str:
+    """The marker that settles every check of a subject (delivered, or answered)."""
+    return f"{kind.value}:{key}:closed"
+
+
+def delivery_check(event: OrderPlacedEvent, thresholds: Thresholds) -> Check | None:
+    """The first check of an order with a promised delivery time."""
+    data = event.data
+    if data.promised_delivery_at is None:
+        return None
+    return Check(CheckKind.delivery, data.order_id, 0,
+                 thresholds.band_due(data.promised_delivery_at, 0), data.promised_delivery_at,
+                 data.customer, event.tenant, event.source, event.id, data.total)
+
+
+def run_check(check: Check, now: datetime, thresholds: Thresholds
+              ) -> tuple[Incident | None, Check | None]:
+    """A due check that nothing settled: the incident it raises and the check that follows."""
+    late = minutes_between(check.origin, now)
+    if check.kind is CheckKind.support:
+        return _support_incident(check.key, check.customer, tenant=check.tenant,
+                                 source=check.source, source_event_id=check.source_event_id,
+                                 opened_at=check.origin, wait=late, now=now,
+                                 thresholds=thresholds), None
+    if not thresholds.is_late(late):  # run early (a clock moved back): look again later
+        return None, check
+    index = thresholds.band_index(late)
+    incident = _delay_incident(check.key, check.customer, tenant=check.tenant,
+                               source=check.source, source_event_id=check.source_event_id,
+                               promised=check.origin, minutes=late, index=index, now=now,
+                               thresholds=thresholds, order_value=check.order_value,
+                               delivered=False)
+    following = None
+    if index + 1 < len(thresholds.bands):
+        following = replace(check, step=index + 1,
+                            due_at=thresholds.band_due(check.origin, index + 1))
+    return incident, following
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+def _delay_incident(order_id: str, customer: CustomerSnapshot, *, tenant: str | None,
+                    source: str, source_event_id: str, promised: datetime, minutes: int,
+                    index: int, now: datetime, thresholds: Thresholds,
+                    order_value: Money | None, delivered: bool) -> Incident:
+    band = thresholds.bands[index][0]
+    what = (f"delivered {minutes} minutes after the promised time" if delivered
+            else f"not delivered {minutes} minutes after the promised time")
+    return Incident(
+        incident_id=incident_id(IncidentType.delivery_delayed, order_id, band),
+        type=IncidentType.delivery_delayed, detection=Detection.proactive,
+        severity=band_severity(index), customer=customer, tenant=tenant,
+        occurred_at=promised, detected_at=now, source=source, source_event_id=source_event_id,
+        order_id=order_id, order_value=order_value, delay_minutes=minutes, delay_band=band,
+        summary=f"order {order_id} {what}"[:500])
+
+
+def late_delivery(event: OrderDeliveredEvent, promised: datetime | None, now: datetime,
+                  thresholds: Thresholds, order_value: Money | None = None) -> Incident | None:
+    """A delivery that arrived late: the incident of the band it reached (the same one a
+    check may have raised already, or a worse one: the top-up)."""
+    data = event.data
+    promised = data.promised_delivery_at or promised
+    if promised is None:
+        return None
+    minutes = minutes_between(promised, data.delivered_at)
+    if not thresholds.is_late(minutes):
+        return None
+    return _delay_incident(data.order_id, data.customer, tenant=event.tenant,
+                           source=event.source, source_event_id=event.id, promised=promised,
+                           minutes=minutes, index=thresholds.band_index(minutes), now=now,
+                           thresholds=thresholds, order_value=data.total or order_value,
+                           delivered=True)
+
+
+def item_reported(event: OrderItemReportedEvent, now: datetime) -> Incident:
+    data = event.data
+    kind = _ITEM_TYPES[data.problem]
+    value = Money(amount=data.item.price.amount * data.item.quantity,
+                  currency=data.item.price.currency)
+    return Incident(
+        incident_id=incident_id(kind, data.order_id, data.item.sku),
+        type=kind, detection=Detection.customer_reported, severity=Severity.medium,
+        customer=data.customer, tenant=event.tenant, occurred_at=data.reported_at,
+        detected_at=now, source=event.source, source_event_id=event.id,
+        order_id=data.order_id, order_value=data.order_total, item_value=value,
+        item_sku=data.item.sku,
+        summary=f"{data.problem.value.replace('_', ' ')} item {data.item.sku} "
+                f"in order {data.order_id}"[:500])
+
+
+def merchant_cancellation(event: OrderCancelledEvent, paid: bool, now: datetime
+                          ) -> Incident | None:
+    """A paid order the merchant cancelled; `paid` also holds when a capture was seen."""
+    data = event.data
+    if data.cancelled_by is not CancelledBy.merchant or not (paid or data.paid):
+        return None
+    return Incident(
+        incident_id=incident_id(IncidentType.order_cancelled, data.order_id),
+        type=IncidentType.order_cancelled, detection=Detection.proactive,
+        severity=Severity.high, customer=data.customer, tenant=event.tenant,
+        occurred_at=data.cancelled_at, detected_at=now, source=event.source,
+        source_event_id=event.id, order_id=data.order_id, order_value=data.total,
+        summary=f"paid order {data.order_id} cancelled by us")
+
+
+@dataclass(frozen=True)
+class FirstCapture:
+    """The capture that claimed an order first (kept in the database)."""
+
+    payment_id: str
+    amount: Money
+
+
+def double_charge(event: PaymentCapturedEvent, first: FirstCapture, now: datetime
+                  ) -> Incident | None:
+    """A capture of an order that another payment captured first: one incident per extra
+    capture (a redelivery of the first capture is nothing)."""
+    data = event.data
+    if data.payment_id == first.payment_id:
+        return None
+    return Incident(
+        incident_id=incident_id(IncidentType.double_charge, data.order_id, data.payment_id),
+        type=IncidentType.double_charge, detection=Detection.proactive, severity=Severity.high,
+        customer=data.customer, tenant=event.tenant, occurred_at=data.captured_at,
+        detected_at=now, source=event.source, source_event_id=event.id,
+        order_id=data.order_id, order_value=first.amount, charged_amount=data.amount,
+        summary=f"order {data.order_id} charged twice ({data.amount})")
+
+
+def first_captures(events: Iterable[PaymentCapturedEvent]
+                   ) -> dict[str, PaymentCapturedEvent]:
+    """Of one batch, the earliest capture per order (the one that claims it)."""
+    first: dict[str, PaymentCapturedEvent] = {}
+    for event in events:
+        order = event.data.order_id
+        if order not in first or event.data.captured_at < first[order].data.captured_at:
+            first[order] = event
+    return first
+
+
+# --- support --------------------------------------------------------------------------------
+
+
+def _support_incident(ticket_id: str, customer: CustomerSnapshot, *, tenant: str | None,
+                      source: str, source_event_id: str, opened_at: datetime, wait: int,
+                      now: datetime, thresholds: Thresholds) -> Incident:
+    severity = (Severity.medium if wait >= 2 * thresholds.support_sla_minutes
+                else Severity.low)
+    return Incident(
+        incident_id=incident_id(IncidentType.support_wait_exceeded, ticket_id),
+        type=IncidentType.support_wait_exceeded, detection=Detection.proactive,
+        severity=severity, customer=customer, tenant=tenant, occurred_at=opened_at,
+        detected_at=now, source=source, source_event_id=source_event_id, ticket_id=ticket_id,
+        wait_minutes=wait,
+        summary=f"ticket {ticket_id} waited {wait} minutes for a first answer"[:500])
+
+
+@dataclass(frozen=True)
+class TicketVerdict:
+    incident: Incident | None = None
+    check: Check | None = None
+    answered: bool = False
+
+
+def support_ticket(event: SupportTicketUpdatedEvent, now: datetime, thresholds: Thresholds
+                   ) -> TicketVerdict:
+    """A ticket's first answer against the SLA: late already (an incident), answered in time
+    (settled), or still waiting (a check at the SLA's end)."""
+    data = event.data
+    sla = thresholds.support_sla_minutes
+    answered_at = data.first_response_at or (
+        data.updated_at if data.status is TicketStatus.closed else None)
+    if answered_at is not None:
+        wait = minutes_between(data.opened_at, answered_at)
+        incident = (_support_incident(data.ticket_id, data.customer, tenant=event.tenant,
+                                      source=event.source, source_event_id=event.id,
+                                      opened_at=data.opened_at, wait=wait, now=now,
+                                      thresholds=thresholds) if wait > sla else None)
+        return TicketVerdict(incident=incident, answered=True)
+    waited = minutes_between(data.opened_at, now)
+    if waited > sla:
+        return TicketVerdict(incident=_support_incident(
+            data.ticket_id, data.customer, tenant=event.tenant, source=event.source,
+            source_event_id=event.id, opened_at=data.opened_at, wait=waited, now=now,
+            thresholds=thresholds))
+    return TicketVerdict(check=Check(
+        CheckKind.support, data.ticket_id, 0, data.opened_at + timedelta(minutes=sla + 1),
+        data.opened_at, data.customer, event.tenant, event.source, event.id))
+
+
+# --- outages --------------------------------------------------------------------------------
+
+
+def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSnapshot],
+                     now: datetime, outage_minutes: int | None = None) -> list[Incident]:
+    """One incident per affected customer (each customer once)."""
+    data = event.data
+    unique = list({c.id: c for c in customers}.values())
+    return [Incident(
+        incident_id=incident_id(IncidentType.service_outage, data.outage_id, customer.id),
+        type=IncidentType.service_outage, detection=Detection.proactive,
+        severity=_OUTAGE_SEVERITY[data.severity], customer=customer, tenant=event.tenant,
+        occurred_at=data.started_at, detected_at=now, source=event.source,
+        source_event_id=event.id, outage_id=data.outage_id, outage_minutes=outage_minutes,
+        summary=f"{data.service} was unavailable ({data.severity.value} outage)"[:500],
+    ) for customer in unique]
+
+
+# --- reported directly ----------------------------------------------------------------------
+
+
+def reported_incident(report: IncidentReport, source: str, now: datetime) -> Incident:
+    """An incident reported over HTTP. Its id is the one detection would give the same fact
+    (an item of an order, a cancelled order, a ticket), else the report's own."""
+    fact: tuple[str, ...] = (source, report.report_id)
+    if report.type in _ITEM_TYPES.values() and report.order_id and report.item_sku:
+        fact = (report.order_id, report.item_sku)
+    elif report.type is IncidentType.order_cancelled and report.order_id:
+        fact = (report.order_id,)
+    elif report.type is IncidentType.support_wait_exceeded and report.ticket_id:
+        fact = (report.ticket_id,)
+    return Incident(
+        incident_id=incident_id(report.type, *fact), type=report.type,
+        detection=Detection(report.detection), severity=Severity.medium,
+        customer=report.customer, tenant=report.tenant, occurred_at=report.occurred_at,
+        detected_at=now, source=source, source_event_id=report.report_id,
+        order_id=report.order_id, order_value=report.order_value,
+        item_value=report.item_value, item_sku=report.item_sku,
+        delay_minutes=report.delay_minutes, ticket_id=report.ticket_id,
+        wait_minutes=report.wait_minutes, charged_amount=report.charged_amount,
+        outage_id=report.outage_id, outage_minutes=report.outage_minutes,
+        summary=report.summary or f"{report.type.value.replace('_', ' ')} reported")

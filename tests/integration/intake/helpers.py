@@ -1,0 +1,87 @@
+"""Intake alone on the real broker and database, on topics and a database of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.clock import Clock
+from services.common.mongo import Doc
+from services.intake.adapters.mongo import IntakeStore
+from services.intake.app import create_app
+from services.intake.auth import sign
+from services.intake.service import IntakeService
+from services.intake.settings import IntakeSettings
+from tests.infra import Infra
+from tests.pipeline import Topics, lifespans
+
+SECRETS = {"shop": ["shop-secret-1", "shop-secret-0"], "desk": ["desk-secret"],
+           "slow": ["slow-secret"]}
+SOURCES = {
+    "shop": {"event_types": ["order.placed", "order.delivered", "order.cancelled",
+                             "order.item_reported", "payment.captured", "outage.declared",
+                             "outage.resolved", "support.ticket_updated"],
+             "tenants": ["brand-a"], "rate_per_second": 1000, "burst": 1000},
+    "desk": {"event_types": ["support.ticket_updated"], "tenants": ["*"],
+             "report_incidents": True, "rate_per_second": 1000, "burst": 1000},
+    "slow": {"event_types": ["*"], "tenants": ["*"], "rate_per_second": 1, "burst": 2},
+}
+
+
+def intake_settings(infra: Infra, topics: Topics, db: str, **overrides: Any) -> IntakeSettings:
+    return IntakeSettings.model_validate({
+        "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
+        "mongo_db": db, "deadletter_topic": topics.deadletter, "batch_timeout_ms": 20,
+        "orders_topic": topics.orders, "support_topic": topics.support,
+        "payments_topic": topics.payments, "outages_topic": topics.outages,
+        "incidents_topic": topics.incidents, "delivery_grace_minutes": 10,
+        "hmac_secrets": SECRETS, "sources": SOURCES, "max_body_bytes": 64 * 1024,
+        **overrides})
+
+
+@dataclass(frozen=True)
+class Intake:
+    app: FastAPI
+    topics: Topics
+    db_name: str
+    settings: IntakeSettings
+
+    @property
+    def service(self) -> IntakeService:
+        service: IntakeService = self.app.state.service
+        return service
+
+    @property
+    def store(self) -> IntakeStore:
+        store: IntakeStore = self.app.state.store
+        return store
+
+    def db(self, mongo: AsyncMongoClient[Doc]) -> AsyncDatabase[Doc]:
+        return mongo[self.db_name]
+
+
+@contextlib.asynccontextmanager
+async def running_intake(infra: Infra, suffix: str, *, clock: Clock | None = None,
+                         sweep: bool = False, **overrides: Any) -> AsyncIterator[Intake]:
+    topics = Topics.unique(suffix)
+    db = f"amends_test_{suffix}_intake"
+    settings = intake_settings(infra, topics, db, **overrides)
+    app = create_app(settings, clock=clock, sweep=sweep)
+    async with lifespans([app]):
+        yield Intake(app, topics, db, settings)
+
+
+def signed(source: str, body: Any, at: int, *, secret: str | None = None
+           ) -> tuple[bytes, dict[str, str]]:
+    """The raw body and the headers of a request signed by `source`."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    key = secret or SECRETS[source][0]
+    return raw, {"X-Amends-Source": source, "X-Amends-Signature": sign(key, at, raw),
+                 "Content-Type": "application/json"}

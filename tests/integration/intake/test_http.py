@@ -1,0 +1,181 @@
+"""Intake's HTTP API on the real broker and database: signed events and reports accepted once,
+and each refusal (400, 401, 403, 413, 422, 429) saying which check failed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.common.mongo import Doc
+from tests import factories as f
+from tests.clock import FakeClock
+from tests.infra import Infra
+from tests.integration.intake.helpers import Intake, running_intake, signed
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+NOW = int(T0.timestamp())
+OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "api" / "intake.openapi.json"
+
+
+@pytest.fixture
+async def intake(infra: Infra, suffix: str) -> AsyncIterator[Intake]:
+    async with running_intake(infra, suffix, clock=FakeClock(T0)) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(intake: Intake) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=intake.app),
+                                 base_url="http://intake") as http:
+        yield http
+
+
+async def post(client: httpx.AsyncClient, path: str, body: Any, source: str = "shop",
+               **options: Any) -> httpx.Response:
+    raw, headers = signed(source, body, options.pop("at", NOW), **options)
+    return await client.post(path, content=raw, headers=headers)
+
+
+def late(suffix: str, order: str = "o-1", **options: Any) -> dict[str, Any]:
+    return f.delivered(f"{suffix}-c", order, at=T0 - timedelta(minutes=1),
+                       promised=T0 - timedelta(hours=2), tenant="brand-a", **options)
+
+
+async def test_a_signed_event_is_accepted_once_with_its_incident(
+        client: httpx.AsyncClient, intake: Intake, mongo: AsyncMongoClient[Doc],
+        suffix: str) -> None:
+    first = await post(client, "/v1/events", late(suffix))
+    assert first.status_code == 202, first.text
+    (accepted,) = first.json()["events"]
+    assert not accepted["duplicate"]
+    assert len(accepted["incident_ids"]) == 1
+    again = await post(client, "/v1/events", late(suffix))  # a webhook retry
+    assert again.status_code == 202
+    assert again.json()["events"][0] == {**accepted, "duplicate": True}
+    batch = [late(suffix), late(suffix, "o-2"),
+             f.order_placed(f"{suffix}-c", "o-3", at=T0, promised=None, tenant="brand-a")]
+    answer = await post(client, "/v1/events", batch)
+    assert answer.status_code == 202
+    assert [e["duplicate"] for e in answer.json()["events"]] == [True, False, False]
+    assert len(answer.json()["incident_ids"]) == 2
+    db = intake.db(mongo)
+    assert await db["incidents"].count_documents({}) == 2
+
+
+async def test_a_reported_incident_is_accepted_once(client: httpx.AsyncClient,
+                                                    suffix: str) -> None:
+    report = {"report_id": "r-1", "type": "item_missing", "customer": f.customer(suffix),
+              "occurred_at": T0.isoformat(), "order_id": "o-1", "item_sku": "s-1",
+              "item_value": f.eur("9.90"), "tenant": "brand-b"}
+    first = await post(client, "/v1/incidents", report, "desk")
+    assert first.status_code == 202, first.text
+    assert not first.json()["duplicate"]
+    again = await post(client, "/v1/incidents", report, "desk")
+    assert again.json() == {**first.json(), "duplicate": True}
+    refused = await post(client, "/v1/incidents", report, "shop")
+    assert refused.status_code == 403
+    assert "may not report incidents" in refused.text
+
+
+@pytest.mark.parametrize(("case", "detail"), [
+    ("bad", "does not match"), ("stale", "outside the 300 s tolerance"),
+    ("future", "outside the 300 s tolerance"), ("unsigned", "header is missing"),
+    ("stranger", "unknown source"), ("old-secret", None)])
+async def test_bad_or_stale_signatures_are_refused(client: httpx.AsyncClient, suffix: str,
+                                                   case: str, detail: str | None) -> None:
+    raw, headers = signed("shop", late(suffix), NOW)
+    if case == "bad":
+        headers = signed("shop", late(suffix), NOW, secret="guessed")[1]
+    elif case == "stale":
+        headers = signed("shop", late(suffix), NOW - 301)[1]
+    elif case == "future":
+        headers = signed("shop", late(suffix), NOW + 400)[1]
+    elif case == "unsigned":
+        del headers["X-Amends-Signature"]
+    elif case == "stranger":
+        headers["X-Amends-Source"] = "stranger"
+    elif case == "old-secret":  # the second active secret, during a rotation
+        headers = signed("shop", late(suffix), NOW, secret="shop-secret-0")[1]
+    answer = await client.post("/v1/events", content=raw, headers=headers)
+    if detail is None:
+        assert answer.status_code == 202
+        return
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "signature"
+    assert detail in answer.json()["detail"]
+    assert "secret" not in answer.text.replace("active secret", "")
+
+
+async def test_foreign_event_types_and_tenants_are_forbidden(client: httpx.AsyncClient,
+                                                             suffix: str) -> None:
+    ticket = f.ticket_updated(f"{suffix}-c", "t-1", opened=T0, at=T0, tenant="brand-a")
+    assert (await post(client, "/v1/events", ticket, "desk")).status_code == 202
+    answer = await post(client, "/v1/events", [late(suffix)], "desk")
+    assert answer.status_code == 403
+    assert answer.json()["fields"] == [{"field": "[0].type", "problem":
+                                        "source desk may not send order.delivered events"}]
+    other = f.delivered(f"{suffix}-c", "o-1", at=T0, promised=T0, tenant="brand-z")
+    answer = await post(client, "/v1/events", other)
+    assert answer.status_code == 403
+    assert answer.json()["fields"][0]["field"] == "tenant"
+    assert "brand-z" in answer.json()["fields"][0]["problem"]
+
+
+async def test_bodies_over_the_cap_are_refused(client: httpx.AsyncClient, suffix: str) -> None:
+    body = [late(suffix, f"o-{n}") for n in range(200)]
+    answer = await post(client, "/v1/events", body)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "body_too_large"
+
+
+async def test_invalid_events_name_each_bad_field(client: httpx.AsyncClient,
+                                                  suffix: str) -> None:
+    wrong = late(suffix)
+    wrong["data"]["total"] = {"amount": 12.5, "currency": "EUR"}
+    del wrong["data"]["delivered_at"]
+    unknown = {**late(suffix), "type": "order.teleported"}
+    answer = await post(client, "/v1/events", [late(suffix), wrong, unknown])
+    assert answer.status_code == 422
+    fields = {p["field"]: p["problem"] for p in answer.json()["fields"]}
+    assert set(fields) == {"[1].data.total.amount", "[1].data.delivered_at", "[2].type"}
+    assert "decimal string" in fields["[1].data.total.amount"]
+    assert "order.teleported" in fields["[2].type"]
+    answer = await post(client, "/v1/events", b"{not json")
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "malformed"
+    assert (await post(client, "/v1/events", [])).status_code == 422
+
+
+async def test_a_source_over_its_rate_gets_429_with_retry_after(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    body = f.ticket_updated(f"{suffix}-c", "t-1", opened=T0, at=T0)
+    codes = [(await post(client, "/v1/events", body, "slow")).status_code for _ in range(2)]
+    assert codes == [202, 202]
+    limited = await post(client, "/v1/events", body, "slow")
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "1"
+    assert limited.json()["error"] == "rate_limited"
+    clock = intake.service.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(timedelta(seconds=1))
+    again = await post(client, "/v1/events", body, "slow", at=NOW + 1)
+    assert again.status_code == 202
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=intake.app),
+                                 base_url="http://intake") as other:
+        metrics = (await other.get("/metrics")).text
+    assert 'amends_intake_http_rejected_total{error="rate_limited",source="slow"} 1.0' in metrics
+
+
+async def test_the_served_openapi_document_is_the_committed_one(
+        client: httpx.AsyncClient) -> None:
+    served = (await client.get("/openapi.json")).json()
+    assert served == json.loads(OPENAPI.read_text())

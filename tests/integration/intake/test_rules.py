@@ -1,0 +1,222 @@
+"""Every detection rule on the real broker and database: events in on the upstream topics,
+incidents out, each once; replays, redeliveries and concurrent consumers add nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from schemas.incident import IncidentType, incident_id
+from schemas.upstream import upstream_event_adapter
+from services.common.mongo import Doc
+from services.intake.app import create_app
+from tests import factories as f
+from tests.clock import FakeClock
+from tests.infra import Infra
+from tests.integration.intake.helpers import Intake, intake_settings, running_intake
+from tests.kafka_tools import as_json, collect, produce, until_timeout
+from tests.pipeline import lifespans
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+async def incidents_on_topic(infra: Infra, intake: Intake, n: int,
+                             settle_s: float = 1.5) -> list[dict[str, Any]]:
+    found = await collect(infra.kafka_bootstrap, intake.topics.incidents,
+                          lambda seen: len(seen) >= n, timeout_s=60, settle_s=settle_s)
+    return [m["data"] for m in found]
+
+
+async def test_every_rule_from_the_upstream_topics_and_replays_add_nothing(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    c = f"{suffix}-c"
+    orders = [
+        f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # very_late
+        f.delivered(f"{c}2", "o-ok", at=T0 + minutes(5), promised=T0),        # in the grace
+        f.order_cancelled(f"{c}3", "o-cancel", at=T0),                        # merchant, paid
+        f.order_cancelled(f"{c}4", "o-mine", at=T0, by="customer"),           # the customer's
+        f.order_cancelled(f"{c}5", "o-captured", at=T0 + minutes(9), paid=False),
+        f.item_reported(f"{c}6", "o-items", at=T0, problem="defective", sku="a"),
+        f.item_reported(f"{c}6", "o-items", at=T0, problem="wrong_item", sku="b"),
+        f.item_reported(f"{c}6", "o-items", at=T0, problem="missing", sku="c"),
+    ]
+    payments = [
+        f.payment_captured(f"{c}5", "o-captured", "p-5", at=T0),
+        f.payment_captured(f"{c}7", "o-twice", "p-1", at=T0),
+        f.payment_captured(f"{c}7", "o-twice", "p-2", at=T0 + minutes(1)),
+        f.payment_captured(f"{c}8", "o-once", "p-3", at=T0),
+    ]
+    support = [
+        f.ticket_updated(f"{c}9", "t-late", opened=T0 - minutes(600), at=T0,
+                         status="answered", first_response=T0 - minutes(100)),
+        f.ticket_updated(f"{c}10", "t-ok", opened=T0 - minutes(60), at=T0,
+                         status="answered", first_response=T0 - minutes(30)),
+    ]
+    outages = [
+        f.outage_declared(f"{suffix}-out", at=T0 - minutes(90),
+                          customers=[f"{c}11", f"{c}12", f"{c}11"]),
+        f.outage_resolved(f"{suffix}-out", at=T0 - minutes(15)),
+    ]
+    expected = Counter({"delivery_delayed": 1, "order_cancelled": 2, "item_defective": 1,
+                        "wrong_item": 1, "item_missing": 1, "double_charge": 1,
+                        "support_wait_exceeded": 1, "service_outage": 2})
+    clock = FakeClock(T0 + minutes(10))
+    async with running_intake(infra, suffix, clock=clock) as intake:
+        # Payments first, so the capture of o-captured is known when its cancellation comes.
+        await produce(infra.kafka_bootstrap, intake.topics.payments, as_json(payments))
+        await incidents_on_topic(infra, intake, 1, settle_s=0)
+        for topic, events in ((intake.topics.orders, orders), (intake.topics.support, support),
+                              (intake.topics.outages, outages)):
+            await produce(infra.kafka_bootstrap, topic, as_json(events))
+        incidents = await incidents_on_topic(infra, intake, sum(expected.values()))
+        assert Counter(i["type"] for i in incidents) == expected
+        by_type = {i["type"]: i for i in incidents}
+        late = by_type["delivery_delayed"]
+        assert (late["delay_band"], late["delay_minutes"]) == ("very_late", 300)
+        assert late["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-late",
+                                                  "very_late")
+        assert {i["order_id"] for i in incidents if i["type"] == "order_cancelled"} == {
+            "o-cancel", "o-captured"}
+        assert by_type["double_charge"]["charged_amount"] == f.eur("42.00")
+        assert by_type["support_wait_exceeded"]["wait_minutes"] == 500
+        detection = {i["type"]: i["detection"] for i in incidents}
+        assert detection["item_defective"] == "customer_reported"
+        assert {detection[t] for t in expected if not t.startswith(("item", "wrong"))} == {
+            "proactive"}
+        db = intake.db(mongo)
+        outage = await db["outages"].find_one({"_id": f"{suffix}-out"})
+        assert outage is not None
+        assert (outage["affected_customers"], outage["outage_minutes"]) == (2, 75)
+
+        # Everything again, twice over: nothing new on the topic or in the database.
+        for _ in range(2):
+            await produce(infra.kafka_bootstrap, intake.topics.payments, as_json(payments))
+            await produce(infra.kafka_bootstrap, intake.topics.orders, as_json(orders))
+            await produce(infra.kafka_bootstrap, intake.topics.support, as_json(support))
+            await produce(infra.kafka_bootstrap, intake.topics.outages, as_json(outages))
+        again = await collect(infra.kafka_bootstrap, intake.topics.incidents, until_timeout,
+                              timeout_s=5)
+        assert len(again) == sum(expected.values())
+        assert await db["incidents"].count_documents({}) == sum(expected.values())
+
+
+async def test_a_late_order_is_apologised_for_before_delivery_even_across_a_restart(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    clock = FakeClock(T0)
+    customer = f"{suffix}-c"
+    placed = [f.order_placed(customer, "o-1", at=T0, promised=T0 + minutes(60)),
+              f.order_placed(customer, "o-2", at=T0, promised=T0 + minutes(60)),
+              f.order_placed(customer, "o-3", at=T0, promised=None)]
+    async with running_intake(infra, suffix, clock=clock) as intake:
+        await produce(infra.kafka_bootstrap, intake.topics.orders, as_json(placed))
+        db = intake.db(mongo)
+        for _ in range(200):
+            if await db["checks"].count_documents({"due_at": {"$ne": None}}) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert await db["checks"].count_documents({"due_at": {"$ne": None}}) == 2
+        indexes = [list(ix["key"]) for ix in await (await db["checks"].list_indexes()).to_list()]
+        assert ["due_at"] in indexes
+        # o-2 arrives in time; its check is settled.
+        await produce(infra.kafka_bootstrap, intake.topics.orders, as_json(
+            [f.delivered(customer, "o-2", at=T0 + minutes(55), promised=T0 + minutes(60))]))
+        for _ in range(200):
+            if await db["settled"].find_one({"_id": "delivery:o-2:closed"}):
+                break
+            await asyncio.sleep(0.05)
+        assert await intake.service.run_due_checks() == 0  # nothing is due yet
+
+    # A new process (the first one stopped) after the promise and its grace period passed.
+    clock.now = T0 + minutes(60 + 11)
+    settings = intake_settings(infra, intake.topics, intake.db_name)
+    app = create_app(settings, clock=clock, sweep=False)
+    async with lifespans([app]):
+        service = app.state.service
+        assert await service.run_due_checks() == 1  # o-1 only: the delivery settled o-2
+        first = await incidents_on_topic(infra, intake, 1)
+        assert [(i["order_id"], i["delay_band"], i["detection"]) for i in first] == [
+            ("o-1", "late", "proactive")]
+        assert first[0]["order_value"] == f.eur("42.00")
+        clock.now = T0 + minutes(60 + 250)  # into the next band: a top-up
+        assert await service.run_due_checks() == 1
+        assert await service.run_due_checks() == 0
+        # The delivery finally arrives in the band already raised: nothing more.
+        await produce(infra.kafka_bootstrap, intake.topics.orders, as_json(
+            [f.delivered(customer, "o-1", at=clock.now, total=None)]))
+        both = await incidents_on_topic(infra, intake, 2, settle_s=3)
+        assert [i["delay_band"] for i in both] == ["late", "very_late"]
+        assert both[1]["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-1",
+                                                     "very_late")
+        clock.now = T0 + timedelta(days=10)
+        assert await service.run_due_checks() == 0  # the delivery settled the rest
+
+
+async def test_the_sweep_runs_due_checks_in_the_background(infra: Infra, suffix: str) -> None:
+    clock = FakeClock(T0)
+    async with running_intake(infra, suffix, clock=clock, sweep=True,
+                              check_sweep_seconds=0.2) as intake:
+        await produce(infra.kafka_bootstrap, intake.topics.support, as_json([
+            f.ticket_updated(f"{suffix}-c", "t-1", opened=T0, at=T0)]))
+        await asyncio.sleep(1.0)
+        clock.now = T0 + minutes(241)
+        incidents = await incidents_on_topic(infra, intake, 1, settle_s=1)
+        assert [(i["type"], i["ticket_id"], i["wait_minutes"]) for i in incidents] == [
+            ("support_wait_exceeded", "t-1", 241)]
+
+
+async def test_a_ticket_answered_within_the_sla_settles_its_check(infra: Infra,
+                                                                  suffix: str) -> None:
+    clock = FakeClock(T0)
+    async with running_intake(infra, suffix, clock=clock) as intake:
+        service = intake.service
+        waiting = upstream_event_adapter.validate_python(
+            f.ticket_updated(f"{suffix}-c", "t-1", opened=T0, at=T0))
+        answered = upstream_event_adapter.validate_python(
+            f.ticket_updated(f"{suffix}-c", "t-1", opened=T0, at=T0 + minutes(100),
+                             status="answered", first_response=T0 + minutes(100)))
+        await service.process([waiting])
+        await service.process([answered])
+        await service.process([waiting])  # a redelivery of the first update
+        clock.now = T0 + timedelta(days=1)
+        await service.run_due_checks()
+        assert await intake.service.store.incidents.collection.count_documents({}) == 0
+
+
+async def test_concurrent_consumers_see_one_double_charge_per_extra_capture(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    """Two intake instances on one database race the captures of the same 40 orders."""
+    clock = FakeClock(T0)
+    async with running_intake(infra, suffix, clock=clock) as one:
+        two = create_app(intake_settings(infra, one.topics, one.db_name), clock=clock,
+                         sweep=False)
+        async with lifespans([two]):
+            def captures(payment: str) -> list[Any]:
+                return [upstream_event_adapter.validate_python(f.payment_captured(
+                    f"{suffix}-{n}", f"o-{n}", f"{payment}-{n}", at=T0)) for n in range(40)]
+
+            results = await asyncio.gather(
+                one.service.process(captures("a")), two.state.service.process(captures("b")),
+                one.service.process(captures("a")))
+            new = [i for r in results for i in r.new]
+            assert len(new) == 40
+            assert Counter(i.order_id for i in new) == Counter({f"o-{n}": 1 for n in range(40)})
+            db = one.db(mongo)
+            assert await db["incidents"].count_documents({"type": "double_charge"}) == 40
+            holders = {d["_id"]: d["payment_id"] async for d in db["charges"].find()}
+            for incident in new:  # the extra capture is the one that did not claim the order
+                order = str(incident.order_id)
+                n = order.removeprefix("o-")
+                extra = f"b-{n}" if holders[order] == f"a-{n}" else f"a-{n}"
+                assert incident.incident_id == incident_id(IncidentType.double_charge, order,
+                                                           extra)

@@ -1,0 +1,208 @@
+"""The detection rules as pure functions: thresholds, bands and their top-ups, scheduled
+checks, item reports, cancellations, double charges, support waits, outages and reports."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from schemas.incident import Detection, IncidentType, Severity, incident_id
+from schemas.report import IncidentReport
+from schemas.upstream import upstream_event_adapter
+from services.intake.domain import detection as rules
+from services.intake.domain.detection import CheckKind, FirstCapture, Thresholds
+from tests import factories as f
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+BANDS = (("late", 0), ("very_late", 240), ("severely_late", 1440), ("lost", 4320))
+TH = Thresholds(BANDS, grace_minutes=15, support_sla_minutes=240)
+
+
+def parse(body: dict[str, Any]) -> Any:
+    return upstream_event_adapter.validate_python(body)
+
+
+def minutes(n: int) -> timedelta:
+    return timedelta(minutes=n)
+
+
+@pytest.mark.parametrize(("late", "band"), [(0, 0), (239, 0), (240, 1), (1439, 1), (1440, 2),
+                                            (99_999, 3)])
+def test_the_worst_band_reached_applies(late: int, band: int) -> None:
+    assert TH.band_index(late) == band
+
+
+def test_a_delivery_is_late_only_after_the_grace_period() -> None:
+    assert not TH.is_late(15)
+    assert TH.is_late(16)
+    assert Thresholds(BANDS).is_late(1)
+    assert not Thresholds(BANDS).is_late(0)
+
+
+def test_an_order_with_a_promise_gets_a_check_when_the_grace_period_ends() -> None:
+    placed = parse(f.order_placed("c", "o-1", at=T0, promised=T0 + minutes(60)))
+    check = rules.delivery_check(placed, TH)
+    assert check is not None
+    assert check.kind is CheckKind.delivery
+    assert check.due_at == T0 + minutes(60 + 16)
+    assert check.check_id == "delivery:o-1:0"
+    assert check.order_value is not None
+    assert check.order_value.amount == Decimal("42.00")
+    assert rules.delivery_check(parse(f.order_placed("c", "o-2", at=T0, promised=None)),
+                                TH) is None
+
+
+def test_a_due_check_apologises_first_and_tops_up_as_the_delay_grows() -> None:
+    promised = T0
+    check = rules.delivery_check(parse(f.order_placed("c", "o-1", at=T0 - minutes(60),
+                                                      promised=promised)), TH)
+    assert check is not None
+    first, following = rules.run_check(check, check.due_at, TH)
+    assert first is not None
+    assert (first.delay_band, first.delay_minutes, first.severity) == ("late", 16,
+                                                                       Severity.low)
+    assert first.detection is Detection.proactive
+    assert first.incident_id == incident_id(IncidentType.delivery_delayed, "o-1", "late")
+    assert following is not None
+    assert (following.step, following.due_at) == (1, promised + minutes(240))
+
+    top_up, following = rules.run_check(following, following.due_at, TH)
+    assert top_up is not None
+    assert top_up.delay_band == "very_late"
+    assert top_up.incident_id != first.incident_id
+    assert following is not None
+    assert following.due_at == promised + minutes(1440)
+
+
+def test_a_check_run_late_jumps_to_the_band_reached_and_the_last_band_ends_the_checks() -> None:
+    check = rules.delivery_check(parse(f.order_placed("c", "o-1", at=T0, promised=T0)), TH)
+    assert check is not None
+    incident, following = rules.run_check(check, T0 + minutes(5000), TH)
+    assert incident is not None
+    assert incident.delay_band == "lost"
+    assert incident.severity is Severity.critical
+    assert following is None
+
+
+def test_a_check_run_before_its_time_waits() -> None:
+    check = rules.delivery_check(parse(f.order_placed("c", "o-1", at=T0, promised=T0)), TH)
+    assert check is not None
+    assert rules.run_check(check, T0, TH) == (None, check)
+
+
+def test_a_late_delivery_raises_the_band_it_reached_with_the_same_id_as_the_check() -> None:
+    on_time = parse(f.delivered("c", "o-1", at=T0 + minutes(15), promised=T0))
+    assert rules.late_delivery(on_time, None, T0, TH) is None
+    late = parse(f.delivered("c", "o-1", at=T0 + minutes(300), promised=T0))
+    incident = rules.late_delivery(late, None, T0, TH)
+    assert incident is not None
+    assert (incident.delay_band, incident.delay_minutes) == ("very_late", 300)
+    assert incident.incident_id == incident_id(IncidentType.delivery_delayed, "o-1",
+                                               "very_late")
+    assert "delivered 300 minutes after" in incident.summary
+
+
+def test_a_delivery_without_a_promise_uses_the_one_the_order_was_placed_with() -> None:
+    event = parse(f.delivered("c", "o-1", at=T0 + minutes(30), total=None))
+    assert rules.late_delivery(event, None, T0, TH) is None
+    incident = rules.late_delivery(event, T0, T0, TH)
+    assert incident is not None
+    assert incident.delay_minutes == 30
+
+
+@pytest.mark.parametrize(("problem", "kind"), [("defective", IncidentType.item_defective),
+                                               ("wrong_item", IncidentType.wrong_item),
+                                               ("missing", IncidentType.item_missing)])
+def test_item_reports_are_customer_reported_with_the_items_value(problem: str,
+                                                                 kind: IncidentType) -> None:
+    event = parse(f.item_reported("c", "o-1", at=T0, problem=problem, price="19.99",
+                                  quantity=3))
+    incident = rules.item_reported(event, T0)
+    assert incident.type is kind
+    assert incident.detection is Detection.customer_reported
+    assert incident.item_value is not None
+    assert incident.item_value.amount == Decimal("59.97")
+    assert incident.incident_id == incident_id(kind, "o-1", "sku-1")
+
+
+def test_only_a_paid_order_cancelled_by_the_merchant_is_an_incident() -> None:
+    mine = parse(f.order_cancelled("c", "o-1", at=T0, by="customer"))
+    assert rules.merchant_cancellation(mine, paid=True, now=T0) is None
+    unpaid = parse(f.order_cancelled("c", "o-1", at=T0, paid=False))
+    assert rules.merchant_cancellation(unpaid, paid=False, now=T0) is None
+    assert rules.merchant_cancellation(unpaid, paid=True, now=T0) is not None
+    paid = rules.merchant_cancellation(parse(f.order_cancelled("c", "o-1", at=T0)), False, T0)
+    assert paid is not None
+    assert paid.type is IncidentType.order_cancelled
+    assert paid.incident_id == incident_id(IncidentType.order_cancelled, "o-1")
+
+
+def test_a_second_capture_of_an_order_is_a_double_charge() -> None:
+    first = parse(f.payment_captured("c", "o-1", "p-1", at=T0))
+    second = parse(f.payment_captured("c", "o-1", "p-2", at=T0 + minutes(1), amount="40.00"))
+    holder = FirstCapture("p-1", first.data.amount)
+    assert rules.double_charge(first, holder, T0) is None
+    incident = rules.double_charge(second, holder, T0)
+    assert incident is not None
+    assert incident.charged_amount is not None
+    assert incident.charged_amount.amount == Decimal("40.00")
+    assert incident.incident_id == incident_id(IncidentType.double_charge, "o-1", "p-2")
+    assert rules.first_captures([second, first]) == {"o-1": first}
+
+
+def test_support_tickets_against_the_first_answer_sla() -> None:
+    opened = T0
+    in_time = parse(f.ticket_updated("c", "t-1", opened=opened, at=T0 + minutes(60),
+                                     status="answered", first_response=T0 + minutes(60)))
+    assert rules.support_ticket(in_time, T0 + minutes(60), TH) == rules.TicketVerdict(
+        answered=True)
+    late = parse(f.ticket_updated("c", "t-1", opened=opened, at=T0 + minutes(300),
+                                  status="answered", first_response=T0 + minutes(300)))
+    verdict = rules.support_ticket(late, T0 + minutes(301), TH)
+    assert verdict.answered
+    assert verdict.incident is not None
+    assert verdict.incident.wait_minutes == 300
+    assert verdict.incident.incident_id == incident_id(IncidentType.support_wait_exceeded,
+                                                       "t-1")
+    waiting = parse(f.ticket_updated("c", "t-2", opened=opened, at=T0))
+    verdict = rules.support_ticket(waiting, T0 + minutes(10), TH)
+    assert verdict.incident is None
+    assert verdict.check is not None
+    assert verdict.check.due_at == opened + minutes(241)
+    incident, following = rules.run_check(verdict.check, verdict.check.due_at, TH)
+    assert incident is not None
+    assert (incident.wait_minutes, following) == (241, None)
+    overdue = rules.support_ticket(waiting, T0 + minutes(500), TH)
+    assert overdue.incident is not None
+    assert overdue.incident.severity is Severity.medium
+
+
+def test_an_outage_is_one_incident_per_customer() -> None:
+    event = parse(f.outage_declared("out-1", at=T0, customers=["a", "b", "a"],
+                                    severity="critical"))
+    incidents = rules.outage_incidents(event, event.data.affected_customers, T0)
+    assert [i.customer.id for i in incidents] == ["a", "b"]
+    assert {i.severity for i in incidents} == {Severity.high}
+    assert incidents[0].incident_id == incident_id(IncidentType.service_outage, "out-1", "a")
+    assert all(i.outage_minutes is None for i in incidents)
+    assert rules.outage_incidents(event, [], T0, 42) == []
+    done = rules.outage_incidents(event, event.data.affected_customers[:1], T0, 42)
+    assert done[0].outage_minutes == 42
+
+
+def test_a_reported_item_problem_is_the_same_incident_as_the_detected_one() -> None:
+    detected = rules.item_reported(parse(f.item_reported("c", "o-1", at=T0)), T0)
+    report = IncidentReport.model_validate({
+        "report_id": "r-1", "type": "item_defective", "customer": f.customer("c"),
+        "occurred_at": T0.isoformat(), "order_id": "o-1", "item_sku": "sku-1"})
+    reported = rules.reported_incident(report, "desk", T0)
+    assert reported.incident_id == detected.incident_id
+    assert reported.detection is Detection.agent_reported
+    other = report.model_copy(update={"type": IncidentType.delivery_delayed})
+    assert rules.reported_incident(other, "desk", T0).incident_id == incident_id(
+        IncidentType.delivery_delayed, "desk", "r-1")
