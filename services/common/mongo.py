@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -16,6 +16,15 @@ DUPLICATE_KEY = 11000
 # for good when one bulk write carries 100 or more update statements (measured: 99 pass,
 # 100 hang every time); MongoDB takes any number. Smaller writes cost a round trip each.
 BULK_STATEMENTS = 64
+# Documents per insert or per `$in` list: bounded, so no single request grows without limit.
+MAX_CHUNK = 1000
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = MAX_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def make_client(url: str) -> AsyncMongoClient[Doc]:
@@ -48,9 +57,3 @@ async def bulk_update(collection: AsyncCollection[Doc], ops: Sequence[UpdateOne]
     """Apply update statements in unordered bulk writes of at most `BULK_STATEMENTS`."""
     for start in range(0, len(ops), BULK_STATEMENTS):
         await collection.bulk_write(list(ops[start:start + BULK_STATEMENTS]), ordered=False)
-
-
-async def set_flag(collection: AsyncCollection[Doc], ids: Iterable[Any], field: str,
-                   value: Any) -> None:
-    await bulk_update(collection, [UpdateOne({"_id": i}, {"$set": {field: value}})
-                                   for i in ids])

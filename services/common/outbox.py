@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.messaging import Outgoing, Publisher
-from services.common.mongo import Doc, insert_new, set_flag
+from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new
 
 
 class Outbox(Protocol):
@@ -27,21 +27,32 @@ class Outbox(Protocol):
 
 
 class MongoOutbox:
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+    """Records in `collection`; their "published" marks are inserts into a second collection
+    (`<collection>_published` unless given), never updates: on FerretDB an update costs
+    milliseconds per document, and an outage's fan-out marks thousands at once."""
+
+    def __init__(self, collection: AsyncCollection[Doc],
+                 marks: AsyncCollection[Doc] | None = None, chunk: int = MAX_CHUNK) -> None:
         self.collection = collection
+        self.marks = (marks if marks is not None
+                      else collection.database[f"{collection.name}_published"])
+        self.chunk = chunk
 
     async def add_new(self, docs: Sequence[Doc]) -> set[Any]:
-        return await insert_new(self.collection, docs)
+        new: set[Any] = set()
+        for part in chunks(docs, self.chunk):
+            new |= await insert_new(self.collection, part)
+        return new
 
     async def published(self, ids: Sequence[Any]) -> set[Any]:
-        if not ids:
-            return set()
-        cursor = self.collection.find({"_id": {"$in": list(ids)}, "published": True},
-                                      {"_id": 1})
-        return {doc["_id"] async for doc in cursor}
+        found: set[Any] = set()
+        for part in chunks(ids, self.chunk):
+            found |= {d["_id"] async for d in self.marks.find({"_id": {"$in": list(part)}})}
+        return found
 
     async def mark_published(self, ids: Sequence[Any]) -> None:
-        await set_flag(self.collection, ids, "published", value=True)
+        for part in chunks(ids, self.chunk):
+            await insert_new(self.marks, [{"_id": i} for i in part])
 
 
 async def record_then_publish(outbox: Outbox, publisher: Publisher,
@@ -51,7 +62,7 @@ async def record_then_publish(outbox: Outbox, publisher: Publisher,
         return set()
     # The same record twice in one batch (a duplicate upstream event) is one record.
     unique = list({doc["_id"]: (doc, msg) for doc, msg in items}.values())
-    new = await outbox.add_new([{**doc, "published": False} for doc, _ in unique])
+    new = await outbox.add_new([doc for doc, _ in unique])
     seen_before = [doc["_id"] for doc, _ in unique if doc["_id"] not in new]
     done = await outbox.published(seen_before)
     to_publish = [(doc["_id"], msg) for doc, msg in unique if doc["_id"] not in done]

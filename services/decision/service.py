@@ -130,8 +130,9 @@ class DecisionService:
             items.append((decision_doc(decision, reservation=reservation),
                           outgoing(self.settings.decisions_topic, _event(decision, now))))
         # A decision recorded before a crash but never published is published now, as made.
+        published = await self.store.decisions.published(list(known))
         for doc in known.values():
-            if not doc.get("published"):
+            if doc["_id"] not in published:
                 stored = Decision.model_validate(doc["decision"])
                 first = stored if stored.revision == 0 else None
                 if first is not None:

@@ -34,9 +34,9 @@ from schemas.upstream import (
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
-from services.common.mongo import Doc
+from services.common.mongo import Doc, chunks
 from services.common.outbox import record_then_publish
-from services.intake.adapters.mongo import IntakeStore, chunks
+from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
 from services.intake.settings import IntakeSettings

@@ -17,25 +17,17 @@ Bulk writes go in chunks of at most `chunk` (<= 1000) documents.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot, Money
-from services.common.mongo import Doc, insert_new
+from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new
+from services.common.outbox import MongoOutbox
 from services.intake.domain.detection import Check, CheckKind, FirstCapture, closed_id
-
-T = TypeVar("T")
-MAX_CHUNK = 1000
-
-
-def chunks(items: Sequence[T], size: int = MAX_CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _money(value: Money | None) -> Doc | None:
@@ -60,33 +52,6 @@ def check_of(doc: Doc) -> Check:
                  order_value=Money.model_validate(value) if value else None)
 
 
-class InsertOnlyOutbox:
-    """The outbox of `services.common.outbox` whose "published" marks are inserts into a
-    second collection rather than updates (an outage's fan-out marks thousands at once)."""
-
-    def __init__(self, records: AsyncCollection[Doc], marks: AsyncCollection[Doc],
-                 chunk: int) -> None:
-        self.collection = records
-        self.marks = marks
-        self.chunk = chunk
-
-    async def add_new(self, docs: Sequence[Doc]) -> set[Any]:
-        new: set[Any] = set()
-        for part in chunks(docs, self.chunk):
-            new |= await insert_new(self.collection, part)
-        return new
-
-    async def published(self, ids: Sequence[Any]) -> set[Any]:
-        found: set[Any] = set()
-        for part in chunks(ids, self.chunk):
-            found |= {d["_id"] async for d in self.marks.find({"_id": {"$in": list(part)}})}
-        return found
-
-    async def mark_published(self, ids: Sequence[Any]) -> None:
-        for part in chunks(ids, self.chunk):
-            await insert_new(self.marks, [{"_id": i} for i in part])
-
-
 def hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
@@ -95,8 +60,7 @@ class IntakeStore:
     def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
         self.db = db
         self.chunk = min(chunk, MAX_CHUNK)
-        self.incidents = InsertOnlyOutbox(db["incidents"], db["incidents_published"],
-                                          self.chunk)
+        self.incidents = MongoOutbox(db["incidents"], chunk=self.chunk)
         self.checks = db["checks"]
         self.settled = db["settled"]
         self.charges = db["charges"]
