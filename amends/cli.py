@@ -81,29 +81,30 @@ def demo() -> None:
         with console.status("starting the local stack and the services") as status:
             stack.up(settings, progress=status.update)
             stack.services_up(settings, progress=status.update)
-            status.update("playing the scenario: 8 deliveries, 6 of them late")
+            status.update("playing the scenario: 11 customers, 9 of them let down")
             rows = asyncio.run(play(settings.kafka_bootstrap, settings.mongo_url))
     except stack.StackError as exc:
         raise _fail(exc) from None
     table = Table(title="what happened")
-    for column in ("customer", "tier", "minutes late", "incident", "decision", "points",
+    for column in ("customer", "tier", "what happened", "incident", "decision", "remedies",
                    "apology", "event → apology"):
-        table.add_column(column, justify="right" if column in {
-            "minutes late", "points", "event → apology"} else "left")
+        table.add_column(column, justify="right" if column == "event → apology" else "left",
+                         overflow="fold")
     for row in rows:
-        table.add_row(row.customer.rsplit("-", 1)[0], row.tier, str(row.minutes_late), row.incident,
-                      row.decision, str(row.points or "-"), row.apology,
+        table.add_row(row.customer.rsplit("-", 1)[0], row.tier, row.story, row.incident,
+                      row.decision, row.remedies, row.apology,
                       f"{row.event_to_apology_ms:.0f} ms"
                       if row.event_to_apology_ms is not None else "-")
     console.print(table)
-    late = sum(1 for r in rows if r.minutes_late > 0)
+    let_down = [r for r in rows if r.incident != "-"]
     apologised = sum(1 for r in rows if r.apology != "-")
-    console.print(f"{apologised} of {late} late deliveries got an apology; "
-                  f"{len(rows) - late} on-time deliveries got nothing.")
+    console.print(f"{apologised} of {len(let_down)} customers let down got an apology; "
+                  f"{len(rows) - len(let_down)} who were fine got nothing.")
     console.print(
-        "Look further: [bold]curl localhost:8001/metrics[/bold] (intake; decision 8002, "
-        "fulfilment 8003), [bold]amends stack status[/bold], logs under "
-        f"{settings.run_dir}.\nStop everything: [bold]make down[/bold] "
+        "Look further: [bold]amends case CUSTOMER[/bold] (e.g. "
+        f"{rows[3].customer}), [bold]amends review list[/bold], "
+        "[bold]curl localhost:8001/metrics[/bold] (intake; decision 8002, fulfilment 8003), "
+        f"logs under {settings.run_dir}.\nStop everything: [bold]make down[/bold] "
         "(or [bold]amends stack down[/bold]); the data is kept for the next start.")
-    if apologised != late:
+    if apologised != len(let_down) or len(let_down) != 9:
         raise typer.Exit(1)

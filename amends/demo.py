@@ -1,13 +1,16 @@
-"""A short scenario played through the running services: a few customers, some deliveries
-late, some on time; then what happened to each, read back from the services' own records."""
+"""A short scenario played through the running services: one customer per kind of failure
+(and two who are fine), an outage that hits three more; then what happened to each, read
+back from the services' own records."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -16,16 +19,104 @@ from pymongo import AsyncMongoClient
 from schemas import topics
 from schemas.common import deterministic_id
 
-# (customer, tier, minutes late; negative = early)
-SCENARIO: tuple[tuple[str, str, int], ...] = (
-    ("ana", "gold", 95),
-    ("boris", "standard", -20),
-    ("chloe", "platinum", 310),
-    ("dmitri", "silver", 45),
-    ("elena", "standard", 0),
-    ("farid", "standard", 1500),
-    ("greta", "gold", -5),
-    ("hugo", "silver", 4400),
+Event = dict[str, Any]
+Story = Callable[["Scene"], list[tuple[str, Event]]]
+
+
+@dataclass(frozen=True)
+class Scene:
+    run: str
+    now: datetime
+
+    def customer(self, name: str, tier: str, locale: str = "en") -> dict[str, Any]:
+        return {"id": f"{name}-{self.run}", "tier": tier, "locale": locale,
+                "lifetime_value": {"amount": "640.00", "currency": "EUR"},
+                "contact": {"email": f"{name}@example.org"}}
+
+    def event(self, kind: str, subject: str, data: dict[str, Any], n: int = 0) -> Event:
+        return {"specversion": "1.0", "id": deterministic_id("demo", self.run, kind, subject,
+                                                             str(n)),
+                "source": "demo/shop", "type": kind, "time": self.now.isoformat(),
+                "subject": subject, "data": data}
+
+    def ago(self, minutes: int) -> str:
+        return (self.now - timedelta(minutes=minutes)).isoformat()
+
+
+EUR = "EUR"
+
+
+def _money(amount: str) -> dict[str, str]:
+    return {"amount": amount, "currency": EUR}
+
+
+def _delivered(name: str, tier: str, late: int) -> Story:
+    def story(s: Scene) -> list[tuple[str, Event]]:
+        who = s.customer(name, tier)
+        return [(topics.ORDERS, s.event("order.delivered", who["id"], {
+            "order_id": f"ord-{name}-{s.run}", "customer": who,
+            "promised_delivery_at": s.ago(late + 1), "delivered_at": s.ago(1),
+            "total": _money("48.90")}))]
+    return story
+
+
+def _charged_twice(s: Scene) -> list[tuple[str, Event]]:
+    who = s.customer("dmitri", "silver")
+    return [(topics.PAYMENTS, s.event("payment.captured", who["id"], {
+        "payment_id": f"pay-{n}-{s.run}", "order_id": f"ord-dmitri-{s.run}", "customer": who,
+        "amount": _money("129.00"), "captured_at": s.ago(30 - n)}, n)) for n in (1, 2)]
+
+
+def _broken_item(s: Scene) -> list[tuple[str, Event]]:
+    who = s.customer("elena", "standard", "ro")
+    return [(topics.ORDERS, s.event("order.item_reported", who["id"], {
+        "order_id": f"ord-elena-{s.run}", "customer": who, "reported_at": s.ago(2),
+        "problem": "defective", "order_total": _money("89.00"),
+        "item": {"sku": "KTL-2", "name": "kettle", "price": _money("59.00")}}))]
+
+
+def _cancelled(s: Scene) -> list[tuple[str, Event]]:
+    who = s.customer("farid", "standard")
+    return [(topics.ORDERS, s.event("order.cancelled", who["id"], {
+        "order_id": f"ord-farid-{s.run}", "customer": who, "cancelled_at": s.ago(3),
+        "cancelled_by": "merchant", "paid": True, "total": _money("35.00"),
+        "reason": "out of stock"}))]
+
+
+def _ignored(s: Scene) -> list[tuple[str, Event]]:
+    who = s.customer("greta", "gold", "ru")
+    return [(topics.SUPPORT, s.event("support.ticket_updated", who["id"], {
+        "ticket_id": f"t-greta-{s.run}", "customer": who, "status": "answered",
+        "opened_at": s.ago(420), "updated_at": s.ago(5), "first_response_at": s.ago(5)}))]
+
+
+OUTAGE_VICTIMS = (("hugo", "silver"), ("ines", "platinum"), ("jonas", "standard"))
+
+
+def _outage(s: Scene) -> list[tuple[str, Event]]:
+    outage = f"out-{s.run}"
+    declared = s.event("outage.declared", outage, {
+        "outage_id": outage, "service": "checkout", "severity": "major",
+        "started_at": s.ago(80), "description": "payments failed at checkout",
+        "affected_customers": [s.customer(n, t) for n, t in OUTAGE_VICTIMS]})
+    resolved = s.event("outage.resolved", outage, {"outage_id": outage,
+                                                   "resolved_at": s.ago(5)})
+    return [(topics.OUTAGES, declared), (topics.OUTAGES, resolved)]
+
+
+# (customer, tier, what happened to them, the events that tell Amends)
+SCENARIO: tuple[tuple[str, str, str, Story], ...] = (
+    ("ana", "gold", "delivered 95 minutes late", _delivered("ana", "gold", 95)),
+    ("boris", "standard", "delivered on time", _delivered("boris", "standard", -20)),
+    ("chloe", "platinum", "delivered 26 hours late", _delivered("chloe", "platinum", 1560)),
+    ("dmitri", "silver", "charged twice for one order", _charged_twice),
+    ("elena", "standard", "the kettle arrived broken", _broken_item),
+    ("farid", "standard", "paid order cancelled by the shop", _cancelled),
+    ("greta", "gold", "waited 7 hours for support", _ignored),
+    ("hugo", "silver", "checkout outage, 75 minutes", _outage),
+    ("ines", "platinum", "checkout outage, 75 minutes", lambda _: []),
+    ("jonas", "standard", "checkout outage, 75 minutes", lambda _: []),
+    ("karl", "silver", "delivered early", _delivered("karl", "silver", -60)),
 )
 
 
@@ -33,101 +124,102 @@ SCENARIO: tuple[tuple[str, str, int], ...] = (
 class Row:
     customer: str
     tier: str
-    order: str
-    minutes_late: int
+    story: str
     incident: str
     decision: str
-    points: int
+    remedies: str
     apology: str
     event_to_apology_ms: float | None
 
 
-def _events(run: str, now: datetime) -> list[dict[str, Any]]:
-    events = []
-    for name, tier, late in SCENARIO:
-        customer_id = f"{name}-{run}"
-        order_id = f"ord-{name}-{run}"
-        promised = now - timedelta(minutes=max(late, 0) + 1)
-        delivered = promised + timedelta(minutes=late)
-        events.append({
-            "specversion": "1.0", "id": deterministic_id("demo", order_id),
-            "source": "demo/shop", "type": "order.delivered", "time": now.isoformat(),
-            "subject": customer_id,
-            "data": {
-                "order_id": order_id,
-                "customer": {"id": customer_id, "tier": tier, "locale": "en",
-                             "contact": {"email": f"{name}@example.org"}},
-                "delivered_at": delivered.isoformat(),
-                "promised_delivery_at": promised.isoformat(),
-                "total": {"amount": "48.90", "currency": "EUR"},
-            },
-        })
-    return events
-
-
 async def play(kafka_bootstrap: str, mongo_url: str, *, timeout_s: float = 60.0) -> list[Row]:
     now = datetime.now(UTC)
-    run = now.strftime("%H%M%S")
-    events = _events(run, now)
+    scene = Scene(now.strftime("%H%M%S"), now)
+    sends = [item for *_, story in SCENARIO for item in story(scene)]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
     await producer.start()
     try:
         sent_at = time.time()
-        for event in events:
-            await producer.send(topics.ORDERS, json.dumps(event).encode(),
+        for topic, event in sends:
+            await producer.send(topic, json.dumps(event).encode(),
                                 key=event["subject"].encode())
         await producer.flush()
     finally:
         await producer.stop()
 
-    late = sum(1 for _, _, minutes in SCENARIO if minutes > 0)
+    customers = [scene.customer(name, tier)["id"] for name, tier, *_ in SCENARIO]
+    expected = sum(1 for _, _, story, _ in SCENARIO if "on time" not in story
+                   and "early" not in story)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     try:
-        customers = [e["subject"] for e in events]
         fulfilment = client["amends_fulfilment"]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             done = await fulfilment["messages"].count_documents(
                 {"customer_id": {"$in": customers}})
-            if done >= late:
+            if done >= expected:
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.5)  # let the last outcomes land
-        return await _rows(client, events, sent_at)
+        return await _rows(client, customers, sent_at)
     finally:
         await client.close()
 
 
-async def _rows(client: AsyncMongoClient[dict[str, Any]], events: list[dict[str, Any]],
+def _remedy(action: dict[str, Any]) -> str | None:
+    kind = action["kind"]
+    money = action.get("amount")
+    amount = f"{Decimal(money['amount']):.2f} {money['currency']}" if money else ""
+    match kind:
+        case "apology":
+            return None
+        case "points":
+            return f"{action['points']} points"
+        case "refund" | "voucher" | "gift":
+            percent = action.get("percent") or "0"
+            return f"{kind} {amount or f'{Decimal(percent):g}%'}"
+        case "free_delivery":
+            return f"free delivery x{action.get('quantity') or 1}"
+        case _:
+            return str(kind).replace("_", " ")
+
+
+def _remedies(decision: dict[str, Any]) -> str:
+    given = [r for a in decision["actions"] if (r := _remedy(a))]
+    offer = decision.get("offer")
+    if offer and decision.get("choice") is None:
+        options = [" + ".join(r for a in o["actions"] if (r := _remedy(a)))
+                   for o in offer["options"]]
+        given.append("choice: " + " or ".join(options))
+    return ", ".join(given) or "-"
+
+
+async def _rows(client: AsyncMongoClient[dict[str, Any]], customers: list[str],
                 sent_at: float) -> list[Row]:
-    customers = [e["subject"] for e in events]
     query = {"customer_id": {"$in": customers}}
     incidents = {d["customer_id"]: d
                  async for d in client["amends_intake"]["incidents"].find(query)}
     decisions = {d["customer_id"]: d
                  async for d in client["amends_decision"]["decisions"].find(query)}
-    fulfilment = client["amends_fulfilment"]
-    points: dict[str, int] = {}
-    async for entry in fulfilment["points_ledger"].find(query):
-        points[entry["customer_id"]] = points.get(entry["customer_id"], 0) + entry["points"]
-    messages = {m["customer_id"]: m async for m in fulfilment["messages"].find(query)}
+    messages = {m["customer_id"]: m
+                async for m in client["amends_fulfilment"]["messages"].find(query)}
     rows = []
-    for event, (_, tier, late) in zip(events, SCENARIO, strict=True):
-        cid = event["subject"]
-        incident = incidents.get(cid)
-        decision = decisions.get(cid)
-        message = messages.get(cid)
+    for customer, (_, tier, story, _) in zip(customers, SCENARIO, strict=True):
+        incident = incidents.get(customer)
+        decision = decisions.get(customer)
+        message = messages.get(customer)
         latency = None
-        if message is not None:
+        if message is not None and message.get("sent_at") is not None:
             latency = max(0.0, (message["sent_at"].timestamp() - sent_at) * 1000)
         rows.append(Row(
-            customer=cid, tier=tier, order=event["data"]["order_id"], minutes_late=late,
-            incident=(f"{incident['type']} ({incident['incident']['delay_band']})"
+            customer=customer, tier=tier, story=story,
+            incident=(f"{incident['type']} ({incident['incident']['detection']})"
                       if incident else "-"),
-            decision=(f"{decision['status']} ({decision['decision']['policy_version']})"
-                      if decision else "-"),
-            points=points.get(cid, 0),
-            apology=f"sent by {message['channel']}" if message else "-",
+            decision=decision["status"] if decision else "-",
+            remedies=_remedies(decision["decision"]) if decision else "-",
+            apology=(("recorded" if message["channel"] == "record"
+                      else f"sent by {message['channel']}") + f" ({message['locale']})"
+                     if message else "-"),
             event_to_apology_ms=latency,
         ))
     return rows
