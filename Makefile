@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install up down status demo test test-unit test-integration lint fmt bench schemas compose-up compose-down clean
+.PHONY: help install up down status demo test test-unit test-integration lint fmt bench bench-quick schemas compose-up compose-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ fmt: install ## fix what ruff can fix
 
 bench: install ## measure throughput and latency on the local stack (a table and a JSON file)
 	$(BIN)/amends bench
+
+bench-quick: install ## a smoke run of the benchmark (small counts, a couple of minutes)
+	$(BIN)/amends bench --quick
 
 schemas: install ## regenerate the JSON Schemas and the AsyncAPI documents
 	$(BIN)/python -m schemas.generate

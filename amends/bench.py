@@ -1,23 +1,26 @@
-"""`make bench`: Amends' throughput and latency on the local stack, against the raw Kafka
-ceiling measured in the same run with the same partitions and message sizes.
+"""`amends bench` on the local stack: the raw Kafka ceiling, the pipeline's throughput and
+event-to-apology latency, and an outage's fan-out, each run on fresh topics and databases.
 
-Each figure is measured several times; the table shows the median and the spread
-(min to max), and a JSON file keeps every run.
+The ceiling is three plain consume-and-forward hops (`amends.bench_hop`) over the same
+partitions with messages the size of the pipeline's own. The pipeline is the three services
+as processes (`python -m services.<name>`), exactly as deployed. A run that does not finish
+within its time limit is reported as unfinished, with how far it got, instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
-import statistics
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,113 +30,27 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from amends import stack
+from amends.bench_stats import percentile
 from schemas.common import deterministic_id
-from services.common.messaging import ensure_topics
+from schemas.incident import IncidentType, incident_id
+from schemas.topics import DEFAULT_PARTITIONS
 
-PARTITIONS = 6
+PARTITIONS = DEFAULT_PARTITIONS  # what the services create their topics with
+SERVICES = ("intake", "decision", "fulfilment")
+PORTS = {"intake": 18101, "decision": 18102, "fulfilment": 18103}
 Say = Callable[[str], None]
 
-
-@dataclass
-class Figure:
-    name: str
-    unit: str
-    runs: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.runs) if self.runs else float("nan")
-
-    @property
-    def spread(self) -> tuple[float, float]:
-        return (min(self.runs), max(self.runs)) if self.runs else (float("nan"), float("nan"))
+# Message sizes on the pipeline's topics (bytes, measured on a bench run of the default
+# policy): the ceiling's hops forward messages of these sizes, and as many outcomes per
+# incident as the pipeline produces, so both move the same bytes.
+INCIDENT_BYTES = 1_100
+DECISION_BYTES = 7_000
+OUTCOME_BYTES = 600
+OUTCOMES_PER_INCIDENT = 3  # an apology, points and free delivery for most late deliveries
 
 
-def upstream_event(run: str, i: int, now: datetime) -> bytes:
-    """A late delivery for its own customer: the message every benchmark sends."""
-    customer = f"bench-{run}-{i}"
-    promised = now - timedelta(minutes=90 + i % 600)
-    return json.dumps({
-        "specversion": "1.0", "id": deterministic_id("bench", run, str(i)),
-        "source": "bench/shop", "type": "order.delivered", "time": now.isoformat(),
-        "subject": customer,
-        "data": {"order_id": f"o-{run}-{i}",
-                 "customer": {"id": customer, "tier": ("standard", "silver", "gold")[i % 3],
-                              "locale": "en", "contact": {"email": f"{customer}@example.org"}},
-                 "delivered_at": now.isoformat(), "promised_delivery_at": promised.isoformat(),
-                 "total": {"amount": "48.90", "currency": "EUR"}},
-    }).encode()
-
-
-async def produce(bootstrap: str, topic: str, run: str, count: int,
-                  rate: float | None = None) -> dict[str, float]:
-    """Send `count` events (at `rate` per second if given); returns send time per customer."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    sent: dict[str, float] = {}
-    try:
-        began = time.monotonic()
-        pending = []
-        for i in range(count):
-            if rate:
-                delay = began + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            now = datetime.now(UTC)
-            customer = f"bench-{run}-{i}"
-            sent[customer] = time.time()
-            pending.append(await producer.send(topic, upstream_event(run, i, now),
-                                               key=customer.encode()))
-            if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return sent
-
-
-async def end_total(admin: AIOKafkaConsumer, topic: str) -> int:
-    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    ends = await admin.end_offsets(partitions)
-    return int(sum(ends.values()))
-
-
-async def wait_for(bootstrap: str, topic: str, expected: int, timeout_s: float) -> float:
-    """Poll the topic's end offsets until it holds `expected` messages; returns the moment."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if await end_total(consumer, topic) >= expected:
-                return time.monotonic()
-            await asyncio.sleep(0.05)
-    finally:
-        await consumer.stop()
-    raise TimeoutError(f"{topic} did not reach {expected} messages in {timeout_s:.0f}s")
-
-
-@contextmanager
-def processes(commands: list[tuple[list[str], dict[str, str]]], logs: Path) -> Iterator[None]:
-    procs = []
-    logs.mkdir(parents=True, exist_ok=True)
-    try:
-        for i, (argv, env) in enumerate(commands):
-            log = (logs / f"proc-{i}.log").open("wb")
-            procs.append(subprocess.Popen(argv, env={**os.environ, **env}, stdout=log,
-                                          stderr=subprocess.STDOUT, cwd=stack.REPO_ROOT))
-        yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+def _quiet(_: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -150,26 +67,284 @@ class Topics:
                      ("upstream", "incidents", "decisions", "outcomes", "deadletter")))
 
 
-async def ceiling(bootstrap: str, count: int, logs: Path) -> float:
-    """Messages per second through three plain consume-and-forward hops."""
+# --- what the benchmark sends ----------------------------------------------------------
+
+
+def upstream_event(run: str, i: int, now: datetime) -> bytes:
+    """A late delivery for a customer of its own: the event the throughput and latency runs
+    send. Each becomes one incident, one decision and one apology (no review trigger fires
+    for a proactive late delivery)."""
+    customer = f"bench-{run}-{i}"
+    promised = now - timedelta(minutes=90 + i % 600)
+    return json.dumps({
+        "specversion": "1.0", "id": deterministic_id("bench", run, str(i)),
+        "source": "bench/shop", "type": "order.delivered", "time": now.isoformat(),
+        "subject": customer,
+        "data": {"order_id": f"o-{run}-{i}",
+                 "customer": {"id": customer, "tier": ("standard", "silver", "gold")[i % 3],
+                              "locale": "en", "contact": {"email": f"{customer}@example.org"}},
+                 "delivered_at": now.isoformat(), "promised_delivery_at": promised.isoformat(),
+                 "total": {"amount": "48.90", "currency": "EUR"}},
+    }).encode()
+
+
+def outage_incident(run: str, i: int, started: datetime, now: datetime) -> bytes:
+    """The incident intake makes for one customer affected by an outage (as
+    `outage_incidents` does), as an `amends.incident.detected` event."""
+    outage = f"bench-outage-{run}"
+    customer = f"bench-{run}-{i}"
+    iid = incident_id(IncidentType.service_outage, outage, customer)
+    return json.dumps({
+        "specversion": "1.0", "id": iid, "source": "bench/status-page",
+        "type": "amends.incident.detected", "time": now.isoformat(), "subject": customer,
+        "data": {"incident_id": iid, "type": "service_outage", "detection": "proactive",
+                 "severity": "high",
+                 "customer": {"id": customer, "tier": ("standard", "silver", "gold")[i % 3],
+                              "locale": "en", "contact": {"email": f"{customer}@example.org"}},
+                 "occurred_at": started.isoformat(), "detected_at": now.isoformat(),
+                 "source": "bench/status-page", "outage_id": outage, "outage_minutes": 90,
+                 "summary": "checkout was unavailable (major outage)"},
+    }).encode()
+
+
+async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[str, bytes]],
+                  rate: float | None = None) -> dict[str, float]:
+    """Send (key, value) messages, at `rate` per second if given; returns when each key was
+    sent (wall clock, as the broker's record timestamps are)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    sent: dict[str, float] = {}
+    try:
+        began = time.monotonic()
+        pending = []
+        for i, (key, value) in enumerate(messages):
+            if rate:
+                delay = began + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            sent[key] = time.time()
+            pending.append(await producer.send(topic, value, key=key.encode()))
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def late_deliveries(run: str, count: int) -> Iterator[tuple[str, bytes]]:
+    now = datetime.now(UTC)
+    for i in range(count):
+        yield f"bench-{run}-{i}", upstream_event(run, i, now)
+
+
+# --- watching topics -------------------------------------------------------------------
+
+
+async def topic_total(consumer: AIOKafkaConsumer, topic: str) -> int:
+    """Messages in `topic` (the sum of its partitions' end offsets)."""
+    ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    return int(sum(ends.values()))
+
+
+@dataclass
+class Watch:
+    """End offsets of the pipeline's topics, polled without joining any group."""
+
+    bootstrap: str
+    consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> Watch:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def total(self, topic: str) -> int:
+        assert self.consumer is not None
+        return await topic_total(self.consumer, topic)
+
+    async def until(self, topic: str, expected: int, deadline: float) -> bool:
+        """Wait until `topic` holds `expected` messages; False if the deadline passed."""
+        while time.monotonic() < deadline:
+            if await self.total(topic) >= expected:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+async def read_all(bootstrap: str, topic: str) -> AsyncIterator[bytes]:
+    """Every message now in `topic`, from the beginning."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        left = {tp for tp in partitions if ends[tp] > 0}
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.value is not None:
+                        yield record.value
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def actions_to_carry_out(bootstrap: str, topic: str) -> tuple[int, int]:
+    """(decisions, actions) on the decisions topic: the outcomes fulfilment will publish are
+    the actions of every decision that is not held for review."""
+    decisions = actions = 0
+    async for value in read_all(bootstrap, topic):
+        data = json.loads(value)["data"]
+        decisions += 1
+        if data["status"] != "held":
+            actions += len(data["actions"])
+    return decisions, actions
+
+
+@dataclass
+class Carried:
+    """How far a throughput run got: all the way (`finished`) or until its time limit."""
+
+    seconds: float
+    incidents: int
+    decided: int
+    outcomes: int
+    expected_outcomes: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.expected_outcomes is not None and self.outcomes >= self.expected_outcomes
+
+    @property
+    def rate(self) -> float:
+        """Incidents per second from the first event sent to the last outcome, or while
+        unfinished an estimate from the outcomes so far."""
+        if self.finished:
+            return self.incidents / self.seconds
+        per_incident = (self.expected_outcomes / self.incidents if self.expected_outcomes
+                        else OUTCOMES_PER_INCIDENT)
+        return self.outcomes / per_incident / self.seconds
+
+    def note(self) -> str:
+        if self.finished:
+            return ""
+        return (f"unfinished after {self.seconds:.0f} s: {self.decided:,} of "
+                f"{self.incidents:,} decided, {self.outcomes:,} outcomes; rate estimated")
+
+
+async def carried_out(bootstrap: str, t: Topics, incidents: int, began: float, *,
+                      limit_s: float, say: Say = _quiet, warm: Running | None = None
+                      ) -> Carried:
+    """Wait until every incident is decided and every action's outcome is published (the
+    warm-up's decision and outcomes, already there, not counted)."""
+    deadline = began + limit_s
+    warm_decisions = warm.warm_decisions if warm else 0
+    warm_outcomes = warm.warm_outcomes if warm else 0
+    async with Watch(bootstrap) as watch:
+
+        async def until(topic: str, before: int, target: int, what: str) -> int:
+            """Messages on `topic` beyond `before`, once they reach `target` or time is up."""
+            while time.monotonic() < deadline:
+                seen = await watch.total(topic) - before
+                say(f"{seen:,} of {target:,} {what}")
+                if seen >= target:
+                    return seen
+                await asyncio.sleep(0.05)
+            return await watch.total(topic) - before
+
+        decided = await until(t.decisions, warm_decisions, incidents, "decided")
+        expected = None
+        if decided >= incidents:
+            _, actions = await actions_to_carry_out(bootstrap, t.decisions)
+            expected = actions - warm_outcomes
+            await until(t.outcomes, warm_outcomes, expected, "outcomes")
+        outcomes = await watch.total(t.outcomes) - warm_outcomes
+        done = time.monotonic()
+    return Carried(done - began, incidents, decided, outcomes, expected)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@contextmanager
+def processes(commands: list[tuple[list[str], dict[str, str]]], logs: Path) -> Iterator[None]:
+    """Run the commands (each with its own log); stop them all on the way out."""
+    procs: list[subprocess.Popen[bytes]] = []
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        for i, (argv, env) in enumerate(commands):
+            name = env.get("AMENDS_BENCH_NAME", f"proc-{i}")
+            with (logs / f"{name}.log").open("wb") as log:
+                procs.append(subprocess.Popen(argv, env={**os.environ, **env}, stdout=log,
+                                              stderr=subprocess.STDOUT,
+                                              cwd=stack.REPO_ROOT))
+        yield
+    finally:
+        for proc in procs:
+            # A profiled service is stopped like Ctrl-C: pyinstrument writes its profile on
+            # KeyboardInterrupt, not when uvicorn re-raises a SIGTERM.
+            proc.send_signal(signal.SIGINT if os.environ.get(PROFILE_ENV) == "1"
+                             else signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def ceiling(bootstrap: str, count: int, logs: Path, *, limit_s: float,
+                  say: Say = _quiet) -> Carried:
+    """Three plain consume-and-forward hops: upstream → incidents → decisions → outcomes."""
     run = uuid.uuid4().hex[:8]
     t = Topics.fresh(run)
+    from services.common.messaging import ensure_topics  # noqa: PLC0415 - heavy import
+
     await ensure_topics(bootstrap, [t.upstream, t.incidents, t.decisions, t.outcomes],
                         PARTITIONS)
-    hops = [(t.upstream, t.incidents), (t.incidents, t.decisions), (t.decisions, t.outcomes)]
+    hops = [(t.upstream, t.incidents, INCIDENT_BYTES, 1),
+            (t.incidents, t.decisions, DECISION_BYTES, 1),
+            (t.decisions, t.outcomes, OUTCOME_BYTES, OUTCOMES_PER_INCIDENT)]
     commands: list[tuple[list[str], dict[str, str]]] = [
-        ([sys.executable, "-m", "amends.bench_hop", a, b, f"hop-{run}-{n}", bootstrap],
-         {}) for n, (a, b) in enumerate(hops)]
+        ([sys.executable, "-m", "amends.bench_hop", a, b, f"hop-{run}-{n}", bootstrap,
+          str(size), str(copies)], {"AMENDS_BENCH_NAME": f"hop-{n}"})
+        for n, (a, b, size, copies) in enumerate(hops)]
     with processes(commands, logs / f"ceiling-{run}"):
-        await asyncio.sleep(3.0)  # let the three groups form
-        began = time.monotonic()
-        await produce(bootstrap, t.upstream, run, count)
-        done = await wait_for(bootstrap, t.outcomes, count, timeout_s=600)
-    return count / (done - began)
+        say("warming up: one event through the three hops")
+        warm = [(f"warm-{run}", upstream_event(f"warm-{run}", 0, datetime.now(UTC)))]
+        async with Watch(bootstrap) as watch:
+            await produce(bootstrap, t.upstream, warm)
+            if not await watch.until(t.outcomes, OUTCOMES_PER_INCIDENT, time.monotonic() + 60):
+                raise TimeoutError(f"the ceiling's hops did not start; see {logs}")
+            events = list(late_deliveries(run, count))
+            say(f"sending {count:,} events")
+            began = time.monotonic()
+            await produce(bootstrap, t.upstream, events)
+            expected = (count + 1) * OUTCOMES_PER_INCIDENT
+            await watch.until(t.outcomes, expected, began + limit_s)
+            outcomes = await watch.total(t.outcomes) - OUTCOMES_PER_INCIDENT
+        seconds = time.monotonic() - began
+    return Carried(seconds, count, count, outcomes, count * OUTCOMES_PER_INCIDENT)
 
 
-def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str,
-                ports: dict[str, int]) -> dict[str, dict[str, str]]:
+# --- the pipeline ------------------------------------------------------------------------
+
+
+def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str) -> dict[str, dict[str, str]]:
+    """Each service's environment: the run's own topics and databases (as in
+    tests/processes.py), and batches as deployed."""
     shared = {
         "AMENDS_KAFKA_BOOTSTRAP": bootstrap, "AMENDS_MONGO_URL": mongo_url,
         "AMENDS_DEADLETTER_TOPIC": t.deadletter, "AMENDS_INCIDENTS_TOPIC": t.incidents,
@@ -181,118 +356,230 @@ def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str,
         "AMENDS_FULFILMENT_TASKS_TOPIC": f"bench.tasks.{run}",
     }
     return {name: {**shared, f"AMENDS_{name.upper()}_MONGO_DB": f"bench_{name}_{run}",
-                   f"AMENDS_{name.upper()}_HTTP_PORT": str(port)}
-            for name, port in ports.items()}
+                   f"AMENDS_{name.upper()}_HTTP_PORT": str(PORTS[name]),
+                   "AMENDS_BENCH_NAME": name}
+            for name in SERVICES}
 
 
-@contextmanager
-def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path) -> Iterator[Topics]:
+PROFILE_ENV = "AMENDS_BENCH_PROFILE"
+
+
+def profiled(logs: Path, service: str) -> list[str]:
+    """The interpreter arguments that run `service`; with AMENDS_BENCH_PROFILE=1 under
+    pyinstrument and with its database commands timed (`amends.bench_mongo`), both written
+    next to its log when it stops."""
+    if os.environ.get(PROFILE_ENV) != "1":
+        return ["-m", f"services.{service}"]
+    return ["-m", "pyinstrument", "--renderer", "text", "--outfile",
+            str(logs / f"{service}.profile.txt"), "-m", "amends.bench_mongo",
+            str(logs / f"{service}.mongo.json"), service]
+
+
+@dataclass(frozen=True)
+class Running:
+    """The pipeline's topics, and what its warm-up left on them."""
+
+    topics: Topics
+    warm_decisions: int
+    warm_outcomes: int
+
+
+@asynccontextmanager
+async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
+                   services: Sequence[str] = SERVICES, say: Say = _quiet
+                   ) -> AsyncIterator[Running]:
+    """The services as processes on the run's topics, healthy, and warmed up by one event
+    carried all the way through (consumer groups joined, collections and indexes made)."""
     t = Topics.fresh(run)
-    ports = {"intake": 18001, "decision": 18002, "fulfilment": 18003}
-    envs = service_env(bootstrap, mongo_url, t, run, ports)
-    commands = [([sys.executable, "-m", f"services.{name}"], env) for name, env in envs.items()]
-    with processes(commands, logs / f"pipeline-{run}"):
-        deadline = time.monotonic() + 90
-        for port in ports.values():
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"service on {port} did not become healthy")
-                time.sleep(0.2)
-        time.sleep(2.0)  # let the consumer groups settle
-        yield t
+    envs = service_env(bootstrap, mongo_url, t, run)
+    here = logs / f"pipeline-{run}"
+    commands = [([sys.executable, *profiled(here, name)], envs[name]) for name in services]
+    with processes(commands, here):
+        say("starting " + ", ".join(services))
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            deadline = time.monotonic() + 90
+            for name in services:
+                while True:
+                    with suppress(httpx.HTTPError):
+                        reply = await http.get(f"http://127.0.0.1:{PORTS[name]}/health")
+                        if reply.status_code == 200:
+                            break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} did not become healthy; see {logs}")
+                    await asyncio.sleep(0.2)
+        say("warming up: one incident through the pipeline")
+        key = f"warm-{run}"
+        if "intake" in services:
+            topic, value = t.upstream, upstream_event(key, 0, datetime.now(UTC))
+        else:
+            now = datetime.now(UTC)
+            topic, value = t.incidents, outage_incident(key, 0, now, now)
+        await produce(bootstrap, topic, [(key, value)])
+        warm = await carried_out(bootstrap, t, 1, time.monotonic(), limit_s=120)
+        if not warm.finished:
+            raise TimeoutError(f"the warm-up incident was not carried out; see {logs}")
+        yield Running(t, warm.decided, warm.outcomes)
 
 
-OUTCOMES_PER_INCIDENT = 2  # the default late-delivery remedy: an apology and points
-
-
-async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: Path) -> float:
+async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: Path, *,
+                              limit_s: float, say: Say = _quiet) -> Carried:
+    """Incidents per second from the first upstream event sent to the last outcome."""
     run = uuid.uuid4().hex[:8]
-    with pipeline(bootstrap, mongo_url, run, logs) as t:
+    async with pipeline(bootstrap, mongo_url, run, logs, say=say) as running:
+        events = list(late_deliveries(run, count))
+        say(f"sending {count:,} events")
         began = time.monotonic()
-        await produce(bootstrap, t.upstream, run, count)
-        done = await wait_for(bootstrap, t.outcomes, count * OUTCOMES_PER_INCIDENT,
-                              timeout_s=900)
-    return count / (done - began)
+        await produce(bootstrap, running.topics.upstream, events)
+        return await carried_out(bootstrap, running.topics, count, began, limit_s=limit_s,
+                                 say=say, warm=running)
 
 
-async def _group_lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,
-                     topic: str) -> int:
-    committed = await admin.list_consumer_group_offsets(group)
-    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    ends = await consumer.end_offsets(partitions)
-    return int(sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0))
-                   for tp in partitions))
+# --- latency -----------------------------------------------------------------------------
+
+INPUTS = {"intake": "upstream", "decision": "incidents", "fulfilment": "decisions"}
 
 
-async def latency(bootstrap: str, mongo_url: str, rate: float, seconds: float,
-                  logs: Path) -> dict[str, float]:
-    """Event-to-apology latency percentiles (ms) at a fixed offered load, and the largest
-    consumer lag seen during the run."""
-    run = uuid.uuid4().hex[:8]
-    count = int(rate * seconds)
-    with pipeline(bootstrap, mongo_url, run, logs) as t:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await admin.start()
-        await probe.start()
-        max_lag = 0
-        sending = asyncio.create_task(produce(bootstrap, t.upstream, run, count, rate))
-        try:
-            while not sending.done():
-                max_lag = max(max_lag, await _group_lag(admin, probe, "intake", t.upstream))
-                await asyncio.sleep(0.5)
-            sent = await sending
-        finally:
-            await admin.close()
-            await probe.stop()
-        apologies = await _apology_times(bootstrap, t.outcomes, count)
-    delays = sorted((apologies[c] - sent[c]) * 1000 for c in apologies if c in sent)
-    return {"p50": _pct(delays, 50), "p99": _pct(delays, 99), "p99.9": _pct(delays, 99.9),
-            "max_lag": float(max_lag), "measured": float(len(delays))}
+async def group_lags(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer,
+                     t: Topics) -> dict[str, int]:
+    """Each service's consumer lag on its input topic (messages not yet committed)."""
+    lags = {}
+    for group, attr in INPUTS.items():
+        topic = getattr(t, attr)
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        ends = await consumer.end_offsets(partitions)
+        lags[group] = int(sum(
+            max(0, ends[tp] - (committed[tp].offset if tp in committed
+                               and committed[tp].offset >= 0 else 0))
+            for tp in partitions))
+    return lags
 
 
-async def _apology_times(bootstrap: str, topic: str, expected: int) -> dict[str, float]:
+@dataclass
+class Latency:
+    sent: int
+    apologised: int
+    delays_ms: list[float]  # one per event sent; inf for an apology not seen in time
+    max_lag: dict[str, int] = field(default_factory=dict)
+    max_total_lag: int = 0
+
+    def pct(self, pct: float) -> float:
+        return percentile(self.delays_ms, pct)
+
+    def note(self) -> str:
+        if self.apologised >= self.sent:
+            return ""
+        return f"{self.sent - self.apologised:,} of {self.sent:,} not apologised in time"
+
+
+async def _apologies(bootstrap: str, topic: str, found: dict[str, float],
+                     stop: asyncio.Event) -> None:
+    """When each customer's apology outcome was published (the record's timestamp)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    found: dict[str, float] = {}
     try:
-        deadline = time.monotonic() + 300
-        while len(found) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100, max_records=5000)
             for records in batch.values():
                 for record in records:
+                    if record.value is None or b'"apology"' not in record.value:
+                        continue
                     data = json.loads(record.value)["data"]
                     if data["kind"] == "apology":
-                        found[data["customer_id"]] = datetime.fromisoformat(
-                            data["completed_at"]).timestamp()
+                        found.setdefault(data["customer_id"], record.timestamp / 1000)
     finally:
         await consumer.stop()
-    return found
 
 
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    index = min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))
-    return values[index]
+async def _lags(bootstrap: str, t: Topics, out: Latency, stop: asyncio.Event) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await probe.start()
+    try:
+        while not stop.is_set():
+            lags = await group_lags(admin, probe, t)
+            for group, lag in lags.items():
+                out.max_lag[group] = max(out.max_lag.get(group, 0), lag)
+            out.max_total_lag = max(out.max_total_lag, sum(lags.values()))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    finally:
+        await admin.close()
+        await probe.stop()
 
 
-async def repeat(times: int, measure: Callable[[], Awaitable[float]]) -> list[float]:
-    return [await measure() for _ in range(times)]
+async def latency(bootstrap: str, mongo_url: str, rate: float, seconds: float, logs: Path, *,
+                  drain_s: float, say: Say = _quiet) -> Latency:
+    """Event-to-apology latency at a fixed offered load, and the services' largest consumer
+    lag meanwhile. Apologies not seen `drain_s` after the last event count as unfinished."""
+    run = uuid.uuid4().hex[:8]
+    count = max(1, int(rate * seconds))
+    async with pipeline(bootstrap, mongo_url, run, logs, say=say) as running:
+        t = running.topics
+        result = Latency(count, 0, [])
+        found: dict[str, float] = {}
+        stop = asyncio.Event()
+        watchers = [asyncio.create_task(_apologies(bootstrap, t.outcomes, found, stop)),
+                    asyncio.create_task(_lags(bootstrap, t, result, stop))]
+        try:
+            say(f"sending {count:,} events at {rate:,.0f}/s")
+            sent = await produce(bootstrap, t.upstream, list(late_deliveries(run, count)), rate)
+            deadline = time.monotonic() + drain_s
+            while len(found) < count and time.monotonic() < deadline:
+                say(f"{len(found):,} of {count:,} apologised")
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.gather(*watchers, return_exceptions=True)
+    result.apologised = sum(1 for c in sent if c in found)
+    result.delays_ms = [(found[c] - at) * 1000 if c in found else math.inf
+                        for c, at in sent.items()]
+    return result
 
 
-def save(figures: list[Figure], out_dir: Path, settings: dict[str, Any]) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps({
-        "when": datetime.now(UTC).isoformat(), "settings": settings,
-        "cpus": os.cpu_count(),
-        "figures": [asdict(f) | {"median": f.median, "spread": f.spread} for f in figures],
-    }, indent=2) + "\n")
-    return path
+# --- outage fan-out ----------------------------------------------------------------------
+
+
+@dataclass
+class FanOut:
+    customers: int
+    decided_s: float  # inf when not all were decided in time
+    apologised_s: float  # inf when not all outcomes were published in time
+    carried: Carried
+
+
+async def fan_out(bootstrap: str, mongo_url: str, customers: int, logs: Path, *,
+                  limit_s: float, say: Say = _quiet) -> FanOut:
+    """One outage affecting `customers` customers: its incidents (one per customer, as intake
+    makes them) go onto the incidents topic at once; measured until every customer is decided
+    and every outcome, apologies included, is published."""
+    run = uuid.uuid4().hex[:8]
+    async with pipeline(bootstrap, mongo_url, run, logs, services=("decision", "fulfilment"),
+                        say=say) as running:
+        t = running.topics
+        started = datetime.now(UTC) - timedelta(minutes=90)
+        now = datetime.now(UTC)
+        say(f"preparing {customers:,} incidents")
+        incidents = [(f"bench-{run}-{i}", outage_incident(run, i, started, now))
+                     for i in range(customers)]
+        say(f"sending {customers:,} incidents")
+        began = time.monotonic()
+        await produce(bootstrap, t.incidents, incidents)
+        deadline = began + limit_s
+        async with Watch(bootstrap) as watch:
+            decided_all = await watch.until(t.decisions, customers + running.warm_decisions,
+                                            deadline)
+            decided_s = time.monotonic() - began if decided_all else math.inf
+        carried = await carried_out(bootstrap, t, customers, began, limit_s=limit_s,
+                                    say=say, warm=running)
+    return FanOut(customers, decided_s, carried.seconds if carried.finished else math.inf,
+                  carried)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on, including the load others put on it."""
+    load = os.getloadavg()
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "load_average_1_5_15": [round(v, 2) for v in load]}

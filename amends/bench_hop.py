@@ -1,8 +1,10 @@
 """The benchmark's ceiling: a plain aiokafka consume-and-forward hop with no logic and no
-database — `python -m amends.bench_hop IN_TOPIC OUT_TOPIC GROUP BOOTSTRAP`.
+database — `python -m amends.bench_hop IN_TOPIC OUT_TOPIC GROUP BOOTSTRAP [SIZE [COPIES]]`.
 
 It batches and commits like the services do (offsets committed after the forwarded batch is
-acknowledged), so the ratio between it and the pipeline is the cost of Amends' own work.
+acknowledged), and forwards each message as COPIES messages of SIZE bytes, the size of what
+the matching service publishes, so the ratio between it and the pipeline is the cost of
+Amends' own work, not of moving different bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
-async def forward(source: str, target: str, group: str, bootstrap: str) -> None:
+def resized(value: bytes, size: int) -> bytes:
+    """`value` cut or padded with spaces to `size` bytes (0: unchanged)."""
+    if size <= 0:
+        return value
+    return value[:size].ljust(size)
+
+
+async def forward(source: str, target: str, group: str, bootstrap: str, *, size: int = 0,
+                  copies: int = 1) -> None:
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_records=500)
@@ -29,8 +39,8 @@ async def forward(source: str, target: str, group: str, bootstrap: str) -> None:
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=50, max_records=500)
-            futures = [await producer.send(target, r.value, key=r.key)
-                       for records in batch.values() for r in records]
+            futures = [await producer.send(target, resized(r.value or b"", size), key=r.key)
+                       for records in batch.values() for r in records for _ in range(copies)]
             if futures:
                 await asyncio.gather(*futures)
                 await consumer.commit()
@@ -41,7 +51,9 @@ async def forward(source: str, target: str, group: str, bootstrap: str) -> None:
 
 def main() -> None:
     source, target, group, bootstrap = sys.argv[1:5]
-    asyncio.run(forward(source, target, group, bootstrap))
+    size = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    copies = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    asyncio.run(forward(source, target, group, bootstrap, size=size, copies=copies))
 
 
 if __name__ == "__main__":

@@ -3,74 +3,237 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from amends import bench, stack
+from amends import bench, bench_engine, stack
+from amends.bench_stats import Figure, ratio, results_doc, shown, target_text
 
-console = Console(width=None if Console().is_terminal else 140)
+console = Console(width=None if Console().is_terminal else 160)
+ALL = ("ceiling", "pipeline", "latency", "engine", "backtest", "fanout")
 
 
-def _row(table: Table, figure: bench.Figure, fmt: str = "{:,.0f}") -> None:
-    low, high = figure.spread
-    table.add_row(figure.name, fmt.format(figure.median), f"{fmt.format(low)} to "
-                  f"{fmt.format(high)}", figure.unit, str(len(figure.runs)), figure.note)
+@dataclass(frozen=True)
+class Plan:
+    runs: int
+    ceiling_messages: int
+    messages: int
+    latency_seconds: float
+    rates: tuple[int, ...]
+    engine_decisions: int
+    backtest_incidents: int
+    fanout_customers: int
+    limit_s: float
+    drain_s: float
+    only: tuple[str, ...]
+
+    def steps(self) -> int:
+        per_run = {"ceiling": 1, "pipeline": 1, "latency": len(self.rates), "engine": 1,
+                   "backtest": 1, "fanout": 1}
+        return self.runs * sum(per_run[name] for name in self.only)
+
+
+def _figures(plan: Plan) -> dict[str, Figure]:
+    figures = {
+        "ceiling": Figure("ceiling", "ceiling: 3 plain Kafka hops", "events/s"),
+        "pipeline": Figure("pipeline", "pipeline: intake → decision → fulfilment",
+                           "incidents/s", target=5000),
+        "engine": Figure("engine", "engine: decide() per core (default policy)",
+                         "decisions/s", target=100_000),
+        "engine_evaluate": Figure("engine_evaluate", "engine: evaluate() per core (no words)",
+                                  "decisions/s"),
+        "backtest": Figure("backtest", f"backtest of {plan.backtest_incidents:,} incidents",
+                           "s", "lower", target=30 * plan.backtest_incidents / 1_000_000),
+        "fanout_decided": Figure("fanout_decided",
+                                 f"outage fan-out: {plan.fanout_customers:,} decided",
+                                 "s", "lower"),
+        "fanout": Figure("fanout", f"outage fan-out: {plan.fanout_customers:,} apologised",
+                         "s", "lower", target=60 * plan.fanout_customers / 100_000),
+    }
+    for rate in plan.rates:
+        for pct in ("p50", "p99", "p99.9"):
+            figures[f"latency_{rate}_{pct}"] = Figure(
+                f"latency_{rate}_{pct}", f"event → apology {pct} at {rate:,}/s", "ms", "lower",
+                target=250 if pct == "p99" and rate == 1000 else None)
+        figures[f"lag_{rate}"] = Figure(f"lag_{rate}", f"largest consumer lag at {rate:,}/s",
+                                        "messages", "lower")
+    return figures
+
+
+def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]
+            ) -> list[Figure]:
+    """Every figure of the plan, each `plan.runs` times (interleaved, so that a slow spell of
+    a shared machine spreads over the figures instead of falling on one)."""
+    settings = stack.StackSettings()
+    logs = settings.run_dir / "bench"
+    f = _figures(plan)
+    needs_stack = set(plan.only) & {"ceiling", "pipeline", "latency", "fanout"}
+    if needs_stack:
+        say("starting the local stack")
+        stack.up(settings, progress=say)
+    bootstrap, mongo = settings.kafka_bootstrap, settings.mongo_url
+    for run in range(1, plan.runs + 1):
+        def said(text: str, run: int = run) -> None:
+            say(f"run {run}/{plan.runs}: {text}")
+
+        if "engine" in plan.only:
+            said(f"engine, {plan.engine_decisions:,} decisions")
+            rate = bench_engine.engine_rate(plan.engine_decisions)
+            f["engine"].add(rate.decisions_per_cpu_second, decisions=rate.decisions)
+            f["engine_evaluate"].add(rate.evaluations_per_cpu_second)
+            step()
+        if "backtest" in plan.only:
+            said(f"backtest, {plan.backtest_incidents:,} incidents")
+            took = bench_engine.backtest_time(plan.backtest_incidents)
+            f["backtest"].add(took.wall_seconds, cpu_seconds=round(took.cpu_seconds, 2))
+            step()
+        if "ceiling" in plan.only:
+            said(f"ceiling, {plan.ceiling_messages:,} events")
+            top = asyncio.run(bench.ceiling(bootstrap, plan.ceiling_messages, logs,
+                                            limit_s=plan.limit_s, say=said))
+            f["ceiling"].add(top.rate, top.note(), seconds=round(top.seconds, 2))
+            step()
+        if "pipeline" in plan.only:
+            said(f"pipeline, {plan.messages:,} events")
+            got = asyncio.run(bench.pipeline_throughput(
+                bootstrap, mongo, plan.messages, logs, limit_s=plan.limit_s, say=said))
+            f["pipeline"].add(got.rate, got.note(), seconds=round(got.seconds, 2),
+                              decided=got.decided, outcomes=got.outcomes,
+                              expected_outcomes=got.expected_outcomes)
+            step()
+        if "latency" in plan.only:
+            for rate_ in plan.rates:
+                said(f"latency at {rate_:,}/s")
+                lat = asyncio.run(bench.latency(bootstrap, mongo, rate_, plan.latency_seconds,
+                                                logs, drain_s=plan.drain_s, say=said))
+                for pct in (50, 99, 99.9):
+                    name = f"latency_{rate_}_p{pct:g}"
+                    f[name].add(lat.pct(pct), lat.note(), sent=lat.sent,
+                                apologised=lat.apologised)
+                f[f"lag_{rate_}"].add(float(lat.max_total_lag), "", per_service=lat.max_lag)
+                step()
+        if "fanout" in plan.only:
+            said(f"outage fan-out to {plan.fanout_customers:,} customers")
+            out = asyncio.run(bench.fan_out(bootstrap, mongo, plan.fanout_customers, logs,
+                                            limit_s=plan.limit_s, say=said))
+            note = ("incidents fed to the incidents topic, not fanned out by intake"
+                    + (f"; {out.carried.note()}" if out.carried.note() else ""))
+            f["fanout_decided"].add(out.decided_s, note)
+            f["fanout"].add(out.apologised_s, note, decided=out.carried.decided,
+                            outcomes=out.carried.outcomes,
+                            expected_outcomes=out.carried.expected_outcomes,
+                            seconds=round(out.carried.seconds, 2))
+            step()
+    if "ceiling" in plan.only and "pipeline" in plan.only:
+        f["ratio"] = ratio("pipeline / ceiling", "ratio", f["pipeline"], f["ceiling"],
+                           target=50)
+    order = ["ceiling", "pipeline", "ratio", *(k for k in f if k.startswith(("latency",
+             "lag"))), "engine", "engine_evaluate", "backtest", "fanout_decided", "fanout"]
+    return [f[k] for k in order if k in f and f[k].runs]
+
+
+def table(figures: list[Figure], runs: int) -> Table:
+    out = Table(title=f"Amends benchmark: {runs} run(s) per figure, median and min to max",
+                title_justify="left")
+    for column, right in (("figure", False), ("median", True), ("spread", True),
+                          ("unit", False), ("target", False), ("note", False)):
+        out.add_column(column, justify="right" if right else "left", overflow="fold")
+    for figure in figures:
+        low, high = figure.spread
+        spread = "" if len(figure.runs) < 2 else (
+            f"{shown(low, figure.unit)} to {shown(high, figure.unit)}")
+        out.add_row(figure.name, shown(figure.median, figure.unit), spread, figure.unit,
+                    target_text(figure), "; ".join(figure.notes))
+    return out
 
 
 def run_bench(
-    runs: Annotated[int, typer.Option(help="repetitions of each figure")] = 3,
-    messages: Annotated[int, typer.Option(help="events per throughput run")] = 20_000,
-    latency_seconds: Annotated[float, typer.Option(help="length of each latency run")] = 20.0,
+    runs: Annotated[int | None, typer.Option(help="repetitions of each figure "
+                                                  "[default: 3, --quick: 1]")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="small counts and short limits: a smoke run in under two minutes")
+    ] = False,
+    ceiling_messages: Annotated[int | None, typer.Option(
+        help="events per ceiling run [default: 20,000]")] = None,
+    messages: Annotated[int | None, typer.Option(
+        help="events per pipeline run [default: 5,000]")] = None,
+    latency_seconds: Annotated[float | None, typer.Option(
+        help="offered load lasts this long [default: 10]")] = None,
+    rates: Annotated[str, typer.Option(help="offered loads, events/s")] = "200,1000",
+    engine_decisions: Annotated[int | None, typer.Option(
+        help="decisions per engine run [default: 100,000]")] = None,
+    backtest_incidents: Annotated[int | None, typer.Option(
+        help="incidents per backtest [default: 1,000,000]")] = None,
+    fanout_customers: Annotated[int | None, typer.Option(
+        help="customers affected by the outage [default: 100,000]")] = None,
+    limit: Annotated[float | None, typer.Option(
+        help="seconds a throughput or fan-out run may take before it is reported "
+             "unfinished [default: 300]")] = None,
+    drain: Annotated[float | None, typer.Option(
+        help="seconds to wait for apologies after a latency run's last event "
+             "[default: 60]")] = None,
+    only: Annotated[str, typer.Option(help="comma-separated: " + ",".join(ALL))] = ",".join(
+        ALL),
     out: Annotated[Path, typer.Option(help="where the JSON results go")] = Path(
-        "bench-results"),
+        ".amends/bench"),
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="run the services under pyinstrument; the profiles go next to "
+        "their logs in .amends/run/bench/ (slower: not for the figures)")] = False,
 ) -> None:
-    """Throughput against the raw Kafka ceiling, and event-to-apology latency."""
-    settings = stack.StackSettings()
-    logs = settings.run_dir / "bench"
-    figures: list[bench.Figure] = []
-    with console.status("starting the local stack") as status:
-        stack.up(settings, progress=status.update)
-        bootstrap, mongo = settings.kafka_bootstrap, settings.mongo_url
+    """Throughput against the raw Kafka ceiling, event-to-apology latency, the engine and
+    backtest speed, and an outage's fan-out; a table and a JSON file."""
+    chosen = tuple(name.strip() for name in only.split(",") if name.strip())
+    unknown = set(chosen) - set(ALL)
+    if unknown:
+        raise typer.BadParameter(f"unknown figure(s) {', '.join(sorted(unknown))}",
+                                 param_hint="--only")
 
-        ceiling = bench.Figure("ceiling: 3 plain hops", "events/s")
-        pipeline = bench.Figure("pipeline: intake → decision → fulfilment", "incidents/s")
-        for i in range(runs):
-            status.update(f"ceiling, run {i + 1}/{runs} ({messages:,} events)")
-            ceiling.runs.append(asyncio.run(bench.ceiling(bootstrap, messages, logs)))
-            status.update(f"pipeline, run {i + 1}/{runs} ({messages:,} events)")
-            pipeline.runs.append(asyncio.run(bench.pipeline_throughput(bootstrap, mongo,
-                                                                       messages, logs)))
-        ratio = bench.Figure("pipeline / ceiling", "%", [
-            100 * p / c for p, c in zip(pipeline.runs, ceiling.runs, strict=True)])
-        figures += [ceiling, pipeline, ratio]
+    def pick(given: float | None, full: float, smoke: float) -> float:
+        return given if given is not None else (smoke if quick else full)
 
-        for rate in (200, 1000):
-            p50 = bench.Figure(f"event → apology p50 at {rate}/s", "ms")
-            p99 = bench.Figure(f"event → apology p99 at {rate}/s", "ms")
-            p999 = bench.Figure(f"event → apology p99.9 at {rate}/s", "ms")
-            lag = bench.Figure(f"largest intake lag at {rate}/s", "messages")
-            for i in range(runs):
-                status.update(f"latency at {rate}/s, run {i + 1}/{runs}")
-                result = asyncio.run(bench.latency(bootstrap, mongo, rate, latency_seconds,
-                                                   logs))
-                p50.runs.append(result["p50"])
-                p99.runs.append(result["p99"])
-                p999.runs.append(result["p99.9"])
-                lag.runs.append(result["max_lag"])
-            figures += [p50, p99, p999, lag]
-
-    table = Table(title=f"Amends benchmark ({runs} runs each; median and min to max)")
-    for column in ("figure", "median", "spread", "unit", "runs", "note"):
-        table.add_column(column, justify="right" if column in {"median", "spread", "runs"}
-                         else "left")
-    for figure in figures:
-        _row(table, figure, "{:,.1f}" if figure.unit in {"%", "ms"} else "{:,.0f}")
-    console.print(table)
-    path = bench.save(figures, out, {"runs": runs, "messages": messages,
-                                     "latency_seconds": latency_seconds,
-                                     "partitions": bench.PARTITIONS})
+    plan = Plan(
+        runs=int(pick(runs, 3, 1)), ceiling_messages=int(pick(ceiling_messages, 20_000, 2_000)),
+        messages=int(pick(messages, 5_000, 200)),
+        latency_seconds=pick(latency_seconds, 10, 1),
+        rates=tuple(int(r) for r in rates.split(",") if r.strip()),
+        engine_decisions=int(pick(engine_decisions, 100_000, 5_000)),
+        backtest_incidents=int(pick(backtest_incidents, 1_000_000, 20_000)),
+        fanout_customers=int(pick(fanout_customers, 100_000, 200)),
+        limit_s=pick(limit, 300, 30), drain_s=pick(drain, 60, 8), only=chosen)
+    if profile:
+        os.environ[bench.PROFILE_ENV] = "1"
+    began = datetime.now(UTC)
+    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
+                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("benchmark", total=plan.steps())
+        figures = measure(plan, lambda text: progress.update(task, description=text),
+                          lambda: progress.advance(task))
+    console.print(table(figures, plan.runs))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{began.strftime('%Y%m%dT%H%M%SZ')}.json"
+    settings = {**plan.__dict__, "partitions": bench.PARTITIONS,
+                "seconds": round((datetime.now(UTC) - began).total_seconds(), 1)}
+    doc = results_doc(figures, settings, bench.machine(), began.isoformat())
+    path.write_text(json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n")
     console.print(f"results written to {path}")
+    unmet = [f.name for f in figures if f.met is False]
+    if unmet:
+        console.print(f"targets not met: {'; '.join(unmet)}")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 from schemas.common import CustomerSnapshot, Money, Tier
@@ -127,6 +128,7 @@ def generate_incidents(count: int, *, seed: int = 7, start: datetime, days: int 
     pool = customers or max(1, count // 3)
     types, type_weights = zip(*_TYPES, strict=True)
     tiers, tier_weights = zip(*_TIERS, strict=True)
+    type_cum, tier_cum = list(accumulate(type_weights)), list(accumulate(tier_weights))
     step = timedelta(days=days) / max(count, 1)
     snapshots: dict[int, CustomerSnapshot] = {}
     for n in range(count):
@@ -135,10 +137,11 @@ def generate_incidents(count: int, *, seed: int = 7, start: datetime, days: int 
         customer = snapshots.get(number)
         if customer is None:
             customer = snapshots[number] = built(
-                CustomerSnapshot, id=f"gen-{number}", tier=rng.choices(tiers, tier_weights)[0],
+                CustomerSnapshot, id=f"gen-{number}",
+                tier=rng.choices(tiers, cum_weights=tier_cum)[0],
                 lifetime_value=_money(Decimal(rng.randrange(0, 500_000)).scaleb(-2), currency),
                 locale="en", contact=None, customer_since=None)
-        kind: IncidentType = rng.choices(types, type_weights)[0]
+        kind: IncidentType = rng.choices(types, cum_weights=type_cum)[0]
         order_value = Decimal(rng.randrange(500, 30_000)).scaleb(-2)
         facts: dict[str, Any] = {"order_value": _money(order_value, currency)}
         if kind is IncidentType.delivery_delayed:

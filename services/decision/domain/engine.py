@@ -25,7 +25,7 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
@@ -50,6 +50,9 @@ from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.policy import Grant, Policy, Range, Rule, When
 
 DIVISIBLE = frozenset({RemedyKind.refund, RemedyKind.points})
+# Enum members as module constants: attribute access on an enum class is slow on the hot path.
+_REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
+_LABELLED = frozenset({RemedyKind.gift, RemedyKind.free_upgrade})
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -84,8 +87,12 @@ class Item:
 
     @property
     def divisible(self) -> bool:
-        return self.kind in DIVISIBLE or (self.kind is RemedyKind.voucher
-                                          and self.amount is not None)
+        return self.kind in DIVISIBLE or (self.kind is _VOUCHER and self.amount is not None)
+
+    def copy(self) -> Item:
+        return Item(self.kind, self.value, self.rule_id, self.because, self.amount,
+                    self.percent, self.points, self.expires_days, self.quantity,
+                    self.due_hours, self.label, self.dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +169,24 @@ def _conditions(when: When) -> list[_Condition]:
     return compiled
 
 
+def holds(when: When, ctx: Context) -> bool:
+    """Whether `when` holds (`check` without the reason, for when none is kept)."""
+    for _name, get, allowed, _shown, bounds in _conditions(when):
+        value = get(ctx)
+        if value is None:
+            return False
+        if allowed is not None:
+            if value not in allowed:
+                return False
+        elif not bounds.holds(value):  # type: ignore[union-attr]
+            return False
+    return True
+
+
 def check(when: When, ctx: Context) -> tuple[bool, str]:
     """Whether `when` holds, and a reason naming what decided it."""
+    if not ctx.trace:
+        return holds(when, ctx), ""
     held: list[str] = []
     for name, get, allowed, shown, bounds in _conditions(when):
         value = get(ctx)
@@ -201,13 +224,38 @@ def paid(ctx: Context) -> Decimal | None:
     return _money_value(ctx, ctx.incident.charged_amount or ctx.incident.order_value)
 
 
+# Grants whose remedy does not depend on the incident (points, a fixed voucher, free
+# delivery, ...) are made once per policy and copied: (grant, rule, policy, the item).
+_FIXED = frozenset({"points", "free_delivery", "gift", "priority_support", "free_upgrade",
+                    "personal_call"})
+_TEMPLATES: dict[tuple[int, int], tuple[Grant, Rule, Policy, Item | None]] = {}
+
+
+def _fixed(grant: Grant) -> bool:
+    if grant.voucher is not None:
+        return grant.voucher.amount is not None
+    return any(getattr(grant, name) is not None for name in _FIXED)
+
+
 def item_of(grant: Grant, rule: Rule, ctx: Context) -> Item | str:
     """The remedy a grant gives in this context, or why it cannot be given."""
+    key = (id(grant), id(rule))
+    cached = _TEMPLATES.get(key)
+    if (cached is not None and cached[0] is grant and cached[1] is rule
+            and cached[2] is ctx.policy):
+        template = cached[3]
+        if template is not None:
+            return template.copy()
     made = _item_of(grant, rule, ctx)
     if isinstance(made, Item):
         made.value = ctx.money(made.value)
         if made.amount is not None:
             made.amount = ctx.money(made.amount)
+    if cached is None or cached[0] is not grant or cached[1] is not rule:
+        if len(_TEMPLATES) > 4096:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = (grant, rule, ctx.policy, made.copy() if (
+            isinstance(made, Item) and _fixed(grant)) else None)
     return made
 
 
@@ -267,7 +315,7 @@ def combine(items: list[Item], ctx: Context) -> list[Item]:
     """One remedy per kind (per item for gifts and upgrades, per type for vouchers)."""
     out: dict[tuple[RemedyKind, str], Item] = {}
     for item in items:
-        sub = item.label if item.kind in {RemedyKind.gift, RemedyKind.free_upgrade} else (
+        sub = item.label if item.kind in _LABELLED else (
             "percent" if item.percent is not None else "")
         key = (item.kind, sub)
         have = out.get(key)
@@ -303,7 +351,7 @@ def combine(items: list[Item], ctx: Context) -> list[Item]:
     combined = list(out.values())
     ceiling = paid(ctx)
     for item in combined:
-        if item.kind is RemedyKind.refund and ceiling is not None and item.value > ceiling:
+        if item.kind is _REFUND and ceiling is not None and item.value > ceiling:
             item.amount = item.value = ceiling
     return combined
 
@@ -312,7 +360,10 @@ def combine(items: list[Item], ctx: Context) -> list[Item]:
 
 
 def total(items: Iterable[Item]) -> Decimal:
-    return sum((i.value for i in items), ZERO)
+    value = ZERO
+    for item in items:
+        value += item.value
+    return value
 
 
 def cut_to(items: list[Item], limit: Decimal, ctx: Context) -> tuple[list[Item], Decimal]:
@@ -320,7 +371,7 @@ def cut_to(items: list[Item], limit: Decimal, ctx: Context) -> tuple[list[Item],
     excess = total(items) - limit
     if excess <= 0:
         return items, ZERO
-    left = [replace(i) for i in items]
+    left = [i.copy() for i in items]
     cut = ZERO
     point = ctx.policy.values.point
     for kind in ctx.policy.cut_order:
@@ -329,7 +380,7 @@ def cut_to(items: list[Item], limit: Decimal, ctx: Context) -> tuple[list[Item],
                 break
             before = item.value
             if item.divisible and before > excess:
-                if item.kind is RemedyKind.points:
+                if item.kind is _POINTS:
                     item.points = int(((item.value - excess) / point).to_integral_value(
                         rounding=ROUND_DOWN)) if point > 0 else 0
                     item.value = ctx.money(item.points * point)
@@ -369,22 +420,25 @@ def _foreign_currency(incident: Incident, currency: str) -> str | None:
     return None
 
 
-_TYPE_GATES: dict[int, tuple[Policy, dict[IncidentType, list[RuleTrace | None]]]] = {}
+# Per incident type: each rule with the trace of its type condition ruling it out (None for
+# the rules to evaluate), and only the rules to evaluate (for evaluations without traces).
+_Gates = tuple[list[tuple[Rule, RuleTrace | None]], list[tuple[Rule, RuleTrace | None]]]
+_TYPE_GATES: dict[int, tuple[Policy, dict[IncidentType, _Gates]]] = {}
 
 
-def _type_gates(policy: Policy) -> dict[IncidentType, list[RuleTrace | None]]:
-    """Per incident type, the trace of each rule its type condition rules out (None for the
-    rules to evaluate): most rules are about one type, so most need no evaluation."""
+def _type_gates(policy: Policy) -> dict[IncidentType, _Gates]:
+    """Most rules are about one type, so most need no evaluation for a given incident."""
     cached = _TYPE_GATES.get(id(policy))
     if cached is not None and cached[0] is policy:
         return cached[1]
-    gates: dict[IncidentType, list[RuleTrace | None]] = {}
+    gates: dict[IncidentType, _Gates] = {}
     for incident_type in IncidentType:
-        gates[incident_type] = [
-            RuleTrace(rule_id=rule.id, matched=False, reason=_in_list(
+        every: list[tuple[Rule, RuleTrace | None]] = [
+            (rule, RuleTrace(rule_id=rule.id, matched=False, reason=_in_list(
                 "type", incident_type.value, rule.when.type) or "")
-            if rule.when.type is not None and incident_type not in rule.when.type else None
+             if rule.when.type is not None and incident_type not in rule.when.type else None)
             for rule in policy.rules]
+        gates[incident_type] = (every, [(rule, gate) for rule, gate in every if gate is None])
     if len(_TYPE_GATES) > 64:
         _TYPE_GATES.clear()
     _TYPE_GATES[id(policy)] = (policy, gates)
@@ -394,8 +448,8 @@ def _type_gates(policy: Policy) -> dict[IncidentType, list[RuleTrace | None]]:
 def _apply_rules(ctx: Context) -> Draft:
     draft = Draft([], [], None, [], [], [])
     groups: dict[str, str] = {}
-    gates = _type_gates(ctx.policy)[ctx.incident.type]
-    for rule, gate in zip(ctx.policy.rules, gates, strict=True):
+    every, evaluated = _type_gates(ctx.policy)[ctx.incident.type]
+    for rule, gate in (every if ctx.trace else evaluated):
         if gate is not None:
             if ctx.trace:
                 draft.traces.append(gate)
@@ -437,46 +491,63 @@ def _apply_rules(ctx: Context) -> Draft:
     return draft
 
 
+def _cap_detail(cap: str, ctx: Context, limit: Decimal) -> str:
+    """The words of a cap, made only when it cuts something."""
+    guards, currency = ctx.policy.guards, ctx.policy.currency
+    if cap == "incident":
+        return f"at most {guards.incident_cap} {currency} per incident"
+    if cap == "customer":
+        return (f"at most {guards.customer_cap} {currency} per customer in "
+                f"{ctx.policy.window_days} days, {ctx.facts.compensation} {currency} granted "
+                "before")
+    return f"{limit} {currency} left in today's budget"
+
+
+def _cap_applied(cap: str, ctx: Context, limit: Decimal, cut: Decimal,
+                 option: str | None = None) -> CapApplied:
+    currency = ctx.policy.currency
+    detail = _cap_detail(cap, ctx, limit)
+    return built(CapApplied, cap=cap, limit=built(Money, amount=limit, currency=currency),
+                 cut=built(Money, amount=cut, currency=currency),
+                 detail=detail if option is None else f"{detail}; option {option!r}")
+
+
 def _apply_caps(draft: Draft, ctx: Context, budget_remaining: Decimal | None) -> None:
     guards = ctx.policy.guards
-    currency = ctx.policy.currency
-    limits: list[tuple[str, Decimal, str]] = [
-        ("incident", guards.incident_cap, f"at most {guards.incident_cap} {currency} per "
-                                          "incident"),
-        ("customer", max(ZERO, guards.customer_cap - ctx.facts.compensation),
-         f"at most {guards.customer_cap} {currency} per customer in "
-         f"{ctx.policy.window_days} days, {ctx.facts.compensation} {currency} granted before"),
+    limits: list[tuple[str, Decimal]] = [
+        ("incident", guards.incident_cap),
+        ("customer", max(ZERO, guards.customer_cap - ctx.facts.compensation)),
     ]
     if budget_remaining is not None:
-        limits.append(("budget", max(ZERO, budget_remaining),
-                       f"{max(ZERO, budget_remaining)} {currency} left in today's budget"))
-    for cap, limit, detail in limits:
+        limits.append(("budget", max(ZERO, budget_remaining)))
+    base_total = total(draft.base)
+    dearest = max((total(items) for _, items in draft.options), default=ZERO)
+    for cap, limit in limits:
+        if base_total + dearest <= limit:
+            continue  # nothing to cut: the common case
         draft.base, cut = cut_to(draft.base, limit, ctx)
-        room = limit - total(draft.base)
+        base_total = total(draft.base)
+        room = limit - base_total
         options = []
         for label, items in draft.options:
             kept, option_cut = cut_to(items, room, ctx)
             options.append((label, kept))
             if option_cut > 0:
-                draft.caps.append(CapApplied(cap=cap, limit=built(Money, amount=limit,
-                                                                  currency=currency),
-                                             cut=built(Money, amount=option_cut, currency=currency),
-                                             detail=f"{detail}; option {label!r}"))
+                draft.caps.append(_cap_applied(cap, ctx, limit, option_cut, label))
         draft.options = options
+        dearest = max((total(items) for _, items in draft.options), default=ZERO)
         if cut > 0:
-            draft.caps.append(CapApplied(
-                cap=cap, limit=built(Money, amount=limit, currency=currency),
-                cut=built(Money, amount=cut, currency=currency), detail=detail))
+            draft.caps.append(_cap_applied(cap, ctx, limit, cut))
 
 
 def _review(draft: Draft, ctx: Context) -> str | None:
     worst_option = max((total(items) for _, items in draft.options), default=ZERO)
-    refund = total(i for i in draft.base if i.kind is RemedyKind.refund) + max(
-        (total(i for i in items if i.kind is RemedyKind.refund)
+    refund = total(i for i in draft.base if i.kind is _REFUND) + max(
+        (total(i for i in items if i.kind is _REFUND)
          for _, items in draft.options), default=ZERO)
     value = total(draft.base) + worst_option
     for trigger in ctx.policy.guards.review:
-        if trigger.when is not None and not check(trigger.when, ctx)[0]:
+        if trigger.when is not None and not holds(trigger.when, ctx):
             continue
         if trigger.refund_above is not None and refund <= trigger.refund_above:
             continue
@@ -643,7 +714,7 @@ def explain(incident: Incident, policy: Policy, draft: Draft, *, offer: Offer | 
         text.append(f"Rules applied: {', '.join(applied)}"
                     + (f" (this is incident {facts.incidents + 1} in {policy.window_days} "
                        "days)." if facts.incidents else "."))
-    text.extend(f"The {cap.cap} cap ({cap.detail}) cut {cap.cut} {currency}."
+    text.extend(f"The {cap.cap} cap ({cap.detail}) cut {cap.cut}."
                 for cap in draft.caps)
     text.extend(f"Not given: {note}." for note in draft.notes)
     if review_reason:

@@ -89,6 +89,13 @@ class Range(PolicyModel):
             return f"{value} ≥ {self.lt}"
         return None
 
+    def holds(self, value: Decimal | int) -> bool:
+        """Whether `value` is inside the range (`failure` without the words)."""
+        return not ((self.gte is not None and value < self.gte)
+                    or (self.gt is not None and value <= self.gt)
+                    or (self.lte is not None and value > self.lte)
+                    or (self.lt is not None and value >= self.lt))
+
     def __str__(self) -> str:
         parts = [f"{op} {bound}" for op, bound in (("≥", self.gte), (">", self.gt),
                                                     ("≤", self.lte), ("<", self.lt))

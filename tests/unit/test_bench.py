@@ -1,0 +1,94 @@
+"""The pure parts of `amends bench`: percentiles, medians and spreads, targets, the shape of
+the results file. The benchmarks themselves are not tests: they run with `make bench`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from amends.bench_stats import SCHEMA, Figure, percentile, ratio, results_doc, shown, target_text
+
+pytestmark = pytest.mark.unit
+
+
+def test_percentile_is_the_nearest_rank_of_the_values_observed() -> None:
+    values = [float(v) for v in range(1, 1001)]  # 1..1000, shuffled order must not matter
+    shuffled = values[::-1]
+    assert percentile(shuffled, 50) == 500
+    assert percentile(shuffled, 99) == 990
+    assert percentile(shuffled, 99.9) == 999
+    assert percentile(shuffled, 100) == 1000
+    assert percentile(shuffled, 0) == 1
+
+
+def test_percentile_of_few_values_is_one_of_them() -> None:
+    assert percentile([7.0], 99.9) == 7
+    assert percentile([3.0, 1.0, 2.0], 50) == 2
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        percentile([1.0], 101)
+
+
+def test_unfinished_values_push_the_high_percentiles_to_infinity() -> None:
+    delays = [10.0] * 995 + [math.inf] * 5
+    assert percentile(delays, 50) == 10
+    assert math.isinf(percentile(delays, 99.9))
+
+
+def test_a_figure_reports_the_median_and_the_spread_of_its_runs() -> None:
+    figure = Figure("pipeline", "pipeline", "incidents/s", target=5000)
+    for value in (120.0, 100.0, 110.0):
+        figure.add(value)
+    assert figure.median == 110
+    assert figure.spread == (100, 120)
+    assert figure.met is False
+    assert target_text(figure) == "≥ 5,000 NOT met"
+
+
+def test_a_lower_is_better_figure_meets_its_target_from_below() -> None:
+    figure = Figure("backtest", "backtest", "s", "lower", target=30)
+    assert figure.met is None
+    figure.add(29.5)
+    figure.add(31.0)
+    assert figure.median == pytest.approx(30.25)
+    assert figure.met is False
+    figure.add(12.0)
+    assert figure.met is True
+
+
+def test_ratio_is_taken_run_by_run() -> None:
+    top = Figure("p", "p", "x", runs=[50.0, 30.0])
+    bottom = Figure("c", "c", "x", runs=[100.0, 120.0])
+    assert ratio("p / c", "ratio", top, bottom).runs == [50.0, 25.0]
+
+
+def test_the_results_file_keeps_every_run_and_nulls_what_was_not_measured() -> None:
+    done = Figure("ceiling", "ceiling", "events/s")
+    done.add(1000.0, seconds=2.0)
+    done.add(1200.0, seconds=1.7)
+    stuck = Figure("fanout", "fan-out", "s", "lower", target=60)
+    stuck.add(math.inf, "unfinished after 300 s")
+    doc = results_doc([done, stuck], {"runs": 2}, {"cpus": 2}, "2026-01-01T00:00:00+00:00")
+    text = json.dumps(doc, allow_nan=False)  # strict JSON: no NaN or Infinity
+    loaded = json.loads(text)
+    assert loaded["schema"] == SCHEMA
+    assert set(loaded) == {"schema", "when", "settings", "machine", "figures"}
+    first, second = loaded["figures"]
+    assert first["runs"] == [1000.0, 1200.0]
+    assert first["median"] == 1100.0
+    assert first["spread"] == [1000.0, 1200.0]
+    assert first["detail"] == [{"seconds": 2.0}, {"seconds": 1.7}]
+    assert first["met"] is None
+    assert second["runs"] == [None]
+    assert second["median"] is None
+    assert second["met"] is False
+    assert second["notes"] == ["unfinished after 300 s"]
+
+
+def test_values_are_shown_by_their_unit() -> None:
+    assert shown(12345.6, "incidents/s") == "12,346"
+    assert shown(12.34, "ms") == "12.3"
+    assert shown(math.inf, "ms") == "unfinished"
+    assert shown(math.nan, "ms") == "n/a"
