@@ -3,8 +3,6 @@ checks when they come due, and the HTTP API."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -44,31 +42,13 @@ def create_app(settings: IntakeSettings | None = None, *,
     runtime.consume(settings.upstream_topics,
                     when_upstream_events_arrive, name="when_upstream_events_arrive")
 
-    sweeper: list[asyncio.Task[None]] = []
-
     async def run_checks() -> None:
-        while True:
-            await asyncio.sleep(settings.check_sweep_seconds)
-            try:
-                ran = await service.run_due_checks()
-                if ran:
-                    log.info("ran %d scheduled checks that came due", ran)
-            except Exception:
-                log.exception("running the due checks failed; trying again later")
+        ran = await service.run_due_checks()
+        if ran:
+            log.info("ran %d scheduled checks that came due", ran)
 
-    async def start_sweep() -> None:
-        if sweep:
-            sweeper.append(asyncio.create_task(run_checks(), name="due-checks"))
-
-    async def stop_sweep() -> None:
-        for task in sweeper:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        sweeper.clear()
-
-    runtime.on_start.append(start_sweep)
-    runtime.on_stop.insert(0, stop_sweep)
+    if sweep:
+        runtime.every(settings.check_sweep_seconds, run_checks, name="due-checks")
     app = runtime.app(title="Amends intake",
                       topics=[*settings.upstream_topics, settings.incidents_topic],
                       produces=[settings.incidents_topic])

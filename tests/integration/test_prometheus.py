@@ -8,24 +8,23 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
-from fastapi import FastAPI
 
+from amends.gateway_peer import serving
 from tests.factories import order_delivered
 from tests.infra import Infra
 from tests.kafka_tools import as_json, produce
 from tests.pipeline import running_pipeline
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -44,35 +43,6 @@ def prometheus_binary() -> str:
         pytest.skip("prometheus is not installed and AMENDS_SKIP_PROMTOOL=1")
     pytest.fail(f"prometheus is not on PATH: {INSTALL_HINT}, "
                 "or set AMENDS_SKIP_PROMTOOL=1 to skip this test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[int]:
-    """Serve `app` over HTTP on a free port; its lifespan is already entered by the caller."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
-                                           access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert not task.done(), "uvicorn stopped before it started"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            await asyncio.sleep(0.05)
-        yield port
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @contextlib.contextmanager
@@ -152,7 +122,8 @@ async def test_prometheus_sees_the_incident_a_late_delivery_caused(
                            promised=now - timedelta(hours=2), delivered=now - timedelta(hours=1))
 
     async with (running_pipeline(infra, suffix) as pipeline,
-                serving(pipeline.intake) as port):
+                serving(pipeline.intake) as intake_url):
+        port = int(intake_url.rsplit(":", 1)[1])
         with prometheus(binary, tmp_path, "amends-intake", port) as url:
             async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
                 await query_until(client, 'up{job="amends-intake"}',
