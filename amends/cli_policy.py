@@ -29,6 +29,7 @@ from amends.cli_ops import OpsSettings
 from schemas import topics
 from schemas.incident import Incident, IncidentDetected
 from services.common.errors import describe
+from services.common.mongo import stored
 from services.decision.backtest import Tally, backtest, generate_incidents
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
@@ -134,8 +135,8 @@ async def _from_store(db: str, start: datetime | None, stop: datetime | None) ->
         window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
         if window:
             query["decided_at"] = window
-        cursor = client[db]["decisions"].find(query, {"decision.incident": 1})
-        incidents = [Incident.model_validate(doc["decision"]["incident"])  # type: ignore[index]
+        cursor = client[db]["decisions"].find(query, {"decision": 1})
+        incidents = [Incident.model_validate(stored(doc["decision"])["incident"])  # type: ignore[arg-type]
                      async for doc in cursor]
     finally:
         await client.close()

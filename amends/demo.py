@@ -18,6 +18,7 @@ from pymongo import AsyncMongoClient
 
 from schemas import topics
 from schemas.common import deterministic_id
+from services.common.mongo import stored
 
 Event = dict[str, Any]
 Story = Callable[["Scene"], list[tuple[str, Event]]]
@@ -216,7 +217,7 @@ async def _rows(client: AsyncMongoClient[dict[str, Any]], customers: list[str],
             incident=(f"{incident['type']} ({incident['incident']['detection']})"
                       if incident else "-"),
             decision=decision["status"] if decision else "-",
-            remedies=_remedies(decision["decision"]) if decision else "-",
+            remedies=_remedies(stored(decision["decision"])) if decision else "-",
             apology=(("recorded" if message["channel"] == "record"
                       else f"sent by {message['channel']}") + f" ({message['locale']})"
                      if message else "-"),

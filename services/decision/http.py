@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from schemas.decision import Decision
+from services.common.mongo import stored
 from services.decision.adapters.mongo import DecisionStore
 from services.decision.service import (
     DecisionConflictError,
@@ -47,7 +48,7 @@ class Budget(BaseModel):
 
 
 def _held(doc: dict[str, Any]) -> HeldDecision:
-    decision = doc["decision"]
+    decision = stored(doc["decision"])
     return HeldDecision(decision_id=doc["_id"], customer_id=doc["customer_id"],
                         incident_type=doc["type"], value=doc["value"],
                         currency=doc["currency"], review_reason=decision.get("review_reason"),
@@ -76,7 +77,7 @@ def router(service: DecisionService, store: DecisionStore) -> APIRouter:
         doc = await store.get(decision_id)
         if doc is None:
             raise HTTPException(404, detail=f"no decision {decision_id}")
-        return Decision.model_validate(doc["decision"])
+        return Decision.model_validate(stored(doc["decision"]))
 
     @api.post("/review/{decision_id}/approve", summary="Approve a held decision")
     async def approve(decision_id: DecisionId, verdict: Verdict) -> Decision:

@@ -31,7 +31,7 @@ from schemas.outcome import ActionStatus, OutcomeRecorded
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
-from services.common.mongo import Doc
+from services.common.mongo import Doc, stored
 from services.common.outbox import record_then_publish
 from services.decision.adapters.budget import Budget, BudgetContentionError
 from services.decision.adapters.mongo import DecisionStore, decision_doc
@@ -120,7 +120,7 @@ class DecisionService:
             incidents.setdefault(incident.incident_id, incident)
         await self.dead_letters.send(rejected)
         by_id = {decision_id(i.incident_id): i for i in incidents.values()}
-        known = await self.store.find(list(by_id))
+        known = await self.store.known(list(by_id))
         fresh = [i for did, i in by_id.items() if did not in known]
         made = await self._decide_and_reserve(fresh, now) if fresh else []
 
@@ -133,8 +133,8 @@ class DecisionService:
         published = await self.store.decisions.published(list(known))
         for doc in known.values():
             if doc["_id"] not in published:
-                stored = Decision.model_validate(doc["decision"])
-                first = stored if stored.revision == 0 else None
+                kept = Decision.model_validate(stored(doc["decision"]))
+                first = kept if kept.revision == 0 else None
                 if first is not None:
                     items.append((doc, outgoing(self.settings.decisions_topic,
                                                 _event(first, now))))
@@ -224,7 +224,7 @@ class DecisionService:
         doc = await self.store.get(decision_id)
         if doc is None:
             raise DecisionNotFoundError(f"no decision {decision_id}")
-        return doc, Decision.model_validate(doc["decision"])
+        return doc, Decision.model_validate(stored(doc["decision"]))
 
     async def _publish_revision(self, revision: Decision, reservation: str | None) -> None:
         now = self.clock()
@@ -334,7 +334,7 @@ class DecisionService:
         due = await self.store.offers_due(self.clock(), limit)
         settled = 0
         for doc in due:
-            decision = Decision.model_validate(doc["decision"])
+            decision = Decision.model_validate(stored(doc["decision"]))
             if decision.offer is None:
                 continue
             try:

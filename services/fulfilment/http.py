@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from schemas.common import Currency, DecimalText, Money
 from schemas.common import deterministic_id as make_id
 from services.common.clock import Clock
+from services.common.mongo import stored
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.vouchers import Redemption, Voucher, VoucherError, VoucherStore
 
@@ -104,7 +105,7 @@ async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer
     query = {"customer_id": customer_id}
     newest: dict[str, dict[str, Any]] = {}
     async for doc in store.decisions.find(query):
-        decision = doc["decision"]
+        decision = stored(doc["decision"])
         have = newest.get(decision["decision_id"])
         if have is None or decision.get("revision", 0) > have.get("revision", 0):
             newest[decision["decision_id"]] = decision

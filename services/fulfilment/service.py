@@ -30,7 +30,7 @@ from schemas.task import HumanTask, TaskCreated
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
-from services.common.mongo import Doc, insert_new
+from services.common.mongo import Doc, insert_new, stored
 from services.common.outbox import record_then_publish
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.channels import MessageChannel, OutgoingMessage
@@ -47,7 +47,7 @@ from services.fulfilment.gateway import (
 from services.fulfilment.messages import MessageExtras, render_apology
 from services.fulfilment.remote import Done, EffectState, Job, RemoteEffects
 from services.fulfilment.settings import FulfilmentSettings
-from services.fulfilment.vouchers import VoucherStore
+from services.fulfilment.vouchers import Voucher, VoucherStore
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ class Batch:
     tasks: list[tuple[Doc, Outgoing]] = field(default_factory=list)
     refunds: list[Job] = field(default_factory=list)
     messages: list[Job] = field(default_factory=list)
+    vouchers: list[tuple[Run, Action, Voucher]] = field(default_factory=list)
+    codes: dict[str, str] = field(default_factory=dict)  # voucher codes by action key
     results: dict[str, tuple[Run, Action, Done]] = field(default_factory=dict)
     waiting: dict[str, tuple[Run, Action]] = field(default_factory=dict)
 
@@ -150,18 +152,23 @@ class FulfilmentService:
         await self.dead_letters.send(rejected)
         # Each revision of a decision is kept (a review or a choice adds one); effects are
         # keyed by action, so actions repeated in a later revision happen once.
-        await self.store.record_decisions([
+        new = await self.store.record_decisions([
             {"_id": run.ref, "decision_id": run.decision.decision_id,
              "revision": run.decision.revision, "customer_id": run.decision.incident.customer.id,
              "created_at": now, "origin": _origin(run.record),
-             "decision": run.decision.model_dump(mode="json")} for run in runs.values()])
+             "decision": run.decision.model_dump_json()} for run in runs.values()])
+        # A decision's first revision seen for the first time has no effects yet: only the
+        # others' outcomes are looked up (on FerretDB v1 that lookup reads every outcome).
+        first = {ref for ref in new if runs[ref].decision.revision == 0}
         return await self._carry_out([r for r in runs.values() if r.decision.status.executable],
-                                     now)
+                                     now, first)
 
-    async def _carry_out(self, runs: Sequence[Run], now: datetime) -> list[Outcome]:
+    async def _carry_out(self, runs: Sequence[Run], now: datetime,
+                         first: set[str]) -> list[Outcome]:
         batch = Batch(now)
         known = await self.store.outcomes_of(
-            [a.idempotency_key for run in runs for a in run.decision.actions])
+            [a.idempotency_key for run in runs if run.ref not in first
+             for a in run.decision.actions])
         await self._local_effects(batch, runs, known)
         batch.settle(await self.effects.run(self.store.refunds, batch.refunds, now))
         await self._apologies(batch, runs, known)
@@ -203,8 +210,17 @@ class FulfilmentService:
                     if planned is not None:
                         batch.results[key] = (run, action, planned)
                     continue
-                batch.results[key] = (run, action, await self._plan(batch, run, action))
+                planned = self._plan(batch, run, action)
+                if planned is not None:
+                    batch.results[key] = (run, action, planned)
         # Effects first, keyed by idempotency key: a redelivery finds them and adds nothing.
+        issued = await self.vouchers.issue_all([v for _, _, v in batch.vouchers])
+        for run, action, _ in batch.vouchers:
+            voucher = issued[action.idempotency_key]
+            batch.codes[action.idempotency_key] = voucher.code
+            # The code is a bearer secret: it goes to the customer, not into outcomes.
+            batch.results[action.idempotency_key] = (run, action, Done(
+                ActionStatus.succeeded, f"voucher issued, valid until {voucher.expires_at.date()}"))
         await self.store.credit_points(batch.credits)
         await insert_new(self.store.perks, batch.perks)
         await record_then_publish(self.store.tasks, self.publisher, batch.tasks)
@@ -214,7 +230,9 @@ class FulfilmentService:
                 "decision_id": run.decision.decision_id, "decision_ref": run.ref,
                 "position": action.position, "origin": _origin(run.record), "created_at": now}
 
-    async def _plan(self, batch: Batch, run: Run, action: Action) -> Done:
+    def _plan(self, batch: Batch, run: Run, action: Action) -> Done | None:
+        """Queue an effect for the batch's bulk writes; its result, or None for a voucher
+        (known once the batch's vouchers are issued)."""
         decision = run.decision
         customer = decision.incident.customer
         base = self._base(run, action, batch.now)
@@ -226,16 +244,14 @@ class FulfilmentService:
                                           days=self.settings.points_expiry_days)})
                 return Done(ActionStatus.succeeded, f"{action.points} points credited")
             case RemedyKind.voucher:
-                voucher = await self.vouchers.issue(
-                    action_key=action.idempotency_key, customer_id=customer.id,
+                batch.vouchers.append((run, action, Voucher(
+                    code="", action_key=action.idempotency_key, customer_id=customer.id,
                     amount=action.amount, percent=action.percent,
                     currency=(action.amount or action.value).currency, issued_at=batch.now,
                     expires_at=action.expires_at or batch.now + timedelta(
                         days=self.settings.voucher_expiry_days),
-                    reason=decision.incident.type.value)
-                # The code is a bearer secret: it goes to the customer, not into outcomes.
-                return Done(ActionStatus.succeeded,
-                            f"voucher issued, valid until {voucher.expires_at.date()}")
+                    reason=decision.incident.type.value)))
+                return None
             case RemedyKind.free_delivery:
                 batch.perks.append({**base, "kind": action.kind.value,
                                     "orders": action.quantity or 1,
@@ -349,9 +365,9 @@ class FulfilmentService:
                     wanted.setdefault(key, (run, action))
         if not wanted:
             return
-        codes = await self.vouchers.codes_for(
+        codes = batch.codes | await self.vouchers.codes_for(
             [a.idempotency_key for run, _ in wanted.values() for a in run.decision.actions
-             if a.kind is RemedyKind.voucher])
+             if a.kind is RemedyKind.voucher and a.idempotency_key not in batch.codes])
 
         def failed(action: Action) -> bool:
             key = action.idempotency_key
@@ -481,11 +497,12 @@ class FulfilmentService:
     async def _runs_of(self, refs: set[str]) -> dict[str, Run]:
         runs: dict[str, Run] = {}
         async for doc in self.store.decisions.find({"_id": {"$in": sorted(refs)}}):
-            decision = Decision.model_validate(doc["decision"])
+            body = stored(doc["decision"])
+            decision = Decision.model_validate(body)
             topic, partition, offset = doc.get("origin") or (self.settings.decisions_topic, -1,
                                                              -1)
             record = Record(topic, partition, offset, decision.incident.customer.id.encode(),
-                            json.dumps(doc["decision"]).encode())
+                            json.dumps(body).encode())
             runs[doc["_id"]] = Run(decision, record)
         return runs
 

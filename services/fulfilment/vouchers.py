@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from schemas.common import DecimalText, Money
-from services.common.mongo import Doc
+from services.common.mongo import Doc, insert_new
 
 # Crockford-style alphabet: no I, L, O, U, so codes survive being read over the phone.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -104,27 +104,43 @@ class VoucherStore:
                     percent: Decimal | None, currency: str, issued_at: datetime,
                     expires_at: datetime, reason: str) -> Voucher:
         """Issue the voucher of an action, or return the one issued for it before."""
-        if (amount is None) == (percent is None):
-            raise VoucherError("value", "a voucher has either an amount or a percent")
-        existing = await self.vouchers.find_one({"action_key": action_key})
-        if existing is not None:
-            return self._voucher(existing, None)
-        voucher = Voucher(code=new_code(), customer_id=customer_id, action_key=action_key,
+        request = Voucher(code="", customer_id=customer_id, action_key=action_key,
                           amount=amount, percent=percent, currency=currency,
                           issued_at=issued_at, expires_at=expires_at, reason=reason)
+        return (await self.issue_all([request]))[action_key]
+
+    async def issue_all(self, requests: Sequence[Voucher]) -> dict[str, Voucher]:
+        """Issue a voucher for each request (a voucher whose code is yet to be drawn), in
+        one insert; returns the voucher of each action key, issued now or before.
+
+        The unique index on the action key refuses a second voucher for an action, so only
+        the refused ones are looked up (a lookup that is not by `_id` reads the whole
+        collection on FerretDB v1)."""
+        for request in requests:
+            if (request.amount is None) == (request.percent is None):
+                raise VoucherError("value", "a voucher has either an amount or a percent")
+        issued: dict[str, Voucher] = {}
+        todo = list({r.action_key: r for r in requests}.values())
+        for _ in range(3):  # a refused insert that is not a second voucher is a code collision
+            drawn = [r.model_copy(update={"code": new_code()}) for r in todo]
+            new = await insert_new(self.vouchers, [self._doc(v) for v in drawn])
+            issued |= {v.action_key: v for v in drawn if v.code in new}
+            refused = [v.action_key for v in drawn if v.code not in new]
+            if refused:
+                async for doc in self.vouchers.find({"action_key": {"$in": refused}}):
+                    issued[doc["action_key"]] = self._voucher(doc, None)
+            todo = [r for r in todo if r.action_key not in issued]
+            if not todo:
+                return issued
+        raise VoucherError("code", f"no free voucher code for {todo[0].action_key}")
+
+    @staticmethod
+    def _doc(voucher: Voucher) -> Doc:
         doc = voucher.model_dump(mode="json", exclude={"status", "redeemed_at",
                                                        "redeemed_order_id"})
-        doc.update(_id=voucher.code, issued_at=issued_at, expires_at=expires_at)
-        try:
-            await self.vouchers.insert_one(doc)
-        except DuplicateKeyError:
-            # Issued concurrently for the same action (or, beyond belief, a code collision:
-            # then the next delivery of the decision issues it again with a fresh code).
-            existing = await self.vouchers.find_one({"action_key": action_key})
-            if existing is None:
-                raise
-            return self._voucher(existing, None)
-        return voucher
+        doc.update(_id=voucher.code, issued_at=voucher.issued_at,
+                   expires_at=voucher.expires_at)
+        return doc
 
     async def get(self, code: str, now: datetime) -> Voucher | None:
         doc = await self.vouchers.find_one({"_id": normalise(code)})

@@ -5,7 +5,12 @@
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
 - `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
   verdict or a choice final when two people (or a person and the deadline) race;
-- `outcomes`: what fulfilment reported, once per action key.
+- `outcomes`: what fulfilment reported, once per action key;
+- `incidents_seen` (by decision id) and `customers_decided` (by customer id): marks inserted
+  before a batch is decided, so that only incidents and customers seen before are looked up.
+  On FerretDB v1 a lookup by anything but one `_id` reads the whole collection, while an
+  insert costs a few microseconds; a mark always precedes the decision it stands for, so a
+  new mark proves there is nothing to look up.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.decision import Decision
 from schemas.incident import Detection, IncidentType
-from services.common.mongo import Doc, insert_new
+from services.common.mongo import Doc, insert_new, mark_all
 from services.common.outbox import MongoOutbox
 from services.decision.domain.history import CustomerHistory, PastIncident
 
@@ -36,7 +41,7 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
         "revision": decision.revision, "decided_at": decision.decided_at,
         "value": format(decision.total_value.amount, "f"),
         "currency": decision.total_value.currency, "reservation": reservation,
-        "decision": decision.model_dump(mode="json"),
+        "decision": decision.model_dump_json(),
     }
     if decision.offer is not None:
         doc["deadline"] = decision.offer.deadline
@@ -51,12 +56,24 @@ class DecisionStore:
         self.reviews = db["reviews"]
         self.choices = db["choices"]
         self.outcomes = db["outcomes"]
+        self.incidents_seen = db["incidents_seen"]
+        self.customers_decided = db["customers_decided"]
 
     async def create_indexes(self) -> None:
         decisions = self.db["decisions"]
         await decisions.create_index([("customer_id", ASCENDING), ("decided_at", DESCENDING)])
         await decisions.create_index([("status", ASCENDING), ("deadline", ASCENDING)])
         await self.outcomes.create_index([("decision_id", ASCENDING)])
+        if await self.incidents_seen.find_one({}) is None:  # decisions of an older version
+            await mark_all(self.incidents_seen, decisions.find({}, {"_id": 1}))
+        if await self.customers_decided.find_one({}) is None:
+            await mark_all(self.customers_decided, await decisions.aggregate(
+                [{"$group": {"_id": "$customer_id"}}]))
+
+    async def known(self, ids: Sequence[str]) -> dict[str, Doc]:
+        """The decisions made before under these ids; marks each id seen."""
+        new = await insert_new(self.incidents_seen, [{"_id": i} for i in ids])
+        return await self.find([i for i in ids if i not in new])
 
     async def find(self, ids: Sequence[str]) -> dict[str, Doc]:
         if not ids:
@@ -69,10 +86,12 @@ class DecisionStore:
 
     async def histories(self, customers: Sequence[str], since: datetime,
                         ) -> dict[str, CustomerHistory]:
-        """Each customer's decided incidents since `since`, in one query."""
-        found: dict[str, list[PastIncident]] = {c: [] for c in customers}
-        if not customers:
-            return {}
+        """Each customer's decided incidents since `since`, in one query for the customers
+        seen before (marking each customer seen)."""
+        new = await insert_new(self.customers_decided, [{"_id": c} for c in customers])
+        found: dict[str, list[PastIncident]] = {c: [] for c in customers if c not in new}
+        if not found:
+            return {c: CustomerHistory() for c in customers}
         cursor = self.db["decisions"].find(
             {"customer_id": {"$in": list(found)}, "decided_at": {"$gt": since}},
             {"customer_id": 1, "incident_id": 1, "type": 1, "detection": 1, "decided_at": 1,
@@ -82,8 +101,8 @@ class DecisionStore:
                 incident_id=doc["incident_id"], type=IncidentType(doc["type"]),
                 detection=Detection(doc["detection"]), decided_at=doc["decided_at"],
                 value=Decimal(doc["value"])))
-        return {c: CustomerHistory(tuple(sorted(p, key=lambda i: i.decided_at)))
-                for c, p in found.items()}
+        return {c: CustomerHistory(tuple(sorted(found.get(c, ()), key=lambda i: i.decided_at)))
+                for c in customers}
 
     async def held(self, limit: int) -> list[Doc]:
         cursor = self.db["decisions"].find({"status": "held"}).sort(
@@ -111,7 +130,7 @@ class DecisionStore:
             "status": revision.status.value, "revision": revision.revision,
             "reservation": reservation,
             "value": format(revision.total_value.amount, "f"),
-            "decision": revision.model_dump(mode="json")}
+            "decision": revision.model_dump_json()}
         await self.db["decisions"].update_one(
             {"_id": revision.decision_id, "revision": {"$lt": revision.revision}},
             {"$set": fields})

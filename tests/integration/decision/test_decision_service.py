@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from schemas.decision import decision_id
 from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision.app import create_app as decision_app
@@ -210,3 +211,36 @@ async def test_racing_deciders_never_overspend_the_daily_budget(
     last = await mongo[db]["budget_ledger"].find().sort("seq", -1).limit(1).to_list()
     assert Decimal(last[0]["spent"]) / 100 == granted
 
+
+
+async def test_seen_marks_only_spare_lookups_and_are_rebuilt_for_older_data(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    topics = Topics.unique(suffix)
+    _, settings, _ = settings_for(infra, topics, f"amends_test_{suffix}")
+    app = decision_app(settings, clock=FakeClock(T0))
+    customer = f"{suffix}-repeat"
+    first, second = (incident("delivery_delayed", customer_id=customer, delay_minutes=95,
+                              at=T0, fact=f"o-{n}") for n in (1, 2))
+    records = [Record(topics.incidents, 0, n, key.encode(), value)
+               for n, (key, value) in enumerate(incident_events([first, second]))]
+    db = mongo[settings.mongo_db]
+    async with lifespans([app]):
+        service: DecisionService = app.state.service
+        assert len(await service.handle_incidents(records[:1])) == 1
+        # A decider marked the second incident seen, then died before deciding it: the mark
+        # alone must not pass for a decision.
+        await db["incidents_seen"].insert_one({"_id": decision_id(second["incident_id"])})
+        [again] = await service.handle_incidents(records[1:])
+        assert again.incident.incident_id == second["incident_id"]
+        # The customer was marked when first decided: the second decision sees the first.
+        assert "repeat-failure" in [t.rule_id for t in again.rules if t.matched]
+        assert await service.handle_incidents(records) == []
+        # Data written before the marks existed: they are rebuilt from the decisions.
+        await db["incidents_seen"].drop()
+        await db["customers_decided"].drop()
+        await service.store.create_indexes()
+        assert await db["incidents_seen"].count_documents({}) == 2
+        assert await db["customers_decided"].count_documents({}) == 1
+        assert await service.handle_incidents(records) == []
+        history = await service.store.histories([customer], T0 + timedelta(seconds=-1))
+        assert len(history[customer].incidents) == 2

@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.common import Money
 from services.common.mongo import Doc
-from services.fulfilment.vouchers import VoucherError, VoucherStatus, VoucherStore
+from services.fulfilment.vouchers import Voucher, VoucherError, VoucherStatus, VoucherStore
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce
@@ -71,6 +71,31 @@ async def test_an_expired_voucher_is_refused(mongo: AsyncMongoClient[Doc], suffi
     assert before.discount_on(Money.of("80.00", "EUR")) == Money.of("12.00", "EUR")
     with pytest.raises(VoucherError, match="expired"):
         await store.redeem(voucher.code, "o-1", None, issued + timedelta(days=31))
+
+
+async def test_a_batch_of_vouchers_is_one_insert_and_keeps_earlier_codes(
+        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    store = VoucherStore(mongo[f"vouchers_{suffix}"])
+    await store.create_indexes()
+    issued = datetime(2026, 11, 1, tzinfo=UTC)
+    earlier = await store.issue(action_key="k-1", customer_id="c-1",
+                                amount=Money.of("5.00", "EUR"), percent=None, currency="EUR",
+                                issued_at=issued, expires_at=issued + timedelta(days=30),
+                                reason="late")
+    requests = [Voucher(code="", action_key=key, customer_id="c-1",
+                        amount=Money.of("7.00", "EUR"), currency="EUR", issued_at=issued,
+                        expires_at=issued + timedelta(days=60), reason="late")
+                for key in ("k-1", "k-2", "k-3", "k-2")]
+    batch = await store.issue_all(requests)
+    again = await store.issue_all(requests)
+    assert sorted(batch) == ["k-1", "k-2", "k-3"]
+    assert batch["k-1"] == earlier  # issued before: the same code, amount and expiry
+    assert {k: v.code for k, v in again.items()} == {k: v.code for k, v in batch.items()}
+    assert len({v.code for v in batch.values()}) == 3
+    assert await store.vouchers.count_documents({}) == 3
+    assert batch["k-2"].amount == Money.of("7.00", "EUR")
+    with pytest.raises(VoucherError, match="either an amount or a percent"):
+        await store.issue_all([requests[0].model_copy(update={"percent": Decimal(5)})])
 
 
 async def test_a_customers_case_shows_what_was_done(infra: Infra, suffix: str) -> None:
