@@ -214,7 +214,7 @@ async def _rows(client: AsyncMongoClient[dict[str, Any]], customers: list[str],
             latency = max(0.0, (message["sent_at"].timestamp() - sent_at) * 1000)
         rows.append(Row(
             customer=customer, tier=tier, story=story,
-            incident=(f"{incident['type']} ({incident['incident']['detection']})"
+            incident=(f"{incident['type']} ({stored(incident['incident'])['detection']})"
                       if incident else "-"),
             decision=decision["status"] if decision else "-",
             remedies=_remedies(stored(decision["decision"])) if decision else "-",

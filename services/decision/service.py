@@ -4,8 +4,9 @@ actions that failed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -120,9 +121,12 @@ class DecisionService:
             incidents.setdefault(incident.incident_id, incident)
         await self.dead_letters.send(rejected)
         by_id = {decision_id(i.incident_id): i for i in incidents.values()}
-        known = await self.store.known(list(by_id))
+        since = now - timedelta(days=self.policy.window_days)
+        known, histories = await asyncio.gather(
+            self.store.known(list(by_id)),
+            self.store.histories(sorted({i.customer.id for i in incidents.values()}), since))
         fresh = [i for did, i in by_id.items() if did not in known]
-        made = await self._decide_and_reserve(fresh, now) if fresh else []
+        made = await self._decide_and_reserve(fresh, histories, now) if fresh else []
 
         items: list[tuple[Doc, Outgoing]] = []
         for decision in made:
@@ -147,12 +151,10 @@ class DecisionService:
         return fresh_made
 
     async def _decide_and_reserve(self, incidents: Sequence[Incident],
+                                  histories: Mapping[str, CustomerHistory],
                                   now: datetime) -> list[Decision]:
         """Decide with the budget as it stands, then reserve it all at once; if another
         decider took budget meanwhile, decide again with what is left."""
-        since = now - timedelta(days=self.policy.window_days)
-        histories = await self.store.histories(
-            sorted({i.customer.id for i in incidents}), since)
         day = now.date()
         for _ in range(RESERVE_ATTEMPTS):
             state = await self.budget.state(day, self.limit)

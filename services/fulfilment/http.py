@@ -110,7 +110,7 @@ async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer
         if have is None or decision.get("revision", 0) > have.get("revision", 0):
             newest[decision["decision_id"]] = decision
     decisions = sorted(newest.values(), key=lambda d: d["decided_at"], reverse=True)
-    outcomes = [o["outcome"] async for o in store.outcomes.collection.find(query)]
+    outcomes = [stored(o["outcome"]) async for o in store.outcomes.collection.find(query)]
     outcomes.sort(key=lambda o: (o["completed_at"], o["position"]), reverse=True)
     messages = [{k: v for k, v in m.items() if k not in INTERNAL_MESSAGE_FIELDS} | {
         "idempotency_key": m["_id"]} async for m in store.messages.find(query)]

@@ -11,6 +11,7 @@ topic with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -169,8 +170,12 @@ class FulfilmentService:
         known = await self.store.outcomes_of(
             [a.idempotency_key for run in runs if run.ref not in first
              for a in run.decision.actions])
-        await self._local_effects(batch, runs, known)
-        batch.settle(await self.effects.run(self.store.refunds, batch.refunds, now))
+        await self._plan_all(batch, runs, known)
+        # Independent writes at once; the apologies follow, as they name what was given.
+        _, refunds = await asyncio.gather(
+            self._local_effects(batch),
+            self.effects.run(self.store.refunds, batch.refunds, now))
+        batch.settle(refunds)
         await self._apologies(batch, runs, known)
         batch.settle(await self.effects.run(self.store.messages, batch.messages, now))
         return await self._report(batch, list(known.values()))
@@ -195,9 +200,9 @@ class FulfilmentService:
         await self.dead_letters.send([failed[i] for i in fresh], parts=[parts[i] for i in fresh])
         return outcomes
 
-    async def _local_effects(self, batch: Batch, runs: Sequence[Run],
-                             known: Mapping[str, Outcome]) -> None:
-        """Plan every action but the apologies; write points, perks and tasks in bulk."""
+    async def _plan_all(self, batch: Batch, runs: Sequence[Run],
+                  known: Mapping[str, Outcome]) -> None:
+        """Plan every action but the apologies."""
         for run in runs:
             for action in run.decision.actions:
                 key = action.idempotency_key
@@ -213,17 +218,21 @@ class FulfilmentService:
                 planned = self._plan(batch, run, action)
                 if planned is not None:
                     batch.results[key] = (run, action, planned)
-        # Effects first, keyed by idempotency key: a redelivery finds them and adds nothing.
-        issued = await self.vouchers.issue_all([v for _, _, v in batch.vouchers])
+
+    async def _local_effects(self, batch: Batch) -> None:
+        """Write the planned vouchers, points, perks and tasks in bulk, at once. Effects
+        first, keyed by idempotency key: a redelivery finds them and adds nothing."""
+        issued, *_ = await asyncio.gather(
+            self.vouchers.issue_all([v for _, _, v in batch.vouchers]),
+            self.store.credit_points(batch.credits),
+            insert_new(self.store.perks, batch.perks),
+            record_then_publish(self.store.tasks, self.publisher, batch.tasks))
         for run, action, _ in batch.vouchers:
             voucher = issued[action.idempotency_key]
             batch.codes[action.idempotency_key] = voucher.code
             # The code is a bearer secret: it goes to the customer, not into outcomes.
             batch.results[action.idempotency_key] = (run, action, Done(
                 ActionStatus.succeeded, f"voucher issued, valid until {voucher.expires_at.date()}"))
-        await self.store.credit_points(batch.credits)
-        await insert_new(self.store.perks, batch.perks)
-        await record_then_publish(self.store.tasks, self.publisher, batch.tasks)
 
     def _base(self, run: Run, action: Action, now: datetime) -> Doc:
         return {"_id": action.idempotency_key, "customer_id": run.decision.incident.customer.id,
@@ -514,7 +523,7 @@ class FulfilmentService:
             event = OutcomeRecorded(id=outcome.idempotency_key, source="amends/fulfilment",
                                     time=now, subject=outcome.customer_id, data=outcome)
             doc = {"_id": outcome.idempotency_key, "customer_id": outcome.customer_id,
-                   "created_at": now, "outcome": outcome.model_dump(mode="json")}
+                   "created_at": now, "outcome": outcome.model_dump_json()}
             items.append((doc, outgoing(self.settings.outcomes_topic, event)))
         new = await record_then_publish(self.store.outcomes, self.publisher, items)
         for outcome in outcomes:

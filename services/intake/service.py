@@ -359,7 +359,7 @@ class IntakeService:
                 doc = {"_id": incident.incident_id, "customer_id": incident.customer.id,
                        "type": incident.type.value, "detected_at": incident.detected_at,
                        "outage_id": incident.outage_id,
-                       "incident": incident.model_dump(mode="json")}
+                       "incident": incident.model_dump_json()}
                 items.append((doc, outgoing(self.settings.incidents_topic, event)))
             new |= await record_then_publish(self.store.incidents, self.publisher, items)
         counted: set[str] = set()

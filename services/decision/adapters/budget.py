@@ -85,6 +85,7 @@ class MongoBudget:
         self.ledger = db["budget_ledger"]
         self.reservations = db["reservations"]
         self.reserved = db["reserved"]
+        self._limits: dict[str, int] = {}  # a chain's limit never changes once opened
 
     async def create_indexes(self) -> None:
         await self.ledger.create_index([("chain", ASCENDING), ("seq", DESCENDING)])
@@ -116,9 +117,11 @@ class MongoBudget:
         return genesis
 
     async def _limit(self, chain: str) -> int:
-        genesis = await self.ledger.find_one({"_id": self._entry_id(chain, 0)})
-        assert genesis is not None
-        return int(genesis["limit"])
+        if chain not in self._limits:
+            genesis = await self.ledger.find_one({"_id": self._entry_id(chain, 0)})
+            assert genesis is not None
+            self._limits[chain] = int(genesis["limit"])
+        return self._limits[chain]
 
     async def state(self, day: date, limit: Money) -> BudgetState:
         last = await self._last(day, limit)

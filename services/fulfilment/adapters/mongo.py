@@ -10,7 +10,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.outcome import Outcome
-from services.common.mongo import Doc, insert_new
+from services.common.mongo import Doc, insert_new, stored
 from services.common.outbox import MongoOutbox
 
 
@@ -44,7 +44,7 @@ class FulfilmentStore:
         found: dict[str, Outcome] = {}
         async for doc in self.outcomes.collection.find({"_id": {"$in": list(set(keys))}},
                                                        {"outcome": 1}):
-            found[doc["_id"]] = Outcome.model_validate(doc["outcome"])
+            found[doc["_id"]] = Outcome.model_validate(stored(doc["outcome"]))
         return found
 
     async def record_decisions(self, decisions: Sequence[Doc]) -> set[str]:
