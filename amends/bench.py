@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
 
 from amends import stack
 from amends.bench_stats import percentile
@@ -418,7 +419,30 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
         warm = await carried_out(bootstrap, t, 1, time.monotonic(), limit_s=120)
         if not warm.finished:
             raise TimeoutError(f"the warm-up incident was not carried out; see {logs}")
-        yield Running(t, warm.decided, warm.outcomes)
+        try:
+            yield Running(t, warm.decided, warm.outcomes)
+        finally:
+            await _forget(bootstrap, mongo_url, [envs[n] for n in services])
+
+
+async def _forget(bootstrap: str, mongo_url: str, envs: Sequence[dict[str, str]]) -> None:
+    """Drop a run's databases and topics: runs would otherwise pile up on the local stack
+    (hundreds of SQLite files slow FerretDB down), and no run reads another's data."""
+    dbs = sorted({v for env in envs for k, v in env.items() if k.endswith("_MONGO_DB")})
+    topics = sorted({v for env in envs for k, v in env.items() if k.endswith("_TOPIC")})
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        for db in dbs:
+            await client.drop_database(db)
+    finally:
+        await client.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        with suppress(Exception):  # a topic a service never created is not there to delete
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
 
 
 async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: Path, *,

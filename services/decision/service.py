@@ -188,8 +188,10 @@ class DecisionService:
     # --- outcomes -> budget -------------------------------------------------------------
 
     async def handle_outcomes(self, records: Sequence[Record]) -> int:
-        """Record fulfilment's outcomes once each; give back the budget of failed actions.
-        Returns how many releases were made."""
+        """Give back the budget of failed actions, once per action (the ledger refuses a second
+        release for the same action, so a redelivery after a crash finishes what was begun).
+        The failed outcomes worth something are recorded; the others do not touch the budget
+        and are not written at all. Returns how many releases were made."""
         now = self.clock()
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
         outcomes = []
@@ -199,12 +201,12 @@ class DecisionService:
             except ValidationError as exc:
                 rejected.append((record, DeadLetterReason.invalid, describe(exc)))
         await self.dead_letters.send(rejected)
-        new = await self.store.record_outcomes([
+        failed = [o for o in outcomes
+                  if o.status is ActionStatus.failed and o.value.amount > 0]
+        await self.store.record_outcomes([
             {"_id": o.idempotency_key, "decision_id": o.decision_id, "status": o.status.value,
              "kind": o.kind.value, "value": format(o.value.amount, "f"),
-             "currency": o.value.currency, "at": now} for o in outcomes])
-        failed = [o for o in outcomes if o.idempotency_key in new
-                  and o.status is ActionStatus.failed and o.value.amount > 0]
+             "currency": o.value.currency, "at": now} for o in failed])
         if not failed:
             return 0
         current = await self.store.find(sorted({o.decision_id for o in failed}))

@@ -5,7 +5,8 @@
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
 - `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
   verdict or a choice final when two people (or a person and the deadline) race;
-- `outcomes`: what fulfilment reported, once per action key;
+- `outcomes`: the failed actions fulfilment reported (their budget is given back), once per
+  action key;
 - `incidents_seen` (by decision id) and `customers_decided` (by customer id): marks inserted
   before a batch is decided, so that only incidents and customers seen before are looked up.
   On FerretDB v1 a lookup by anything but one `_id` reads the whole collection, while an
