@@ -3,6 +3,10 @@
 A record is inserted once under its deterministic `_id` (a duplicate means "already done"),
 then its message is published unless an earlier run already published it, then it is marked
 published. A crash between the steps is repaired by the redelivery of the same input.
+
+Only a redelivery asks whether a record was published: records that are new were not. So
+"published" is written for a whole batch at once (one document listing its ids) and read
+only for the records a batch found already there.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from schemas.common import deterministic_id
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new
 
@@ -29,7 +35,8 @@ class Outbox(Protocol):
 class MongoOutbox:
     """Records in `collection`; their "published" marks are inserts into a second collection
     (`<collection>_published` unless given), never updates: on FerretDB an update costs
-    milliseconds per document, and an outage's fan-out marks thousands at once."""
+    milliseconds per document, and an outage's fan-out marks thousands at once. One mark
+    lists the ids of a published batch (up to `chunk`), under an id derived from them."""
 
     def __init__(self, collection: AsyncCollection[Doc],
                  marks: AsyncCollection[Doc] | None = None, chunk: int = MAX_CHUNK) -> None:
@@ -44,15 +51,24 @@ class MongoOutbox:
             new |= await insert_new(self.collection, part)
         return new
 
+    async def create_indexes(self) -> None:
+        await self.marks.create_index([("ids", ASCENDING)])
+
     async def published(self, ids: Sequence[Any]) -> set[Any]:
         found: set[Any] = set()
         for part in chunks(ids, self.chunk):
-            found |= {d["_id"] async for d in self.marks.find({"_id": {"$in": list(part)}})}
+            wanted = list(part)
+            # Marks of older versions are one document per id, under that id.
+            async for mark in self.marks.find(
+                    {"$or": [{"ids": {"$in": wanted}}, {"_id": {"$in": wanted}}]}):
+                found |= set(mark.get("ids", [mark["_id"]])) & set(wanted)
         return found
 
     async def mark_published(self, ids: Sequence[Any]) -> None:
         for part in chunks(ids, self.chunk):
-            await insert_new(self.marks, [{"_id": i} for i in part])
+            listed = sorted(str(i) for i in part)
+            await insert_new(self.marks, [{"_id": deterministic_id("published", *listed),
+                                           "ids": list(part)}])
 
 
 async def record_then_publish(outbox: Outbox, publisher: Publisher,

@@ -65,6 +65,8 @@ class DecisionStore:
         await decisions.create_index([("customer_id", ASCENDING), ("decided_at", DESCENDING)])
         await decisions.create_index([("status", ASCENDING), ("deadline", ASCENDING)])
         await self.outcomes.create_index([("decision_id", ASCENDING)])
+        for outbox in (self.decisions, self.revisions):
+            await outbox.create_indexes()
         if await self.incidents_seen.find_one({}) is None:  # decisions of an older version
             await mark_all(self.incidents_seen, decisions.find({}, {"_id": 1}))
         if await self.customers_decided.find_one({}) is None:

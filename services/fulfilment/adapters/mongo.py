@@ -36,6 +36,8 @@ class FulfilmentStore:
                                               ("created_at", DESCENDING)])
         for name in ("messages", "refunds"):  # the sweep looks for unfinished ones
             await self.db[name].create_index([("status", ASCENDING)])
+        for outbox in (self.tasks, self.outcomes):
+            await outbox.create_indexes()
 
     async def outcomes_of(self, keys: Sequence[str]) -> dict[str, Outcome]:
         """The outcomes already recorded for these action keys."""

@@ -1,7 +1,7 @@
 """Intake's MongoDB collections and their indexes.
 
 - `incidents`: every incident intake raised, by its deterministic id (the outbox), and
-  `incidents_published`: the ids of those published;
+  `incidents_published`: the ids of those published, a document per published batch;
 - `checks`: the pending scheduled checks only (a check is deleted when it runs or its subject
   is settled), read by the index on `due_at`; `settled`: the markers that settle a subject
   (`<kind>:<key>`: delivered, cancelled, answered);
@@ -73,6 +73,7 @@ class IntakeStore:
         await self.db["incidents"].create_index([("outage_id", ASCENDING)])
         await self.checks.create_index([("due_at", ASCENDING)])
         await self.customers.create_index([("hour", DESCENDING)])
+        await self.incidents.create_indexes()
 
     # --- scheduled checks ----------------------------------------------------------------
 
