@@ -30,14 +30,15 @@ from schemas import topics
 from schemas.incident import Incident, IncidentDetected
 from services.common.errors import describe
 from services.common.mongo import stored
-from services.decision.backtest import Tally, backtest, generate_incidents
+from services.decision.backtest import Tally, backtest, backtest_generated
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.policy import Policy, PolicyError, load_policy, policy_json_schema
 
 console = Console(width=None if Console().is_terminal else 140)
-policy_app = typer.Typer(help="Compensation policies: validate, explain, backtest.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Compensation policies: validate, explain, backtest.", no_args_is_help=True
+)
 _incident_event: TypeAdapter[IncidentDetected] = TypeAdapter(IncidentDetected)
 SCHEMA_PATH = Path("deploy/policy/policy.schema.json")
 
@@ -57,9 +58,11 @@ def validate(path: Annotated[Path, typer.Argument(help="the policy file")]) -> N
     """Check a policy file; problems name the line, the field and what is wrong."""
     policy = _load(path)
     groups = {r.group for r in policy.rules if r.group}
-    console.print(f"[green]valid[/green]: policy {policy.version} ({policy.currency}), "
-                  f"{len(policy.rules)} rules in {len(groups)} groups, "
-                  f"{len(policy.guards.review)} review triggers")
+    console.print(
+        f"[green]valid[/green]: policy {policy.version} ({policy.currency}), "
+        f"{len(policy.rules)} rules in {len(groups)} groups, "
+        f"{len(policy.guards.review)} review triggers"
+    )
 
 
 @policy_app.command()
@@ -73,8 +76,10 @@ def schema(out: Annotated[Path, typer.Option(help="where to write it")] = SCHEMA
 def explain(
     path: Annotated[Path, typer.Argument(help="the policy file")],
     incident: Annotated[str, typer.Option(help="the incident: JSON, or @FILE")],
-    at: Annotated[str | None, typer.Option(help="decide as of this RFC 3339 time "
-                                                "(default: the incident's detection)")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="decide as of this RFC 3339 time (default: the incident's detection)"),
+    ] = None,
 ) -> None:
     """Decide one incident under a policy and show every rule, cap and the explanation."""
     policy = _load(path)
@@ -90,20 +95,31 @@ def explain(
     for column in ("rule", "applies", "why"):
         rules.add_column(column, overflow="fold")
     for trace in decision.rules:
-        rules.add_row(trace.rule_id, "[green]yes[/green]" if trace.matched else "no",
-                      trace.reason)
+        rules.add_row(trace.rule_id, "[green]yes[/green]" if trace.matched else "no", trace.reason)
     console.print(rules)
-    actions = Table(title=f"decision: {decision.status.value}, worth "
-                          f"{decision.total_value}", title_justify="left")
+    actions = Table(
+        title=f"decision: {decision.status.value}, worth {decision.total_value}",
+        title_justify="left",
+    )
     for column in ("#", "remedy", "value", "what", "rule"):
         actions.add_column(column, overflow="fold")
     for action in decision.actions:
-        actions.add_row(str(action.position), action.kind.value, str(action.value.amount),
-                        action.note, action.rule_id or "-")
+        actions.add_row(
+            str(action.position),
+            action.kind.value,
+            str(action.value.amount),
+            action.note,
+            action.rule_id or "-",
+        )
     for n, option in enumerate(decision.offer.options if decision.offer else []):
         for action in option.actions:
-            actions.add_row(str(action.position), f"option {n}: {action.kind.value}",
-                            str(action.value.amount), action.note, action.rule_id or "-")
+            actions.add_row(
+                str(action.position),
+                f"option {n}: {action.kind.value}",
+                str(action.value.amount),
+                action.note,
+                action.rule_id or "-",
+            )
     console.print(actions)
     for cap in decision.caps:
         console.print(f"cap [bold]{cap.cap}[/bold] cut {cap.cut}: {cap.detail}")
@@ -113,11 +129,16 @@ def explain(
 def _from_topic(topic: str, start: str, stop: str | None, progress: Progress) -> list[Incident]:
     settings = OpsSettings()
     task = progress.add_task(f"reading {topic}", total=None)
-    values = asyncio.run(ops.read_slice(
-        settings.kafka_bootstrap, topic, start=ops.Position.parse(start),
-        stop=ops.Position.parse(stop) if stop else None,
-        on_total=lambda n: progress.update(task, total=n),
-        on_progress=lambda n: progress.advance(task, n)))
+    values = asyncio.run(
+        ops.read_slice(
+            settings.kafka_bootstrap,
+            topic,
+            start=ops.Position.parse(start),
+            stop=ops.Position.parse(stop) if stop else None,
+            on_total=lambda n: progress.update(task, total=n),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    )
     incidents = []
     for value in values:
         try:
@@ -128,16 +149,19 @@ def _from_topic(topic: str, start: str, stop: str | None, progress: Progress) ->
 
 
 async def _from_store(db: str, start: datetime | None, stop: datetime | None) -> list[Incident]:
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(OpsSettings().mongo_url,
-                                                                  tz_aware=True)
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        OpsSettings().mongo_url, tz_aware=True
+    )
     try:
         query: dict[str, object] = {}
         window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
         if window:
             query["decided_at"] = window
         cursor = client[db]["decisions"].find(query, {"decision": 1})
-        incidents = [Incident.model_validate(stored(doc["decision"])["incident"])  # type: ignore[arg-type]
-                     async for doc in cursor]
+        incidents = [
+            Incident.model_validate(stored(doc["decision"])["incident"])  # type: ignore[arg-type]
+            async for doc in cursor
+        ]
     finally:
         await client.close()
     return sorted(incidents, key=lambda i: i.detected_at)
@@ -148,9 +172,11 @@ def _money(value: Decimal, currency: str) -> str:
 
 
 def _comparison(tallies: list[Tally], seconds: float, count: int) -> Table:
-    table = Table(title=f"backtest of {count:,} incidents in {seconds:.1f} s "
-                        f"({count / max(seconds, 1e-9):,.0f} incidents/s per policy set)",
-                  title_justify="left")
+    table = Table(
+        title=f"backtest of {count:,} incidents in {seconds:.1f} s "
+        f"({count / max(seconds, 1e-9):,.0f} incidents/s per policy set)",
+        title_justify="left",
+    )
     table.add_column("")
     for tally in tallies:
         table.add_column(f"policy {tally.version}", justify="right")
@@ -161,8 +187,10 @@ def _comparison(tallies: list[Tally], seconds: float, count: int) -> Table:
         cells = [_money(Decimal(v), tallies[0].currency) if money else f"{v:,}" for v in values]
         if len(values) == 2:
             delta = Decimal(values[0]) - Decimal(values[1])
-            cells.append(("+" if delta > 0 else "") + (
-                _money(delta, tallies[0].currency) if money else f"{delta:,}"))
+            cells.append(
+                ("+" if delta > 0 else "")
+                + (_money(delta, tallies[0].currency) if money else f"{delta:,}")
+            )
         table.add_row(label, *cells)
 
     row("cost", [t.cost for t in tallies], money=True)
@@ -174,8 +202,7 @@ def _comparison(tallies: list[Tally], seconds: float, count: int) -> Table:
     kinds = sorted({k for t in tallies for k in t.remedies})
     for kind in kinds:
         row(f"{kind} (count)", [t.remedies[kind] for t in tallies])
-        row(f"{kind} (value)", [t.remedy_value.get(kind, Decimal(0)) for t in tallies],
-            money=True)
+        row(f"{kind} (value)", [t.remedy_value.get(kind, Decimal(0)) for t in tallies], money=True)
     for cap in sorted({c for t in tallies for c in t.caps}):
         row(f"{cap} cap hit", [t.caps[cap] for t in tallies])
     row("cut by caps", [t.cut for t in tallies], money=True)
@@ -186,15 +213,22 @@ def _comparison(tallies: list[Tally], seconds: float, count: int) -> Table:
 def run_backtest(
     new: Annotated[Path, typer.Argument(help="the policy to try")],
     against: Annotated[Path | None, typer.Option(help="the policy to compare with")] = None,
-    topic: Annotated[str | None, typer.Option(
-        help=f"re-decide the incidents of this topic (e.g. {topics.INCIDENTS})")] = None,
-    store: Annotated[str | None, typer.Option(
-        help="re-decide the incidents in this decision database (e.g. amends_decision)")
+    topic: Annotated[
+        str | None,
+        typer.Option(help=f"re-decide the incidents of this topic (e.g. {topics.INCIDENTS})"),
     ] = None,
-    generate: Annotated[int | None, typer.Option(
-        help="re-decide this many generated incidents")] = None,
-    from_: Annotated[str, typer.Option("--from", help="RFC 3339 time, offset or earliest "
-                                                      "(topic); time (store)")] = "earliest",
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="re-decide the incidents in this decision database (e.g. amends_decision)"
+        ),
+    ] = None,
+    generate: Annotated[
+        int | None, typer.Option(help="re-decide this many generated incidents")
+    ] = None,
+    from_: Annotated[
+        str, typer.Option("--from", help="RFC 3339 time, offset or earliest (topic); time (store)")
+    ] = "earliest",
     to: Annotated[str | None, typer.Option(help="RFC 3339 time or offset")] = None,
     seed: Annotated[int, typer.Option(help="seed of the generated incidents")] = 7,
 ) -> None:
@@ -203,15 +237,15 @@ def run_backtest(
     if sum(x is not None for x in (topic, store, generate)) != 1:
         raise typer.BadParameter("give exactly one of --topic, --store or --generate")
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*Progress.get_default_columns()[:1], *columns, console=console,
-                  transient=not console.is_terminal) as progress:
-        incidents: Iterable[Incident]
+    with Progress(
+        *Progress.get_default_columns()[:1],
+        *columns,
+        console=console,
+        transient=not console.is_terminal,
+    ) as progress:
+        incidents: Iterable[Incident] = ()
         if generate is not None:
             count = generate
-            start = datetime(2026, 1, 1, tzinfo=UTC)
-            incidents = generate_incidents(generate, seed=seed, start=start,
-                                           days=max(1, generate // 500),
-                                           currency=policies[0].currency)
         elif topic is not None:
             read = _from_topic(topic, from_, to, progress)
             incidents, count = read, len(read)
@@ -223,6 +257,17 @@ def run_backtest(
             incidents, count = stored, len(stored)
         task = progress.add_task("deciding", total=count)
         began = time.perf_counter()
-        tallies = backtest(incidents, policies, lambda n: progress.advance(task, n))
+        if generate is not None:  # drawn and decided in two processes when that is faster
+            tallies = backtest_generated(
+                generate,
+                policies,
+                seed=seed,
+                start=datetime(2026, 1, 1, tzinfo=UTC),
+                days=max(1, generate // 500),
+                currency=policies[0].currency,
+                progress=lambda n: progress.advance(task, n),
+            )
+        else:
+            tallies = backtest(incidents, policies, lambda n: progress.advance(task, n))
         seconds = time.perf_counter() - began
     console.print(_comparison(tallies, seconds, count))

@@ -20,19 +20,22 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 5. Review triggers are checked last; if one fires the decision is held, with its reason,
    and nothing (not even the apology) goes out until a reviewer approves or rejects it.
    An incident in a currency other than the policy's is held too.
+
+How it runs: a policy is compiled once (`compiled.py`) into, per incident type, the rules to
+evaluate with their conditions as functions and the remedies and traces that do not depend
+on the incident; what the engine makes often (traces, combined remedies) is kept and shared.
+Kept things are never changed, so none of it changes a decision: the same inputs give the
+same decision, byte for byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar
+from decimal import ROUND_DOWN, Decimal
+from typing import NamedTuple
 
-from pydantic import BaseModel
-
-from schemas.common import Money, minor_exponent
 from schemas.decision import (
     Action,
     CapApplied,
@@ -43,285 +46,252 @@ from schemas.decision import (
     RemedyKind,
     RuleTrace,
     action_key,
-    decision_id,
 )
-from schemas.incident import Detection, Incident, IncidentType
+from schemas.incident import Incident, IncidentType
+from services.decision.domain.compiled import (
+    CompiledPolicy,
+    Granted,
+    RuleStep,
+    TypeRules,
+    cap_detail,
+    compiled,
+)
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
-from services.decision.domain.policy import Grant, Policy, Range, Rule, When
+from services.decision.domain.ids import decision_id
+from services.decision.domain.policy import Policy, Rule
+from services.decision.domain.remedies import (
+    Item,
+    built,
+    describe,
+    dressed,
+    money,
+    paid,
+    rounded,
+    total,
+)
 
-DIVISIBLE = frozenset({RemedyKind.refund, RemedyKind.points})
+__all__ = [
+    "Cut",
+    "Draft",
+    "Evaluation",
+    "Item",
+    "applying_rules",
+    "built",
+    "decide",
+    "describe",
+    "evaluate",
+    "explain",
+    "rules_read_compensation",
+]
+
 # Enum members as module constants: attribute access on an enum class is slow on the hot path.
 _REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
 _LABELLED = frozenset({RemedyKind.gift, RemedyKind.free_upgrade})
-M = TypeVar("M", bound=BaseModel)
+_APOLOGY = RemedyKind.apology
+_HELD, _AWAITING, _APPROVED = (
+    DecisionStatus.held,
+    DecisionStatus.awaiting_choice,
+    DecisionStatus.approved,
+)
 
 
-def built(cls: type[M], **fields: Any) -> M:
-    """An instance of a contract model from values the engine built and typed itself: the
-    hot path skips re-validation (`model_construct` without its per-field bookkeeping).
-    Every field must be given."""
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", fields)
-    object.__setattr__(model, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
-    return model
+class Cut(NamedTuple):
+    """What a cap cut, from the remedies outside an offer or from one of its options (a
+    `CapApplied`, without the words until a decision needs them)."""
+
+    cap: str
+    limit: Decimal
+    cut: Decimal
+    option: str | None
 
 
 @dataclass(slots=True)
-class Item:
-    """A remedy being decided, before it becomes an `Action`."""
-
-    kind: RemedyKind
-    value: Decimal
-    rule_id: str
-    because: str = ""
-    amount: Decimal | None = None
-    percent: Decimal | None = None
-    points: int | None = None
-    expires_days: int | None = None
-    quantity: int | None = None
-    due_hours: int | None = None
-    label: str = ""  # the gift or upgrade
-    dropped: bool = False  # cut whole by a cap
-
-    @property
-    def divisible(self) -> bool:
-        return self.kind in DIVISIBLE or (self.kind is _VOUCHER and self.amount is not None)
-
-    def copy(self) -> Item:
-        return Item(self.kind, self.value, self.rule_id, self.because, self.amount,
-                    self.percent, self.points, self.expires_days, self.quantity,
-                    self.due_hours, self.label, self.dropped)
+class Draft:
+    base: list[Item]
+    options: list[tuple[str, list[Item]]]
+    offer_rule: Rule | None
+    traces: list[RuleTrace]
+    cuts: list[Cut]
+    notes: list[str]
+    applied: list[str]  # the rules that matched, in order
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    incident: Incident
-    facts: WindowFacts
-    policy: Policy
-    cent: Decimal
-    trace: bool = True  # False: no rule traces or reasons (a backtest needs only the sums)
-
-    def money(self, value: Decimal) -> Decimal:
-        return value.quantize(self.cent, rounding=ROUND_HALF_UP)
+# --- rules -----------------------------------------------------------------------------
 
 
-# --- conditions ------------------------------------------------------------------------
+def _apply_rules(
+    plan: CompiledPolicy,
+    incident: Incident,
+    facts: WindowFacts,
+    trace: bool,
+    applying: Sequence[int] | None = None,
+) -> Draft:
+    rules = plan.rules[incident.type]
+    traces: list[RuleTrace] = []
+    if trace:
+        applying = _traced_rules(rules, incident, facts, traces)
+    elif applying is None:
+        applying = _applying(rules, incident, facts)
+    draft = _granted(plan, rules, incident, applying)
+    draft.traces = traces
+    return draft
 
 
-def _in_list(name: str, value: str | None, allowed: Iterable[str]) -> str | None:
-    allowed = [str(a) for a in allowed]
-    if value is None:
-        return f"{name} unknown"
-    return None if value in allowed else f"{name} {value} not in {', '.join(allowed)}"
-
-
-def _money_value(ctx: Context, money: Money | None) -> Decimal | None:
-    if money is None or money.currency != ctx.policy.currency:
-        return None
-    return money.amount
-
-
-_Getter = Callable[[Context], Any]
-_GETTERS: dict[str, _Getter] = {
-    "type": lambda c: c.incident.type,
-    "severity": lambda c: c.incident.severity,
-    "detection": lambda c: c.incident.detection,
-    "tier": lambda c: c.incident.customer.tier,
-    "locale": lambda c: c.incident.customer.locale,
-    "tenant": lambda c: c.incident.tenant,
-    "delay_minutes": lambda c: c.incident.delay_minutes,
-    "wait_minutes": lambda c: c.incident.wait_minutes,
-    "outage_minutes": lambda c: c.incident.outage_minutes,
-    "order_value": lambda c: _money_value(c, c.incident.order_value),
-    "item_value": lambda c: _money_value(c, c.incident.item_value),
-    "lifetime_value": lambda c: _money_value(c, c.incident.customer.lifetime_value),
-    "incidents_in_window": lambda c: c.facts.incidents,
-    "same_type_in_window": lambda c: c.facts.same_type,
-    "claims_in_window": lambda c: c.facts.claims + (
-        c.incident.detection is not Detection.proactive),
-    "compensation_in_window": lambda c: c.facts.compensation,
-}
-# name, getter, the allowed values (a list condition) or the bounds (a range condition)
-_Condition = tuple[str, _Getter, frozenset[Any] | None, tuple[str, ...], Range | None]
-_COMPILED: dict[int, tuple[When, list[_Condition]]] = {}
-
-
-def _conditions(when: When) -> list[_Condition]:
-    """The conditions a `When` sets, compiled once (policies are immutable)."""
-    cached = _COMPILED.get(id(when))
-    if cached is not None and cached[0] is when:
-        return cached[1]
-    compiled: list[_Condition] = []
-    for name in type(when).model_fields:
-        value = getattr(when, name)
-        if value is None:
+def _applying(rules: TypeRules, incident: Incident, facts: WindowFacts) -> list[int]:
+    """The rules that apply, by position among the rules of the incident's type."""
+    groups: set[str] = set()  # that a rule applied in
+    applying = []
+    for position, (group, test, _) in enumerate(rules.quick):
+        if group is not None and group in groups:
             continue
-        if isinstance(value, Range):
-            compiled.append((name, _GETTERS[name], None, (), value))
-        else:
-            compiled.append((name, _GETTERS[name], frozenset(value),
-                             tuple(str(v) for v in value), None))
-    if len(_COMPILED) > 4096:
-        _COMPILED.clear()
-    _COMPILED[id(when)] = (when, compiled)
-    return compiled
-
-
-def holds(when: When, ctx: Context) -> bool:
-    """Whether `when` holds (`check` without the reason, for when none is kept)."""
-    for _name, get, allowed, _shown, bounds in _conditions(when):
-        value = get(ctx)
-        if value is None:
-            return False
-        if allowed is not None:
-            if value not in allowed:
-                return False
-        elif not bounds.holds(value):  # type: ignore[union-attr]
-            return False
-    return True
-
-
-def check(when: When, ctx: Context) -> tuple[bool, str]:
-    """Whether `when` holds, and a reason naming what decided it."""
-    if not ctx.trace:
-        return holds(when, ctx), ""
-    held: list[str] = []
-    for name, get, allowed, shown, bounds in _conditions(when):
-        value = get(ctx)
-        if value is None:
-            return False, f"{name} unknown"
-        if allowed is not None:
-            if value not in allowed:
-                return False, f"{name} {value} not in {', '.join(shown)}"
-            if ctx.trace:
-                held.append(f"{name} {value}")
+        if test is not None and not test(incident, facts):
             continue
-        assert bounds is not None
-        failure = bounds.failure(value)
-        if failure is not None:
-            return False, f"{name} {failure}"
-        if ctx.trace:
-            held.append(f"{name} {value} ({bounds})")
-    return True, "; ".join(held) or "no conditions"
+        if group is not None:
+            groups.add(group)
+        applying.append(position)
+    return applying
 
 
-# --- remedies --------------------------------------------------------------------------
+def _traced_rules(
+    rules: TypeRules, incident: Incident, facts: WindowFacts, traces: list[RuleTrace]
+) -> list[int]:
+    """`_applying`, keeping the trace of every rule of the policy in `traces`."""
+    applying = []
+    groups: dict[str, str] = {}  # the rule that applied, by group
+    offered_by: str | None = None  # the rule whose offer is made
+    for position, (ruled_out, step) in enumerate(rules.steps):
+        if ruled_out:
+            traces.extend(ruled_out)
+        group = step.group
+        if group is not None and group in groups:
+            traces.append(step.passed_over_for(groups[group]))
+            continue
+        remembered = step.remembered  # looked up here: most traces are remembered
+        known = None if remembered is None else remembered.get(step.key(incident, facts))
+        matched, rule_trace = known if known is not None else step.traced(incident, facts)
+        if matched and step.offers:
+            if offered_by is None:
+                offered_by = step.rule_id
+            else:
+                rule_trace = built(
+                    RuleTrace,
+                    rule_id=step.rule_id,
+                    matched=True,
+                    reason=f"{rule_trace.reason}; its offer is ignored: "
+                    f"{offered_by} made one first",
+                )
+        traces.append(rule_trace)
+        if not matched:
+            continue
+        if group is not None:
+            groups[group] = step.rule_id
+        applying.append(position)
+    traces.extend(rules.tail)
+    return applying
 
 
-def _refund_basis(ctx: Context, of: str) -> Decimal | None:
-    incident = ctx.incident
-    if of == "item":
-        return _money_value(ctx, incident.item_value or incident.order_value)
-    if of == "charge":
-        return _money_value(ctx, incident.charged_amount)
-    return _money_value(ctx, incident.order_value)
+def _granted(
+    plan: CompiledPolicy, rules: TypeRules, incident: Incident, applying: Sequence[int]
+) -> Draft:
+    """What the rules `applying` grant, combined. When none depends on the incident, that
+    is made once per set of rules and kept, with the words and money of its remedies."""
+    key = tuple(applying)
+    known = rules.granted.get(key)
+    if known is not None:
+        return Draft(
+            list(known.base),
+            [(label, list(items)) for label, items in known.options],
+            known.offer_rule,
+            [],
+            [],
+            [],
+            list(known.applied),
+        )
+    draft = Draft([], [], None, [], [], [], [])
+    steps = rules.quick
+    constant = True
+    for position in applying:
+        step = steps[position][2]
+        constant = constant and step.constant
+        _grant(step, incident, draft)
+    currency = plan.policy.currency
+    draft.base = combine(draft.base, incident, currency)
+    if draft.options:
+        draft.options = [
+            (label, combine(items, incident, currency)) for label, items in draft.options
+        ]
+    if constant and len(rules.granted) < _KEPT:
+        for item in draft.base + [item for _, items in draft.options for item in items]:
+            if item.dressed is None:  # a sum of templates: from now on shared too
+                item.dressed = dressed(item, currency)
+        rules.granted[key] = Granted(
+            tuple(draft.base),
+            tuple((label, tuple(items)) for label, items in draft.options),
+            draft.offer_rule,
+            tuple(draft.applied),
+        )
+    return draft
 
 
-def paid(ctx: Context) -> Decimal | None:
-    """What the customer paid for the order (or was charged twice), the refund ceiling."""
-    return _money_value(ctx, ctx.incident.charged_amount or ctx.incident.order_value)
+_KEPT = 1024  # sets of rules whose grants are kept, per incident type
 
 
-# Grants whose remedy does not depend on the incident (points, a fixed voucher, free
-# delivery, ...) are made once per policy and copied: (grant, rule, policy, the item).
-_FIXED = frozenset({"points", "free_delivery", "gift", "priority_support", "free_upgrade",
-                    "personal_call"})
-_TEMPLATES: dict[tuple[int, int], tuple[Grant, Rule, Policy, Item | None]] = {}
-
-
-def _fixed(grant: Grant) -> bool:
-    if grant.voucher is not None:
-        return grant.voucher.amount is not None
-    return any(getattr(grant, name) is not None for name in _FIXED)
-
-
-def item_of(grant: Grant, rule: Rule, ctx: Context) -> Item | str:
-    """The remedy a grant gives in this context, or why it cannot be given."""
-    key = (id(grant), id(rule))
-    cached = _TEMPLATES.get(key)
-    if (cached is not None and cached[0] is grant and cached[1] is rule
-            and cached[2] is ctx.policy):
-        template = cached[3]
-        if template is not None:
-            return template.copy()
-    made = _item_of(grant, rule, ctx)
-    if isinstance(made, Item):
-        made.value = ctx.money(made.value)
-        if made.amount is not None:
-            made.amount = ctx.money(made.amount)
-    if cached is None or cached[0] is not grant or cached[1] is not rule:
-        if len(_TEMPLATES) > 4096:
-            _TEMPLATES.clear()
-        _TEMPLATES[key] = (grant, rule, ctx.policy, made.copy() if (
-            isinstance(made, Item) and _fixed(grant)) else None)
-    return made
-
-
-def _item_of(grant: Grant, rule: Rule, ctx: Context) -> Item | str:
-    values = ctx.policy.values
-    if grant.refund is not None:
-        spec = grant.refund
-        if spec.percent is not None:
-            basis = _refund_basis(ctx, spec.of)
-            if basis is None:
-                return f"refund of {spec.percent}% of the {spec.of}: its value is unknown"
-            amount = ctx.money(basis * spec.percent / 100)
-        else:
-            amount = spec.fixed or ZERO
-        if spec.max is not None:
-            amount = min(amount, spec.max)
-        return Item(RemedyKind.refund, amount, rule.id, rule.because, amount=amount)
-    if grant.points is not None:
-        return Item(RemedyKind.points, ctx.money(grant.points * values.point), rule.id,
-                    rule.because, points=grant.points)
-    if grant.voucher is not None:
-        spec_v = grant.voucher
-        if spec_v.amount is not None:
-            return Item(RemedyKind.voucher, spec_v.amount, rule.id, rule.because,
-                        amount=spec_v.amount, expires_days=spec_v.expires_days)
-        percent = spec_v.percent or ZERO
-        basis = _money_value(ctx, ctx.incident.order_value) or values.typical_order
-        return Item(RemedyKind.voucher, ctx.money(basis * percent / 100), rule.id, rule.because,
-                    percent=percent, expires_days=spec_v.expires_days)
-    if grant.free_delivery is not None:
-        orders = grant.free_delivery.orders
-        return Item(RemedyKind.free_delivery, values.free_delivery * orders, rule.id, rule.because,
-                    quantity=orders)
-    if grant.replacement is not None:
-        value = (_money_value(ctx, ctx.incident.item_value or ctx.incident.order_value)
-                 or values.replacement_without_value)
-        return Item(RemedyKind.replacement, value, rule.id, rule.because,
-                    label="express" if grant.replacement.express else "")
-    if grant.gift is not None:
-        return Item(RemedyKind.gift, grant.gift.value, rule.id, rule.because, label=grant.gift.item)
-    if grant.priority_support is not None:
-        return Item(RemedyKind.priority_support, values.priority_support, rule.id, rule.because,
-                    quantity=grant.priority_support.days)
-    if grant.free_upgrade is not None:
-        return Item(RemedyKind.free_upgrade, grant.free_upgrade.value, rule.id, rule.because,
-                    label=grant.free_upgrade.to)
-    assert grant.personal_call is not None
-    return Item(RemedyKind.personal_call, values.personal_call, rule.id, rule.because,
-                due_hours=grant.personal_call.within_hours)
+def _grant(step: RuleStep, incident: Incident, draft: Draft) -> None:
+    """What a rule that applies grants: its remedies, and its offer if it is the first."""
+    rule_id = step.rule_id
+    draft.applied.append(rule_id)
+    if step.fixed is not None:
+        draft.base.extend(step.fixed)
+    else:
+        for grant in step.grants:
+            made = grant if isinstance(grant, Item) else grant(incident)
+            if isinstance(made, str):
+                draft.notes.append(f"{rule_id}: {made}")
+            else:
+                draft.base.append(made)
+    if step.offers and draft.offer_rule is None:
+        draft.offer_rule = step.rule
+        for label, grants in step.options:
+            option_items = []
+            for grant in grants:
+                made = grant if isinstance(grant, Item) else grant(incident)
+                if isinstance(made, str):
+                    draft.notes.append(f"{rule_id} ({label}): {made}")
+                else:
+                    option_items.append(made)
+            draft.options.append((label, option_items))
 
 
 def _joined(a: str, b: str) -> str:
     return a if b in a.split("+") else f"{a}+{b}"
 
 
-def combine(items: list[Item], ctx: Context) -> list[Item]:
-    """One remedy per kind (per item for gifts and upgrades, per type for vouchers)."""
+def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
+    """One remedy per kind (per item for gifts and upgrades, per type for vouchers); a refund
+    never exceeds what was paid."""
+    combined = items if len(items) < 2 else _merged(items)
+    for n, item in enumerate(combined):
+        if item.kind is _REFUND:
+            ceiling = paid(incident, currency)
+            if ceiling is not None and item.value > ceiling:
+                if item.dressed is not None:
+                    item = combined[n] = item.copy()  # noqa: PLW2901 - the copy replaces it
+                item.amount = item.value = ceiling
+    return combined
+
+
+def _merged(items: list[Item]) -> list[Item]:
     out: dict[tuple[RemedyKind, str], Item] = {}
     for item in items:
-        sub = item.label if item.kind in _LABELLED else (
-            "percent" if item.percent is not None else "")
-        key = (item.kind, sub)
+        kind = item.kind
+        sub = item.label if kind in _LABELLED else ("percent" if item.percent is not None else "")
+        key = (kind, sub)
         have = out.get(key)
         if have is None:
-            out[key] = item  # items are made afresh for each evaluation
+            out[key] = item
             continue
+        if have.dressed is not None:  # a policy's template: the sum is a new item
+            have = out[key] = have.copy()
         have.rule_id = _joined(have.rule_id, item.rule_id)
         have.because = have.because or item.because
         match item.kind:
@@ -348,344 +318,429 @@ def combine(items: list[Item], ctx: Context) -> list[Item]:
                 have.due_hours = min(have.due_hours or 24, item.due_hours or 24)
             case _:
                 pass  # a replacement, or the same gift or upgrade: given once
-    combined = list(out.values())
-    ceiling = paid(ctx)
-    for item in combined:
-        if item.kind is _REFUND and ceiling is not None and item.value > ceiling:
-            item.amount = item.value = ceiling
-    return combined
+    return list(out.values())
 
 
 # --- caps ------------------------------------------------------------------------------
 
 
-def total(items: Iterable[Item]) -> Decimal:
-    value = ZERO
-    for item in items:
-        value += item.value
-    return value
+def _dearest(options: list[tuple[str, list[Item]]]) -> Decimal:
+    """The value of the dearest option (the first of equals, as `max` picks), or zero."""
+    dearest: Decimal | None = None
+    for _, items in options:
+        value = total(items)
+        if dearest is None or value > dearest:
+            dearest = value
+    return ZERO if dearest is None else dearest
 
 
-def cut_to(items: list[Item], limit: Decimal, ctx: Context) -> tuple[list[Item], Decimal]:
-    """Cut `items` to be worth at most `limit`; returns what is left and what was cut."""
+def cut_to(items: list[Item], limit: Decimal, plan: CompiledPolicy) -> tuple[list[Item], Decimal]:
+    """Cut `items` to be worth at most `limit`; returns what is left and what was cut. Items
+    reduced are copies; the others are returned as they are."""
     excess = total(items) - limit
     if excess <= 0:
         return items, ZERO
-    left = [i.copy() for i in items]
+    if limit <= 0:
+        whole = _cut_whole(items, plan)
+        if whole is not None:
+            return whole
+    left: list[Item | None] = list(items)  # None: dropped whole
+    kinds = {item.kind for item in items}
     cut = ZERO
-    point = ctx.policy.values.point
-    for kind in ctx.policy.cut_order:
-        for item in reversed([i for i in left if i.kind is kind and i.value > 0]):
+    point, unit = plan.policy.values.point, plan.cent
+    for kind in plan.policy.cut_order:
+        if excess <= 0:
+            break
+        if kind not in kinds:
+            continue
+        for n in range(len(left) - 1, -1, -1):  # the last of a kind first
+            item = left[n]
+            if item is None or item.kind is not kind or item.value <= 0:
+                continue
             if excess <= 0:
                 break
-            before = item.value
+            before, value = item.value, ZERO
             if item.divisible and before > excess:
+                item = item.copy()
                 if item.kind is _POINTS:
-                    item.points = int(((item.value - excess) / point).to_integral_value(
-                        rounding=ROUND_DOWN)) if point > 0 else 0
-                    item.value = ctx.money(item.points * point)
+                    item.points = (
+                        int(((before - excess) / point).to_integral_value(rounding=ROUND_DOWN))
+                        if point > 0
+                        else 0
+                    )
+                    item.value = rounded(item.points * point, unit)
                 else:
-                    item.amount = (item.value - excess).quantize(ctx.cent, rounding=ROUND_DOWN)
+                    item.amount = (before - excess).quantize(unit, rounding=ROUND_DOWN)
                     item.value = item.amount
-            if item.value <= 0 or not item.divisible or before <= excess:
-                item.value, item.dropped = ZERO, True
-            cut += before - item.value
-            excess -= before - item.value
-    return [i for i in left if not i.dropped], cut
+                if item.value > 0:
+                    value = item.value
+            left[n] = item if value > 0 else None
+            cut += before - value
+            excess -= before - value
+    return [i for i in left if i is not None], cut
+
+
+def _cut_whole(items: list[Item], plan: CompiledPolicy) -> tuple[list[Item], Decimal] | None:
+    """`cut_to` a limit of zero or less, when no item has a negative value: then everything
+    a cap can cut is cut whole (the excess is never less than the item being cut)."""
+    cuttable = plan.cuttable
+    kept: list[Item] = []
+    cut = ZERO
+    for item in items:
+        value = item.value
+        if value < 0:
+            return None
+        if value > 0 and item.kind in cuttable:
+            cut += value
+        else:
+            kept.append(item)
+    return kept, cut
+
+
+def _cap_applied(plan: CompiledPolicy, facts: WindowFacts, cut: Cut) -> CapApplied:
+    currency = plan.policy.currency
+    known = plan.caps.get(cut.cap)
+    if known is not None and known[0] is cut.limit:  # the incident cap, or no budget left
+        limit, detail = known[1], known[2]
+    else:
+        limit = money(cut.limit, currency)
+        detail = cap_detail(cut.cap, plan.policy, facts.compensation, cut.limit)
+    return built(
+        CapApplied,
+        cap=cut.cap,
+        limit=limit,
+        cut=money(cut.cut, currency),
+        detail=detail if cut.option is None else f"{detail}; option {cut.option!r}",
+    )
+
+
+def _apply_caps(
+    draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None
+) -> Decimal:
+    """Cut the draft to the caps, in order; returns what is left of its value (the remedies
+    outside an offer and its dearest option)."""
+    guards = plan.policy.guards
+    value = total(draft.base) + _dearest(draft.options)
+    if value > guards.incident_cap:
+        value = _cut(draft, plan, "incident", guards.incident_cap)
+    limit = max(ZERO, guards.customer_cap - facts.compensation)
+    if value > limit:
+        value = _cut(draft, plan, "customer", limit)
+    if budget_remaining is not None:
+        limit = max(ZERO, budget_remaining)
+        if value > limit:
+            value = _cut(draft, plan, "budget", limit)
+    return value
+
+
+def _cut(draft: Draft, plan: CompiledPolicy, cap: str, limit: Decimal) -> Decimal:
+    """Cut the remedies outside an offer to `limit`, and each option to what they leave;
+    returns the value left."""
+    draft.base, cut = cut_to(draft.base, limit, plan)
+    base_total = total(draft.base)
+    if draft.options:
+        room = limit - base_total
+        options = []
+        for label, items in draft.options:
+            kept, option_cut = cut_to(items, room, plan)
+            options.append((label, kept))
+            if option_cut > 0:
+                draft.cuts.append(Cut(cap, limit, option_cut, label))
+        draft.options = options
+    if cut > 0:
+        draft.cuts.append(Cut(cap, limit, cut, None))
+    return base_total + _dearest(draft.options)
+
+
+# --- review ----------------------------------------------------------------------------
+
+
+def _refunded(items: list[Item]) -> Decimal:
+    value = ZERO
+    for item in items:
+        if item.kind is _REFUND:
+            value += item.value
+    return value
+
+
+def _review(
+    draft: Draft, plan: CompiledPolicy, incident: Incident, facts: WindowFacts, value: Decimal
+) -> str | None:
+    refund: Decimal | None = None
+    for trigger in plan.review:
+        if trigger.test is not None and not trigger.test(incident, facts):
+            continue
+        if trigger.refund_above is not None:
+            if refund is None:
+                refund = _refunded(draft.base) + max(
+                    (_refunded(items) for _, items in draft.options), default=ZERO
+                )
+            if refund <= trigger.refund_above:
+                continue
+        if trigger.total_above is not None and value <= trigger.total_above:
+            continue
+        return trigger.reason
+    return None
+
+
+def _foreign_currency(incident: Incident, currency: str) -> str | None:
+    order, item, charged = incident.order_value, incident.item_value, incident.charged_amount
+    if (
+        (order is None or order.currency == currency)
+        and (item is None or item.currency == currency)
+        and (charged is None or charged.currency == currency)
+    ):
+        return None
+    for name, value in (
+        ("order_value", incident.order_value),
+        ("item_value", incident.item_value),
+        ("charged_amount", incident.charged_amount),
+    ):
+        if value is not None and value.currency != currency:
+            return f"{name} is in {value.currency}, the policy in {currency}"
+    return None
 
 
 # --- the decision ----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Draft:
-    base: list[Item]
-    options: list[tuple[str, list[Item]]]
-    offer_rule: Rule | None
-    traces: list[RuleTrace]
-    caps: list[CapApplied]
-    notes: list[str]
-
-
-def _cent(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_exponent(currency))
-
-
-def _foreign_currency(incident: Incident, currency: str) -> str | None:
-    for name, money in (("order_value", incident.order_value),
-                        ("item_value", incident.item_value),
-                        ("charged_amount", incident.charged_amount)):
-        if money is not None and money.currency != currency:
-            return f"{name} is in {money.currency}, the policy in {currency}"
-    return None
-
-
-# Per incident type: each rule with the trace of its type condition ruling it out (None for
-# the rules to evaluate), and only the rules to evaluate (for evaluations without traces).
-_Gates = tuple[list[tuple[Rule, RuleTrace | None]], list[tuple[Rule, RuleTrace | None]]]
-_TYPE_GATES: dict[int, tuple[Policy, dict[IncidentType, _Gates]]] = {}
-
-
-def _type_gates(policy: Policy) -> dict[IncidentType, _Gates]:
-    """Most rules are about one type, so most need no evaluation for a given incident."""
-    cached = _TYPE_GATES.get(id(policy))
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    gates: dict[IncidentType, _Gates] = {}
-    for incident_type in IncidentType:
-        every: list[tuple[Rule, RuleTrace | None]] = [
-            (rule, RuleTrace(rule_id=rule.id, matched=False, reason=_in_list(
-                "type", incident_type.value, rule.when.type) or "")
-             if rule.when.type is not None and incident_type not in rule.when.type else None)
-            for rule in policy.rules]
-        gates[incident_type] = (every, [(rule, gate) for rule, gate in every if gate is None])
-    if len(_TYPE_GATES) > 64:
-        _TYPE_GATES.clear()
-    _TYPE_GATES[id(policy)] = (policy, gates)
-    return gates
-
-
-def _apply_rules(ctx: Context) -> Draft:
-    draft = Draft([], [], None, [], [], [])
-    groups: dict[str, str] = {}
-    every, evaluated = _type_gates(ctx.policy)[ctx.incident.type]
-    for rule, gate in (every if ctx.trace else evaluated):
-        if gate is not None:
-            if ctx.trace:
-                draft.traces.append(gate)
-            continue
-        if rule.group is not None and rule.group in groups:
-            if ctx.trace:
-                draft.traces.append(built(RuleTrace, rule_id=rule.id, matched=False, reason=(
-                    f"group {rule.group} already applied by {groups[rule.group]}")))
-            continue
-        matched, reason = check(rule.when, ctx)
-        if matched and rule.offer is not None and draft.offer_rule is not None:
-            reason += f"; its offer is ignored: {draft.offer_rule.id} made one first"
-        if ctx.trace:
-            draft.traces.append(built(RuleTrace, rule_id=rule.id, matched=matched,
-                                      reason=reason))
-        if not matched:
-            continue
-        if rule.group is not None:
-            groups[rule.group] = rule.id
-        for grant in rule.grant:
-            made = item_of(grant, rule, ctx)
-            if isinstance(made, str):
-                draft.notes.append(f"{rule.id}: {made}")
-            else:
-                draft.base.append(made)
-        if rule.offer is not None and draft.offer_rule is None:
-            draft.offer_rule = rule
-            for option in rule.offer.options:
-                option_items = []
-                for grant in option.grant:
-                    made = item_of(grant, rule, ctx)
-                    if isinstance(made, str):
-                        draft.notes.append(f"{rule.id} ({option.label}): {made}")
-                    else:
-                        option_items.append(made)
-                draft.options.append((option.label, option_items))
-    draft.base = combine(draft.base, ctx)
-    draft.options = [(label, combine(items, ctx)) for label, items in draft.options]
-    return draft
-
-
-def _cap_detail(cap: str, ctx: Context, limit: Decimal) -> str:
-    """The words of a cap, made only when it cuts something."""
-    guards, currency = ctx.policy.guards, ctx.policy.currency
-    if cap == "incident":
-        return f"at most {guards.incident_cap} {currency} per incident"
-    if cap == "customer":
-        return (f"at most {guards.customer_cap} {currency} per customer in "
-                f"{ctx.policy.window_days} days, {ctx.facts.compensation} {currency} granted "
-                "before")
-    return f"{limit} {currency} left in today's budget"
-
-
-def _cap_applied(cap: str, ctx: Context, limit: Decimal, cut: Decimal,
-                 option: str | None = None) -> CapApplied:
-    currency = ctx.policy.currency
-    detail = _cap_detail(cap, ctx, limit)
-    return built(CapApplied, cap=cap, limit=built(Money, amount=limit, currency=currency),
-                 cut=built(Money, amount=cut, currency=currency),
-                 detail=detail if option is None else f"{detail}; option {option!r}")
-
-
-def _apply_caps(draft: Draft, ctx: Context, budget_remaining: Decimal | None) -> None:
-    guards = ctx.policy.guards
-    limits: list[tuple[str, Decimal]] = [
-        ("incident", guards.incident_cap),
-        ("customer", max(ZERO, guards.customer_cap - ctx.facts.compensation)),
-    ]
-    if budget_remaining is not None:
-        limits.append(("budget", max(ZERO, budget_remaining)))
-    base_total = total(draft.base)
-    dearest = max((total(items) for _, items in draft.options), default=ZERO)
-    for cap, limit in limits:
-        if base_total + dearest <= limit:
-            continue  # nothing to cut: the common case
-        draft.base, cut = cut_to(draft.base, limit, ctx)
-        base_total = total(draft.base)
-        room = limit - base_total
-        options = []
-        for label, items in draft.options:
-            kept, option_cut = cut_to(items, room, ctx)
-            options.append((label, kept))
-            if option_cut > 0:
-                draft.caps.append(_cap_applied(cap, ctx, limit, option_cut, label))
-        draft.options = options
-        dearest = max((total(items) for _, items in draft.options), default=ZERO)
-        if cut > 0:
-            draft.caps.append(_cap_applied(cap, ctx, limit, cut))
-
-
-def _review(draft: Draft, ctx: Context) -> str | None:
-    worst_option = max((total(items) for _, items in draft.options), default=ZERO)
-    refund = total(i for i in draft.base if i.kind is _REFUND) + max(
-        (total(i for i in items if i.kind is _REFUND)
-         for _, items in draft.options), default=ZERO)
-    value = total(draft.base) + worst_option
-    for trigger in ctx.policy.guards.review:
-        if trigger.when is not None and not holds(trigger.when, ctx):
-            continue
-        if trigger.refund_above is not None and refund <= trigger.refund_above:
-            continue
-        if trigger.total_above is not None and value <= trigger.total_above:
-            continue
-        return f"{trigger.reason} ({trigger.id})"
-    return None
-
-
-def _action(item: Item, did: str, position: int, ctx: Context, now: datetime) -> Action:
-    currency = ctx.policy.currency
-    amount = (built(Money, amount=item.amount, currency=currency)
-              if item.amount is not None else None)
-    return built(Action,
-        position=position, idempotency_key=action_key(did, position), kind=item.kind,
-        amount=amount, percent=item.percent, points=item.points,
-        expires_at=now + timedelta(days=item.expires_days) if item.expires_days else None,
-        value=built(Money, amount=item.value, currency=currency), note=describe(item, currency),
-        rule_id=item.rule_id, quantity=item.quantity,
-        due_by=now + timedelta(hours=item.due_hours) if item.due_hours else None)
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """What the policy grants, before it is dressed as a `Decision`."""
+class Evaluation(NamedTuple):
+    """What the policy grants, before it is dressed as a `Decision` (immutable, and cheaper
+    to make as a named tuple than as a frozen dataclass)."""
 
     draft: Draft
     facts: WindowFacts
     review_reason: str | None
+    value: Decimal  # the remedies outside an offer and its dearest option
+    plan: CompiledPolicy
+
+    @property
+    def caps(self) -> list[CapApplied]:
+        """What the caps cut, as a decision records it."""
+        return [_cap_applied(self.plan, self.facts, cut) for cut in self.draft.cuts]
 
     @property
     def status(self) -> DecisionStatus:
-        return (DecisionStatus.held if self.review_reason else
-                DecisionStatus.awaiting_choice if self.draft.offer_rule is not None
-                else DecisionStatus.approved)
-
-    @property
-    def value(self) -> Decimal:
-        """The remedies outside an offer and its dearest option."""
-        return total(self.draft.base) + max((total(items) for _, items in self.draft.options),
-                                            default=ZERO)
+        return (
+            _HELD
+            if self.review_reason
+            else _AWAITING
+            if self.draft.offer_rule is not None
+            else _APPROVED
+        )
 
 
-def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
-             budget_remaining: Decimal | None = None, trace: bool = True) -> Evaluation:
-    """Rules, caps and review triggers for `incident` (see the module's docstring)."""
-    facts = WindowFacts.of(history, incident.incident_id, incident.type, now,
-                           policy.window_days)
-    ctx = Context(incident, facts, policy, _cent(policy.currency), trace)
-    draft = _apply_rules(ctx)
-    _apply_caps(draft, ctx, budget_remaining)
-    review_reason = _foreign_currency(incident, policy.currency) or _review(draft, ctx)
-    return Evaluation(draft, facts, review_reason)
+def _evaluate(
+    plan: CompiledPolicy,
+    incident: Incident,
+    history: CustomerHistory,
+    now: datetime,
+    *,
+    budget_remaining: Decimal | None,
+    trace: bool,
+    applying: Sequence[int] | None = None,
+) -> Evaluation:
+    policy = plan.policy
+    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days)
+    draft = _apply_rules(plan, incident, facts, trace, applying)
+    value = _apply_caps(draft, plan, facts, budget_remaining)
+    review_reason = _foreign_currency(incident, policy.currency) or _review(
+        draft, plan, incident, facts, value
+    )
+    return Evaluation(draft, facts, review_reason, value, plan)
 
 
-def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
-           budget_remaining: Decimal | None = None) -> Decision:
+def evaluate(
+    incident: Incident,
+    history: CustomerHistory,
+    policy: Policy,
+    now: datetime,
+    *,
+    budget_remaining: Decimal | None = None,
+    trace: bool = True,
+    applying: Sequence[int] | None = None,
+) -> Evaluation:
+    """Rules, caps and review triggers for `incident` (see the module's docstring); without
+    `trace`, the rules' traces are not kept (a backtest needs only the sums). `applying`,
+    when given, is what `applying_rules` found for the same incident and history, computed
+    beforehand (without traces only)."""
+    if applying is not None and trace:
+        raise ValueError("rules found beforehand leave no traces: give trace=False")
+    plan = compiled(policy)
+    return _evaluate(
+        plan,
+        incident,
+        history,
+        now,
+        budget_remaining=budget_remaining,
+        trace=trace,
+        applying=applying,
+    )
+
+
+def applying_rules(
+    incident: Incident, history: CustomerHistory, policy: Policy, now: datetime
+) -> tuple[int, ...]:
+    """The rules that apply to `incident`, by position among the rules of its type, for
+    `evaluate(..., applying=...)`. Unless the rules look at the compensation granted before
+    (`rules_read_compensation`), the values in `history` play no part: the rules can be
+    found before the earlier decisions are settled (a backtest does it in another process)."""
+    plan = compiled(policy)
+    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days)
+    return tuple(_applying(plan.rules[incident.type], incident, facts))
+
+
+def rules_read_compensation(policy: Policy) -> bool:
+    """Whether a rule of `policy` looks at the compensation granted in the window."""
+    return compiled(policy).rules_read_compensation
+
+
+# Spans by their length: a policy names few (expiries, deadlines, call windows).
+_DAYS: dict[int, timedelta] = {}
+_HOURS: dict[int, timedelta] = {}
+
+
+def _days(n: int) -> timedelta:
+    span = _DAYS.get(n)
+    if span is None:
+        span = _DAYS[n] = timedelta(days=n)
+    return span
+
+
+def _hours(n: int) -> timedelta:
+    span = _HOURS.get(n)
+    if span is None:
+        span = _HOURS[n] = timedelta(hours=n)
+    return span
+
+
+def _action(item: Item, did: str, position: int, currency: str, now: datetime) -> Action:
+    ready = item.dressed
+    if ready is not None:
+        note, value, amount = ready.note, ready.value, ready.amount
+    else:
+        note, value = describe(item, currency), money(item.value, currency)
+        amount = None if item.amount is None else money(item.amount, currency)
+    return built(
+        Action,
+        position=position,
+        idempotency_key=action_key(did, position),
+        kind=item.kind,
+        amount=amount,
+        percent=item.percent,
+        points=item.points,
+        expires_at=now + _days(item.expires_days) if item.expires_days else None,
+        value=value,
+        note=note,
+        rule_id=item.rule_id,
+        quantity=item.quantity,
+        due_by=now + _hours(item.due_hours) if item.due_hours else None,
+    )
+
+
+def decide(
+    incident: Incident,
+    history: CustomerHistory,
+    policy: Policy,
+    now: datetime,
+    *,
+    budget_remaining: Decimal | None = None,
+) -> Decision:
     """The decision the policy makes for `incident`, given the customer's history and, if
     known, what is left of today's budget. Pure: the same inputs give the same decision."""
-    evaluation = evaluate(incident, history, policy, now, budget_remaining=budget_remaining)
-    draft, facts, review_reason = evaluation.draft, evaluation.facts, evaluation.review_reason
-    ctx = Context(incident, facts, policy, _cent(policy.currency))
+    plan = compiled(policy)
+    evaluation = _evaluate(
+        plan, incident, history, now, budget_remaining=budget_remaining, trace=True
+    )
+    draft, review_reason, caps = evaluation.draft, evaluation.review_reason, evaluation.caps
+    currency = policy.currency
     did = decision_id(incident.incident_id)
 
-    actions = [built(Action,
-        position=0, idempotency_key=action_key(did, 0), kind=RemedyKind.apology,
-        amount=None, percent=None, points=None, expires_at=None,
-        value=built(Money, amount=ZERO, currency=policy.currency), note="an apology", rule_id=None,
-        quantity=None, due_by=None)]
-    actions += [_action(item, did, n, ctx, now) for n, item in enumerate(draft.base, 1)]
+    actions = [
+        built(
+            Action,
+            position=0,
+            idempotency_key=action_key(did, 0),
+            kind=_APOLOGY,
+            amount=None,
+            percent=None,
+            points=None,
+            expires_at=None,
+            value=plan.zero,
+            note="an apology",
+            rule_id=None,
+            quantity=None,
+            due_by=None,
+        )
+    ]
+    actions += [_action(item, did, n, currency, now) for n, item in enumerate(draft.base, 1)]
+    described = [action.note for action in actions[1:]]
     offer = None
     if draft.offer_rule is not None and draft.offer_rule.offer is not None:
         position = len(actions)
         options = []
         for label, items in draft.options:
-            option_actions = [_action(item, did, position + n, ctx, now)
-                              for n, item in enumerate(items)]
+            option_actions = [
+                _action(item, did, position + n, currency, now) for n, item in enumerate(items)
+            ]
             position += len(items)
             options.append(built(OfferOption, label=label, actions=option_actions))
         spec = draft.offer_rule.offer
-        offer = built(Offer,
-            offer_id=did, options=options, default_option=spec.default,
-            deadline=now + timedelta(hours=spec.deadline_hours))
-    return built(Decision,
-        decision_id=did, revision=0, incident=incident, policy_version=policy.version,
-        decided_at=now, status=evaluation.status, actions=actions,
-        total_value=built(Money, amount=evaluation.value, currency=policy.currency),
+        offer = built(
+            Offer,
+            offer_id=did,
+            options=options,
+            default_option=spec.default,
+            deadline=now + _hours(spec.deadline_hours),
+        )
+    return built(
+        Decision,
+        decision_id=did,
+        revision=0,
+        incident=incident,
+        policy_version=policy.version,
+        decided_at=now,
+        status=evaluation.status,
+        actions=actions,
+        total_value=money(evaluation.value, currency),
         rules=draft.traces,
-        caps=draft.caps, offer=offer, review_reason=review_reason, review=None, choice=None,
-        explanation=explain(incident, policy, draft, offer=offer,
-                            review_reason=review_reason, facts=facts))
+        caps=caps,
+        offer=offer,
+        review_reason=review_reason,
+        review=None,
+        choice=None,
+        explanation=explain(
+            incident,
+            policy,
+            draft,
+            described,
+            caps,
+            offer=offer,
+            review_reason=review_reason,
+            facts=evaluation.facts,
+        ),
+    )
 
 
 # --- words -----------------------------------------------------------------------------
 
-
-def describe(item: Item, currency: str) -> str:
-    """A remedy in plain words."""
-    match item.kind:
-        case RemedyKind.refund:
-            return f"a refund of {item.amount} {currency}"
-        case RemedyKind.points:
-            return f"{item.points} loyalty points (worth {item.value} {currency})"
-        case RemedyKind.voucher if item.percent is not None:
-            return f"a {item.percent.normalize():f}% voucher valid {item.expires_days} days"
-        case RemedyKind.voucher:
-            return f"a {item.amount} {currency} voucher valid {item.expires_days} days"
-        case RemedyKind.free_delivery:
-            n = item.quantity or 1
-            return "free delivery on your next order" if n == 1 else (
-                f"free delivery on your next {n} orders")
-        case RemedyKind.replacement:
-            return "a replacement sent by express" if item.label else "a replacement"
-        case RemedyKind.gift:
-            return f"a gift ({item.label})"
-        case RemedyKind.priority_support:
-            return f"priority support for {item.quantity} days"
-        case RemedyKind.free_upgrade:
-            return f"a free upgrade to {item.label}"
-        case RemedyKind.personal_call:
-            return f"a call from a manager within {item.due_hours} hours"
-        case _:
-            return "an apology"
-
-
 _HARM: dict[IncidentType, Callable[[Incident], str]] = {
     IncidentType.delivery_delayed: lambda i: (
-        f"your delivery was {i.delay_minutes} minutes later than we promised"),
+        f"your delivery was {i.delay_minutes} minutes later than we promised"
+    ),
     IncidentType.item_defective: lambda _: "an item in your order arrived defective",
     IncidentType.wrong_item: lambda _: "we sent you the wrong item",
     IncidentType.item_missing: lambda _: "an item was missing from your order",
     IncidentType.order_cancelled: lambda _: "we cancelled your order after you had paid",
     IncidentType.double_charge: lambda _: "we charged you twice for one order",
     IncidentType.support_wait_exceeded: lambda i: (
-        f"your request waited {i.wait_minutes} minutes for our first answer"),
+        f"your request waited {i.wait_minutes} minutes for our first answer"
+    ),
     IncidentType.service_outage: lambda i: (
         f"our service was unavailable for {i.outage_minutes} minutes"
-        if i.outage_minutes else "our service was unavailable"),
+        if i.outage_minutes
+        else "our service was unavailable"
+    ),
 }
 
 
@@ -693,31 +748,53 @@ def _listing(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def explain(incident: Incident, policy: Policy, draft: Draft, *, offer: Offer | None,
-            review_reason: str | None, facts: WindowFacts) -> str:
-    """One paragraph in plain language: the harm, what is given and why, what cut it."""
-    currency = policy.currency
+def explain(
+    incident: Incident,
+    policy: Policy,
+    draft: Draft,
+    described: list[str],
+    caps: list[CapApplied],
+    *,
+    offer: Offer | None,
+    review_reason: str | None,
+    facts: WindowFacts,
+) -> str:
+    """One paragraph in plain language: the harm, what is given and why, what cut it.
+    `described` are the remedies outside the offer in words (`describe`), in order; `caps`
+    what the caps cut."""
     harm = _HARM[incident.type](incident)
     gifts = ["an apology"]
-    for n, item in enumerate(draft.base):
-        last_of_reason = n + 1 == len(draft.base) or draft.base[n + 1].because != item.because
-        gifts.append(describe(item, currency)
-                     + (f" {item.because}" if item.because and last_of_reason else ""))
+    base = draft.base
+    last = len(base) - 1
+    for n, item in enumerate(base):
+        because = item.because
+        if because and (n == last or base[n + 1].because != because):
+            gifts.append(f"{described[n]} {because}")
+        else:
+            gifts.append(described[n])
     text = [f"We are sorry: {harm}. Under policy {policy.version} you get {_listing(gifts)}."]
     if offer is not None:
         labels = [label for label, _ in draft.options]
-        text.append(f"You can also choose between {_listing(labels)}; without a choice by "
-                    f"{offer.deadline:%Y-%m-%d %H:%M} UTC you get "
-                    f"{labels[offer.default_option]}.")
-    applied = [t.rule_id for t in draft.traces if t.matched]
-    if applied:
-        text.append(f"Rules applied: {', '.join(applied)}"
-                    + (f" (this is incident {facts.incidents + 1} in {policy.window_days} "
-                       "days)." if facts.incidents else "."))
-    text.extend(f"The {cap.cap} cap ({cap.detail}) cut {cap.cut}."
-                for cap in draft.caps)
-    text.extend(f"Not given: {note}." for note in draft.notes)
+        text.append(
+            f"You can also choose between {_listing(labels)}; without a choice by "
+            f"{offer.deadline:%Y-%m-%d %H:%M} UTC you get "
+            f"{labels[offer.default_option]}."
+        )
+    if draft.applied:
+        text.append(
+            f"Rules applied: {', '.join(draft.applied)}"
+            + (
+                f" (this is incident {facts.incidents + 1} in {policy.window_days} days)."
+                if facts.incidents
+                else "."
+            )
+        )
+    if caps:
+        text.extend(f"The {cap.cap} cap ({cap.detail}) cut {cap.cut}." for cap in caps)
+    if draft.notes:
+        text.extend(f"Not given: {note}." for note in draft.notes)
     if review_reason:
-        text.append(f"A person reviews this decision before anything is sent, because "
-                    f"{review_reason}.")
+        text.append(
+            f"A person reviews this decision before anything is sent, because {review_reason}."
+        )
     return " ".join(text)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from schemas.incident import Detection, IncidentType
 
 ZERO = Decimal(0)
+_PROACTIVE = Detection.proactive
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +40,20 @@ class WindowFacts:
     compensation: Decimal
 
     @classmethod
-    def of(cls, history: CustomerHistory, incident_id: str, incident_type: IncidentType,
-           now: datetime, window_days: int) -> WindowFacts:
-        since = now - timedelta(days=window_days)
+    def of(
+        cls,
+        history: CustomerHistory,
+        incident_id: str,
+        incident_type: IncidentType,
+        now: datetime,
+        window_days: int,
+    ) -> WindowFacts:
+        if not history.incidents:
+            return _NOTHING
+        window = _WINDOWS.get(window_days)
+        if window is None:
+            window = _WINDOWS[window_days] = timedelta(days=window_days)
+        since = now - window
         incidents = same_type = claims = 0
         compensation = ZERO
         for past in history.incidents:
@@ -49,6 +61,10 @@ class WindowFacts:
                 continue
             incidents += 1
             same_type += past.type is incident_type
-            claims += past.detection is not Detection.proactive
+            claims += past.detection is not _PROACTIVE
             compensation += past.value
         return cls(incidents, same_type, claims, compensation)
+
+
+_NOTHING = WindowFacts(0, 0, 0, ZERO)  # the facts of an empty history
+_WINDOWS: dict[int, timedelta] = {}

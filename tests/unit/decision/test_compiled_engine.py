@@ -1,0 +1,274 @@
+"""What makes the engine fast changes nothing it decides: the compiled policy and what it keeps
+(traces, combined remedies), the ids made without `uuid`, generated incidents built from their
+draws, the rules found beforehand and the backtest in two processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from schemas.common import Money
+from schemas.common import deterministic_id as schema_id
+from schemas.decision import RemedyKind, decision_id
+from schemas.incident import Incident, IncidentType, incident_id
+from services.decision import backtest as backtests
+from services.decision.backtest import Tally, backtest, backtest_generated, generate_incidents
+from services.decision.domain import compiled as compiled_policies
+from services.decision.domain import ids
+from services.decision.domain.engine import (
+    applying_rules,
+    cut_to,
+    decide,
+    evaluate,
+    rules_read_compensation,
+)
+from services.decision.domain.history import CustomerHistory, PastIncident
+from services.decision.domain.policy import Policy, load_policy
+from services.decision.domain.remedies import Item, built
+from tests.factories import incident
+
+pytestmark = pytest.mark.unit
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+DEFAULT = load_policy("deploy/policy/default.yaml")
+
+
+def variant(**changes: Any) -> Policy:
+    """The default policy with other guards (`guards`) or extra rules (`rules`)."""
+    data = DEFAULT.model_dump(mode="json")
+    data["guards"].update(changes.get("guards", {}))
+    data["rules"] += changes.get("rules", [])
+    return Policy.model_validate(data)
+
+
+def cases(policy: Policy, count: int) -> list[tuple[Incident, CustomerHistory, Decimal]]:
+    """Generated incidents with the histories and the budget left they meet (one day)."""
+    histories: dict[str, CustomerHistory] = {}
+    left = policy.guards.daily_budget
+    made = []
+    for one in generate_incidents(count, start=START, days=1, seed=11):
+        history = histories.get(one.customer.id, CustomerHistory())
+        made.append((one, history, left))
+        result = evaluate(one, history, policy, one.detected_at, budget_remaining=left)
+        left -= result.value
+        histories[one.customer.id] = history.plus(
+            PastIncident(one.incident_id, one.type, one.detection, one.detected_at, result.value)
+        )
+    return made
+
+
+def signature(tally: Tally) -> tuple[object, ...]:
+    return (
+        tally.decisions,
+        str(tally.cost),
+        tally.held,
+        str(tally.held_value),
+        tally.offers,
+        tally.apology_only,
+        sorted(tally.remedies.items()),
+        sorted((kind, str(value)) for kind, value in tally.remedy_value.items()),
+        sorted(tally.caps.items()),
+        str(tally.cut),
+    )
+
+
+# --- ids ---------------------------------------------------------------------------------
+
+
+def test_ids_are_those_of_the_contracts() -> None:
+    rng = random.Random(3)
+    for n in range(3000):
+        parts = [str(n), "".join(chr(rng.randrange(32, 0x2FF)) for _ in range(rng.randrange(9)))]
+        assert ids.deterministic_id("kind", *parts) == schema_id("kind", *parts)
+        assert ids.decision_id(parts[1]) == decision_id(parts[1])
+
+
+def test_generated_incidents_have_the_ids_of_their_facts() -> None:
+    for n, made in enumerate(generate_incidents(300, start=START, seed=5)):
+        assert made.incident_id == incident_id(made.type, "generated", "5", str(n))
+
+
+# --- generated incidents -------------------------------------------------------------------
+
+
+def test_an_item_is_worth_its_share_of_the_order_as_decimals_would_round_it() -> None:
+    for cents in range(500, 30_000, 37):
+        for percent in range(10, 100):
+            exact = (Decimal(cents).scaleb(-2) * percent / 100).quantize(Decimal("0.01"))
+            assert Decimal(backtests._share(cents, percent)).scaleb(-2) == exact
+
+
+def test_generated_incidents_are_the_same_for_the_same_seed() -> None:
+    first = list(generate_incidents(500, start=START, days=2, seed=9))
+    again = list(generate_incidents(500, start=START, days=2, seed=9))
+    assert [i.model_dump_json() for i in first] == [i.model_dump_json() for i in again]
+    assert {i.type for i in first} == set(IncidentType)
+
+
+# --- the engine --------------------------------------------------------------------------
+
+
+def test_decisions_do_not_depend_on_what_the_engine_kept() -> None:
+    policy = variant(guards={"daily_budget": "300.00", "customer_cap": "40.00"})
+    made = [cases(policy, 600)]
+    first = [decide(i, h, policy, i.detected_at, budget_remaining=b) for i, h, b in made[0]]
+    compiled_policies._COMPILED.clear()
+    fresh = Policy.model_validate(policy.model_dump(mode="json"))  # another object, compiled anew
+    again = [decide(i, h, fresh, i.detected_at, budget_remaining=b) for i, h, b in made[0]]
+    assert [d.model_dump_json() for d in first] == [d.model_dump_json() for d in again]
+    assert any(d.caps for d in first)
+    assert any(d.offer for d in first)
+
+
+def test_rules_found_beforehand_give_the_same_evaluation() -> None:
+    policy = variant(guards={"daily_budget": "500.00"})
+    for one, history, left in cases(policy, 800):
+        found = applying_rules(one, history, policy, one.detected_at)
+        # the rules do not need the values granted before: a history without them will do
+        bare = CustomerHistory(
+            tuple(
+                PastIncident(p.incident_id, p.type, p.detection, p.decided_at)
+                for p in history.incidents
+            )
+        )
+        assert applying_rules(one, bare, policy, one.detected_at) == found
+        plain = evaluate(one, history, policy, one.detected_at, budget_remaining=left, trace=False)
+        given = evaluate(
+            one,
+            history,
+            policy,
+            one.detected_at,
+            budget_remaining=left,
+            trace=False,
+            applying=found,
+        )
+        assert (given.value, given.review_reason, given.status) == (
+            plain.value,
+            plain.review_reason,
+            plain.status,
+        )
+        assert given.draft.base == plain.draft.base
+        assert given.draft.options == plain.draft.options
+        assert given.draft.cuts == plain.draft.cuts
+
+
+def test_rules_found_beforehand_have_no_traces() -> None:
+    one, history, _ = cases(DEFAULT, 1)[0]
+    found = applying_rules(one, history, DEFAULT, one.detected_at)
+    with pytest.raises(ValueError, match="trace=False"):
+        evaluate(one, history, DEFAULT, one.detected_at, applying=found)
+
+
+def test_a_policy_whose_rules_look_at_compensation_is_known() -> None:
+    assert not rules_read_compensation(DEFAULT)
+    assert rules_read_compensation(
+        variant(rules=[{"id": "much-granted", "when": {"compensation_in_window": {"gte": 50}}}])
+    )
+
+
+def test_an_offer_of_remedies_worth_nothing_totals_in_cents() -> None:
+    """The value of the dearest option is that of the first of equals (`max`), so a decision
+    whose only remedies are options worth 0.00 is worth 0.00, not 0."""
+    policy = variant(
+        rules=[
+            {
+                "id": "zero-offer",
+                "when": {"tenant": ["t-zero"]},
+                "offer": {
+                    "options": [
+                        {"label": "support", "grant": [{"priority_support": {"days": 5}}]},
+                        {"label": "a call", "grant": [{"personal_call": {"within_hours": 5}}]},
+                    ]
+                },
+            }
+        ]
+    )
+    one = Incident.model_validate(
+        incident("delivery_delayed", delay_minutes=10, tenant="t-zero", fact="zero")
+    )
+    made = decide(one, CustomerHistory(), policy, one.detected_at)
+    assert made.offer is not None
+    assert made.total_value.model_dump(mode="json") == {"amount": "0.00", "currency": "EUR"}
+
+
+def test_a_cap_at_zero_cuts_around_a_negative_amount_as_the_cut_order_says() -> None:
+    """With nothing left, everything a cap can cut is cut whole, unless an item is worth less
+    than nothing: then the general rule applies (here the voucher is only reduced)."""
+    plan = compiled_policies.compiled(DEFAULT)
+    voucher = Item(RemedyKind.voucher, Decimal("10.00"), "r", amount=Decimal("10.00"))
+    refund = Item(RemedyKind.refund, Decimal("-8.00"), "r", amount=Decimal("-8.00"))
+    kept, cut = cut_to([voucher, refund], Decimal(0), plan)
+    assert [(i.kind, i.value) for i in kept] == [
+        (RemedyKind.voucher, Decimal("8.00")),
+        (RemedyKind.refund, Decimal("-8.00")),
+    ]
+    assert cut == Decimal("2.00")
+    assert voucher.value == Decimal("10.00")  # the item cut is a copy
+    points = Item(RemedyKind.points, Decimal("3.00"), "r", points=300)
+    call = Item(RemedyKind.personal_call, Decimal("0.00"), "r", due_hours=24)
+    kept, cut = cut_to([points, call], Decimal(0), plan)
+    assert kept == [call]
+    assert cut == Decimal("3.00")
+
+
+def test_a_model_built_without_validation_needs_every_field() -> None:
+    assert built(Money, amount=Decimal("1.50"), currency="EUR") == Money.of("1.50", "EUR")
+    with pytest.raises(TypeError, match="currency"):
+        built(Money, amount=Decimal("1.50"))
+
+
+# --- backtests -----------------------------------------------------------------------------
+
+
+def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    policies = [DEFAULT, variant(guards={"daily_budget": "900.00", "customer_cap": "30.00"})]
+    alone = backtest(generate_incidents(3000, start=START, days=2, seed=4), policies)
+
+    def not_here(_: object) -> None:
+        raise AssertionError("the incidents were drawn in this process")
+
+    monkeypatch.setattr(backtests, "_WORTH_A_PROCESS", 0)
+    monkeypatch.setattr(backtests._Generated, "incidents", not_here)
+    advanced: list[int] = []
+    shared = backtest_generated(
+        3000, policies, start=START, days=2, seed=4, progress=advanced.append, every=500
+    )
+    assert [signature(t) for t in shared] == [signature(t) for t in alone]
+    assert sum(advanced) == 3000
+    assert alone[1].caps
+    assert alone[1].held
+
+
+def test_a_backtest_of_rules_that_look_at_compensation_stays_in_one_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backtests, "_WORTH_A_PROCESS", 0)
+    policy = variant(
+        rules=[
+            {
+                "id": "much-granted",
+                "when": {"compensation_in_window": {"gte": 5}},
+                "grant": [{"points": 100}],
+            }
+        ]
+    )
+
+    def no_process(*_: object, **__: object) -> None:
+        raise AssertionError("a second process was started")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_process)
+    alone = backtest(generate_incidents(1500, start=START, days=1, seed=2), [policy])
+    shared = backtest_generated(1500, [policy], start=START, days=1, seed=2)
+    assert [signature(t) for t in shared] == [signature(t) for t in alone]
+    assert alone[0].remedies["points"] > 0
+
+
+def test_generated_days_are_spread_evenly() -> None:
+    made = list(generate_incidents(10, start=START, days=1))
+    assert made[0].detected_at == START
+    assert made[-1].detected_at == START + timedelta(days=1) / 10 * 9
