@@ -4,8 +4,10 @@ effects, simulating each policy's own customer histories and daily budgets."""
 from __future__ import annotations
 
 import gc
-import multiprocessing
+import pickle
 import random
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import accumulate
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import IO, Any
 
 from schemas.common import CustomerSnapshot, Money, Tier
 from schemas.decision import RemedyKind
@@ -174,30 +175,54 @@ def backtest_generated(
         or any(rules_read_compensation(policy) for policy in policies)
     ):
         return backtest(generated.incidents(), policies, progress, every)
-    context = multiprocessing.get_context("spawn")  # not fork: the caller may run threads
-    receiving, sending = context.Pipe(duplex=False)
-    finder = context.Process(
-        target=_find_rules,
-        name="amends-backtest-rules",
-        daemon=True,
-        args=(sending, generated, list(policies)),
-    )
-    finder.start()
-    sending.close()
+    # A fresh interpreter that imports only what finding rules needs: not a fork (the
+    # caller may run threads), and not multiprocessing's spawn, which imports the caller's
+    # program again (the whole `amends` command, a second of the child's start).
+    finder = subprocess.Popen(
+        [sys.executable, "-m", "services.decision.backtest_rules"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert finder.stdin is not None
+    assert finder.stdout is not None
     try:
-        return _backtest(_found_elsewhere(receiving, generated), policies, progress, every)
+        pickle.dump((generated, list(policies)), finder.stdin)
+        finder.stdin.close()
+        return _backtest(_found_elsewhere(Received(finder.stdout), generated), policies,
+                         progress, every)
     finally:
-        receiving.close()
-        if finder.is_alive():
+        finder.stdout.close()
+        if finder.poll() is None:
             finder.terminate()
-        finder.join()
+        finder.wait()
 
 
 _WORTH_A_PROCESS = 100_000  # fewer incidents take less than starting a process does
 _BATCH = 2_000
 
 
-def _find_rules(sending: Connection, generated: _Generated, policies: list[Policy]) -> None:
+class Sent:
+    """One end of the pipe between the processes: each object pickled onto a stream."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def send(self, obj: object) -> None:
+        pickle.dump(obj, self._stream, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class Received:
+    """The other end: the objects in the order sent; EOFError when the sender is gone."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def recv(self) -> Any:
+        return pickle.load(self._stream)  # noqa: S301 -- our own child process writes it
+
+
+def find_rules(sending: Sent, generated: _Generated, policies: list[Policy]) -> None:
     """In the second process of `backtest_generated`: send each incident's draw with the
     rules that apply to it under each policy, in batches, then None."""
     build = generated.builder()
@@ -221,8 +246,8 @@ def _find_rules(sending: Connection, generated: _Generated, policies: list[Polic
     sending.close()
 
 
-def _found_elsewhere(receiving: Connection, generated: _Generated) -> Iterator[_Found]:
-    """The incidents sent by `_find_rules`, built again, with the rules found for them."""
+def _found_elsewhere(receiving: Received, generated: _Generated) -> Iterator[_Found]:
+    """The incidents sent by `find_rules`, built again, with the rules found for them."""
     build = generated.builder()
     n = 0
     while True:

@@ -4,8 +4,8 @@ draws, the rules found beforehand and the backtest in two processes."""
 
 from __future__ import annotations
 
-import multiprocessing
 import random
+import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -261,7 +261,7 @@ def test_a_backtest_of_rules_that_look_at_compensation_stays_in_one_process(
     def no_process(*_: object, **__: object) -> None:
         raise AssertionError("a second process was started")
 
-    monkeypatch.setattr(multiprocessing, "get_context", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
     alone = backtest(generate_incidents(1500, start=START, days=1, seed=2), [policy])
     shared = backtest_generated(1500, [policy], start=START, days=1, seed=2)
     assert [signature(t) for t in shared] == [signature(t) for t in alone]
