@@ -35,6 +35,8 @@ demo: install ## bring everything up, play a short scenario, print what happened
 	$(BIN)/amends demo
 
 test: install ## the whole test suite (starts the local stack if nothing else is given)
+	@if command -v go >/dev/null; then cd deploy/ferretdb && go test .; \
+	else echo "no go command: the FerretDB launcher's test is skipped"; fi
 	$(BIN)/pytest
 
 test-unit: install ## the fast tests: pure code and fakes
