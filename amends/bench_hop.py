@@ -1,10 +1,11 @@
 """The benchmark's ceiling: a plain aiokafka consume-and-forward hop with no logic and no
 database — `python -m amends.bench_hop IN_TOPIC OUT_TOPIC GROUP BOOTSTRAP [SIZE [COPIES]]`.
 
-It batches and commits like the services do (offsets committed after the forwarded batch is
-acknowledged), and forwards each message as COPIES messages of SIZE bytes, the size of what
-the matching service publishes, so the ratio between it and the pipeline is the cost of
-Amends' own work, not of moving different bytes.
+It batches, publishes and commits like the services do (the forwarded messages packed per
+partition by `send_packed`, offsets committed after they are acknowledged), and forwards each
+message as COPIES messages of SIZE bytes, the size of what the matching service publishes, so
+the ratio between it and the pipeline is the cost of Amends' own work, not of moving different
+bytes or of publishing differently.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.common.messaging import BATCH_BYTES, Outgoing, send_packed
 
 
 def resized(value: bytes, size: int) -> bytes:
@@ -29,7 +32,7 @@ async def forward(source: str, target: str, group: str, bootstrap: str, *, size:
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_records=500)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                linger_ms=5)
+                                linger_ms=5, max_batch_size=BATCH_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -39,10 +42,10 @@ async def forward(source: str, target: str, group: str, bootstrap: str, *, size:
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=50, max_records=500)
-            futures = [await producer.send(target, resized(r.value or b"", size), key=r.key)
-                       for records in batch.values() for r in records for _ in range(copies)]
-            if futures:
-                await asyncio.gather(*futures)
+            out = [Outgoing(target, (r.key or b"").decode(), resized(r.value or b"", size))
+                   for records in batch.values() for r in records for _ in range(copies)]
+            if out:
+                await asyncio.gather(*await send_packed(producer, out))
                 await consumer.commit()
     finally:
         await consumer.stop()

@@ -60,7 +60,7 @@ class Runtime:
         registry = registry or CollectorRegistry()
         clock = clock or system_clock
         broker = make_broker(settings, registry)
-        publisher = KafkaPublisher(broker)
+        publisher = KafkaPublisher(broker, registry)
         return cls(
             settings=settings, registry=registry, clock=clock, broker=broker,
             mongo=mongo or make_client(settings.mongo_url), publisher=publisher,
