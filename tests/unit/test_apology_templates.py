@@ -31,6 +31,7 @@ from services.fulfilment.messages import (
     LOCALES,
     MessageExtras,
     RenderedMessage,
+    _tidy,
     count,
     format_duration,
     format_money,
@@ -314,3 +315,14 @@ def test_durations_round_to_the_unit_a_person_would_use() -> None:
     # A time limit is rounded down: 71 h 59 min is not "3 days".
     assert format_duration(72 * 60 - 1, "en", within=True) == "2\u00a0days"
     assert format_duration(72 * 60, "en", within=True) == "3\u00a0days"
+
+
+@pytest.mark.parametrize(("rendered", "tidy"), [
+    ("  Dear  Ann ,\t\n\n\n\nWe are\tsorry .  \n- a  refund !\n\n",
+     "Dear Ann,\n\nWe are sorry.\n- a refund!"),
+    ("a\r\nb\rc\x0bd\u2028e", "a\nb\nc\nd\ne"),  # every line break Python knows
+    ("\xa0a\xa0\n \u3000b\u3000 ", "a\nb"),  # other spaces at a line's ends
+    ("a\xa0b (x )", "a\xa0b (x)"),  # inside a line they stay, except before punctuation
+])
+def test_template_whitespace_becomes_prose(rendered: str, tidy: str) -> None:
+    assert _tidy(rendered) == tidy
