@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot, Money
-from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new
+from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new, stored
 from services.common.outbox import MongoOutbox
 from services.intake.domain.detection import Check, CheckKind, FirstCapture, closed_id
 
@@ -147,7 +147,7 @@ class IntakeStore:
         snapshot of the hour is kept)."""
         docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
                     "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
-                    "customer": customer.model_dump(mode="json")}
+                    "customer": customer.model_dump_json()}  # text: see `stored`
                 for customer, tenant, at in seen}
         for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], self.chunk):
             await insert_new(self.customers, part)
@@ -167,7 +167,7 @@ class IntakeStore:
             if doc["customer_id"] in given:
                 continue
             given.add(doc["customer_id"])
-            chunk.append(CustomerSnapshot.model_validate(doc["customer"]))
+            chunk.append(CustomerSnapshot.model_validate(stored(doc["customer"])))
             if len(chunk) >= self.chunk:
                 yield chunk
                 chunk = []
