@@ -9,19 +9,20 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from services.common.mongo import Doc, make_client
-from tests.infra import Infra, provide
+from tests.infra import Infra, provide, swept
 from tests.mail import Inbox, smtp_server
 
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
-    with provide() as found:
+    with provide() as found, swept(found):
         yield found
 
 
 @pytest.fixture
 def suffix() -> str:
-    """A random suffix, so each test has its own topics and database and cleans up nothing."""
+    """A random suffix, so each test has its own topics and database; they are deleted when
+    the session ends (`tests.infra.swept`)."""
     return uuid.uuid4().hex[:10]
 
 
