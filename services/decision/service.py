@@ -31,7 +31,14 @@ from schemas.incident import Incident, IncidentDetected
 from schemas.outcome import ActionStatus, OutcomeRecorded
 from services.common.clock import Clock
 from services.common.errors import describe
-from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
+from services.common.messaging import (
+    DeadLetters,
+    Outgoing,
+    Publisher,
+    Record,
+    outgoing,
+    outgoing_with_data,
+)
 from services.common.mongo import Doc, stored
 from services.common.outbox import record_then_publish
 from services.decision.adapters.budget import Budget, BudgetContentionError
@@ -131,8 +138,9 @@ class DecisionService:
         items: list[tuple[Doc, Outgoing]] = []
         for decision in made:
             reservation = decision.decision_id if decision.status.executable else None
-            items.append((decision_doc(decision, reservation=reservation),
-                          outgoing(self.settings.decisions_topic, _event(decision, now))))
+            doc = decision_doc(decision, reservation=reservation)
+            items.append((doc, outgoing_with_data(self.settings.decisions_topic,
+                                                  _event(decision, now), doc["decision"])))
         # A decision recorded before a crash but never published is published now, as made.
         published = await self.store.decisions.published(list(known))
         for doc in known.values():
@@ -235,7 +243,8 @@ class DecisionService:
         doc = decision_doc(revision, reservation=reservation)
         doc["_id"] = f"{revision.decision_id}:{revision.revision}"
         await record_then_publish(self.store.revisions, self.publisher, [
-            (doc, outgoing(self.settings.decisions_topic, _event(revision, now)))])
+            (doc, outgoing_with_data(self.settings.decisions_topic, _event(revision, now),
+                                     doc["decision"]))])
         await self.store.update_current(revision, reservation)
 
     async def review(self, decision_id: str, verdict: Literal["approved", "rejected"],
