@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from pymongo import AsyncMongoClient
 
 from amends import stack
 from amends.bench_stats import percentile
@@ -322,21 +321,26 @@ async def ceiling(bootstrap: str, count: int, logs: Path, *, limit_s: float,
         ([sys.executable, "-m", "amends.bench_hop", a, b, f"hop-{run}-{n}", bootstrap,
           str(size), str(copies)], {"AMENDS_BENCH_NAME": f"hop-{n}"})
         for n, (a, b, size, copies) in enumerate(hops)]
-    with processes(commands, logs / f"ceiling-{run}"):
-        say("warming up: one event through the three hops")
-        warm = [(f"warm-{run}", upstream_event(f"warm-{run}", 0, datetime.now(UTC)))]
-        async with Watch(bootstrap) as watch:
-            await produce(bootstrap, t.upstream, warm)
-            if not await watch.until(t.outcomes, OUTCOMES_PER_INCIDENT, time.monotonic() + 60):
-                raise TimeoutError(f"the ceiling's hops did not start; see {logs}")
-            events = list(late_deliveries(run, count))
-            say(f"sending {count:,} events")
-            began = time.monotonic()
-            await produce(bootstrap, t.upstream, events)
-            expected = (count + 1) * OUTCOMES_PER_INCIDENT
-            await watch.until(t.outcomes, expected, began + limit_s)
-            outcomes = await watch.total(t.outcomes) - OUTCOMES_PER_INCIDENT
-        seconds = time.monotonic() - began
+    try:
+        with processes(commands, logs / f"ceiling-{run}"):
+            say("warming up: one event through the three hops")
+            warm = [(f"warm-{run}", upstream_event(f"warm-{run}", 0, datetime.now(UTC)))]
+            async with Watch(bootstrap) as watch:
+                await produce(bootstrap, t.upstream, warm)
+                deadline = time.monotonic() + 60
+                if not await watch.until(t.outcomes, OUTCOMES_PER_INCIDENT, deadline):
+                    raise TimeoutError(f"the ceiling's hops did not start; see {logs}")
+                events = list(late_deliveries(run, count))
+                say(f"sending {count:,} events")
+                began = time.monotonic()
+                await produce(bootstrap, t.upstream, events)
+                expected = (count + 1) * OUTCOMES_PER_INCIDENT
+                await watch.until(t.outcomes, expected, began + limit_s)
+                outcomes = await watch.total(t.outcomes) - OUTCOMES_PER_INCIDENT
+            seconds = time.monotonic() - began
+    finally:  # after the hops stopped: a running consumer would create its topic again
+        await stack.forget(bootstrap, "", [],
+                           [t.upstream, t.incidents, t.decisions, t.outcomes])
     return Carried(seconds, count, count, outcomes, count * OUTCOMES_PER_INCIDENT)
 
 
@@ -395,54 +399,42 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
     envs = service_env(bootstrap, mongo_url, t, run)
     here = logs / f"pipeline-{run}"
     commands = [([sys.executable, *profiled(here, name)], envs[name]) for name in services]
-    with processes(commands, here):
-        say("starting " + ", ".join(services))
-        async with httpx.AsyncClient(timeout=1.0) as http:
-            deadline = time.monotonic() + 90
-            for name in services:
-                while True:
-                    with suppress(httpx.HTTPError):
-                        reply = await http.get(f"http://127.0.0.1:{PORTS[name]}/health")
-                        if reply.status_code == 200:
-                            break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{name} did not become healthy; see {logs}")
-                    await asyncio.sleep(0.2)
-        say("warming up: one incident through the pipeline")
-        key = f"warm-{run}"
-        if "intake" in services:
-            topic, value = t.upstream, upstream_event(key, 0, datetime.now(UTC))
-        else:
-            now = datetime.now(UTC)
-            topic, value = t.incidents, outage_incident(key, 0, now, now)
-        await produce(bootstrap, topic, [(key, value)])
-        warm = await carried_out(bootstrap, t, 1, time.monotonic(), limit_s=120)
-        if not warm.finished:
-            raise TimeoutError(f"the warm-up incident was not carried out; see {logs}")
-        try:
+    try:
+        with processes(commands, here):
+            say("starting " + ", ".join(services))
+            async with httpx.AsyncClient(timeout=1.0) as http:
+                deadline = time.monotonic() + 90
+                for name in services:
+                    while True:
+                        with suppress(httpx.HTTPError):
+                            reply = await http.get(f"http://127.0.0.1:{PORTS[name]}/health")
+                            if reply.status_code == 200:
+                                break
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"{name} did not become healthy; see {logs}")
+                        await asyncio.sleep(0.2)
+            say("warming up: one incident through the pipeline")
+            key = f"warm-{run}"
+            if "intake" in services:
+                topic, value = t.upstream, upstream_event(key, 0, datetime.now(UTC))
+            else:
+                now = datetime.now(UTC)
+                topic, value = t.incidents, outage_incident(key, 0, now, now)
+            await produce(bootstrap, topic, [(key, value)])
+            warm = await carried_out(bootstrap, t, 1, time.monotonic(), limit_s=120)
+            if not warm.finished:
+                raise TimeoutError(f"the warm-up incident was not carried out; see {logs}")
             yield Running(t, warm.decided, warm.outcomes)
-        finally:
-            await _forget(bootstrap, mongo_url, [envs[n] for n in services])
+    finally:  # after the services stopped: a running consumer would create its topic again
+        await _forget(bootstrap, mongo_url, [envs[n] for n in services])
 
 
 async def _forget(bootstrap: str, mongo_url: str, envs: Sequence[dict[str, str]]) -> None:
-    """Drop a run's databases and topics: runs would otherwise pile up on the local stack
-    (hundreds of SQLite files slow FerretDB down), and no run reads another's data."""
-    dbs = sorted({v for env in envs for k, v in env.items() if k.endswith("_MONGO_DB")})
-    topics = sorted({v for env in envs for k, v in env.items() if k.endswith("_TOPIC")})
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    try:
-        for db in dbs:
-            await client.drop_database(db)
-    finally:
-        await client.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        with suppress(Exception):  # a topic a service never created is not there to delete
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
+    """Drop a run's databases and topics (no run reads another's data)."""
+    await stack.forget(
+        bootstrap, mongo_url,
+        sorted({v for env in envs for k, v in env.items() if k.endswith("_MONGO_DB")}),
+        sorted({v for env in envs for k, v in env.items() if k.endswith("_TOPIC")}))
 
 
 async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: Path, *,

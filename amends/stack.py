@@ -281,6 +281,31 @@ asyncio.run(main())
 """
 
 
+async def forget(bootstrap: str, mongo_url: str, databases: Sequence[str],
+                 topics: Sequence[str]) -> None:
+    """Drop `databases` and delete `topics` (what a bench run or a test session made): left
+    behind, they pile up on the local stack until FerretDB slows down and Kafka runs out of
+    open files. A topic that was never created is not there to delete, and that is fine."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415 - only the tools need it
+    from pymongo import AsyncMongoClient  # noqa: PLC0415
+
+    if databases:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_url)
+        try:
+            for name in databases:
+                await client.drop_database(name)
+        finally:
+            await client.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for start in range(0, len(topics), 200):  # a request per few hundred topics
+            with contextlib.suppress(Exception):
+                await admin.delete_topics(list(topics[start:start + 200]))
+    finally:
+        await admin.close()
+
+
 # --- FerretDB ----------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -67,39 +67,22 @@ def provide() -> Iterator[Infra]:
 _TEST_NAME = re.compile(r"[0-9a-f]{8,}")
 
 
-async def _topics(bootstrap: str) -> set[str]:
+async def _names(infra: Infra) -> tuple[set[str], set[str]]:
+    """The topics and the databases there are."""
     from aiokafka.admin import AIOKafkaAdminClient
+    from pymongo import AsyncMongoClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
     await admin.start()
     try:
-        return set(await admin.list_topics())
+        topics = set(await admin.list_topics())
     finally:
         await admin.close()
-
-
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(infra.mongo_url)
     try:
-        for start in range(0, len(names), 200):
-            await admin.delete_topics(names[start:start + 200])
+        return topics, set(await client.list_database_names())
     finally:
-        await admin.close()
-
-
-def _databases(mongo_url: str, *, drop: Iterable[str] = ()) -> set[str]:
-    """The databases there are, after dropping `drop`."""
-    from pymongo import MongoClient
-
-    client: MongoClient[dict[str, object]] = MongoClient(mongo_url,
-                                                         serverSelectionTimeoutMS=5000)
-    with client:
-        for name in drop:
-            client.drop_database(name)
-        return set(client.list_database_names())
+        await client.close()
 
 
 @contextlib.contextmanager
@@ -108,15 +91,15 @@ def swept(infra: Infra) -> Iterator[None]:
     Each test keeps its own until then (to read after a failure); without the sweep a
     long-lived stack piles them up until Kafka runs out of open files (20,000 partition
     directories after a few dozen sessions)."""
-    topics, databases = asyncio.run(_topics(infra.kafka_bootstrap)), _databases(infra.mongo_url)
+    from amends.stack import forget
+
+    topics, databases = asyncio.run(_names(infra))
     yield
     try:
-        made = sorted(t for t in asyncio.run(_topics(infra.kafka_bootstrap)) - topics
-                      if _TEST_NAME.search(t))
-        asyncio.run(_delete_topics(infra.kafka_bootstrap, made))
-        dropped = sorted(d for d in _databases(infra.mongo_url) - databases
-                         if _TEST_NAME.search(d))
-        _databases(infra.mongo_url, drop=dropped)
+        now_topics, now_databases = asyncio.run(_names(infra))
+        made = sorted(t for t in now_topics - topics if _TEST_NAME.search(t))
+        dropped = sorted(d for d in now_databases - databases if _TEST_NAME.search(d))
+        asyncio.run(forget(infra.kafka_bootstrap, infra.mongo_url, dropped, made))
         _say(f"swept {len(made)} topics and {len(dropped)} databases the tests made")
     except Exception as error:  # a sweep that fails leaves names behind, nothing worse
         _say(f"could not sweep what the tests made: {error}")
