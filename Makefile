@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install up down status demo test test-unit test-integration lint fmt bench bench-quick schemas compose-up compose-down clean
+.PHONY: help install tools up down status demo test test-unit test-integration lint fmt bench bench-quick schemas compose-up compose-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ status: install ## show what the local stack runs
 demo: install ## bring everything up, play a short scenario, print what happened
 	$(BIN)/amends demo
 
-test: install ## the whole test suite (starts the local stack if nothing else is given)
+tools: ## the system tools the tests need (promtool and prometheus, from Debian's packages)
+	@scripts/system-tools
+
+test: install tools ## the whole test suite (starts the local stack if nothing else is given)
 	@if command -v go >/dev/null; then cd deploy/ferretdb && go test .; \
 	else echo "no go command: the FerretDB launcher's test is skipped"; fi
 	$(BIN)/pytest

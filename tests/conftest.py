@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from services.common.mongo import Doc, make_client
-from tests.infra import Infra, provide, swept
+from tests.infra import Infra, new_suffix, provide, swept
 from tests.mail import Inbox, smtp_server
 
 
@@ -23,7 +22,7 @@ def infra() -> Iterator[Infra]:
 def suffix() -> str:
     """A random suffix, so each test has its own topics and database; they are deleted when
     the session ends (`tests.infra.swept`)."""
-    return uuid.uuid4().hex[:10]
+    return new_suffix()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -62,9 +62,21 @@ def provide() -> Iterator[Infra]:
                     "local stack")
 
 
-# The tests name their topics and databases with a random hex suffix (the `suffix` fixture);
-# the services' own names have none.
-_TEST_NAME = re.compile(r"[0-9a-f]{8,}")
+# The tests name their topics and databases with a random hex suffix (`new_suffix`); the
+# services' own names have none. The suffixes handed out in this session are kept, so that a
+# session sweeps only what its own tests made, never another session's running on the stack.
+_SUFFIXES: set[str] = set()
+
+
+def new_suffix() -> str:
+    """A random suffix for one test's topics, databases and groups."""
+    made = uuid.uuid4().hex[:10]
+    _SUFFIXES.add(made)
+    return made
+
+
+def _ours(name: str) -> bool:
+    return any(made in name for made in _SUFFIXES)
 
 
 async def _names(infra: Infra) -> tuple[set[str], set[str]]:
@@ -97,8 +109,8 @@ def swept(infra: Infra) -> Iterator[None]:
     yield
     try:
         now_topics, now_databases = asyncio.run(_names(infra))
-        made = sorted(t for t in now_topics - topics if _TEST_NAME.search(t))
-        dropped = sorted(d for d in now_databases - databases if _TEST_NAME.search(d))
+        made = sorted(t for t in now_topics - topics if _ours(t))
+        dropped = sorted(d for d in now_databases - databases if _ours(d))
         asyncio.run(forget(infra.kafka_bootstrap, infra.mongo_url, dropped, made))
         _say(f"swept {len(made)} topics and {len(dropped)} databases the tests made")
     except Exception as error:  # a sweep that fails leaves names behind, nothing worse

@@ -8,7 +8,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from services.intake.app import create_app
-from tests.infra import Infra
+from tests.infra import Infra, new_suffix
 from tests.integration.intake.helpers import intake_settings, signed
 from tests.pipeline import Topics
 
@@ -34,7 +33,7 @@ schema = schemathesis.openapi.from_path(OPENAPI)
 def base_url(infra: Infra) -> Iterator[str]:
     """Intake served by uvicorn in a thread of its own (its own event loop), so that the
     synchronous schemathesis calls do not block it."""
-    suffix = uuid.uuid4().hex[:10]
+    suffix = new_suffix()
     app = create_app(intake_settings(infra, Topics.unique(suffix),
                                      f"amends_test_{suffix}_intake",
                                      sources={"shop": {"event_types": ["*"], "tenants": ["*"],
