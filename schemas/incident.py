@@ -57,6 +57,9 @@ class Incident(Contract):
     ticket_id: str | None = None
     wait_minutes: int | None = Field(default=None, ge=0)
     charged_amount: Money | None = None
+    captured_amount: Money | None = Field(
+        default=None, description="everything captured for the order so far, as intake knows "
+        "it: no refund for the order, across all its incidents, goes above it")
     outage_id: str | None = None
     outage_minutes: int | None = Field(default=None, ge=0)
     summary: str = Field(default="", max_length=500)

@@ -179,7 +179,7 @@ class DecisionService:
                 seen[customer] = seen.get(customer, CustomerHistory()).plus(PastIncident(
                     incident_id=incident.incident_id, type=incident.type,
                     detection=incident.detection, decided_at=now,
-                    value=decision.total_value.amount))
+                    value=decision.total_value.amount, order_id=incident.order_id))
             amounts = {d.decision_id: d.total_value for d in made
                        if d.status.executable and d.total_value.amount > 0}
             if await self.budget.reserve(day, self.limit, amounts, now) is not None:

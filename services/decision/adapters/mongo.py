@@ -37,7 +37,8 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
     incident = decision.incident
     doc: Doc = {
         "_id": decision.decision_id, "incident_id": incident.incident_id,
-        "customer_id": incident.customer.id, "type": incident.type.value,
+        "customer_id": incident.customer.id, "order_id": incident.order_id,
+        "type": incident.type.value,
         "detection": incident.detection.value, "status": decision.status.value,
         "revision": decision.revision, "decided_at": decision.decided_at,
         "value": format(decision.total_value.amount, "f"),
@@ -98,12 +99,12 @@ class DecisionStore:
         cursor = self.db["decisions"].find(
             {"customer_id": {"$in": list(found)}, "decided_at": {"$gt": since}},
             {"customer_id": 1, "incident_id": 1, "type": 1, "detection": 1, "decided_at": 1,
-             "value": 1})
+             "value": 1, "order_id": 1})
         async for doc in cursor:
             found[doc["customer_id"]].append(PastIncident(
                 incident_id=doc["incident_id"], type=IncidentType(doc["type"]),
                 detection=Detection(doc["detection"]), decided_at=doc["decided_at"],
-                value=Decimal(doc["value"])))
+                value=Decimal(doc["value"]), order_id=doc.get("order_id")))
         return {c: CustomerHistory(tuple(sorted(found.get(c, ()), key=lambda i: i.decided_at)))
                 for c in customers}
 

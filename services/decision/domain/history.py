@@ -20,6 +20,7 @@ class PastIncident:
     detection: Detection
     decided_at: datetime
     value: Decimal = ZERO  # money equivalent granted, in the policy's currency
+    order_id: str | None = None  # one order is one failure, whatever its incidents
 
 
 @dataclass(frozen=True, slots=True)
