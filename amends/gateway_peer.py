@@ -4,7 +4,8 @@
 
 It speaks the Stripe-style API `HttpGateway` expects and behaves like a careful gateway:
 
-- a bearer API key, or 401;
+- a bearer API key, or 401 (also while the key is revoked: `Peer.revoked`, which a test
+  or the demo turns on and off as an operator would at the gateway's dashboard);
 - payments per order (given up front, or `POST /v1/payments`), and refunds of at most what
   is left of them (paid minus refunded so far), or 400 `amount_too_large`;
 - refunds keyed by `Idempotency-Key`: the same key with the same body replays the first
@@ -52,6 +53,7 @@ class Behaviour:
     transient_failures: int = 0
     transient_status: int = 503
     failing_orders: frozenset[str] = frozenset()
+    revoked: bool = False
 
 
 @dataclass
@@ -126,10 +128,15 @@ class Peer:
         self.replies: dict[str, tuple[str, Reply]] = {}  # idempotency key → (body hash, reply)
         self.refund_calls = 0
         self._transient_left = behaviour.transient_failures
+        self.revoked = behaviour.revoked
+        self.failing_orders = set(behaviour.failing_orders)
+        self.refused_calls = 0
 
     def authorise(self, request: Request) -> None:
         given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.behaviour.api_key}".encode()):
+        if self.revoked or not hmac.compare_digest(
+                given.encode(), f"Bearer {self.behaviour.api_key}".encode()):
+            self.refused_calls += 1
             raise PeerError(401, "api_key_invalid", "Invalid API key provided",
                             "authentication_error")
 
@@ -146,7 +153,7 @@ class Peer:
                     if r.order_id == order_id and r.status != "failed"), Decimal(0))
 
     def settle(self, refund: StoredRefund) -> None:
-        if refund.order_id in self.behaviour.failing_orders:
+        if refund.order_id in self.failing_orders:
             refund.status, refund.failure_reason = "failed", "the card issuer declined it"
         else:
             refund.status = "succeeded"
@@ -316,11 +323,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="answer 503 to this many refund calls first")
     parser.add_argument("--failing-order", action="append", default=[],
                         help="refunds for this order end as failed")
+    parser.add_argument("--revoked", action="store_true",
+                        help="refuse the API key (401) to every call")
     args = parser.parse_args(argv)
     behaviour = Behaviour(api_key=args.api_key, payments=dict(args.payment),
                           settle_after_polls=args.settle_after_polls,
                           transient_failures=args.transient_failures,
-                          failing_orders=frozenset(args.failing_order))
+                          failing_orders=frozenset(args.failing_order), revoked=args.revoked)
     uvicorn.run(create_app(behaviour), host=args.host, port=args.port, log_level="warning")
 
 

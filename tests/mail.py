@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from tests.processes import free_port
 
 @dataclass
 class Inbox:
-    """An SMTP handler that keeps what it accepts; `replies_to_data` answer DATA first."""
+    """An SMTP handler that keeps what it accepts; `replies_to_data` answer DATA first;
+    `delay_s` makes it a slow relay (it waits that long before accepting each message)."""
 
     envelopes: list[Envelope] = field(default_factory=list)
     refused: set[str] = field(default_factory=set)
     replies_to_data: list[str] = field(default_factory=list)
     authenticated: list[str] = field(default_factory=list)
+    delay_s: float = 0.0
 
     async def handle_RCPT(self, _server: SMTP, _session: Session,  # noqa: N802 - aiosmtpd's
                           envelope: Envelope, address: str, _options: list[str]) -> str:
@@ -35,6 +38,7 @@ class Inbox:
                           envelope: Envelope) -> str:
         if self.replies_to_data:
             return self.replies_to_data.pop(0)
+        await asyncio.sleep(self.delay_s)
         self.envelopes.append(envelope)
         return "250 2.0.0 queued"
 

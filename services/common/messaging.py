@@ -332,6 +332,7 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         auto_offset_reset="earliest",
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
         decoder=_raw_batch,
     )(on_batch)
 

@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     deadletter_topic: str = topics.DEADLETTER
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
+    max_poll_interval_ms: int = Field(
+        default=300_000, ge=1000, description="the longest a batch may take before the "
+        "consumer is taken out of its group (Kafka's max.poll.interval.ms)")
     log_level: str = "INFO"
     consumer_group: str | None = Field(
         default=None, description="the Kafka consumer group (default: the service's name); "

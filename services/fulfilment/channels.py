@@ -30,6 +30,8 @@ import httpx
 
 from services.common.clock import Clock
 from services.fulfilment.errors import (
+    CREDENTIALS_STATUSES,
+    CredentialsError,
     PermanentError,
     TransientError,
     is_transient_status,
@@ -169,8 +171,8 @@ class SmtpChannel:
             raise _by_code(exc.smtp_code, "the sender was refused", exc.smtp_error,
                            recipient) from None
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(f"SMTP authentication failed ({exc.smtp_code})",
-                                 status=exc.smtp_code) from None
+            raise CredentialsError(f"SMTP authentication failed ({exc.smtp_code})",
+                                   status=exc.smtp_code) from None
         except smtplib.SMTPResponseException as exc:
             raise _by_code(exc.smtp_code, "the SMTP server refused the message",
                            exc.smtp_error, recipient) from None
@@ -224,9 +226,10 @@ def verify_signature(secret: str, header: str, body: bytes, *, now: datetime,
 class WebhookChannel:
     """POST the message as JSON to one endpoint, signed with a shared secret.
 
-    2xx is delivered; 5xx, 408/425/429, timeouts and connection errors are transient; any
-    other status (4xx, or a redirect, which we do not follow) is permanent. The receiver
-    deduplicates on `Idempotency-Key`, which stays the same on every retry.
+    2xx is delivered; 5xx, 408/425/429, timeouts and connection errors are transient; 401 and
+    403 refuse our credentials (`CredentialsError`); any other status (4xx, or a redirect,
+    which we do not follow) is permanent. The receiver deduplicates on `Idempotency-Key`,
+    which stays the same on every retry.
     """
 
     channel = "webhook"
@@ -272,6 +275,8 @@ class WebhookChannel:
         if is_transient_status(status):
             raise TransientError(reason, status=status,
                                  retry_after_s=retry_after_s(response.headers.get("Retry-After")))
+        if status in CREDENTIALS_STATUSES:
+            raise CredentialsError(reason, status=status)
         raise PermanentError(reason, status=status)
 
     async def aclose(self) -> None:

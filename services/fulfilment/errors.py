@@ -32,6 +32,18 @@ class PermanentError(Exception):
         self.code = code
 
 
+class CredentialsError(Exception):
+    """The remote refused our credentials (HTTP 401/403, SMTP 535): nothing is wrong with the
+    request, and retrying it cannot help until an operator fixes the key or password. The
+    action waits ("paused") and is tried again, slowly, until the credentials work."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+CREDENTIALS_STATUSES = frozenset({401, 403})
+
 # Too many requests, request timeout, too early: the remote is busy, not refusing.
 RETRYABLE_4XX = frozenset({408, 425, 429})
 

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.common import Money, deterministic_id
 from services.fulfilment.errors import (
+    CREDENTIALS_STATUSES,
+    CredentialsError,
     PermanentError,
     TransientError,
     is_transient_status,
@@ -114,7 +116,8 @@ class HttpGateway:
     Failures are sorted for `retry()`: timeouts, connection errors, 5xx and 408/425/429 are
     transient (retrying with the same key is safe); other 4xx are permanent and carry the
     gateway's own message — including 409, a key reused with a different request, and the
-    refusal of a refund above what is left of the payment.
+    refusal of a refund above what is left of the payment. 401 and 403 are the credentials'
+    fault, not the refund's (`CredentialsError`).
     """
 
     settles_at_once = False
@@ -176,6 +179,8 @@ class HttpGateway:
         if is_transient_status(status):
             raise TransientError(reason, status=status,
                                  retry_after_s=retry_after_s(response.headers.get("Retry-After")))
+        if status in CREDENTIALS_STATUSES:
+            raise CredentialsError(reason, status=status)
         raise PermanentError(reason, status=status, code=code)
 
     async def aclose(self) -> None:

@@ -46,7 +46,14 @@ from services.fulfilment.gateway import (
     until_settled,
 )
 from services.fulfilment.messages import MessageExtras, render_apology
-from services.fulfilment.remote import Done, EffectState, Job, RemoteEffects
+from services.fulfilment.remote import (
+    Done,
+    EffectMetrics,
+    EffectState,
+    Job,
+    RemoteEffects,
+    new_claim,
+)
 from services.fulfilment.settings import FulfilmentSettings
 from services.fulfilment.vouchers import Voucher, VoucherStore
 
@@ -70,6 +77,7 @@ class FulfilmentMetrics:
             "amends_time_to_apology_seconds",
             "From the incident's occurrence to the apology being sent",
             buckets=APOLOGY_BUCKETS, registry=registry)
+        self.effects = EffectMetrics(registry)
 
 
 # What a person is asked to do, and by when (hours) unless the decision says.
@@ -132,7 +140,8 @@ class FulfilmentService:
 
     def __post_init__(self) -> None:
         if self.remote is None:
-            self.remote = RemoteEffects(self.settings, self.clock)
+            self.remote = RemoteEffects(self.settings, self.clock,
+                                        metrics=self.metrics.effects)
 
     @property
     def effects(self) -> RemoteEffects:
@@ -141,6 +150,7 @@ class FulfilmentService:
 
     async def handle_decisions(self, records: Sequence[Record]) -> list[Outcome]:
         now = self.clock()
+        deadline = asyncio.get_running_loop().time() + self.settings.batch_deadline_s
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
         runs: dict[str, Run] = {}
         for record in records:
@@ -162,10 +172,10 @@ class FulfilmentService:
         # others' outcomes are looked up (on FerretDB v1 that lookup reads every outcome).
         first = {ref for ref in new if runs[ref].decision.revision == 0}
         return await self._carry_out([r for r in runs.values() if r.decision.status.executable],
-                                     now, first)
+                                     now, first, deadline)
 
-    async def _carry_out(self, runs: Sequence[Run], now: datetime,
-                         first: set[str]) -> list[Outcome]:
+    async def _carry_out(self, runs: Sequence[Run], now: datetime, first: set[str],
+                         deadline: float) -> list[Outcome]:
         batch = Batch(now)
         known = await self.store.outcomes_of(
             [a.idempotency_key for run in runs if run.ref not in first
@@ -174,10 +184,11 @@ class FulfilmentService:
         # Independent writes at once; the apologies follow, as they name what was given.
         _, refunds = await asyncio.gather(
             self._local_effects(batch),
-            self.effects.run(self.store.refunds, batch.refunds, now))
+            self.effects.run(self.store.refunds, batch.refunds, now, deadline=deadline))
         batch.settle(refunds)
         await self._apologies(batch, runs, known)
-        batch.settle(await self.effects.run(self.store.messages, batch.messages, now))
+        batch.settle(await self.effects.run(self.store.messages, batch.messages, now,
+                                            deadline=deadline))
         return await self._report(batch, list(known.values()))
 
     async def _report(self, batch: Batch, known: Sequence[Outcome]) -> list[Outcome]:
@@ -335,7 +346,7 @@ class FulfilmentService:
                                              interval_s=self.settings.refund_poll_interval_s,
                                              sleep=self.effects.sleep)
                 return self._refund_result(request, result, self.clock())
-            return await self.effects.attempt(call, doc, "the refund")
+            return await self.effects.attempt(call, doc, "the refund", "payment_gateway")
         return perform
 
     def _refund_result(self, request: RefundRequest, result: RefundResult,
@@ -434,7 +445,7 @@ class FulfilmentService:
                         {"status": EffectState.succeeded.value, "detail": detail,
                          "settled_at": delivery.delivered_at,
                          "sent_at": delivery.delivered_at, "message_id": delivery.message_id})
-            return await self.effects.attempt(call, doc, "the apology")
+            return await self.effects.attempt(call, doc, "the apology", path.name)
         return perform
 
     # --- the sweep ---------------------------------------------------------------------------
@@ -443,11 +454,12 @@ class FulfilmentService:
         """Try again the refunds and messages that a transient failure, a pending gateway or
         a dead process left unfinished; report those that now have a final answer."""
         now = self.clock()
+        token = new_claim()
         claimed: list[tuple[AsyncCollection[Doc], Doc]] = []
         for collection in (self.store.refunds, self.store.messages):
             claimed.extend([(collection, doc)
                             for doc in await self.effects.due(collection, now, limit)
-                            if await self.effects.reclaim(collection, doc, now)])
+                            if await self.effects.reclaim(collection, doc, now, token)])
         if not claimed:
             return []
         runs = await self._runs_of({doc["decision_ref"] for _, doc in claimed})

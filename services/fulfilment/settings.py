@@ -15,6 +15,9 @@ from pydantic_settings import SettingsConfigDict
 from schemas import topics
 from services.common.settings import ServiceSettings
 
+# Time a batch's database writes and publishing may take after its last call.
+BATCH_WRITES_S = 30.0
+
 
 class FulfilmentSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AMENDS_FULFILMENT_", extra="ignore")
@@ -68,6 +71,19 @@ class FulfilmentSettings(ServiceSettings):
         "died is taken over by the sweep")
     give_up_after_hours: float = Field(default=24.0, gt=0,
                                        description="a transient failure this old is final")
+    paused_retry_cap_s: float = Field(
+        default=900.0, gt=0, description="the longest pause between two tries of an effect "
+        "whose remote refused our credentials (it never gives up: an alert fires)")
+    batch_deadline_s: float = Field(
+        default=120.0, gt=0, description="no call is started after this in a batch; what is "
+        "left waits for the sweep (a batch must end within max_poll_interval_ms)")
+
+    def slowest_call_s(self) -> float:
+        """The longest one call in flight can take: a refund with its status queries, or a
+        message (the webhook's client waits 10 s)."""
+        refund = (self.payment_gateway_timeout_s * (1 + self.refund_polls)
+                  + self.refund_poll_interval_s * self.refund_polls)
+        return max(refund, self.smtp_timeout_s, 10.0)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
@@ -77,4 +93,12 @@ class FulfilmentSettings(ServiceSettings):
             raise ValueError("webhook_secret: required with webhook_url")
         if self.smtp_username and self.smtp_password is None:
             raise ValueError("smtp_password: required with smtp_username")
+        # A batch stops starting calls at its deadline; the calls then in flight end within
+        # their timeouts, and the batch's writes follow. All of it must fit in the poll
+        # interval, or the consumer is dropped from its group and the batch redelivered.
+        worst = self.batch_deadline_s + self.slowest_call_s() + BATCH_WRITES_S
+        if worst * 1000 >= self.max_poll_interval_ms:
+            raise ValueError(
+                f"batch_deadline_s: a batch may last {worst:.0f} s (deadline, slowest call, "
+                f"writes), not under max_poll_interval_ms={self.max_poll_interval_ms}")
         return self

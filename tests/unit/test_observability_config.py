@@ -52,6 +52,8 @@ AMENDS_METRICS = {
     "amends_consumer_lag_messages": "gauge",
     "amends_batch_failures": "counter",
     "amends_published_messages": "counter",
+    "amends_effects_paused": "counter",
+    "amends_remote_credentials_valid": "gauge",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -59,7 +61,7 @@ AMENDS_METRICS = {
 KNOWN_LABELS = {
     "job", "instance", "le",
     "type", "detection", "status", "cap", "kind", "currency", "result", "service", "reason",
-    "topic", "partition", "handler",
+    "topic", "partition", "handler", "remote",
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
 }

@@ -36,7 +36,7 @@ from services.fulfilment.channels import (
     message_id,
     verify_signature,
 )
-from services.fulfilment.errors import PermanentError, TransientError
+from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.messages import MessageExtras, render_apology
 from services.fulfilment.retry import backoff_s, retry
 from tests.clock import FakeClock
@@ -204,7 +204,8 @@ async def test_starttls_and_login(certificate: tuple[Path, Path]) -> None:
         assert len(handler.envelopes) == 1
         assert handler.authenticated
 
-        with pytest.raises(PermanentError) as wrong:
+        # A wrong password is the operator's to fix, not a reason to fail the apology.
+        with pytest.raises(CredentialsError) as wrong:
             await channel(starttls=True, username="amends", password="nope").send(apology())
         assert wrong.value.status == 535
         with pytest.raises(PermanentError) as plain:  # the server insists on STARTTLS
@@ -298,6 +299,22 @@ async def test_a_400_is_permanent_and_not_retried(receiver: tuple[Receiver, str]
     assert refused.value.status == 400
     assert len(hook.requests) == 1
     assert sleeps.waits == []
+
+
+async def test_refused_credentials_are_not_retried_nor_permanent(
+        receiver: tuple[Receiver, str]) -> None:
+    hook, url = receiver
+    for status in (401, 403):
+        hook.statuses = [status]
+        sleeps = Sleeps()
+        async with WebhookChannel(url, SECRET, clock=FakeClock(NOW)) as channel:
+            with pytest.raises(CredentialsError) as refused:
+                await retry(lambda: channel.send(apology()), attempts=4, base_s=0.2,
+                            cap_s=1, sleep=sleeps, rng=random.Random(3))
+        assert refused.value.status == status
+        assert not isinstance(refused.value, PermanentError)
+        assert sleeps.waits == []
+    assert len(hook.requests) == 2
 
 
 async def test_too_many_requests_waits_as_asked_and_a_slow_hook_times_out(

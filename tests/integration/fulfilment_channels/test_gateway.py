@@ -21,7 +21,7 @@ import pytest
 
 from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, Peer, create_app, serving
 from schemas.common import Money
-from services.fulfilment.errors import PermanentError, TransientError
+from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.gateway import (
     HttpGateway,
     LedgerGateway,
@@ -164,7 +164,7 @@ async def test_a_permanent_refusal_is_not_retried_and_refunds_nothing() -> None:
         assert await refunds_at_peer(base_url, "o-unknown") == []
 
         async with HttpGateway(base_url, "sk_wrong") as stranger:
-            with pytest.raises(PermanentError) as unauthorised:
+            with pytest.raises(CredentialsError) as unauthorised:
                 await stranger.refund(request())
         assert unauthorised.value.status == 401
         assert peer.refunds == {}

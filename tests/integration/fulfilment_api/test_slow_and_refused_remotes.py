@@ -1,0 +1,199 @@
+"""Remotes that are slow or refuse our credentials, with fulfilment on the real broker and
+database, a real SMTP relay (aiosmtpd) and the gateway peer over real HTTP: a slow relay
+sends each apology once while the sweep runs; a batch stops starting calls at its deadline
+and leaves the rest to the sweep; a gateway that refuses our key pauses the refund (no
+failure, no dead letter, an alert metric) and the refund completes once the key works."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
+
+from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
+from amends.gateway_peer import create_app as gateway_app
+from schemas.common import Money
+from schemas.incident import Incident
+from services.common.messaging import Record
+from services.common.mongo import Doc
+from services.decision.domain.engine import decide
+from services.decision.domain.history import CustomerHistory
+from services.decision.domain.policy import parse_policy
+from services.fulfilment.app import create_app as fulfilment_app
+from services.fulfilment.service import FulfilmentService
+from services.fulfilment.settings import FulfilmentSettings
+from tests.clock import FakeClock
+from tests.factories import incident
+from tests.infra import Infra
+from tests.kafka_tools import collect, incident_events, produce, until_timeout
+from tests.mail import Inbox, parsed
+from tests.pipeline import Topics, lifespans, running_pipeline, settings_for
+
+pytestmark = pytest.mark.integration
+
+POLICY = parse_policy("""
+version: slow-and-refused-test
+currency: EUR
+values: {point: "0.01"}
+guards: {incident_cap: 100, customer_cap: 100, daily_budget: 1000}
+rules:
+  - id: refund-the-charge
+    when: {type: [double_charge]}
+    grant:
+      - refund: {fixed: 20}
+      - points: 100
+  - id: sorry-for-the-wait
+    when: {type: [support_wait_exceeded]}
+    grant:
+      - points: 50
+""")
+PAID = Money.of("20.00", "EUR")
+
+
+def double_charge(customer_id: str, order_id: str) -> dict[str, Any]:
+    return incident("double_charge", customer_id=customer_id, fact=order_id,
+                    charged_amount={"amount": "20.00", "currency": "EUR"},
+                    order_value={"amount": "20.00", "currency": "EUR"})
+
+
+def waited(customer_id: str) -> dict[str, Any]:
+    return incident("support_wait_exceeded", customer_id=customer_id, fact=f"t-{customer_id}",
+                    detection="customer_reported", wait_minutes=90)
+
+
+async def test_a_slow_relay_sends_each_apology_once_while_the_sweep_runs(
+        infra: Infra, suffix: str, inbox: tuple[Inbox, int]) -> None:
+    handler, smtp_port = inbox
+    handler.delay_s = 0.5
+    customers = [f"c-slow-{i}" for i in range(8)]
+    # Two at a time, half a second each: the last apology waits two seconds for its turn,
+    # twice the lease, while the sweep looks for expired claims every 0.2 s.
+    async with running_pipeline(infra, suffix, policy=POLICY, fulfilment={
+            "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
+            "smtp_from": "Care <care@shop.example>", "send_concurrency": 2,
+            "claim_lease_seconds": 1.0, "sweep_seconds": 0.2}) as pipeline:
+        await produce(infra.kafka_bootstrap, pipeline.topics.incidents,
+                      incident_events([waited(c) for c in customers]))
+        outcomes = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
+                                 lambda seen: len(seen) >= 16, settle_s=1.0, timeout_s=30)
+        await asyncio.sleep(1.5)  # more sweeps, in case one would still send again
+        db = pipeline.fulfilment.state.runtime.db
+        messages = [doc async for doc in db["messages"].find({})]
+
+    sent = Counter(parsed(e)["To"] for e in handler.envelopes)
+    assert sent == {f"{c}@example.org": 1 for c in customers}
+    assert Counter(o["data"]["kind"] for o in outcomes) == {"apology": 8, "points": 8}
+    assert all(o["data"]["status"] == "succeeded" for o in outcomes)
+    assert [m["status"] for m in messages] == ["succeeded"] * 8
+    assert all(m["attempts"] == 1 for m in messages)
+
+
+async def test_a_batch_stops_starting_calls_at_its_deadline_and_the_sweep_sends_the_rest(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str,
+        inbox: tuple[Inbox, int]) -> None:
+    handler, smtp_port = inbox
+    handler.delay_s = 0.5
+    clock = FakeClock(datetime(2026, 11, 23, 12, 5, tzinfo=UTC))
+    topics = Topics.unique(suffix)
+    _, _, base = settings_for(infra, topics, f"amends_test_{suffix}")
+    settings = base.model_copy(update={
+        "smtp_host": "127.0.0.1", "smtp_port": smtp_port, "smtp_from": "Care <care@shop.ex>",
+        "send_concurrency": 1, "batch_deadline_s": 1.2, "sweep_seconds": 600.0})
+    app = fulfilment_app(settings, clock=clock)
+    async with lifespans([app]):
+        service: FulfilmentService = app.state.service
+        records = []
+        for offset, customer in enumerate(f"c-late-{i}" for i in range(6)):
+            decision = decide(Incident.model_validate(waited(customer)), CustomerHistory(),
+                              POLICY, clock())
+            event = {"specversion": "1.0", "id": decision.decision_id,
+                     "source": "amends/decision", "type": "amends.decision.made",
+                     "time": clock().isoformat(), "subject": customer,
+                     "data": decision.model_dump(mode="json")}
+            records.append(Record(topics.decisions, 0, offset, customer.encode(),
+                                  json.dumps(event).encode()))
+        began = time.monotonic()
+        outcomes = await service.handle_decisions(records)
+        took = time.monotonic() - began
+        # Calls are started until 1.2 s after the batch began (its writes first), each 0.5 s
+        # long: some are sent, the others are left for the sweep at once.
+        assert took < 1.2 + 0.5 + 1.0, took
+        sent = len(handler.envelopes)
+        assert 1 <= sent <= 3
+        assert Counter(o.kind.value for o in outcomes) == {"points": 6, "apology": sent}
+        db = app.state.runtime.db
+        left = [doc async for doc in db["messages"].find({"status": "retry"})]
+        assert len(left) == 6 - sent
+        assert all(doc["next_attempt_at"] <= clock() for doc in left)
+
+        finished = await service.finish_unfinished()
+        assert Counter(o.kind.value for o in finished) == {"apology": 6 - sent}
+        assert len(handler.envelopes) == 6
+        assert len({parsed(e)["To"] for e in handler.envelopes}) == 6
+    await mongo.drop_database(settings.mongo_db)
+
+
+def test_a_batch_must_fit_in_the_poll_interval() -> None:
+    with pytest.raises(ValueError, match="max_poll_interval_ms"):
+        FulfilmentSettings(batch_deadline_s=280.0)
+    with pytest.raises(ValueError, match="max_poll_interval_ms"):
+        FulfilmentSettings(max_poll_interval_ms=60_000)
+    assert FulfilmentSettings(batch_deadline_s=200.0, max_poll_interval_ms=600_000)
+
+
+async def test_a_refused_gateway_key_pauses_the_refund_until_it_works_again(
+        infra: Infra, suffix: str, inbox: tuple[Inbox, int]) -> None:
+    handler, smtp_port = inbox
+    peer_app = gateway_app(Behaviour(payments={"o-key": PAID}, settle_after_polls=0,
+                                     revoked=True))
+    peer = peer_app.state.peer
+    async with serving(peer_app) as gateway_url, running_pipeline(
+            infra, suffix, policy=POLICY, fulfilment={
+            "payment_gateway_url": gateway_url,
+            "payment_gateway_api_key": SecretStr(DEFAULT_API_KEY),
+            "retry_base_s": 0.01, "retry_cap_s": 0.05, "sweep_seconds": 0.3,
+            "paused_retry_cap_s": 0.6,
+            "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
+            "smtp_from": "Care <care@shop.example>"}) as pipeline:
+        registry = pipeline.fulfilment.state.runtime.registry
+        db = pipeline.fulfilment.state.runtime.db
+        await produce(infra.kafka_bootstrap, pipeline.topics.incidents,
+                      incident_events([double_charge("c-key", "o-key")]))
+        first = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
+                              lambda seen: len(seen) >= 2, settle_s=1.0)
+        # Refused, over and over: the refund waits, neither failed nor dead-lettered.
+        await asyncio.sleep(1.5)
+        refund = await db["refunds"].find_one({})
+        assert refund is not None
+        assert refund["status"] == "paused"
+        assert "401" in refund["detail"]
+        assert peer.refused_calls >= 2  # the sweep kept trying
+        assert peer.refunds == {}
+        assert registry.get_sample_value("amends_remote_credentials_valid",
+                                         {"remote": "payment_gateway"}) == 0
+        assert (registry.get_sample_value("amends_effects_paused_total",
+                                          {"remote": "payment_gateway"}) or 0) >= 2
+        assert await collect(infra.kafka_bootstrap, pipeline.topics.deadletter,
+                             until_timeout, timeout_s=1.0) == []
+
+        peer.revoked = False  # the operator fixed the key at the gateway: no redrive
+        outcomes = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
+                                 lambda seen: len(seen) >= 3, settle_s=1.0, timeout_s=20)
+        assert registry.get_sample_value("amends_remote_credentials_valid",
+                                         {"remote": "payment_gateway"}) == 1
+
+    assert Counter(o["data"]["kind"] for o in first) == {"apology": 1, "points": 1}
+    done = {o["data"]["kind"]: o["data"] for o in outcomes}
+    assert len(outcomes) == 3
+    assert done["refund"]["status"] == "succeeded"
+    assert [r.status for r in peer.refunds.values()] == ["succeeded"]
+    # The apology, sent while the refund waited, told of the refund: it was under way.
+    [mail] = handler.envelopes
+    assert "refund" in parsed(mail).get_body(("plain",)).get_content()  # type: ignore[union-attr]
