@@ -23,6 +23,7 @@ from schemas.decision import (
     Decision,
     DecisionMade,
     DecisionStatus,
+    Offer,
     RemedyKind,
     Review,
     decision_id,
@@ -91,6 +92,16 @@ def _event(decision: Decision, now: datetime) -> DecisionMade:
     return DecisionMade(id=event_id, source="amends/decision", time=now,
                         subject=decision.incident.customer.id, tenant=decision.incident.tenant,
                         data=decision)
+
+
+def _reopened(held: Decision, now: datetime) -> Offer | None:
+    """A held decision's offer as approved at `now`: the customer hears of it only now, so
+    they get the whole time to choose from now on, never less than the offer first gave."""
+    offer = held.offer
+    if offer is None:
+        return None
+    window = offer.deadline - held.decided_at
+    return offer.model_copy(update={"deadline": max(offer.deadline, now + window)})
 
 
 def _value(actions: Sequence[Action]) -> Decimal:
@@ -284,6 +295,7 @@ class DecisionService:
                       else DecisionStatus.approved)
             revision = current.model_copy(update={
                 "revision": current.revision + 1, "status": status, "review": review,
+                "offer": _reopened(current, now),
                 "explanation": f"{current.explanation} Approved by {reviewer}: {reason}"})
         else:
             apology = [a for a in current.actions if a.kind is RemedyKind.apology]

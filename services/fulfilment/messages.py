@@ -40,14 +40,18 @@ _NBSP = "\u00a0"
 class MessageExtras:
     """What the decision does not carry: a name to greet, the codes of vouchers already
     issued (keyed by the voucher action's idempotency key; a code is shown only when given
-    here), the signature, where to choose an offer's option, and the customer's time zone
-    for dates."""
+    here), the signature, where to choose an offer's option, the customer's time zone
+    for dates, the moment the message is sent (an offer's time left counts from it; the
+    decision's time when not given), and the state of each action that is not done yet
+    (keyed by idempotency key: "pending" for a refund on its way)."""
 
     customer_name: str | None = field(default=None, repr=False)
     voucher_codes: Mapping[str, str] = field(default_factory=dict, repr=False)
     signature: str | None = None
     choice_url: str | None = None
     timezone: tzinfo = UTC
+    now: datetime | None = None
+    states: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Remedy:
     until: str | None = None
     within: str | None = None
     code: str | None = None
+    state: str | None = None  # "pending": under way (a refund), else done
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,7 @@ class OfferView:
     options: list[list[Remedy]]
     default: list[Remedy]
     within: str | None
+    until: str | None = None
 
 
 def resolve_locale(locale: str | None) -> str:
@@ -246,6 +252,7 @@ def _remedy(action: Action, decision: Decision, locale: str, extras: MessageExtr
         within=format_duration(within, locale, within=True) if within else None,
         code=clean(extras.voucher_codes.get(action.idempotency_key), 64)
         if action.kind is RemedyKind.voucher else None,
+        state=extras.states.get(action.idempotency_key),
     )
 
 
@@ -263,9 +270,12 @@ def _offer(decision: Decision, locale: str, extras: MessageExtras) -> OfferView 
     options = [_remedies(option.actions, decision, locale, extras) for option in offer.options]
     if any(not option for option in options):
         return None  # an option that gives nothing cannot be named; the remedies still are
-    minutes = _minutes_between(decision.decided_at, offer.deadline)
+    # From when the customer reads it: an offer approved after review is sent days after it
+    # was decided, with a deadline moved accordingly.
+    minutes = _minutes_between(extras.now or decision.decided_at, offer.deadline)
     return OfferView(options=options, default=options[offer.default_option],
-                     within=format_duration(minutes, locale, within=True) if minutes else None)
+                     within=format_duration(minutes, locale, within=True) if minutes else None,
+                     until=format_date(offer.deadline, locale, extras.timezone))
 
 
 def _facts(decision: Decision, locale: str) -> dict[str, str | None]:
@@ -370,5 +380,39 @@ def render_apology(decision: Decision, locale: str | None = None,
     }
     escaped = _tidy(template.render(context))
     subject = _tidy("".join(template.blocks["subject"](template.new_context(context))))
+    return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
+                           html=_as_html(escaped, subject, chosen), locale=chosen)
+
+
+FOLLOW_UP_TEMPLATE = "_followup.txt.j2"
+
+
+def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | None = None,
+                     extras: MessageExtras | None = None) -> RenderedMessage:
+    """The message after a revision — the customer's choice, the default after the deadline,
+    or a reviewer's approval — saying what the customer now has: `given` (the remedies that
+    revision brought and that were carried out or are under way), with voucher codes and
+    the state of a refund (`extras.states`)."""
+    extras = extras or MessageExtras()
+    chosen = resolve_locale(locale if locale is not None else decision.incident.customer.locale)
+    template = environment().get_template(f"{chosen}/{FOLLOW_UP_TEMPLATE}")
+    choice = decision.choice
+    deadline = decision.offer.deadline if decision.offer is not None else None
+    context: dict[str, Any] = {
+        "fmt": Formatter(chosen),
+        "name": clean(extras.customer_name),
+        "signature": clean(extras.signature),
+        "by": choice.by if choice is not None else "review",
+        "label": clean(choice.label) if choice is not None else None,
+        "deadline": (format_date(deadline, chosen, extras.timezone)
+                     if deadline is not None else None),
+        "remedies": _remedies(given, decision, chosen, extras),
+        **_facts(decision, chosen),
+    }
+
+    def block(name: str) -> str:
+        return _tidy("".join(template.blocks[name](template.new_context(context))))
+
+    escaped, subject = block("body"), block("subject")
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
                            html=_as_html(escaped, subject, chosen), locale=chosen)

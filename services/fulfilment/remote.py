@@ -105,12 +105,13 @@ class Done:
     detail: str
     at: datetime | None = None
     error: str | None = None
+    fresh: bool = True  # learnt now, not read back from what an earlier attempt wrote
 
     @classmethod
     def of(cls, doc: Doc) -> Done:
         status = FINAL.get(doc.get("status", ""))
         return cls(status, doc.get("detail", "under way"), doc.get("settled_at"),
-                   doc.get("detail") if status is ActionStatus.failed else None)
+                   doc.get("detail") if status is ActionStatus.failed else None, fresh=False)
 
 
 @dataclass(frozen=True, slots=True)

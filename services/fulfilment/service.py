@@ -45,7 +45,7 @@ from services.fulfilment.gateway import (
     RefundStatus,
     until_settled,
 )
-from services.fulfilment.messages import MessageExtras, render_apology
+from services.fulfilment.messages import MessageExtras, render_apology, render_follow_up
 from services.fulfilment.remote import (
     Done,
     EffectMetrics,
@@ -118,6 +118,7 @@ class Batch:
     codes: dict[str, str] = field(default_factory=dict)  # voucher codes by action key
     results: dict[str, tuple[Run, Action, Done]] = field(default_factory=dict)
     waiting: dict[str, tuple[Run, Action]] = field(default_factory=dict)
+    follow_ups: dict[str, tuple[Run, Done]] = field(default_factory=dict)
 
     def settle(self, done: Mapping[str, Done]) -> None:
         for key, result in done.items():
@@ -189,6 +190,7 @@ class FulfilmentService:
         await self._apologies(batch, runs, known)
         batch.settle(await self.effects.run(self.store.messages, batch.messages, now,
                                             deadline=deadline))
+        await self._follow_ups(batch, runs, known, deadline)
         return await self._report(batch, list(known.values()))
 
     async def _report(self, batch: Batch, known: Sequence[Outcome]) -> list[Outcome]:
@@ -206,6 +208,13 @@ class FulfilmentService:
                                f"{run.decision.decision_id}: {done.error}"))
                 parts.append(key)
         new = await self._publish(outcomes, batch.now)
+        for key, (run, done) in batch.follow_ups.items():
+            if done.error is not None and done.fresh:  # a follow-up has no outcome
+                new.add(key)
+                failed.append((run.record, DeadLetterReason.processing_failed,
+                               f"follow-up {key} of decision {run.decision.decision_id}: "
+                               f"{done.error}"))
+                parts.append(key)
         # A redelivered decision whose failure was reported already is not reported twice.
         fresh = [i for i, key in enumerate(parts) if key in new]
         await self.dead_letters.send([failed[i] for i in fresh], parts=[parts[i] for i in fresh])
@@ -417,7 +426,7 @@ class FulfilmentService:
                       if self.settings.choice_url else None)
         rendered = render_apology(decision, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature,
-            choice_url=choice_url), actions=given)
+            choice_url=choice_url, now=now), actions=given)
         doc = {**self._base(run, action, now), "incident_type": decision.incident.type.value,
                "channel": path.name, "locale": rendered.locale, "subject": rendered.subject,
                "text": rendered.text, "html": rendered.html}
@@ -432,21 +441,124 @@ class FulfilmentService:
                                                "incident_id": decision.incident.incident_id})
         return Job(action.idempotency_key, doc, perform=self._sender(path, message))
 
-    def _sender(self, path: Route,
-                message: OutgoingMessage) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
+    def _sender(self, path: Route, message: OutgoingMessage, what: str = "apology",
+                ) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
         channel = path.channel
         assert channel is not None
 
         async def perform(doc: Doc) -> tuple[Done, Doc]:
             async def call() -> tuple[Done, Doc]:
                 delivery = await channel.send(message)
-                detail = f"apology sent by {path.name}"
+                detail = f"{what} sent by {path.name}"
                 return (Done(ActionStatus.succeeded, detail, delivery.delivered_at),
                         {"status": EffectState.succeeded.value, "detail": detail,
                          "settled_at": delivery.delivered_at,
                          "sent_at": delivery.delivered_at, "message_id": delivery.message_id})
-            return await self.effects.attempt(call, doc, "the apology", path.name)
+            return await self.effects.attempt(call, doc, f"the {what}", path.name)
         return perform
+
+    # --- follow-ups ------------------------------------------------------------------------
+
+    async def _follow_ups(self, batch: Batch, runs: Sequence[Run],
+                          known: Mapping[str, Outcome], deadline: float) -> None:
+        """Tell the customer what a later revision gave them (their choice, the default
+        after the deadline, a reviewer's approval), once per revision, when the apology went
+        out with an earlier one; an apology sent with this revision has said it already."""
+        confirming = {run.ref: run for run in runs if _confirms(run.decision)}
+        apologies = {ref: key for ref, run in confirming.items()
+                     if (key := _apology_key(run.decision)) is not None}
+        if not apologies:
+            return
+        # Which revision each apology went out with (only revisions after the first read
+        # this: they are the customers' choices and the reviews, not the stream's bulk).
+        sent_with: dict[str, str] = {}
+        async for doc in self.store.messages.find(
+                {"_id": {"$in": sorted(set(apologies.values()))}}, {"decision_ref": 1}):
+            sent_with[doc["_id"]] = doc.get("decision_ref", "")
+        due = [confirming[ref] for ref, key in apologies.items()
+               if key in sent_with and sent_with[key] != ref]
+        if not due:
+            return
+        codes = batch.codes | await self.vouchers.codes_for(
+            [a.idempotency_key for run in due for a in _brought(run.decision)
+             if a.kind is RemedyKind.voucher and a.idempotency_key not in batch.codes])
+        jobs: list[Job] = []
+        waiting: dict[str, Run] = {}
+        for run in due:
+            states: dict[str, str] = {}
+            given: list[Action] = []
+            for action in _brought(run.decision):
+                status = _status(action.idempotency_key, known, batch)
+                if status is ActionStatus.failed:
+                    continue  # not what they have; its dead letter is the team's to act on
+                given.append(action)
+                if action.kind is RemedyKind.refund:
+                    states[action.idempotency_key] = "done" if status else "pending"
+            key = follow_up_key(run.decision)
+            try:
+                job = self._follow_up(run, key, given, codes=codes, states=states,
+                                      now=batch.now)
+            except PermanentError as error:
+                detail = f"the follow-up cannot be delivered: {error}"
+                batch.follow_ups[key] = (run, Done(ActionStatus.failed, detail, batch.now,
+                                                   detail))
+                continue
+            jobs.append(job)
+            waiting[key] = run
+        done = await self.effects.run(self.store.messages, jobs, batch.now, deadline=deadline)
+        for key, result in done.items():
+            batch.follow_ups[key] = (waiting[key], result)
+
+    def _follow_up(self, run: Run, key: str, given: Sequence[Action], *,
+                   codes: Mapping[str, str], states: Mapping[str, str], now: datetime) -> Job:
+        decision = run.decision
+        customer = decision.incident.customer
+        path = route(customer.contact, self.channels)
+        rendered = render_follow_up(decision, given, extras=MessageExtras(
+            voucher_codes=codes, signature=self.settings.message_signature, now=now,
+            states=states))
+        doc = {"_id": key, "customer_id": customer.id, "decision_id": decision.decision_id,
+               "decision_ref": run.ref, "kind": FOLLOW_UP, "revision": decision.revision,
+               "origin": _origin(run.record), "created_at": now,
+               "incident_type": decision.incident.type.value, "channel": path.name,
+               "locale": rendered.locale, "subject": rendered.subject, "text": rendered.text,
+               "html": rendered.html}
+        if path.channel is None:
+            detail = "follow-up recorded (no delivery channel is configured)"
+            return Job(key, doc | {"status": EffectState.succeeded.value, "detail": detail,
+                                   "settled_at": now, "sent_at": now})
+        message = OutgoingMessage.of(rendered, idempotency_key=key, recipient=path.recipient,
+                                     customer_id=customer.id,
+                                     metadata={"decision_id": decision.decision_id,
+                                               "incident_id": decision.incident.incident_id})
+        return Job(key, doc, perform=self._sender(path, message, "follow-up"))
+
+    def _stored_message(self, run: Run, doc: Doc) -> Job:
+        """A message as rendered before (a follow-up), sent again by whichever channel now
+        reaches the customer."""
+        incident = run.decision.incident
+        try:
+            path = route(incident.customer.contact, self.channels)
+        except PermanentError as error:
+            detail = f"the follow-up cannot be delivered: {error}"
+            now = self.clock()
+            return Job(doc["_id"], doc, perform=_already(
+                Done(ActionStatus.failed, detail, now, detail),
+                {"status": EffectState.failed.value, "detail": detail, "settled_at": now}))
+        if path.channel is None:
+            now = self.clock()
+            detail = "follow-up recorded (no delivery channel is configured)"
+            return Job(doc["_id"], doc, perform=_already(
+                Done(ActionStatus.succeeded, detail, now),
+                {"status": EffectState.succeeded.value, "detail": detail, "settled_at": now,
+                 "sent_at": now, "channel": path.name}))
+        message = OutgoingMessage(
+            idempotency_key=doc["_id"], recipient=path.recipient, subject=doc["subject"],
+            text=doc["text"], html=doc["html"], locale=doc["locale"],
+            customer_id=incident.customer.id,
+            metadata={"decision_id": run.decision.decision_id,
+                      "incident_id": incident.incident_id})
+        return Job(doc["_id"], doc, perform=self._sender(path, message, "follow-up"))
 
     # --- the sweep ---------------------------------------------------------------------------
 
@@ -468,8 +580,13 @@ class FulfilmentService:
             [a.idempotency_key for run in runs.values() for a in run.decision.actions
              if a.kind is RemedyKind.voucher])
         jobs: dict[int, list[tuple[Job, Doc]]] = {}
+        follow_ups: dict[str, Run] = {}
         for collection, doc in claimed:
             run = runs.get(doc["decision_ref"])
+            if run is not None and doc.get("kind") == FOLLOW_UP:
+                follow_ups[doc["_id"]] = run
+                jobs.setdefault(id(collection), []).append((self._stored_message(run, doc), doc))
+                continue
             action = next((a for a in run.decision.actions
                            if a.idempotency_key == doc["_id"]), None) if run else None
             if run is None or action is None:
@@ -482,7 +599,10 @@ class FulfilmentService:
             batch.waiting[action.idempotency_key] = (run, action)
             jobs.setdefault(id(collection), []).append((job, doc))
         for collection in (self.store.refunds, self.store.messages):
-            batch.settle(await self.effects.perform(collection, jobs.get(id(collection), [])))
+            done = await self.effects.perform(collection, jobs.get(id(collection), []))
+            for key in follow_ups.keys() & done.keys():
+                batch.follow_ups[key] = (follow_ups[key], done.pop(key))
+            batch.settle(done)
         return await self._report(batch, [])
 
     def _resumed(self, run: Run, action: Action, doc: Doc,
@@ -561,6 +681,44 @@ class FulfilmentService:
                        kind=action.kind, status=status, value=action.value,
                        completed_at=completed, detail=done.detail[:1000],
                        time_to_apology_seconds=latency)
+
+
+FOLLOW_UP = "follow_up"
+
+
+def follow_up_key(decision: Decision) -> str:
+    """The idempotency key of the message confirming a revision: one per revision."""
+    return f"{decision.decision_id}:follow-up:{decision.revision}"
+
+
+def _confirms(decision: Decision) -> bool:
+    """A revision that settles what the customer gets: a choice, its default, an approval."""
+    if decision.revision == 0 or not decision.status.executable:
+        return False
+    return decision.choice is not None or (decision.review is not None
+                                           and decision.review.verdict == "approved")
+
+
+def _apology_key(decision: Decision) -> str | None:
+    return next((a.idempotency_key for a in decision.actions
+                 if a.kind is RemedyKind.apology), None)
+
+
+def _brought(decision: Decision) -> list[Action]:
+    """The remedies a revision brought: the chosen option's, or after a review all of them."""
+    if decision.choice is not None and decision.offer is not None:
+        chosen = decision.offer.options[decision.choice.option].actions
+        keys = {a.idempotency_key for a in chosen}
+        return [a for a in decision.actions if a.idempotency_key in keys]
+    return [a for a in decision.actions if a.kind is not RemedyKind.apology]
+
+
+def _status(key: str, known: Mapping[str, Outcome], batch: Batch) -> ActionStatus | None:
+    """What is known of an action now: its outcome, or None while it is under way."""
+    if key in known:
+        return known[key].status
+    result = batch.results.get(key)
+    return result[2].status if result is not None else None
 
 
 def _origin(record: Record) -> list[Any]:

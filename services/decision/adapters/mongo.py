@@ -135,6 +135,8 @@ class DecisionStore:
             "reservation": reservation,
             "value": format(revision.total_value.amount, "f"),
             "decision": revision.model_dump_json()}
+        if revision.offer is not None:  # an approval after review may move the deadline
+            fields["deadline"] = revision.offer.deadline
         await self.db["decisions"].update_one(
             {"_id": revision.decision_id, "revision": {"$lt": revision.revision}},
             {"$set": fields})
