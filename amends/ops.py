@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, MessageDeadLettered
+from schemas.topics import REDRIVE_HEADER
 
 Progress = Callable[[int], None]
 
@@ -257,12 +258,16 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
 
 
 async def redrive(bootstrap: str, letters: Sequence[Letter]) -> int:
-    """Publish each letter's original bytes, key and headers to its original topic."""
+    """Publish each letter's original bytes, key and headers to its original topic, with
+    the letter's id in the `amends-redrive` header."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
     await producer.start()
     try:
-        futures = [await producer.send(item.letter.topic, item.original, key=item.key,
-                                       headers=item.headers) for item in letters]
+        futures = [await producer.send(
+            item.letter.topic, item.original, key=item.key,
+            headers=[*[(k, v) for k, v in item.headers if k != REDRIVE_HEADER],
+                     (REDRIVE_HEADER, item.letter.dead_letter_id.encode())])
+            for item in letters]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -28,6 +28,7 @@ from schemas.deadletter import DeadLetterReason
 from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
 from schemas.task import HumanTask, TaskCreated
+from schemas.topics import REDRIVE_HEADER
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
@@ -119,6 +120,7 @@ class Batch:
     results: dict[str, tuple[Run, Action, Done]] = field(default_factory=dict)
     waiting: dict[str, tuple[Run, Action]] = field(default_factory=dict)
     follow_ups: dict[str, tuple[Run, Done]] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)  # a redriven effect's retry round
 
     def settle(self, done: Mapping[str, Done]) -> None:
         for key, result in done.items():
@@ -162,6 +164,7 @@ class FulfilmentService:
                 continue
             runs.setdefault(run.ref, run)  # the same revision twice in a batch is one
         await self.dead_letters.send(rejected)
+        redriven = [run for run in runs.values() if redrive_of(run.record) is not None]
         # Each revision of a decision is kept (a review or a choice adds one); effects are
         # keyed by action, so actions repeated in a later revision happen once.
         new = await self.store.record_decisions([
@@ -172,8 +175,11 @@ class FulfilmentService:
         # A decision's first revision seen for the first time has no effects yet: only the
         # others' outcomes are looked up (on FerretDB v1 that lookup reads every outcome).
         first = {ref for ref in new if runs[ref].decision.revision == 0}
-        return await self._carry_out([r for r in runs.values() if r.decision.status.executable],
-                                     now, first, deadline)
+        outcomes = await self._carry_out(
+            [r for r in runs.values() if r.decision.status.executable], now, first, deadline)
+        if redriven:
+            outcomes.extend(await self._redrive(redriven, now))
+        return outcomes
 
     async def _carry_out(self, runs: Sequence[Run], now: datetime, first: set[str],
                          deadline: float) -> list[Outcome]:
@@ -206,8 +212,8 @@ class FulfilmentService:
                 failed.append((run.record, DeadLetterReason.processing_failed,
                                f"action {key} ({action.kind.value}) of decision "
                                f"{run.decision.decision_id}: {done.error}"))
-                parts.append(key)
-        new = await self._publish(outcomes, batch.now)
+                parts.append(_in_round(key, batch.rounds.get(key, 0)))
+        new = await self._publish(outcomes, batch.now, batch.rounds)
         for key, (run, done) in batch.follow_ups.items():
             if done.error is not None and done.fresh:  # a follow-up has no outcome
                 new.add(key)
@@ -572,10 +578,48 @@ class FulfilmentService:
             claimed.extend([(collection, doc)
                             for doc in await self.effects.due(collection, now, limit)
                             if await self.effects.reclaim(collection, doc, now, token)])
+        return await self._finish(claimed, now)
+
+    async def _redrive(self, runs: Sequence[Run], now: datetime) -> list[Outcome]:
+        """An operator redrove a dead letter of these decisions: their failed refunds and
+        messages are tried again now, each once per dead letter, as a new round (a refund
+        under a new gateway key: the failed one is final at the gateway)."""
+        token = new_claim()
+        claimed: list[tuple[AsyncCollection[Doc], Doc]] = []
+        for run in runs:
+            letter = redrive_of(run.record) or ""
+            keys = [a.idempotency_key for a in run.decision.actions]
+            keys.append(follow_up_key(run.decision))
+            for collection in (self.store.refunds, self.store.messages):
+                async for doc in collection.find({"_id": {"$in": keys},
+                                                  "status": EffectState.failed.value}):
+                    round_ = int(doc.get("round", 0)) + 1
+                    again: Doc = {"status": EffectState.claimed.value, "claimed_at": now,
+                                  "claim": token, "round": round_, "redriven_by": letter,
+                                  "detail": f"tried again: dead letter {letter} redriven"}
+                    if collection is self.store.refunds:
+                        again["gateway_key"] = _in_round(doc["_id"], round_)
+                    result = await collection.update_one(
+                        {"_id": doc["_id"], "status": EffectState.failed.value,
+                         "attempts": doc.get("attempts", 0),
+                         "redriven_by": {"$ne": letter}},
+                        {"$set": again, "$unset": {"gateway_id": ""}})
+                    if result.modified_count == 1:
+                        doc.update(again)
+                        doc.pop("gateway_id", None)
+                        claimed.append((collection, doc))
+            log.info("redrive of decision %s: %d failed effects tried again",
+                     run.decision.decision_id, len(claimed))
+        return await self._finish(claimed, now)
+
+    async def _finish(self, claimed: Sequence[tuple[AsyncCollection[Doc], Doc]],
+                      now: datetime) -> list[Outcome]:
+        """Perform the claimed effects from where their documents stand; report them."""
         if not claimed:
             return []
         runs = await self._runs_of({doc["decision_ref"] for _, doc in claimed})
         batch = Batch(now)
+        batch.rounds = {doc["_id"]: int(doc.get("round", 0)) for _, doc in claimed}
         codes = await self.vouchers.codes_for(
             [a.idempotency_key for run in runs.values() for a in run.decision.actions
              if a.kind is RemedyKind.voucher])
@@ -611,10 +655,10 @@ class FulfilmentService:
         if action.kind is RemedyKind.refund:
             if action.amount is None:
                 return None
-            request = RefundRequest(idempotency_key=action.idempotency_key,
-                                    order_id=incident.order_id or incident.incident_id,
-                                    payment_ref=None, amount=action.amount,
-                                    reason=incident.type.value)
+            request = RefundRequest(
+                idempotency_key=doc.get("gateway_key") or action.idempotency_key,
+                order_id=incident.order_id or incident.incident_id, payment_ref=None,
+                amount=action.amount, reason=incident.type.value)
             return Job(action.idempotency_key, doc, perform=self._refunder(request))
         try:
             path = route(incident.customer.contact, self.channels)
@@ -649,17 +693,24 @@ class FulfilmentService:
 
     # --- outcomes ----------------------------------------------------------------------------
 
-    async def _publish(self, outcomes: Sequence[Outcome], now: datetime) -> set[str]:
+    async def _publish(self, outcomes: Sequence[Outcome], now: datetime,
+                       rounds: Mapping[str, int]) -> set[str]:
+        """Record and publish each outcome once; an effect tried again after a redrive has
+        one more outcome per round. Returns the ids of those new now."""
         items: list[tuple[Doc, Outgoing]] = []
+        ids: list[str] = []
         for outcome in outcomes:
-            event = OutcomeRecorded(id=outcome.idempotency_key, source="amends/fulfilment",
+            record_id = _in_round(outcome.idempotency_key,
+                                  rounds.get(outcome.idempotency_key, 0))
+            event = OutcomeRecorded(id=record_id, source="amends/fulfilment",
                                     time=now, subject=outcome.customer_id, data=outcome)
-            doc = {"_id": outcome.idempotency_key, "customer_id": outcome.customer_id,
+            doc = {"_id": record_id, "customer_id": outcome.customer_id,
                    "created_at": now, "outcome": outcome.model_dump_json()}
             items.append((doc, outgoing(self.settings.outcomes_topic, event)))
+            ids.append(record_id)
         new = await record_then_publish(self.store.outcomes, self.publisher, items)
-        for outcome in outcomes:
-            if outcome.idempotency_key in new:
+        for outcome, record_id in zip(outcomes, ids, strict=True):
+            if record_id in new:
                 self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
                 if outcome.status is ActionStatus.succeeded and outcome.value.amount > 0:
                     self.metrics.compensation.labels(outcome.kind.value, outcome.value.currency
@@ -684,6 +735,19 @@ class FulfilmentService:
 
 
 FOLLOW_UP = "follow_up"
+
+
+def redrive_of(record: Record) -> str | None:
+    """The dead letter an operator redrove this record from, if it was."""
+    for key, value in record.headers:
+        if key == REDRIVE_HEADER:
+            return value.decode(errors="replace")
+    return None
+
+
+def _in_round(key: str, round_: int) -> str:
+    """The id of an effect's outcome (and gateway key) in a retry round after a redrive."""
+    return key if round_ == 0 else f"{key}#{round_}"
 
 
 def follow_up_key(decision: Decision) -> str:
