@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,12 +21,14 @@ from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
 from amends.gateway_peer import create_app as gateway_app
 from schemas.common import Money
 from schemas.incident import Incident
+from schemas.outcome import ActionStatus
 from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.policy import parse_policy
 from services.fulfilment.app import create_app as fulfilment_app
+from services.fulfilment.remote import Done, Job, RemoteEffects, new_claim
 from services.fulfilment.service import FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
 from tests.clock import FakeClock
@@ -138,6 +140,49 @@ async def test_a_batch_stops_starting_calls_at_its_deadline_and_the_sweep_sends_
         assert len(handler.envelopes) == 6
         assert len({parsed(e)["To"] for e in handler.envelopes}) == 6
     await mongo.drop_database(settings.mongo_db)
+
+
+async def test_an_owner_never_overwrites_what_the_sweep_settled(
+        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    collection = mongo[f"effects_{suffix}"]["messages"]
+    clock = FakeClock(datetime(2026, 11, 23, 12, 5, tzinfo=UTC))
+    settings = FulfilmentSettings()
+    effects = RemoteEffects(settings, clock)
+    release = asyncio.Event()
+
+    async def stalled(_: Doc) -> tuple[Done, Doc]:
+        # The owner's process stalls (a paused VM) past its lease, then fails the send.
+        await release.wait()
+        return (Done(ActionStatus.failed, "refused", clock(), "refused"),
+                {"status": "failed", "detail": "refused", "settled_at": clock()})
+
+    async def sent(_: Doc) -> tuple[Done, Doc]:
+        return (Done(ActionStatus.succeeded, "sent", clock()),
+                {"status": "succeeded", "detail": "sent", "settled_at": clock()})
+
+    try:
+        owner = asyncio.create_task(effects.run(
+            collection, [Job("k-1", {"_id": "k-1", "created_at": clock()}, perform=stalled)],
+            clock()))
+        for _ in range(100):
+            if await collection.find_one({"_id": "k-1"}) is not None:
+                break
+            await asyncio.sleep(0.05)
+        clock.advance(timedelta(seconds=settings.claim_lease_seconds + 1))
+        [doc] = await effects.due(collection, clock(), 10)
+        assert await effects.reclaim(collection, doc, clock(), new_claim())
+        swept = await effects.perform(collection, [(Job("k-1", doc, perform=sent), doc)])
+        assert swept["k-1"].status is ActionStatus.succeeded
+        release.set()
+        reported = await owner
+        # The owner's late failure is not written, and it reports what the sweep settled.
+        assert reported["k-1"].status is ActionStatus.succeeded
+        stored = await collection.find_one({"_id": "k-1"})
+        assert stored is not None
+        assert (stored["status"], stored["detail"], stored["attempts"]) == (
+            "succeeded", "sent", 1)
+    finally:
+        await mongo.drop_database(f"effects_{suffix}")
 
 
 def test_a_batch_must_fit_in_the_poll_interval() -> None:
