@@ -19,8 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
-from schemas.deadletter import DeadLetter, MessageDeadLettered
-from schemas.topics import REDRIVE_HEADER
+from schemas.deadletter import REDRIVE_HEADER, DeadLetter, MessageDeadLettered
 
 Progress = Callable[[int], None]
 

@@ -10,6 +10,10 @@ from pydantic import AwareDatetime, Field
 from schemas.common import Contract
 from schemas.envelope import CloudEvent
 
+# The header a redriven record carries: the id of the dead letter it came back from, so a
+# consumer that finds its work done already (fulfilment's failed actions) tries it again.
+REDRIVE_HEADER = "amends-redrive"
+
 
 class DeadLetterReason(StrEnum):
     undecodable = "undecodable"

@@ -11,7 +11,3 @@ TASKS = "amends.tasks.v1"
 DEADLETTER = "amends.deadletter.v1"
 
 DEFAULT_PARTITIONS = 6
-
-# The header a redriven record carries: the id of the dead letter it came back from, so a
-# consumer that finds its work done already (fulfilment's failed actions) tries it again.
-REDRIVE_HEADER = "amends-redrive"

@@ -61,14 +61,16 @@ class OutgoingMessage:
     locale: str
     customer_id: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "apology"  # or "follow_up": what a webhook's receiver is told it gets
 
     @classmethod
     def of(cls, rendered: RenderedMessage, *, idempotency_key: str, recipient: str,
-           customer_id: str, metadata: Mapping[str, str] | None = None) -> OutgoingMessage:
+           customer_id: str, metadata: Mapping[str, str] | None = None,
+           kind: str = "apology") -> OutgoingMessage:
         return cls(idempotency_key=idempotency_key, recipient=recipient,
                    subject=rendered.subject, text=rendered.text, html=rendered.html,
                    locale=rendered.locale, customer_id=customer_id,
-                   metadata=dict(metadata or {}))
+                   metadata=dict(metadata or {}), kind=kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +248,7 @@ class WebhookChannel:
         self.timeout_s = timeout_s
 
     def payload(self, message: OutgoingMessage) -> bytes:
-        body = {"id": message.idempotency_key, "type": "amends.apology",
+        body = {"id": message.idempotency_key, "type": f"amends.{message.kind}",
                 "customer_id": message.customer_id, "recipient": message.recipient,
                 "locale": message.locale, "subject": message.subject, "text": message.text,
                 "html": message.html, "metadata": dict(message.metadata)}

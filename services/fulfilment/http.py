@@ -96,7 +96,8 @@ def router(store: FulfilmentStore, vouchers: VoucherStore, clock: Clock) -> APIR
 
 # Bookkeeping of delivery, and the HTML twin of the text: not part of the case.
 INTERNAL_MESSAGE_FIELDS = frozenset({"_id", "html", "origin", "decision_ref", "claimed_at",
-                                     "next_attempt_at", "attempts"})
+                                     "claim", "next_attempt_at", "attempts", "paused",
+                                     "round", "redriven_by"})
 
 
 async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer_id: str,

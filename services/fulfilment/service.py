@@ -24,11 +24,10 @@ from pydantic import TypeAdapter, ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 
 from schemas.common import Channel
-from schemas.deadletter import DeadLetterReason
+from schemas.deadletter import REDRIVE_HEADER, DeadLetterReason
 from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
 from schemas.task import HumanTask, TaskCreated
-from schemas.topics import REDRIVE_HEADER
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
@@ -534,7 +533,7 @@ class FulfilmentService:
             return Job(key, doc | {"status": EffectState.succeeded.value, "detail": detail,
                                    "settled_at": now, "sent_at": now})
         message = OutgoingMessage.of(rendered, idempotency_key=key, recipient=path.recipient,
-                                     customer_id=customer.id,
+                                     customer_id=customer.id, kind=FOLLOW_UP,
                                      metadata={"decision_id": decision.decision_id,
                                                "incident_id": decision.incident.incident_id})
         return Job(key, doc, perform=self._sender(path, message, "follow-up"))
@@ -561,7 +560,7 @@ class FulfilmentService:
         message = OutgoingMessage(
             idempotency_key=doc["_id"], recipient=path.recipient, subject=doc["subject"],
             text=doc["text"], html=doc["html"], locale=doc["locale"],
-            customer_id=incident.customer.id,
+            customer_id=incident.customer.id, kind=FOLLOW_UP,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
         return Job(doc["_id"], doc, perform=self._sender(path, message, "follow-up"))
