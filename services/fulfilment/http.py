@@ -97,7 +97,7 @@ def router(store: FulfilmentStore, vouchers: VoucherStore, clock: Clock) -> APIR
 # Bookkeeping of delivery, and the HTML twin of the text: not part of the case.
 INTERNAL_MESSAGE_FIELDS = frozenset({"_id", "html", "origin", "decision_ref", "claimed_at",
                                      "claim", "next_attempt_at", "attempts", "paused",
-                                     "round", "redriven_by"})
+                                     "round", "redriven_by", "remote"})
 
 
 async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer_id: str,

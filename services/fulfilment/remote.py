@@ -135,6 +135,10 @@ class RemoteEffects:
     def __post_init__(self) -> None:
         self._limit = asyncio.Semaphore(self.settings.send_concurrency)
         self._rng = self.rng or random.Random()  # jitter only; nothing depends on its values
+        # Per remote, until when (the loop's clock) it is known to refuse our credentials:
+        # the effects for it wait without calling, so a flood of them does not hammer it
+        # with a bad key; each sweep's first call probes it again.
+        self._refused_until: dict[str, float] = {}
 
     async def run(self, collection: AsyncCollection[Doc], jobs: Sequence[Job],
                   now: datetime, *, deadline: float | None = None) -> dict[str, Done]:
@@ -194,13 +198,27 @@ class RemoteEffects:
                          {"$set": fields, "$inc": {"attempts": 1}})
                for key, _, fields in results]
         done = {key: result for key, result, _ in results}
-        if await self._write(collection, ops) < len(ops):
+        written = await self._write(collection, ops)
+        await self._wake_paused(collection, claimed, {key: f for key, _, f in results})
+        if written < len(ops):
             # Some claims were taken over meanwhile (this process stalled past the lease):
             # what the new owner wrote, or is doing, stands; it reports the outcome.
             async for doc in collection.find({"_id": {"$in": list(done)}}):
                 if doc.get("claim") != claims[doc["_id"]]:
                     done[doc["_id"]] = Done.of(doc)
         return done
+
+    async def _wake_paused(self, collection: AsyncCollection[Doc],
+                           claimed: Sequence[tuple[Job, Doc]], fields: Mapping[str, Doc]) -> None:
+        """A remote that refused our credentials accepts them again: what waits for it is
+        due now, not after its own growing pause."""
+        recovered = {doc["remote"] for job, doc in claimed
+                     if doc.get("paused") and doc.get("remote")
+                     and fields[job.key].get("status") != EffectState.paused.value}
+        for remote in sorted(recovered):
+            await collection.update_many(
+                {"status": EffectState.paused.value, "remote": remote},
+                {"$set": {"next_attempt_at": self.clock()}})
 
     @staticmethod
     async def _write(collection: AsyncCollection[Doc], ops: Sequence[UpdateOne]) -> int:
@@ -234,6 +252,9 @@ class RemoteEffects:
         deadline = _deadline.get()
         loop = asyncio.get_running_loop()
         errors: list[TransientError] = []
+        if remote and self._refused_until.get(remote, 0.0) > loop.time():
+            return self._paused(doc, what, remote, CredentialsError(
+                f"the {remote} refused our credentials moments ago; not called"))
 
         async def sleep(seconds: float) -> None:
             if deadline is not None and loop.time() + seconds >= deadline:
@@ -261,6 +282,7 @@ class RemoteEffects:
         return result
 
     def _accepted(self, remote: str) -> None:
+        self._refused_until.pop(remote, None)
         if self.metrics is not None:
             self.metrics.accepted(remote)
 
@@ -270,6 +292,10 @@ class RemoteEffects:
         It waits, tried again with a growing pause, until an operator fixes them."""
         if self.metrics is not None:
             self.metrics.refused(remote)
+        if remote:
+            self._refused_until[remote] = max(
+                self._refused_until.get(remote, 0.0),
+                asyncio.get_running_loop().time() + self.settings.sweep_seconds / 2)
         now = self.clock()
         times = int(doc.get("paused", 0)) + 1
         wait = min(self.settings.paused_retry_cap_s,
@@ -277,7 +303,7 @@ class RemoteEffects:
         detail = f"{what} paused: {error}"
         return (Done(None, detail),
                 {"status": EffectState.paused.value, "detail": detail, "paused": times,
-                 "next_attempt_at": now + timedelta(seconds=wait)})
+                 "remote": remote, "next_attempt_at": now + timedelta(seconds=wait)})
 
     def _later(self, doc: Doc, what: str, error: TransientError) -> tuple[Done, Doc]:
         now = self.clock()

@@ -35,7 +35,7 @@ from tests.clock import FakeClock
 from tests.factories import incident
 from tests.infra import Infra
 from tests.kafka_tools import collect, incident_events, produce, until_timeout
-from tests.mail import Inbox, parsed
+from tests.mail import Inbox, body, parsed
 from tests.pipeline import Topics, lifespans, running_pipeline, settings_for
 
 pytestmark = pytest.mark.integration
@@ -193,10 +193,12 @@ def test_a_batch_must_fit_in_the_poll_interval() -> None:
     assert FulfilmentSettings(batch_deadline_s=200.0, max_poll_interval_ms=600_000)
 
 
-async def test_a_refused_gateway_key_pauses_the_refund_until_it_works_again(
+async def test_a_refused_gateway_key_pauses_the_refunds_until_it_works_again(
         infra: Infra, suffix: str, inbox: tuple[Inbox, int]) -> None:
     handler, smtp_port = inbox
-    peer_app = gateway_app(Behaviour(payments={"o-key": PAID}, settle_after_polls=0,
+    customers = ["c-key-0", "c-key-1", "c-key-2"]
+    orders = [f"o-{c}" for c in customers]
+    peer_app = gateway_app(Behaviour(payments=dict.fromkeys(orders, PAID), settle_after_polls=0,
                                      revoked=True))
     peer = peer_app.state.peer
     async with serving(peer_app) as gateway_url, running_pipeline(
@@ -204,41 +206,48 @@ async def test_a_refused_gateway_key_pauses_the_refund_until_it_works_again(
             "payment_gateway_url": gateway_url,
             "payment_gateway_api_key": SecretStr(DEFAULT_API_KEY),
             "retry_base_s": 0.01, "retry_cap_s": 0.05, "sweep_seconds": 0.3,
-            "paused_retry_cap_s": 0.6,
+            "paused_retry_cap_s": 1.2, "send_concurrency": 1,
             "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
             "smtp_from": "Care <care@shop.example>"}) as pipeline:
         registry = pipeline.fulfilment.state.runtime.registry
         db = pipeline.fulfilment.state.runtime.db
-        await produce(infra.kafka_bootstrap, pipeline.topics.incidents,
-                      incident_events([double_charge("c-key", "o-key")]))
+        await produce(infra.kafka_bootstrap, pipeline.topics.incidents, incident_events(
+            [double_charge(c, o) for c, o in zip(customers, orders, strict=True)]))
         first = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
-                              lambda seen: len(seen) >= 2, settle_s=1.0)
-        # Refused, over and over: the refund waits, neither failed nor dead-lettered.
+                              lambda seen: len(seen) >= 6, settle_s=1.0)
+        # Refused, over and over: the refunds wait, neither failed nor dead-lettered.
         await asyncio.sleep(1.5)
-        refund = await db["refunds"].find_one({})
-        assert refund is not None
-        assert refund["status"] == "paused"
-        assert "401" in refund["detail"]
-        assert peer.refused_calls >= 2  # the sweep kept trying
+        refunds = [doc async for doc in db["refunds"].find({})]
+        assert [r["status"] for r in refunds] == ["paused"] * 3
+        assert all("401" in r["detail"] or "refused" in r["detail"] for r in refunds)
         assert peer.refunds == {}
+        paused = registry.get_sample_value("amends_effects_paused_total",
+                                           {"remote": "payment_gateway"}) or 0
+        assert paused >= 6  # the sweep kept trying each of them
+        # ...but the gateway was asked far less often: once it refused, the others waited.
+        assert 1 <= peer.refused_calls <= paused / 2
         assert registry.get_sample_value("amends_remote_credentials_valid",
                                          {"remote": "payment_gateway"}) == 0
-        assert (registry.get_sample_value("amends_effects_paused_total",
-                                          {"remote": "payment_gateway"}) or 0) >= 2
         assert await collect(infra.kafka_bootstrap, pipeline.topics.deadletter,
                              until_timeout, timeout_s=1.0) == []
 
+        # Two of them would next be tried in an hour; the first refund that goes through
+        # makes them due at once.
+        await db["refunds"].update_many(
+            {"order_id": {"$in": orders[1:]}},
+            {"$set": {"next_attempt_at": datetime.now(UTC) + timedelta(hours=1)}})
         peer.revoked = False  # the operator fixed the key at the gateway: no redrive
         outcomes = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
-                                 lambda seen: len(seen) >= 3, settle_s=1.0, timeout_s=20)
+                                 lambda seen: len(seen) >= 9, settle_s=1.0, timeout_s=20)
         assert registry.get_sample_value("amends_remote_credentials_valid",
                                          {"remote": "payment_gateway"}) == 1
 
-    assert Counter(o["data"]["kind"] for o in first) == {"apology": 1, "points": 1}
-    done = {o["data"]["kind"]: o["data"] for o in outcomes}
-    assert len(outcomes) == 3
-    assert done["refund"]["status"] == "succeeded"
-    assert [r.status for r in peer.refunds.values()] == ["succeeded"]
-    # The apology, sent while the refund waited, told of the refund: it was under way.
-    [mail] = handler.envelopes
-    assert "refund" in parsed(mail).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert Counter(o["data"]["kind"] for o in first) == {"apology": 3, "points": 3}
+    refunded = [o["data"] for o in outcomes if o["data"]["kind"] == "refund"]
+    assert [r["status"] for r in refunded] == ["succeeded"] * 3
+    assert sorted(r.order_id for r in peer.refunds.values()) == sorted(orders)
+    assert {r.status for r in peer.refunds.values()} == {"succeeded"}
+    # The apologies, sent while the refunds waited, told of them: they were under way.
+    assert len(handler.envelopes) == 3
+    for mail in handler.envelopes:
+        assert "refund" in body(parsed(mail), "plain")
