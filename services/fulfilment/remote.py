@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from schemas.outcome import ActionStatus
 from services.common.clock import Clock
@@ -45,6 +47,8 @@ from services.common.mongo import BULK_STATEMENTS, Doc, insert_new
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.retry import Sleep, retry
 from services.fulfilment.settings import FulfilmentSettings
+
+log = logging.getLogger(__name__)
 
 
 class EffectState(StrEnum):
@@ -239,11 +243,14 @@ class RemoteEffects:
             by_token.setdefault(token, []).append(key)
         while True:
             await asyncio.sleep(self.settings.claim_lease_seconds / 3)
-            for token, keys in by_token.items():
-                await collection.update_many(
-                    {"_id": {"$in": keys}, "claim": token,
-                     "status": EffectState.claimed.value},
-                    {"$set": {"claimed_at": self.clock()}})
+            try:
+                for token, keys in by_token.items():
+                    await collection.update_many(
+                        {"_id": {"$in": keys}, "claim": token,
+                         "status": EffectState.claimed.value},
+                        {"$set": {"claimed_at": self.clock()}})
+            except PyMongoError as error:  # the next renewal tries again; the lease has slack
+                log.warning("could not renew %d claims: %s", len(claims), error)
 
     async def attempt(self, call: Callable[[], Awaitable[tuple[Done, Doc]]],
                       doc: Doc, what: str, remote: str = "") -> tuple[Done, Doc]:
