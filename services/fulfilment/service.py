@@ -155,6 +155,7 @@ class FulfilmentService:
         deadline = asyncio.get_running_loop().time() + self.settings.batch_deadline_s
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
         runs: dict[str, Run] = {}
+        redriven: dict[str, Run] = {}  # by an operator, from a dead letter
         for record in records:
             try:
                 run = Run(_decision_event.validate_json(record.value).data, record)
@@ -162,8 +163,9 @@ class FulfilmentService:
                 rejected.append((record, DeadLetterReason.invalid, describe(exc)))
                 continue
             runs.setdefault(run.ref, run)  # the same revision twice in a batch is one
+            if redrive_of(record) is not None:
+                redriven.setdefault(run.ref, run)
         await self.dead_letters.send(rejected)
-        redriven = [run for run in runs.values() if redrive_of(run.record) is not None]
         # Each revision of a decision is kept (a review or a choice adds one); effects are
         # keyed by action, so actions repeated in a later revision happen once.
         new = await self.store.record_decisions([
@@ -177,7 +179,7 @@ class FulfilmentService:
         outcomes = await self._carry_out(
             [r for r in runs.values() if r.decision.status.executable], now, first, deadline)
         if redriven:
-            outcomes.extend(await self._redrive(redriven, now))
+            outcomes.extend(await self._redrive(list(redriven.values()), now))
         return outcomes
 
     async def _carry_out(self, runs: Sequence[Run], now: datetime, first: set[str],
@@ -215,11 +217,12 @@ class FulfilmentService:
         new = await self._publish(outcomes, batch.now, batch.rounds)
         for key, (run, done) in batch.follow_ups.items():
             if done.error is not None and done.fresh:  # a follow-up has no outcome
-                new.add(key)
+                part = _in_round(key, batch.rounds.get(key, 0))
+                new.add(part)
                 failed.append((run.record, DeadLetterReason.processing_failed,
                                f"follow-up {key} of decision {run.decision.decision_id}: "
                                f"{done.error}"))
-                parts.append(key)
+                parts.append(part)
         # A redelivered decision whose failure was reported already is not reported twice.
         fresh = [i for i, key in enumerate(parts) if key in new]
         await self.dead_letters.send([failed[i] for i in fresh], parts=[parts[i] for i in fresh])
