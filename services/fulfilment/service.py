@@ -503,6 +503,9 @@ class FulfilmentService:
                 if action.kind is RemedyKind.refund:
                     states[action.idempotency_key] = "done" if status else "pending"
             key = follow_up_key(run.decision)
+            if not given:  # all it brought failed: dead-lettered, nothing true to confirm
+                log.warning("no follow-up for %s: nothing it brought was carried out", key)
+                continue
             try:
                 job = self._follow_up(run, key, given, codes=codes, states=states,
                                       now=batch.now)
