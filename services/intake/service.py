@@ -40,6 +40,7 @@ from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
 from services.intake.settings import IntakeSettings
+from services.intake.watermark import EventTime
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class IntakeService:
     dead_letters: DeadLetters
     clock: Clock
     metrics: IntakeMetrics
+    event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
 
     @property
     def thresholds(self) -> Thresholds:
@@ -104,16 +106,21 @@ class IntakeService:
 
     async def handle_upstream(self, records: Sequence[Record]) -> list[Incident]:
         """Process one batch of upstream records; returns the incidents that are new."""
-        rejected: list[tuple[Record, DeadLetterReason, str]] = []
-        events: list[UpstreamEvent] = []
-        for record in records:
-            parsed = self.parse(record)
-            if isinstance(parsed, tuple):
-                rejected.append((record, *parsed))
-            else:
-                events.append(parsed)
-        await self.dead_letters.send(rejected)
-        return (await self.process(events)).new
+        with self.event_time.in_flight():
+            rejected: list[tuple[Record, DeadLetterReason, str]] = []
+            events: list[UpstreamEvent] = []
+            read: list[tuple[str, int, datetime]] = []
+            for record in records:
+                parsed = self.parse(record)
+                if isinstance(parsed, tuple):
+                    rejected.append((record, *parsed))
+                else:
+                    events.append(parsed)
+                    read.append((record.topic, record.partition, parsed.time))
+            await self.dead_letters.send(rejected)
+            new = (await self.process(events)).new
+            self.event_time.read(read)
+            return new
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -312,13 +319,28 @@ class IntakeService:
 
     # --- scheduled checks ----------------------------------------------------------------
 
+    def _topic_of(self, kind: CheckKind) -> str:
+        """Where the events that settle a check arrive."""
+        return (self.settings.orders_topic if kind is CheckKind.delivery
+                else self.settings.support_topic)
+
     async def run_due_checks(self) -> int:
-        """Run the checks that are due and that nothing settled; returns how many ran."""
+        """Run the checks that nothing settled and that are due on event time: intake has read
+        their subject's partition past their due time (`watermark.py`). Returns how many
+        ran."""
         ran = 0
         limit = self.settings.check_sweep_limit
+        marks = await self.event_time.watermarks(
+            [self.settings.orders_topic, self.settings.support_topic], self.clock())
+        horizon = marks.latest
+        if horizon is None:
+            return 0
         while True:
             now = self.clock()
-            due = await self.store.due(now, limit)
+            found = await self.store.due(horizon, limit)
+            due = [c for c in found
+                   if (at := marks.of(self._topic_of(c.kind), c.customer.id)) is not None
+                   and c.due_at <= at]
             if not due:
                 return ran
             closed = await self.store.closed([c.closed_id for c in due])
@@ -329,7 +351,8 @@ class IntakeService:
                 if check.closed_id in closed:
                     done.append(check.check_id)
                     continue
-                incident, after = rules.run_check(check, now, self.thresholds)
+                read_to = marks.of(self._topic_of(check.kind), check.customer.id)
+                incident, after = rules.run_check(check, now, self.thresholds, read_to)
                 if incident is not None:
                     incidents.append(incident)
                     self.metrics.checks.labels(check.kind.value).inc()
@@ -341,7 +364,7 @@ class IntakeService:
             await self.store.schedule(following)
             await self.store.ran(done)
             ran += len(done)
-            if len(due) < limit or not done:
+            if len(found) < limit or not done:
                 return ran
 
     # --- recording and publishing --------------------------------------------------------
