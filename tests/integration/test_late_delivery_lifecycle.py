@@ -82,7 +82,7 @@ async def test_a_95_minute_late_proactive_order_gets_one_apology_and_one_top_up(
         credits = await fulfilment["points_ledger"].find({}).to_list()
         incidents = await mongo[pipeline.db("intake")]["incidents"].find({}).to_list()
 
-    assert sorted(Incident.model_validate_json(i["incident"]).delay_band
+    assert sorted(str(Incident.model_validate_json(i["incident"]).delay_band)
                   for i in incidents) == ["late", "late_30m"]
     first, second = sorted((d["data"] for d in decisions),
                            key=lambda d: d["incident"]["delay_minutes"])
