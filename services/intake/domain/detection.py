@@ -297,7 +297,9 @@ def support_ticket(event: SupportTicketUpdatedEvent, now: datetime, thresholds: 
                                       opened_at=data.opened_at, wait=wait, now=now,
                                       thresholds=thresholds) if wait > sla else None)
         return TicketVerdict(incident=incident, answered=True)
-    waited = minutes_between(data.opened_at, now)
+    # Unanswered as of the update's own time: what it proves. An update read late (consumer
+    # lag) proves no more than when it was written; the check covers the rest on event time.
+    waited = minutes_between(data.opened_at, min(now, data.updated_at))
     if waited > sla:
         return TicketVerdict(incident=_support_incident(
             data.ticket_id, data.customer, tenant=event.tenant, source=event.source,
