@@ -43,7 +43,8 @@ def create_app(settings: IntakeSettings | None = None, *,
     runtime.on_start.append(store.create_indexes)
 
     async def when_upstream_events_arrive(records: list[Record]) -> None:
-        await service.handle_upstream(records)
+        with event_time.in_flight():  # not read to the end while a batch is processed
+            await service.handle_upstream(records)
 
     runtime.consume(settings.upstream_topics,
                     when_upstream_events_arrive, name="when_upstream_events_arrive")

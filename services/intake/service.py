@@ -89,6 +89,8 @@ class IntakeService:
     dead_letters: DeadLetters
     clock: Clock
     metrics: IntakeMetrics
+    # How far the upstream partitions are read; without the consumer's progress (the app
+    # wires it) no partition is known to be read, and no check fires.
     event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
 
     @property
@@ -106,21 +108,20 @@ class IntakeService:
 
     async def handle_upstream(self, records: Sequence[Record]) -> list[Incident]:
         """Process one batch of upstream records; returns the incidents that are new."""
-        with self.event_time.in_flight():
-            rejected: list[tuple[Record, DeadLetterReason, str]] = []
-            events: list[UpstreamEvent] = []
-            read: list[tuple[str, int, datetime]] = []
-            for record in records:
-                parsed = self.parse(record)
-                if isinstance(parsed, tuple):
-                    rejected.append((record, *parsed))
-                else:
-                    events.append(parsed)
-                    read.append((record.topic, record.partition, parsed.time))
-            await self.dead_letters.send(rejected)
-            new = (await self.process(events)).new
-            self.event_time.read(read)
-            return new
+        rejected: list[tuple[Record, DeadLetterReason, str]] = []
+        events: list[UpstreamEvent] = []
+        read: list[tuple[str, int, datetime]] = []  # event time, per partition
+        for record in records:
+            parsed = self.parse(record)
+            if isinstance(parsed, tuple):
+                rejected.append((record, *parsed))
+            else:
+                events.append(parsed)
+                read.append((record.topic, record.partition, parsed.time))
+        await self.dead_letters.send(rejected)
+        new = (await self.process(events)).new
+        self.event_time.read(read)
+        return new
 
     # --- HTTP ----------------------------------------------------------------------------
 
