@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from schemas.common import CustomerSnapshot, deterministic_id
@@ -57,6 +57,10 @@ class IntakeMetrics:
         self.checks = Counter("amends_intake_checks_run_total",
                               "Scheduled checks that came due and were run", ["kind"],
                               registry=registry)
+        self.watermark_behind = Gauge(
+            "amends_intake_watermark_behind_seconds",
+            "How far each upstream partition's watermark (event time read) trails the clock: "
+            "checks due within it wait", ["topic", "partition"], registry=registry)
         self.fan_out = Histogram("amends_outage_fan_out_customers",
                                  "Customers an outage was fanned out to",
                                  buckets=(1, 10, 100, 1000, 10_000, 100_000),
@@ -333,6 +337,10 @@ class IntakeService:
         limit = self.settings.check_sweep_limit
         marks = await self.event_time.watermarks(
             [self.settings.orders_topic, self.settings.support_topic], self.clock())
+        started = self.clock()
+        for (topic, partition), mark in marks.marks.items():
+            self.metrics.watermark_behind.labels(topic, str(partition)).set(
+                (started - mark).total_seconds())
         horizon = marks.latest
         if horizon is None:
             return 0

@@ -77,6 +77,9 @@ async def test_a_check_waits_while_intake_lags_behind_an_on_time_delivery(
             assert await service.run_due_checks() == 0
             await asyncio.sleep(0.2)
         assert await stored_incidents(mongo, intake.db_name) == []
+        # Operators see why: the partition's watermark trails the clock by hours.
+        [behind] = [m.samples for m in service.metrics.watermark_behind.collect()]
+        assert max(sample.value for sample in behind) > 4 * 3600
 
         # Intake catches up: the delivery settles its check; only the order still on its way
         # is apologised for, for the delay known where intake has read to.
