@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.decision import Decision, DecisionStatus, RemedyKind
 from schemas.incident import Incident, IncidentType, incident_id
@@ -120,3 +122,32 @@ def test_another_order_is_a_repeat_failure_the_same_order_is_not(policy: Policy)
     assert "repeat-failure" in other.explanation
     assert remedies(other) == {"points": 800, "free_delivery": 2}
     assert other.top_up_of == []
+
+
+def _measures(decision: Decision) -> dict[str, Decimal]:
+    return {k: v for k, v in given_by(decision).items() if k != "offer"}
+
+
+@given(st.lists(st.integers(min_value=1, max_value=1439), min_size=1, max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_the_stages_of_one_delay_add_up_to_what_its_worst_stage_grants_and_no_more(
+        delays: list[int]) -> None:
+    """Whatever stages a delay under a day is decided in, and in whatever order they come,
+    the customer ends up with, per measure, the most any single stage grants: never a second
+    grant, never less than the worst stage."""
+    policy = load_policy("deploy/policy/default.yaml")
+    history = CustomerHistory()
+    total: dict[str, Decimal] = {}
+    most: dict[str, Decimal] = {}
+    for n, minutes in enumerate(delays):
+        at = NOW + timedelta(minutes=n)
+        stage = delay(minutes, f"band-{n}")
+        decision = decide(stage, history, policy, at)
+        history = history.plus(past(decision, at))
+        for key, value in _measures(decision).items():
+            total[key] = total.get(key, Decimal(0)) + value
+        fresh = decide(delay(minutes, "fresh", order=f"o-fresh-{n}"), CustomerHistory(),
+                       policy, at)
+        for key, value in _measures(fresh).items():
+            most[key] = max(most.get(key, Decimal(0)), value)
+    assert total == most
