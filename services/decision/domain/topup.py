@@ -58,6 +58,22 @@ def given_by(decision: Decision) -> dict[str, Decimal]:
     return given
 
 
+def given_by_items(items: Iterable[Item], offered: bool) -> tuple[tuple[str, Decimal], ...]:
+    """`given_by` for remedies still being decided (a backtest: the remedies outside an offer
+    and its default option)."""
+    given: dict[str, Decimal] = {}
+    for item in items:
+        measured = _measure(item.kind, points=item.points, quantity=item.quantity,
+                            amount=item.amount, percent=item.percent)
+        if measured is not None:
+            key, value = measured
+            given[key] = (max(given.get(key, ZERO), value) if key == "voucher_percent"
+                          else given.get(key, ZERO) + value)
+    if offered:
+        given[OFFERED] = Decimal(1)
+    return tuple(given.items())
+
+
 def _add(given: dict[str, Decimal], actions: Iterable[Action]) -> None:
     for action in actions:
         measured = _measure(action.kind, points=action.points, quantity=action.quantity,

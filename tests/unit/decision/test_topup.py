@@ -151,3 +151,14 @@ def test_the_stages_of_one_delay_add_up_to_what_its_worst_stage_grants_and_no_mo
         for key, value in _measures(fresh).items():
             most[key] = max(most.get(key, Decimal(0)), value)
     assert total == most
+
+
+def test_a_backtest_tops_up_the_stages_of_one_order_as_production_does(policy: Policy) -> None:
+    from services.decision.backtest import backtest
+
+    stages_ = [delay(1, "late"), delay(95, "late_30m"), delay(300, "late_2h")]
+    [tally] = backtest(stages_, [policy])
+    # 200 points, then 300 more and a free delivery: 5.00 + 4.90; no repeat-failure extra.
+    assert tally.cost == Decimal("9.90")
+    assert tally.remedy_value == {"points": Decimal("5.00"), "free_delivery": Decimal("4.90")}
+    assert tally.apology_only == 1
