@@ -48,12 +48,12 @@ def _measure(kind: RemedyKind, *, points: int | None, quantity: int | None,
 
 
 def given_by(decision: Decision) -> dict[str, Decimal]:
-    """What a decision grants, by measure, as stored with it (a held decision counts what it
-    would give; a rejected one only its apology; an open offer is marked, its options not)."""
+    """What a decision grants, by measure, as stored with it: a held decision counts what it
+    would give, a rejected one only its apology; an offer is marked (made once per order),
+    and the option chosen counts once chosen."""
     given: dict[str, Decimal] = {}
     _add(given, decision.actions)
-    if decision.offer is not None and decision.choice is None and (
-            decision.status is not DecisionStatus.rejected):
+    if decision.offer is not None and decision.status is not DecisionStatus.rejected:
         given[OFFERED] = Decimal(1)
     return given
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.decision import Decision, DecisionStatus, RemedyKind
+from schemas.decision import Choice, Decision, DecisionStatus, RemedyKind
 from schemas.incident import Incident, IncidentType, incident_id
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory, PastIncident
@@ -162,3 +162,19 @@ def test_a_backtest_tops_up_the_stages_of_one_order_as_production_does(policy: P
     assert tally.cost == Decimal("9.90")
     assert tally.remedy_value == {"points": Decimal("5.00"), "free_delivery": Decimal("4.90")}
     assert tally.apology_only == 1
+
+
+def test_an_offer_chosen_counts_what_was_chosen_and_is_not_made_again(policy: Policy) -> None:
+    first = decide(delay(1500, "late_1d"), CustomerHistory(), policy, NOW)
+    assert first.offer is not None
+    voucher = first.offer.options[0]
+    chosen = first.model_copy(update={
+        "revision": 1, "status": DecisionStatus.approved,
+        "choice": Choice(option=0, label=voucher.label, by="customer", at=NOW),
+        "actions": [*first.actions, *voucher.actions]})
+    assert given_by(chosen) == {"free_delivery": Decimal(2), "voucher": Decimal("15.00"),
+                                "offer": Decimal(1)}
+    later = decide(delay(4400, "lost"), CustomerHistory((past(chosen, NOW),)), policy,
+                   NOW + timedelta(days=2))
+    assert later.offer is None
+    assert remedies(later) == {}
