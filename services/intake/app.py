@@ -43,7 +43,8 @@ def create_app(settings: IntakeSettings | None = None, *,
     runtime.on_start.append(store.create_indexes)
 
     async def when_upstream_events_arrive(records: list[Record]) -> None:
-        with event_time.in_flight():  # not read to the end while a batch is processed
+        # Not read to their end while their records are processed.
+        with event_time.in_flight({(r.topic, r.partition) for r in records}):
             await service.handle_upstream(records)
 
     runtime.consume(settings.upstream_topics,

@@ -95,10 +95,10 @@ class IntakeSettings(ServiceSettings):
     idle_fallback_seconds: float = Field(
         default=120.0, ge=0,
         description="checks fire on event time: once intake has read an order's partition "
-                    "past the check's due time. A partition read to its end (no lag, no batch "
-                    "in flight) counts as read up to the wall clock minus this much, so an idle "
-                    "stream fires its checks at most this late; upstream must publish an event "
-                    "within this time of its occurrence")
+                    "past the check's due time. A partition read to its end (no lag, none of "
+                    "its records still being processed) counts as read up to the wall clock "
+                    "minus this much, so an idle stream fires its checks at most this late; "
+                    "upstream must publish an event within this time of its occurrence")
     event_lateness_seconds: float = Field(
         default=60.0, ge=0,
         description="how far out of order events may arrive on one partition: the watermark "

@@ -8,7 +8,8 @@ by customer id: every event of one order (or ticket) is on the partition of its 
 The watermark of a partition is the later of
 - the newest event time read from it, less `event_lateness` (events of one partition may
   arrive a little out of order), and
-- when the partition has been read to its end (no lag, no batch in flight): the wall clock
+- when the partition has been read to its end (no lag, none of its records in a batch being
+  processed): the wall clock
   less `idle_fallback`, so an idle stream still fires its checks, at most that late;
 and never later than the wall clock. A partition this process is not assigned has no
 watermark: its checks are left to the process that reads it.
@@ -77,7 +78,7 @@ class EventTime:
     idle_fallback: timedelta
     progress: Progress | None = None
     newest: dict[Partition, datetime] = field(default_factory=dict)
-    _in_flight: int = 0
+    _in_flight: dict[Partition, int] = field(default_factory=dict)
 
     def read(self, seen: Iterable[tuple[str, int, datetime]]) -> None:
         """Events of a batch that was processed: (topic, partition, event time)."""
@@ -88,19 +89,27 @@ class EventTime:
                 newest[topic, partition] = at
 
     @contextlib.contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """While a batch is being processed nothing counts as read to its end."""
-        self._in_flight += 1
+    def in_flight(self, partitions: Iterable[Partition]) -> Iterator[None]:
+        """While a batch is being processed, its partitions do not count as read to their end
+        (the consumer's position is past records not yet processed)."""
+        held = set(partitions)
+        for tp in held:
+            self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
         try:
             yield
         finally:
-            self._in_flight -= 1
+            for tp in held:
+                left = self._in_flight[tp] - 1
+                if left:
+                    self._in_flight[tp] = left
+                else:
+                    del self._in_flight[tp]
 
     async def watermarks(self, topics: Sequence[str], now: datetime) -> Watermarks:
         if self.progress is None:
             return Watermarks({}, {})
         assigned = await self.progress.assigned()
-        idle = self._in_flight == 0
+        busy = self._in_flight
         counts: dict[str, int] = {}
         for topic in topics:
             count = self.progress.partitions(topic)
@@ -114,7 +123,7 @@ class EventTime:
             newest = self.newest.get(tp)
             if newest is not None:
                 candidates.append(newest - self.event_lateness)
-            if idle and read_to_end:
+            if read_to_end and tp not in busy:
                 candidates.append(now - self.idle_fallback)
             if candidates:
                 marks[tp] = min(now, max(candidates))

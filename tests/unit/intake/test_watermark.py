@@ -44,12 +44,14 @@ async def test_a_lagging_partition_is_read_only_as_far_as_its_events() -> None:
     assert marks.marks["orders", 1] == clock - timedelta(seconds=120)
 
 
-async def test_nothing_is_read_to_its_end_while_a_batch_is_in_flight() -> None:
-    times = event_time(FakeProgress({("orders", 1): True}))
-    with times.in_flight():
-        assert (await times.watermarks(["orders"], T0)).marks == {}
-    assert (await times.watermarks(["orders"], T0)).marks == {
-        ("orders", 1): T0 - timedelta(seconds=120)}
+async def test_a_partition_is_not_read_to_its_end_while_its_batch_is_in_flight() -> None:
+    times = event_time(FakeProgress({("orders", 1): True, ("orders", 2): True}))
+    idle = T0 - timedelta(seconds=120)
+    with times.in_flight({("orders", 1)}), times.in_flight({("orders", 1)}):
+        # Another partition, idle meanwhile, still follows the clock.
+        assert (await times.watermarks(["orders"], T0)).marks == {("orders", 2): idle}
+    assert (await times.watermarks(["orders"], T0)).marks == {("orders", 1): idle,
+                                                              ("orders", 2): idle}
 
 
 async def test_a_partition_not_assigned_here_or_an_unknown_topic_has_no_watermark() -> None:
