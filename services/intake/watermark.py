@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
-
-log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
 _PARTITIONER = DefaultPartitioner()
@@ -106,6 +103,7 @@ class EventTime:
                     del self._in_flight[tp]
 
     async def watermarks(self, topics: Sequence[str], now: datetime) -> Watermarks:
+        """The watermark of each partition of `topics` assigned here (see the module)."""
         if self.progress is None:
             return Watermarks({}, {})
         assigned = await self.progress.assigned()
