@@ -122,6 +122,10 @@ class Decision(Contract):
     review: Review | None = None
     choice: Choice | None = None
     explanation: str
+    top_up_of: list[str] = Field(
+        default_factory=list,
+        description="the earlier decisions for the same failure of the same order that this "
+        "one adds to: its remedies are what the worse band grants minus what those gave")
 
 
 def decision_id(incident_id: str) -> str:

@@ -62,6 +62,12 @@ class Incident(Contract):
         "it: no refund for the order, across all its incidents, goes above it")
     outage_id: str | None = None
     outage_minutes: int | None = Field(default=None, ge=0)
+    delivered_at: AwareDatetime | None = Field(
+        default=None, description="for a late delivery: when the order arrived; none while "
+        "it is still on its way")
+    cause_fixed: bool = Field(
+        default=False, description="the source says the cause is fixed; only then may a "
+        "message claim so")
     summary: str = Field(default="", max_length=500)
 
 

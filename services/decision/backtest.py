@@ -25,6 +25,7 @@ from services.decision.domain.history import ZERO, CustomerHistory, PastIncident
 from services.decision.domain.ids import deterministic_id
 from services.decision.domain.policy import Policy
 from services.decision.domain.remedies import built, built_from
+from services.decision.domain.topup import given_by_items
 
 
 @dataclass
@@ -102,7 +103,8 @@ class _Simulation:
             tally.caps[cut.cap] += 1
             tally.cut += cut.cut
         self.histories[customer] = history.plus(
-            PastIncident(incident.incident_id, incident.type, incident.detection, now, value)
+            PastIncident(incident.incident_id, incident.type, incident.detection, now, value,
+                         incident.order_id, given_by_items(items, bool(draft.options)))
         )
 
 
@@ -236,7 +238,8 @@ def find_rules(sending: Sent, generated: _Generated, policies: list[Policy]) -> 
             found = tuple(applying_rules(incident, history, policy, now) for policy in policies)
             batch.append((draw, found))
             histories[customer] = history.plus(
-                PastIncident(incident.incident_id, incident.type, incident.detection, now)
+                PastIncident(incident.incident_id, incident.type, incident.detection, now,
+                             order_id=incident.order_id)
             )
             if len(batch) == _BATCH:
                 sending.send(batch)

@@ -47,6 +47,7 @@ from services.decision.adapters.mongo import DecisionStore, decision_doc
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.policy import Policy
+from services.decision.domain.topup import given_by
 from services.decision.settings import DecisionSettings
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ class DecisionService:
                 seen[customer] = seen.get(customer, CustomerHistory()).plus(PastIncident(
                     incident_id=incident.incident_id, type=incident.type,
                     detection=incident.detection, decided_at=now,
-                    value=decision.total_value.amount, order_id=incident.order_id))
+                    value=decision.total_value.amount, order_id=incident.order_id,
+                    given=tuple(given_by(decision).items())))
             amounts = {d.decision_id: d.total_value for d in made
                        if d.status.executable and d.total_value.amount > 0}
             if await self.budget.reserve(day, self.limit, amounts, now) is not None:

@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from schemas.common import Money, minor_exponent
 from schemas.decision import Action, Decision, RemedyKind
+from schemas.incident import Detection
 
 LOCALES = ("en", "ru", "ro")
 DEFAULT_LOCALE = "en"
@@ -295,6 +296,19 @@ def _facts(decision: Decision, locale: str) -> dict[str, str | None]:
     }
 
 
+def _truths(decision: Decision) -> dict[str, bool]:
+    """What a message may claim: that the order has arrived (a proactive delay without a
+    delivery time is one still on its way), that the cause is fixed (only when the incident
+    says so), that this adds to what was given before (a top-up)."""
+    incident = decision.incident
+    return {
+        "delivered": incident.delivered_at is not None
+        or incident.detection is not Detection.proactive,
+        "cause_fixed": incident.cause_fixed,
+        "top_up": bool(decision.top_up_of),
+    }
+
+
 # --- rendering -----------------------------------------------------------------------------
 
 @functools.cache
@@ -377,6 +391,7 @@ def render_apology(decision: Decision, locale: str | None = None,
                               decision, chosen, extras),
         "offer": _offer(decision, chosen, extras),
         **_facts(decision, chosen),
+        **_truths(decision),
     }
     escaped = _tidy(template.render(context))
     subject = _tidy("".join(template.blocks["subject"](template.new_context(context))))

@@ -4,6 +4,7 @@ checks when they come due, and the HTTP API."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,7 @@ from services.intake.adapters.mongo import IntakeStore
 from services.intake.logs import keep_payloads_out_of_logs
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
+from services.intake.watermark import EventTime, KafkaProgress
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,19 @@ def create_app(settings: IntakeSettings | None = None, *,
     keep_payloads_out_of_logs()
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = IntakeStore(runtime.db, settings.write_chunk)
+    event_time = EventTime(
+        event_lateness=timedelta(seconds=settings.event_lateness_seconds),
+        idle_fallback=timedelta(seconds=settings.idle_fallback_seconds),
+        progress=KafkaProgress(runtime.broker, settings.upstream_topics))
     service = IntakeService(settings=settings, store=store, publisher=runtime.publisher,
                             dead_letters=runtime.dead_letters, clock=runtime.clock,
-                            metrics=IntakeMetrics(runtime.registry))
+                            metrics=IntakeMetrics(runtime.registry), event_time=event_time)
     runtime.on_start.append(store.create_indexes)
 
     async def when_upstream_events_arrive(records: list[Record]) -> None:
-        await service.handle_upstream(records)
+        # Not read to their end while their records are processed.
+        with event_time.in_flight({(r.topic, r.partition) for r in records}):
+            await service.handle_upstream(records)
 
     runtime.consume(settings.upstream_topics,
                     when_upstream_events_arrive, name="when_upstream_events_arrive")

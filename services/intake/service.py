@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from schemas.common import CustomerSnapshot, deterministic_id
@@ -40,6 +40,7 @@ from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
 from services.intake.settings import IntakeSettings
+from services.intake.watermark import EventTime
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ class IntakeMetrics:
         self.checks = Counter("amends_intake_checks_run_total",
                               "Scheduled checks that came due and were run", ["kind"],
                               registry=registry)
+        self.watermark_behind = Gauge(
+            "amends_intake_watermark_behind_seconds",
+            "How far each upstream partition's watermark (event time read) trails the clock: "
+            "checks due within it wait", ["topic", "partition"], registry=registry)
         self.fan_out = Histogram("amends_outage_fan_out_customers",
                                  "Customers an outage was fanned out to",
                                  buckets=(1, 10, 100, 1000, 10_000, 100_000),
@@ -88,6 +93,9 @@ class IntakeService:
     dead_letters: DeadLetters
     clock: Clock
     metrics: IntakeMetrics
+    # How far the upstream partitions are read; without the consumer's progress (the app
+    # wires it) no partition is known to be read, and no check fires.
+    event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
 
     @property
     def thresholds(self) -> Thresholds:
@@ -106,14 +114,18 @@ class IntakeService:
         """Process one batch of upstream records; returns the incidents that are new."""
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
         events: list[UpstreamEvent] = []
+        read: list[tuple[str, int, datetime]] = []  # event time, per partition
         for record in records:
             parsed = self.parse(record)
             if isinstance(parsed, tuple):
                 rejected.append((record, *parsed))
             else:
                 events.append(parsed)
+                read.append((record.topic, record.partition, parsed.time))
         await self.dead_letters.send(rejected)
-        return (await self.process(events)).new
+        new = (await self.process(events)).new
+        self.event_time.read(read)
+        return new
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -312,13 +324,32 @@ class IntakeService:
 
     # --- scheduled checks ----------------------------------------------------------------
 
+    def _topic_of(self, kind: CheckKind) -> str:
+        """Where the events that settle a check arrive."""
+        return (self.settings.orders_topic if kind is CheckKind.delivery
+                else self.settings.support_topic)
+
     async def run_due_checks(self) -> int:
-        """Run the checks that are due and that nothing settled; returns how many ran."""
+        """Run the checks that nothing settled and that are due on event time: intake has read
+        their subject's partition past their due time (`watermark.py`). Returns how many
+        ran."""
         ran = 0
         limit = self.settings.check_sweep_limit
+        marks = await self.event_time.watermarks(
+            [self.settings.orders_topic, self.settings.support_topic], self.clock())
+        started = self.clock()
+        for (topic, partition), mark in marks.marks.items():
+            self.metrics.watermark_behind.labels(topic, str(partition)).set(
+                (started - mark).total_seconds())
+        horizon = marks.latest
+        if horizon is None:
+            return 0
         while True:
             now = self.clock()
-            due = await self.store.due(now, limit)
+            found = await self.store.due(horizon, limit)
+            due = [c for c in found
+                   if (at := marks.of(self._topic_of(c.kind), c.customer.id)) is not None
+                   and c.due_at <= at]
             if not due:
                 return ran
             closed = await self.store.closed([c.closed_id for c in due])
@@ -329,7 +360,8 @@ class IntakeService:
                 if check.closed_id in closed:
                     done.append(check.check_id)
                     continue
-                incident, after = rules.run_check(check, now, self.thresholds)
+                read_to = marks.of(self._topic_of(check.kind), check.customer.id)
+                incident, after = rules.run_check(check, now, self.thresholds, read_to)
                 if incident is not None:
                     incidents.append(incident)
                     self.metrics.checks.labels(check.kind.value).inc()
@@ -341,7 +373,7 @@ class IntakeService:
             await self.store.schedule(following)
             await self.store.ran(done)
             ran += len(done)
-            if len(due) < limit or not done:
+            if len(found) < limit or not done:
                 return ran
 
     # --- recording and publishing --------------------------------------------------------

@@ -82,13 +82,27 @@ class IntakeSettings(ServiceSettings):
     delivery_grace_minutes: int = Field(
         default=0, ge=0, description="how long after the promised time a delivery is late")
     delay_bands: list[tuple[str, int]] = Field(
-        default=[("late", 0), ("very_late", 240), ("severely_late", 1440), ("lost", 4320)],
-        description="(band, minutes late from which it applies), in ascending order",
+        default=[("late", 0), ("late_30m", 30), ("late_2h", 120), ("late_8h", 480),
+                 ("late_1d", 1440), ("lost", 4320)],
+        description="(band, minutes late from which it applies), in ascending order; a "
+                    "check fires as each band is reached, so the bands must start where the "
+                    "policy's delay rules change (those of deploy/policy/default.yaml here)",
     )
     support_first_answer_minutes: int = Field(
         default=240, ge=1, description="the SLA for a ticket's first answer")
     check_sweep_seconds: float = Field(
         default=5.0, gt=0, description="how often the scheduled checks that are due are run")
+    idle_fallback_seconds: float = Field(
+        default=120.0, ge=0,
+        description="checks fire on event time: once intake has read an order's partition "
+                    "past the check's due time. A partition read to its end (no lag, none of "
+                    "its records still being processed) counts as read up to the wall clock "
+                    "minus this much, so an idle stream fires its checks at most this late; "
+                    "upstream must publish an event within this time of its occurrence")
+    event_lateness_seconds: float = Field(
+        default=60.0, ge=0,
+        description="how far out of order events may arrive on one partition: the watermark "
+                    "from the events' own times trails the newest of them by this much")
     check_sweep_limit: int = Field(default=1000, ge=1, le=1000,
                                    description="checks run per database round trip")
     write_chunk: int = Field(default=1000, ge=1, le=1000,

@@ -30,6 +30,17 @@ from schemas.incident import Detection, IncidentType
 from services.common.mongo import Doc, insert_new, mark_all
 from services.common.outbox import MongoOutbox
 from services.decision.domain.history import CustomerHistory, PastIncident
+from services.decision.domain.topup import given_by
+
+
+def given_doc(decision: Decision) -> Doc:
+    """What a decision grants, by measure (`topup.py`): a later stage of the same failure of
+    the same order gives only the difference."""
+    return {key: format(value, "f") for key, value in given_by(decision).items()}
+
+
+def given_of(doc: Doc | None) -> tuple[tuple[str, Decimal], ...]:
+    return tuple((key, Decimal(value)) for key, value in (doc or {}).items())
 
 
 def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
@@ -43,6 +54,7 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
         "revision": decision.revision, "decided_at": decision.decided_at,
         "value": format(decision.total_value.amount, "f"),
         "currency": decision.total_value.currency, "reservation": reservation,
+        "given": given_doc(decision),
         "decision": decision.model_dump_json(),
     }
     if decision.offer is not None:
@@ -99,12 +111,13 @@ class DecisionStore:
         cursor = self.db["decisions"].find(
             {"customer_id": {"$in": list(found)}, "decided_at": {"$gt": since}},
             {"customer_id": 1, "incident_id": 1, "type": 1, "detection": 1, "decided_at": 1,
-             "value": 1, "order_id": 1})
+             "value": 1, "order_id": 1, "given": 1})
         async for doc in cursor:
             found[doc["customer_id"]].append(PastIncident(
                 incident_id=doc["incident_id"], type=IncidentType(doc["type"]),
                 detection=Detection(doc["detection"]), decided_at=doc["decided_at"],
-                value=Decimal(doc["value"]), order_id=doc.get("order_id")))
+                value=Decimal(doc["value"]), order_id=doc.get("order_id"),
+                given=given_of(doc.get("given"))))
         return {c: CustomerHistory(tuple(sorted(found.get(c, ()), key=lambda i: i.decided_at)))
                 for c in customers}
 
@@ -134,6 +147,7 @@ class DecisionStore:
             "status": revision.status.value, "revision": revision.revision,
             "reservation": reservation,
             "value": format(revision.total_value.amount, "f"),
+            "given": given_doc(revision),
             "decision": revision.model_dump_json()}
         if revision.offer is not None:  # an approval after review may move the deadline
             fields["deadline"] = revision.offer.deadline

@@ -69,6 +69,7 @@ from services.decision.domain.remedies import (
     rounded,
     total,
 )
+from services.decision.domain.topup import Earlier, earlier, top_up
 
 __all__ = [
     "Cut",
@@ -541,8 +542,15 @@ def _evaluate(
     applying: Sequence[int] | None = None,
 ) -> Evaluation:
     policy = plan.policy
-    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days)
+    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
+                           order_id=incident.order_id)
     draft = _apply_rules(plan, incident, facts, trace, applying)
+    before = earlier(history, incident)
+    if before is not None:  # a later stage of the same failure: only the difference
+        draft.base, draft.options = top_up(draft.base, draft.options, before.given,
+                                           policy.values.point, plan.cent)
+        if not draft.options:
+            draft.offer_rule = None
     value = _apply_caps(draft, plan, facts, budget_remaining)
     review_reason = _foreign_currency(incident, policy.currency) or _review(
         draft, plan, incident, facts, value
@@ -586,7 +594,8 @@ def applying_rules(
     (`rules_read_compensation`), the values in `history` play no part: the rules can be
     found before the earlier decisions are settled (a backtest does it in another process)."""
     plan = compiled(policy)
-    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days)
+    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
+                           order_id=incident.order_id)
     return tuple(_applying(plan.rules[incident.type], incident, facts))
 
 
@@ -655,6 +664,7 @@ def decide(
     draft, review_reason, caps = evaluation.draft, evaluation.review_reason, evaluation.caps
     currency = policy.currency
     did = decision_id(incident.incident_id)
+    before = earlier(history, incident)
 
     actions = [
         built(
@@ -718,7 +728,19 @@ def decide(
             offer=offer,
             review_reason=review_reason,
             facts=evaluation.facts,
-        ),
+        )
+        + _topped_up(incident, before),
+        top_up_of=list(before.decision_ids) if before is not None else [],
+    )
+
+
+def _topped_up(incident: Incident, before: Earlier | None) -> str:
+    if before is None:
+        return ""
+    return (
+        f" This adds to what we gave before for order {incident.order_id}: what the policy "
+        f"grants now, less what {len(before.decision_ids)} earlier "
+        f"decision{'s' if len(before.decision_ids) > 1 else ''} gave."
     )
 
 
@@ -727,6 +749,8 @@ def decide(
 _HARM: dict[IncidentType, Callable[[Incident], str]] = {
     IncidentType.delivery_delayed: lambda i: (
         f"your delivery was {i.delay_minutes} minutes later than we promised"
+        if i.delivered_at is not None or i.delay_band is None
+        else f"your delivery is already {i.delay_minutes} minutes later than we promised"
     ),
     IncidentType.item_defective: lambda _: "an item in your order arrived defective",
     IncidentType.wrong_item: lambda _: "we sent you the wrong item",

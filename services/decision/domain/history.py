@@ -21,6 +21,7 @@ class PastIncident:
     decided_at: datetime
     value: Decimal = ZERO  # money equivalent granted, in the policy's currency
     order_id: str | None = None  # one order is one failure, whatever its incidents
+    given: tuple[tuple[str, Decimal], ...] = ()  # what it granted, by measure (`topup.py`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,12 @@ class WindowFacts:
         incident_type: IncidentType,
         now: datetime,
         window_days: int,
+        *,
+        order_id: str | None = None,
     ) -> WindowFacts:
+        """One order is one failure: the earlier incidents of the order `order_id` (the
+        current incident's) are not counted, and the others of one order count once; what
+        they were granted still counts in full."""
         if not history.incidents:
             return _NOTHING
         window = _WINDOWS.get(window_days)
@@ -57,13 +63,27 @@ class WindowFacts:
         since = now - window
         incidents = same_type = claims = 0
         compensation = ZERO
+        orders: set[str] = set()
+        typed_orders: set[str] = set()
         for past in history.incidents:
             if past.incident_id == incident_id or not since < past.decided_at <= now:
                 continue
+            compensation += past.value
+            claims += past.detection is not _PROACTIVE
+            order = past.order_id
+            if order is not None:
+                if order == order_id:
+                    continue
+                if past.type is incident_type and order not in typed_orders:
+                    typed_orders.add(order)
+                    same_type += 1
+                if order in orders:
+                    continue
+                orders.add(order)
+                incidents += 1
+                continue
             incidents += 1
             same_type += past.type is incident_type
-            claims += past.detection is not _PROACTIVE
-            compensation += past.value
         return cls(incidents, same_type, claims, compensation)
 
 

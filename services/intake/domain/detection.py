@@ -58,7 +58,6 @@ class Thresholds:
         return promised + timedelta(minutes=start)
 
 
-_BAND_SEVERITY = (Severity.low, Severity.medium, Severity.high)
 _OUTAGE_SEVERITY = {OutageSeverity.minor: Severity.low, OutageSeverity.major: Severity.medium,
                     OutageSeverity.critical: Severity.high}
 _ITEM_TYPES = {ItemProblem.defective: IncidentType.item_defective,
@@ -66,8 +65,14 @@ _ITEM_TYPES = {ItemProblem.defective: IncidentType.item_defective,
                ItemProblem.missing: IncidentType.item_missing}
 
 
-def band_severity(index: int) -> Severity:
-    return _BAND_SEVERITY[index] if index < len(_BAND_SEVERITY) else Severity.critical
+def delay_severity(minutes: int) -> Severity:
+    """How bad a delay is, by its length (not by the band's position: bands are set to
+    follow the policy's steps, and there may be many)."""
+    if minutes < 120:
+        return Severity.low
+    if minutes < 480:
+        return Severity.medium
+    return Severity.high if minutes < 1440 else Severity.critical
 
 
 # --- scheduled checks ----------------------------------------------------------------------
@@ -123,10 +128,13 @@ def delivery_check(event: OrderPlacedEvent, thresholds: Thresholds) -> Check | N
                  data.customer, event.tenant, event.source, event.id, data.total)
 
 
-def run_check(check: Check, now: datetime, thresholds: Thresholds
-              ) -> tuple[Incident | None, Check | None]:
-    """A due check that nothing settled: the incident it raises and the check that follows."""
-    late = minutes_between(check.origin, now)
+def run_check(check: Check, now: datetime, thresholds: Thresholds,
+              read_to: datetime | None = None) -> tuple[Incident | None, Check | None]:
+    """A due check that nothing settled: the incident it raises and the check that follows.
+    `read_to` is how far intake has read the check's upstream partition in event time (the
+    watermark): the delay is what is known there, never more than `now` tells."""
+    at = now if read_to is None else min(now, read_to)
+    late = minutes_between(check.origin, at)
     if check.kind is CheckKind.support:
         return _support_incident(check.key, check.customer, tenant=check.tenant,
                                  source=check.source, source_event_id=check.source_event_id,
@@ -139,7 +147,7 @@ def run_check(check: Check, now: datetime, thresholds: Thresholds
                                source=check.source, source_event_id=check.source_event_id,
                                promised=check.origin, minutes=late, index=index, now=now,
                                thresholds=thresholds, order_value=check.order_value,
-                               delivered=False)
+                               delivered_at=None)
     following = None
     if index + 1 < len(thresholds.bands):
         following = replace(check, step=index + 1,
@@ -153,17 +161,17 @@ def run_check(check: Check, now: datetime, thresholds: Thresholds
 def _delay_incident(order_id: str, customer: CustomerSnapshot, *, tenant: str | None,
                     source: str, source_event_id: str, promised: datetime, minutes: int,
                     index: int, now: datetime, thresholds: Thresholds,
-                    order_value: Money | None, delivered: bool) -> Incident:
+                    order_value: Money | None, delivered_at: datetime | None) -> Incident:
     band = thresholds.bands[index][0]
-    what = (f"delivered {minutes} minutes after the promised time" if delivered
+    what = (f"delivered {minutes} minutes after the promised time" if delivered_at
             else f"not delivered {minutes} minutes after the promised time")
     return Incident(
         incident_id=incident_id(IncidentType.delivery_delayed, order_id, band),
         type=IncidentType.delivery_delayed, detection=Detection.proactive,
-        severity=band_severity(index), customer=customer, tenant=tenant,
+        severity=delay_severity(minutes), customer=customer, tenant=tenant,
         occurred_at=promised, detected_at=now, source=source, source_event_id=source_event_id,
         order_id=order_id, order_value=order_value, delay_minutes=minutes, delay_band=band,
-        summary=f"order {order_id} {what}"[:500])
+        delivered_at=delivered_at, summary=f"order {order_id} {what}"[:500])
 
 
 def late_delivery(event: OrderDeliveredEvent, promised: datetime | None, now: datetime,
@@ -181,7 +189,7 @@ def late_delivery(event: OrderDeliveredEvent, promised: datetime | None, now: da
                            source=event.source, source_event_id=event.id, promised=promised,
                            minutes=minutes, index=thresholds.band_index(minutes), now=now,
                            thresholds=thresholds, order_value=data.total or order_value,
-                           delivered=True)
+                           delivered_at=data.delivered_at)
 
 
 def item_reported(event: OrderItemReportedEvent, now: datetime) -> Incident:
@@ -289,7 +297,9 @@ def support_ticket(event: SupportTicketUpdatedEvent, now: datetime, thresholds: 
                                       opened_at=data.opened_at, wait=wait, now=now,
                                       thresholds=thresholds) if wait > sla else None)
         return TicketVerdict(incident=incident, answered=True)
-    waited = minutes_between(data.opened_at, now)
+    # Unanswered as of the update's own time: what it proves. An update read late (consumer
+    # lag) proves no more than when it was written; the check covers the rest on event time.
+    waited = minutes_between(data.opened_at, min(now, data.updated_at))
     if waited > sla:
         return TicketVerdict(incident=_support_incident(
             data.ticket_id, data.customer, tenant=event.tenant, source=event.source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -76,6 +77,19 @@ async def running_intake(infra: Infra, suffix: str, *, clock: Clock | None = Non
     app = create_app(settings, clock=clock, sweep=sweep)
     async with lifespans([app]):
         yield Intake(app, topics, db, settings)
+
+
+async def read_to_the_end(service: IntakeService, timeout_s: float = 30.0) -> None:
+    """Wait until this intake has read every partition of the orders and support topics to
+    its end (so that the idle fallback moves their watermarks with the clock)."""
+    topics = [service.settings.orders_topic, service.settings.support_topic]
+    want = service.settings.topic_partitions * len(topics)
+    for _ in range(int(timeout_s / 0.05)):
+        marks = await service.event_time.watermarks(topics, service.clock())
+        if len(marks.marks) == want:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"intake has not read its {want} partitions to their end")
 
 
 def signed(source: str, body: Any, at: int, *, secret: str | None = None

@@ -18,7 +18,12 @@ from services.intake.app import create_app
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
-from tests.integration.intake.helpers import Intake, intake_settings, running_intake
+from tests.integration.intake.helpers import (
+    Intake,
+    intake_settings,
+    read_to_the_end,
+    running_intake,
+)
 from tests.kafka_tools import as_json, collect, produce, until_timeout
 from tests.pipeline import lifespans
 
@@ -42,7 +47,7 @@ async def test_every_rule_from_the_upstream_topics_and_replays_add_nothing(
         infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
     c = f"{suffix}-c"
     orders = [
-        f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # very_late
+        f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # late_2h
         f.delivered(f"{c}2", "o-ok", at=T0 + minutes(5), promised=T0),        # in the grace
         f.order_cancelled(f"{c}3", "o-cancel", at=T0),                        # merchant, paid
         f.order_cancelled(f"{c}4", "o-mine", at=T0, by="customer"),           # the customer's
@@ -83,9 +88,10 @@ async def test_every_rule_from_the_upstream_topics_and_replays_add_nothing(
         assert Counter(i["type"] for i in incidents) == expected
         by_type = {i["type"]: i for i in incidents}
         late = by_type["delivery_delayed"]
-        assert (late["delay_band"], late["delay_minutes"]) == ("very_late", 300)
+        assert (late["delay_band"], late["delay_minutes"]) == ("late_2h", 300)
+        assert late["delivered_at"] is not None
         assert late["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-late",
-                                                  "very_late")
+                                                  "late_2h")
         assert {i["order_id"] for i in incidents if i["type"] == "order_cancelled"} == {
             "o-cancel", "o-captured"}
         assert by_type["double_charge"]["charged_amount"] == f.eur("42.00")
@@ -137,27 +143,30 @@ async def test_a_late_order_is_apologised_for_before_delivery_even_across_a_rest
             await asyncio.sleep(0.05)
         assert await intake.service.run_due_checks() == 0  # nothing is due yet
 
-    # A new process (the first one stopped) after the promise and its grace period passed.
-    clock.now = T0 + minutes(60 + 11)
+    # A new process (the first one stopped) after the promise and its grace period passed,
+    # and after the idle fallback (two minutes) once it has read its partitions to the end.
+    clock.now = T0 + minutes(60 + 11 + 2)
     settings = intake_settings(infra, intake.topics, intake.db_name)
     app = create_app(settings, clock=clock, sweep=False)
     async with lifespans([app]):
         service = app.state.service
+        await read_to_the_end(service)
         assert await service.run_due_checks() == 1  # o-1 only: the delivery settled o-2
         first = await incidents_on_topic(infra, intake, 1)
         assert [(i["order_id"], i["delay_band"], i["detection"]) for i in first] == [
             ("o-1", "late", "proactive")]
         assert first[0]["order_value"] == f.eur("42.00")
-        clock.now = T0 + minutes(60 + 250)  # into the next band: a top-up
+        clock.now = T0 + minutes(60 + 250)  # into a worse band: a top-up
         assert await service.run_due_checks() == 1
         assert await service.run_due_checks() == 0
         # The delivery finally arrives in the band already raised: nothing more.
         await produce(infra.kafka_bootstrap, intake.topics.orders, as_json(
             [f.delivered(customer, "o-1", at=clock.now, total=None)]))
         both = await incidents_on_topic(infra, intake, 2, settle_s=3)
-        assert [i["delay_band"] for i in both] == ["late", "very_late"]
+        assert [i["delay_band"] for i in both] == ["late", "late_2h"]
+        assert [i["delay_minutes"] for i in both] == [11, 248]  # as far as intake had read
         assert both[1]["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-1",
-                                                     "very_late")
+                                                     "late_2h")
         clock.now = T0 + timedelta(days=10)
         assert await service.run_due_checks() == 0  # the delivery settled the rest
 
@@ -169,7 +178,7 @@ async def test_the_sweep_runs_due_checks_in_the_background(infra: Infra, suffix:
         await produce(infra.kafka_bootstrap, intake.topics.support, as_json([
             f.ticket_updated(f"{suffix}-c", "t-1", opened=T0, at=T0)]))
         await asyncio.sleep(1.0)
-        clock.now = T0 + minutes(241)
+        clock.now = T0 + minutes(243)  # the SLA's end plus the idle fallback (two minutes)
         incidents = await incidents_on_topic(infra, intake, 1, settle_s=1)
         assert [(i["type"], i["ticket_id"], i["wait_minutes"]) for i in incidents] == [
             ("support_wait_exceeded", "t-1", 241)]

@@ -177,8 +177,15 @@ def test_support_tickets_against_the_first_answer_sla() -> None:
     incident, following = rules.run_check(verdict.check, verdict.check.due_at, TH)
     assert incident is not None
     assert (incident.wait_minutes, following) == (241, None)
-    overdue = rules.support_ticket(waiting, T0 + minutes(500), TH)
+    # Read 500 minutes later (consumer lag), the same update proves no long wait: a later
+    # one with the answer may be queued behind it. Its check fires on event time.
+    read_late = rules.support_ticket(waiting, T0 + minutes(500), TH)
+    assert read_late.incident is None
+    assert read_late.check == verdict.check
+    still_waiting = parse(f.ticket_updated("c", "t-2", opened=opened, at=T0 + minutes(500)))
+    overdue = rules.support_ticket(still_waiting, T0 + minutes(501), TH)
     assert overdue.incident is not None
+    assert overdue.incident.wait_minutes == 500
     assert overdue.incident.severity is Severity.medium
 
 
@@ -206,3 +213,50 @@ def test_a_reported_item_problem_is_the_same_incident_as_the_detected_one() -> N
     other = report.model_copy(update={"type": IncidentType.delivery_delayed})
     assert rules.reported_incident(other, "desk", T0).incident_id == incident_id(
         IncidentType.delivery_delayed, "desk", "r-1")
+
+
+def test_a_check_measures_the_delay_where_intake_has_read_to_not_at_the_wall_clock() -> None:
+    check = rules.delivery_check(parse(f.order_placed("c", "o-1", at=T0, promised=T0)), TH)
+    assert check is not None
+    # The wall clock is five hours on, but the partition is read only to 40 minutes: the
+    # order is known to be 40 minutes late, not 300.
+    incident, following = rules.run_check(check, T0 + minutes(300), TH, T0 + minutes(40))
+    assert incident is not None
+    assert (incident.delay_minutes, incident.delay_band) == (40, "late")
+    assert incident.delivered_at is None
+    assert "not delivered 40 minutes" in incident.summary
+    assert following is not None
+    assert following.due_at == T0 + minutes(240)
+
+
+def test_a_late_delivery_says_when_it_arrived() -> None:
+    late = parse(f.delivered("c", "o-1", at=T0 + minutes(95), promised=T0))
+    incident = rules.late_delivery(late, None, T0 + minutes(96), TH)
+    assert incident is not None
+    assert incident.delivered_at == T0 + minutes(95)
+    assert not incident.cause_fixed
+
+
+@pytest.mark.parametrize(("late", "severity"), [(16, Severity.low), (119, Severity.low),
+                                                (120, Severity.medium), (480, Severity.high),
+                                                (1440, Severity.critical)])
+def test_a_delay_is_as_severe_as_it_is_long(late: int, severity: Severity) -> None:
+    assert rules.delay_severity(late) is severity
+
+
+def test_the_default_bands_start_where_the_default_policy_changes_its_delay_remedy() -> None:
+    """A check fires as each band is reached: a band wider than a policy step would decide a
+    whole step with the remedy of the one before it."""
+    from services.decision.domain.policy import load_policy
+    from services.intake.settings import IntakeSettings
+
+    policy = load_policy("deploy/policy/default.yaml")
+    steps = {0}
+    for rule in policy.rules:
+        when = rule.when
+        if when.type == [IncidentType.delivery_delayed] and when.delay_minutes is not None:
+            for bound in (when.delay_minutes.gte, when.delay_minutes.lt):
+                if bound is not None:
+                    steps.add(int(bound))
+    starts = {start for _, start in IntakeSettings().delay_bands}
+    assert steps <= starts, f"policy steps {sorted(steps - starts)} have no band"

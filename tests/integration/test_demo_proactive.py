@@ -1,0 +1,49 @@
+"""The demo's proactive story on the real broker and database, with the real clock and
+intake's own sweep: an order whose promised time has passed with no delivery is apologised
+for as late and still on its way, with what the policy grants for its delay."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from amends.demo import FINE, SCENARIO, Scene
+from schemas import topics
+from services.common.mongo import Doc
+from tests.infra import Infra
+from tests.kafka_tools import collect, produce
+from tests.pipeline import running_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_demos_late_order_with_no_delivery_is_apologised_for_proactively(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    [(name, _, _, story)] = [s for s in SCENARIO if s[0] == "lena"]
+    assert name not in FINE
+    scene = Scene(suffix, datetime.now(UTC))
+    events = story(scene)
+    assert [(t, e["type"]) for t, e in events] == [(topics.ORDERS, "order.placed")]
+    async with running_pipeline(infra, suffix) as pipeline:
+        await produce(infra.kafka_bootstrap, pipeline.topics.orders,
+                      [(e["subject"], json.dumps(e).encode()) for _, e in events])
+        decisions = await collect(infra.kafka_bootstrap, pipeline.topics.decisions,
+                                  lambda seen: len(seen) >= 1, timeout_s=60, settle_s=1.0)
+        outcomes = await collect(infra.kafka_bootstrap, pipeline.topics.outcomes,
+                                 lambda seen: len(seen) >= 2, timeout_s=60, settle_s=1.0)
+        messages = await mongo[pipeline.db("fulfilment")]["messages"].find({}).to_list()
+
+    [decision] = [d["data"] for d in decisions]
+    incident = decision["incident"]
+    assert (incident["type"], incident["detection"], incident["delay_band"],
+            incident["delivered_at"]) == ("delivery_delayed", "proactive", "late_30m", None)
+    assert 43 <= incident["delay_minutes"] <= 45  # as far as intake had read the stream
+    assert [(a["kind"], a["points"]) for a in decision["actions"]] == [
+        ("apology", None), ("points", 200)]
+    assert {o["data"]["status"] for o in outcomes} == {"succeeded"}
+    [message] = messages
+    assert "still on its way" in message["text"]
+    assert "arrived" not in message["text"]
