@@ -193,8 +193,10 @@ def _comparison(tallies: list[Tally], seconds: float, count: int) -> Table:
             )
         table.add_row(label, *cells)
 
-    row("cost", [t.cost for t in tallies], money=True)
-    row("cost per incident", [t.cost_per_incident for t in tallies], money=True)
+    row("goodwill", [t.goodwill for t in tallies], money=True)
+    row("goodwill per incident", [t.goodwill_per_incident for t in tallies], money=True)
+    row("restitution", [t.restitution for t in tallies], money=True)
+    row("cost (both)", [t.cost for t in tallies], money=True)
     row("held for review", [t.held for t in tallies])
     row("value held", [t.held_value for t in tallies], money=True)
     row("offers", [t.offers for t in tallies])

@@ -24,7 +24,7 @@ from services.decision.domain.engine import applying_rules, evaluate, rules_read
 from services.decision.domain.history import ZERO, CustomerHistory, PastIncident
 from services.decision.domain.ids import deterministic_id
 from services.decision.domain.policy import Policy
-from services.decision.domain.remedies import built, built_from
+from services.decision.domain.remedies import Item, built, built_from
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Tally:
     version: str
     currency: str
     decisions: int = 0
-    cost: Decimal = ZERO  # money equivalent carried out (held decisions excluded)
+    goodwill: Decimal = ZERO  # money equivalent carried out (held decisions excluded)
+    restitution: Decimal = ZERO  # given back in full, outside caps and budgets (held excluded)
     held: int = 0
     held_value: Decimal = ZERO
     offers: int = 0
@@ -45,8 +46,15 @@ class Tally:
     cut: Decimal = ZERO
 
     @property
-    def cost_per_incident(self) -> Decimal:
-        return (self.cost / self.decisions).quantize(Decimal("0.01")) if self.decisions else ZERO
+    def cost(self) -> Decimal:
+        """Goodwill and restitution together."""
+        return self.goodwill + self.restitution
+
+    @property
+    def goodwill_per_incident(self) -> Decimal:
+        return (
+            (self.goodwill / self.decisions).quantize(Decimal("0.01")) if self.decisions else ZERO
+        )
 
 
 @dataclass
@@ -73,12 +81,13 @@ class _Simulation:
         )
         tally = self.tally
         tally.decisions += 1
-        value = result.value
+        value = result.value  # goodwill: what caps and the budget count
         if result.review_reason:
             tally.held += 1
-            tally.held_value += value
+            tally.held_value += value + result.restitution
         else:
-            tally.cost += value
+            tally.goodwill += value
+            tally.restitution += result.restitution
             self.spent[day] = spent + value
         draft = result.draft
         if draft.offer_rule is not None:
@@ -102,10 +111,27 @@ class _Simulation:
             tally.caps[cut.cap] += 1
             tally.cut += cut.cut
         self.histories[customer] = history.plus(
-            PastIncident(incident.incident_id, incident.type, incident.detection, now, value)
+            PastIncident(
+                incident.incident_id,
+                incident.type,
+                incident.detection,
+                now,
+                value,
+                incident.order_id,
+                _refunded(items),
+            )
         )
 
 
+def _refunded(items: Sequence[Item]) -> Decimal:
+    value = ZERO
+    for item in items:
+        if item.kind is _REFUND_KIND:
+            value += item.value
+    return value
+
+
+_REFUND_KIND = RemedyKind.refund
 _NO_HISTORY = CustomerHistory()
 _KIND_NAMES = {kind: kind.value for kind in RemedyKind}  # faster than `kind.value`
 

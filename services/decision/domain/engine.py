@@ -61,11 +61,14 @@ from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
 from services.decision.domain.remedies import (
     Item,
+    amount_in,
     built,
     describe,
     dressed,
+    goodwill,
     money,
     paid,
+    restitution,
     rounded,
     total,
 )
@@ -86,6 +89,7 @@ __all__ = [
 
 # Enum members as module constants: attribute access on an enum class is slow on the hot path.
 _REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
+_DOUBLE_CHARGE = IncidentType.double_charge
 _LABELLED = frozenset({RemedyKind.gift, RemedyKind.free_upgrade})
 _APOLOGY = RemedyKind.apology
 _HELD, _AWAITING, _APPROVED = (
@@ -284,7 +288,9 @@ def _merged(items: list[Item]) -> list[Item]:
     out: dict[tuple[RemedyKind, str], Item] = {}
     for item in items:
         kind = item.kind
-        sub = item.label if kind in _LABELLED else ("percent" if item.percent is not None else "")
+        sub = (item.label if kind in _LABELLED
+               else "percent" if item.percent is not None
+               else "restitution" if item.restitution else "")
         key = (kind, sub)
         have = out.get(key)
         if have is None:
@@ -321,23 +327,108 @@ def _merged(items: list[Item]) -> list[Item]:
     return list(out.values())
 
 
+# --- never more than was paid ------------------------------------------------------------
+
+
+def refund_room(
+    incident: Incident, history: CustomerHistory, currency: str
+) -> tuple[Decimal | None, str]:
+    """What may still be refunded for the incident's order (None: no known ceiling), and why.
+
+    The ceiling is everything captured for the order (`captured_amount`; without it the order
+    value, plus the duplicate charge of a double charge) less what its other incidents
+    refunded. A duplicate charge is refunded at most once: its refunds never pass the excess
+    captured (the captured amount above the order value; without it, the duplicate charge)
+    less what the order's other double charges refunded, whoever reported them."""
+    captured = amount_in(incident.captured_amount, currency)
+    order = amount_in(incident.order_value, currency)
+    charged = amount_in(incident.charged_amount, currency)
+    duplicate = incident.type is _DOUBLE_CHARGE
+    excess: Decimal | None = None
+    if duplicate:
+        excess = (
+            max(ZERO, captured - order) if captured is not None and order is not None else charged
+        )
+    if captured is None:
+        captured = (
+            (order or ZERO) + charged
+            if duplicate and charged is not None
+            else order if order is not None else charged
+        )
+    before = duplicates = ZERO
+    if incident.order_id is not None and history.incidents:
+        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
+    room = None if captured is None else max(ZERO, captured - before)
+    why = (f"{before} {currency} of the {captured} {currency} captured for order "
+           f"{incident.order_id} is refunded already")
+    if excess is not None and (room is None or excess - duplicates < room):
+        room = max(ZERO, excess - duplicates)
+        why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for order "
+               f"{incident.order_id} is refunded already")
+    return room, why
+
+
+def _within_captured(
+    draft: Draft, incident: Incident, history: CustomerHistory, currency: str
+) -> None:
+    """No refund for an order goes above what was captured for it, across all its incidents
+    and decisions: the remedies outside an offer first, then each option with what they
+    leave."""
+    room, why = refund_room(incident, history, currency)
+    if room is None:
+        return
+    notes = draft.notes
+    draft.base, left = _refunds_within(draft.base, room, why, currency, notes=notes, where="")
+    draft.options = [
+        (label, _refunds_within(items, left, why, currency, notes=notes, where=f" ({label})")[0])
+        for label, items in draft.options
+    ]
+
+
+def _refunds_within(
+    items: list[Item], room: Decimal, why: str, currency: str, *, notes: list[str], where: str
+) -> tuple[list[Item], Decimal]:
+    """`items` with their refunds cut to `room` in all; returns them and the room left."""
+    kept = []
+    for item in items:
+        if item.kind is not _REFUND:
+            kept.append(item)
+        elif item.value <= room:
+            room -= item.value
+            kept.append(item)
+        else:
+            if room > 0:
+                smaller = item.copy()
+                smaller.amount = smaller.value = room
+                kept.append(smaller)
+            notes.append(
+                f"{item.rule_id}{where}: {item.value - room} {currency} of a refund of "
+                f"{item.value} {currency}, as {why}"
+            )
+            room = ZERO
+    return kept, room
+
+
 # --- caps ------------------------------------------------------------------------------
 
 
-def _dearest(options: list[tuple[str, list[Item]]]) -> Decimal:
-    """The value of the dearest option (the first of equals, as `max` picks), or zero."""
+def _dearest(
+    options: list[tuple[str, list[Item]]], worth: Callable[[list[Item]], Decimal] = goodwill
+) -> Decimal:
+    """The `worth` of the dearest option (goodwill unless told), or zero."""
     dearest: Decimal | None = None
     for _, items in options:
-        value = total(items)
+        value = worth(items)
         if dearest is None or value > dearest:
             dearest = value
     return ZERO if dearest is None else dearest
 
 
 def cut_to(items: list[Item], limit: Decimal, plan: CompiledPolicy) -> tuple[list[Item], Decimal]:
-    """Cut `items` to be worth at most `limit`; returns what is left and what was cut. Items
-    reduced are copies; the others are returned as they are."""
-    excess = total(items) - limit
+    """Cut the goodwill of `items` to be worth at most `limit`; returns what is left and what
+    was cut. Restitution is never cut. Items reduced are copies; the others are returned as
+    they are."""
+    excess = goodwill(items) - limit
     if excess <= 0:
         return items, ZERO
     if limit <= 0:
@@ -355,7 +446,7 @@ def cut_to(items: list[Item], limit: Decimal, plan: CompiledPolicy) -> tuple[lis
             continue
         for n in range(len(left) - 1, -1, -1):  # the last of a kind first
             item = left[n]
-            if item is None or item.kind is not kind or item.value <= 0:
+            if item is None or item.kind is not kind or item.value <= 0 or item.restitution:
                 continue
             if excess <= 0:
                 break
@@ -390,7 +481,7 @@ def _cut_whole(items: list[Item], plan: CompiledPolicy) -> tuple[list[Item], Dec
         value = item.value
         if value < 0:
             return None
-        if value > 0 and item.kind in cuttable:
+        if value > 0 and item.kind in cuttable and not item.restitution:
             cut += value
         else:
             kept.append(item)
@@ -417,10 +508,10 @@ def _cap_applied(plan: CompiledPolicy, facts: WindowFacts, cut: Cut) -> CapAppli
 def _apply_caps(
     draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None
 ) -> Decimal:
-    """Cut the draft to the caps, in order; returns what is left of its value (the remedies
-    outside an offer and its dearest option)."""
+    """Cut the draft's goodwill to the caps, in order; returns what is left of it (the
+    remedies outside an offer and its dearest option). Restitution is never cut."""
     guards = plan.policy.guards
-    value = total(draft.base) + _dearest(draft.options)
+    value = goodwill(draft.base) + _dearest(draft.options)
     if value > guards.incident_cap:
         value = _cut(draft, plan, "incident", guards.incident_cap)
     limit = max(ZERO, guards.customer_cap - facts.compensation)
@@ -437,7 +528,7 @@ def _cut(draft: Draft, plan: CompiledPolicy, cap: str, limit: Decimal) -> Decima
     """Cut the remedies outside an offer to `limit`, and each option to what they leave;
     returns the value left."""
     draft.base, cut = cut_to(draft.base, limit, plan)
-    base_total = total(draft.base)
+    base_total = goodwill(draft.base)
     if draft.options:
         room = limit - base_total
         options = []
@@ -455,10 +546,12 @@ def _cut(draft: Draft, plan: CompiledPolicy, cap: str, limit: Decimal) -> Decima
 # --- review ----------------------------------------------------------------------------
 
 
-def _refunded(items: list[Item]) -> Decimal:
+def _refunded(items: list[Item], *, goodwill_only: bool = True) -> Decimal:
+    """Refunds among `items`: those that are goodwill, which size-based review triggers
+    count (a restitution is never held for its size), or all of them."""
     value = ZERO
     for item in items:
-        if item.kind is _REFUND:
+        if item.kind is _REFUND and not (goodwill_only and item.restitution):
             value += item.value
     return value
 
@@ -511,8 +604,16 @@ class Evaluation(NamedTuple):
     draft: Draft
     facts: WindowFacts
     review_reason: str | None
-    value: Decimal  # the remedies outside an offer and its dearest option
+    value: Decimal  # goodwill: the remedies outside an offer and its dearest option
     plan: CompiledPolicy
+    restitution: Decimal  # given back: outside an offer, and the most an option gives back
+
+    @property
+    def total(self) -> Decimal:
+        """What the decision may cost: the remedies outside an offer and its dearest option,
+        restitution and goodwill together."""
+        draft = self.draft
+        return total(draft.base) + _dearest(draft.options, total)
 
     @property
     def caps(self) -> list[CapApplied]:
@@ -543,11 +644,31 @@ def _evaluate(
     policy = plan.policy
     facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days)
     draft = _apply_rules(plan, incident, facts, trace, applying)
+    owed, refunds = ZERO, _refunds(draft)
+    if refunds:
+        _within_captured(draft, incident, history, policy.currency)
+        owed = restitution(draft.base) + _dearest(draft.options, restitution)
     value = _apply_caps(draft, plan, facts, budget_remaining)
     review_reason = _foreign_currency(incident, policy.currency) or _review(
         draft, plan, incident, facts, value
     )
-    return Evaluation(draft, facts, review_reason, value, plan)
+    if refunds:
+        restitution_never_cut(draft, owed)
+    return Evaluation(draft, facts, review_reason, value, plan, owed)
+
+
+def _refunds(draft: Draft) -> bool:
+    for item in draft.base:
+        if item.kind is _REFUND:
+            return True
+    return any(item.kind is _REFUND for _, items in draft.options for item in items)
+
+
+def restitution_never_cut(draft: Draft, owed: Decimal) -> None:
+    """The engine's invariant: caps and budgets leave restitution as it was owed."""
+    left = restitution(draft.base) + _dearest(draft.options, restitution)
+    if left != owed:  # pragma: no cover - a defect of the engine, never a policy's doing
+        raise AssertionError(f"restitution of {owed} was cut to {left}")
 
 
 def evaluate(
@@ -635,6 +756,7 @@ def _action(item: Item, did: str, position: int, currency: str, now: datetime) -
         rule_id=item.rule_id,
         quantity=item.quantity,
         due_by=now + _hours(item.due_hours) if item.due_hours else None,
+        restitution=item.restitution,
     )
 
 
@@ -671,6 +793,7 @@ def decide(
             rule_id=None,
             quantity=None,
             due_by=None,
+            restitution=False,
         )
     ]
     actions += [_action(item, did, n, currency, now) for n, item in enumerate(draft.base, 1)]
@@ -702,7 +825,9 @@ def decide(
         decided_at=now,
         status=evaluation.status,
         actions=actions,
-        total_value=money(evaluation.value, currency),
+        total_value=money(evaluation.total, currency),
+        goodwill_value=money(evaluation.value, currency),
+        restitution_value=money(evaluation.restitution, currency),
         rules=draft.traces,
         caps=caps,
         offer=offer,
