@@ -8,18 +8,21 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 2. Every decision starts with an apology. The remedies of the applying rules are combined
    per kind: amounts, points and free-delivery orders add up; for percent vouchers,
    priority-support days and call deadlines the most generous wins; a replacement, and a
-   gift or an upgrade of one item, is given once. A refund never exceeds what was paid.
+   gift or an upgrade of one item, is given once. No refund for an order passes what was
+   captured for it, across all its incidents (`refund_room`).
 3. The first applying rule with an `offer` makes the decision an offer: its options are
    valued, and the decision waits for the customer's choice (or the default at the
    deadline); the remedies outside the offer are carried out at once.
-4. Caps, in order: the per-incident cap, the customer's room under the per-customer cap
-   for the window, and the day's remaining budget. When the remedies are worth more than
-   a cap, the cut follows `cut_order`: refunds, points and amount vouchers are reduced,
-   the other remedies dropped whole, until the total fits. Options of an offer are cut
-   against what the remedies outside it leave. The apology is never cut.
+4. Caps on goodwill, in order: the per-incident cap, the customer's room under the
+   per-customer cap for the window, and the day's remaining budget. When the goodwill is
+   worth more than a cap, the cut follows `cut_order`: refunds, points and amount vouchers
+   are reduced, the other remedies dropped whole, until the total fits. Options of an offer
+   are cut against what the remedies outside it leave. The apology and restitution (refunds
+   the policy marks `restitution`) are never cut (`restitution_never_cut`).
 5. Review triggers are checked last; if one fires the decision is held, with its reason,
    and nothing (not even the apology) goes out until a reviewer approves or rejects it.
-   An incident in a currency other than the policy's is held too.
+   Their thresholds count goodwill only. An incident in a currency other than the policy's
+   is held too.
 
 How it runs: a policy is compiled once (`compiled.py`) into, per incident type, the rules to
 evaluate with their conditions as functions and the remedies and traces that do not depend

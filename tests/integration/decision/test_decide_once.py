@@ -126,3 +126,26 @@ async def test_a_redelivery_after_a_crash_reuses_the_recorded_decision_and_books
     assert decided["decided_at"].startswith(DAY_1.isoformat())
     assert decided["total_value"] == {"amount": "5.10", "currency": "EUR"}
     assert [c["cap"] for c in decided["caps"]] == ["budget"]
+
+
+async def test_a_failed_restitution_gives_no_goodwill_budget_back(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    topics = Topics.unique(suffix)
+    _, settings, _ = settings_for(infra, topics, f"amends_test_{suffix}")
+    charged = incident("double_charge", customer_id=f"{suffix}-c", at=BEFORE_MIDNIGHT,
+                       charged_amount={"amount": "129.00", "currency": "EUR"},
+                       order_value={"amount": "129.00", "currency": "EUR"})
+    app = decision_app(settings, clock=FakeClock(BEFORE_MIDNIGHT), policy=DEFAULT)
+    async with lifespans([app]):
+        service: DecisionService = app.state.service
+        [decided] = await service.handle_incidents(records(topics.incidents, [charged]))
+        assert [(a.kind.value, a.restitution) for a in decided.actions] == [
+            ("apology", False), ("refund", True), ("points", False)]
+        limit = Money.of(str(DEFAULT.guards.daily_budget), "EUR")
+        assert (await service.budget.state(DAY_1, limit)).spent.amount == Decimal("5.00")
+        # The refund fails: it was never booked, so nothing goes back; the points do.
+        assert await service.handle_outcomes(
+            [failed_outcome(topics.outcomes, decided, 1, "129.00")]) == 0
+        assert await service.handle_outcomes(
+            [failed_outcome(topics.outcomes, decided, 2, "5.00")]) == 1
+        assert (await service.budget.state(DAY_1, limit)).spent.amount == 0
