@@ -117,8 +117,8 @@ class _Simulation:
                 incident.detection,
                 now,
                 value,
-                incident.order_id,
-                _refunded(items),
+                order_id=incident.order_id,
+                refunded=_refunded(items),
             )
         )
 

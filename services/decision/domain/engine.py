@@ -338,36 +338,38 @@ def refund_room(
 ) -> tuple[Decimal | None, str]:
     """What may still be refunded for the incident's order (None: no known ceiling), and why.
 
-    The ceiling is everything captured for the order (`captured_amount`; without it the order
-    value, plus the duplicate charge of a double charge) less what its other incidents
-    refunded. A duplicate charge is refunded at most once: its refunds never pass the excess
-    captured (the captured amount above the order value; without it, the duplicate charge)
-    less what the order's other double charges refunded, whoever reported them."""
+    The ceiling is everything captured for the order (`captured_amount`) less what its other
+    incidents refunded. Without it: for a double charge, the order value plus the duplicate
+    charge, less all refunds; otherwise the order value (the order's own price), less the
+    refunds other than of duplicate charges (those came out of the excess). A duplicate
+    charge is refunded at most once: its refunds never pass the excess captured (the captured
+    amount above the order value; without it, the duplicate charge) less what the order's
+    other double charges refunded, whoever reported them."""
     captured = amount_in(incident.captured_amount, currency)
     order = amount_in(incident.order_value, currency)
     charged = amount_in(incident.charged_amount, currency)
     duplicate = incident.type is _DOUBLE_CHARGE
-    excess: Decimal | None = None
+    before = duplicates = ZERO
+    if incident.order_id is not None and history.incidents:
+        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
+    basis: Decimal | None
+    if captured is not None:
+        basis, taken = captured, before
+    elif duplicate and charged is not None:
+        basis, taken = (order or ZERO) + charged, before
+    else:
+        basis, taken = (order if order is not None else charged), before - duplicates
+    room = None if basis is None else max(ZERO, basis - taken)
+    why = (f"{taken} {currency} of the {basis} {currency} paid for order "
+           f"{incident.order_id} is refunded already")
     if duplicate:
         excess = (
             max(ZERO, captured - order) if captured is not None and order is not None else charged
         )
-    if captured is None:
-        captured = (
-            (order or ZERO) + charged
-            if duplicate and charged is not None
-            else order if order is not None else charged
-        )
-    before = duplicates = ZERO
-    if incident.order_id is not None and history.incidents:
-        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
-    room = None if captured is None else max(ZERO, captured - before)
-    why = (f"{before} {currency} of the {captured} {currency} captured for order "
-           f"{incident.order_id} is refunded already")
-    if excess is not None and (room is None or excess - duplicates < room):
-        room = max(ZERO, excess - duplicates)
-        why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for order "
-               f"{incident.order_id} is refunded already")
+        if excess is not None and (room is None or excess - duplicates < room):
+            room = max(ZERO, excess - duplicates)
+            why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for "
+                   f"order {incident.order_id} is refunded already")
     return room, why
 
 

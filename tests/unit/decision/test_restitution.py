@@ -142,8 +142,18 @@ def test_refunds_of_an_order_never_pass_what_was_captured_however_long_ago() -> 
     made = decide(cancelled, CustomerHistory((past(item, "50.00", hours=24 * 90),)), DEFAULT,
                   NOW)
     assert refunds(made) == [(Decimal("30.00"), True)]
-    assert "50.00 EUR of the 80.00 EUR captured for order o-9 is refunded already" in (
+    assert "50.00 EUR of the 80.00 EUR paid for order o-9 is refunded already" in (
         made.explanation)
+
+
+def test_a_refunded_duplicate_charge_leaves_the_order_itself_refundable() -> None:
+    charged = double_charge("80.00", fact="o-4")
+    missing = Incident.model_validate(incident(
+        "item_missing", item_value=eur("20.00"), order_value=eur("80.00"), fact="o-4"))
+    made = decide(missing, CustomerHistory((past(charged, "80.00"),)), DEFAULT, NOW)
+    assert made.offer is not None
+    option = {o.label: o.actions for o in made.offer.options}["a refund of the item"]
+    assert [(a.value.amount, a.restitution) for a in option] == [(Decimal("20.00"), True)]
 
 
 def test_an_offered_refund_respects_the_ceiling_too() -> None:
