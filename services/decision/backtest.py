@@ -24,7 +24,7 @@ from services.decision.domain.engine import applying_rules, evaluate, rules_read
 from services.decision.domain.history import ZERO, CustomerHistory, PastIncident
 from services.decision.domain.ids import deterministic_id
 from services.decision.domain.policy import Policy
-from services.decision.domain.remedies import Item, built, built_from
+from services.decision.domain.remedies import Item, built, built_from, restitution
 
 
 @dataclass
@@ -35,7 +35,8 @@ class Tally:
     currency: str
     decisions: int = 0
     goodwill: Decimal = ZERO  # money equivalent carried out (held decisions excluded)
-    restitution: Decimal = ZERO  # given back in full, outside caps and budgets (held excluded)
+    restitution: Decimal = ZERO  # given back in full, outside caps and budgets (held excluded;
+    # of an offer, its default option's, as for the remedies counted)
     held: int = 0
     held_value: Decimal = ZERO
     offers: int = 0
@@ -82,12 +83,12 @@ class _Simulation:
         tally = self.tally
         tally.decisions += 1
         value = result.value  # goodwill: what caps and the budget count
-        if result.review_reason:
+        held = bool(result.review_reason)
+        if held:
             tally.held += 1
             tally.held_value += value + result.restitution
         else:
             tally.goodwill += value
-            tally.restitution += result.restitution
             self.spent[day] = spent + value
         draft = result.draft
         if draft.offer_rule is not None:
@@ -102,6 +103,8 @@ class _Simulation:
             items = items + draft.options[default][1]
         if not items:
             tally.apology_only += 1
+        elif result.restitution and not held:  # given back: the default option's, like the rest
+            tally.restitution += restitution(items)
         remedies, remedy_value = tally.remedies, tally.remedy_value
         for item in items:
             kind = _KIND_NAMES[item.kind]
