@@ -66,6 +66,7 @@ from services.decision.domain.remedies import (
     Item,
     amount_in,
     built,
+    cent,
     describe,
     dressed,
     goodwill,
@@ -382,6 +383,7 @@ def _within_captured(
     room, why = refund_room(incident, history, currency)
     if room is None:
         return
+    room = room.quantize(cent(currency), rounding=ROUND_DOWN)  # never a fraction of a cent
     notes = draft.notes
     draft.base, left = _refunds_within(draft.base, room, why, currency, notes=notes, where="")
     draft.options = [

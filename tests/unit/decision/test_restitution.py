@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.decision import Decision, DecisionStatus, RemedyKind
 from schemas.incident import Detection, Incident, IncidentType
@@ -186,3 +188,41 @@ def test_a_restitution_must_give_back_in_full() -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "p.yaml")
     assert any("restitution gives back in full" in p for p in caught.value.problems)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 50_000), st.integers(0, 50_000),
+       st.lists(st.tuples(st.sampled_from(["double_charge", "order_cancelled", "item_missing",
+                                           "item_defective", "wrong_item"]),
+                          st.sampled_from(["proactive", "agent_reported"]),
+                          st.integers(1, 100)), min_size=1, max_size=6))
+def test_no_order_is_ever_refunded_more_than_was_captured(
+        order_cents: int, extra_cents: int, reports: list[tuple[str, str, int]]) -> None:
+    order, extra = Decimal(order_cents).scaleb(-2), Decimal(extra_cents).scaleb(-2)
+    history = CustomerHistory()
+    refunded = duplicates = Decimal(0)
+    for n, (kind, detection, share) in enumerate(reports):
+        fields: dict[str, Any] = {"order_value": eur(str(order)),
+                                  "captured_amount": eur(str(order + extra))}
+        if kind == "double_charge":
+            fields["charged_amount"] = eur(str(extra or order))
+        else:
+            fields["item_value"] = eur(str((order * share / 100).quantize(Decimal("0.01"))))
+        one = Incident.model_validate(incident(kind, detection=detection, fact="o-1",
+                                               **fields)).model_copy(
+            update={"incident_id": f"i-{n}"})
+        made = decide(one, history, DEFAULT, NOW + timedelta(minutes=n))
+        # The most this decision may refund: its refunds and the option refunding the most.
+        options = made.offer.options if made.offer else []
+        most = sum((a.value.amount for a in made.actions if a.kind is RemedyKind.refund),
+                   Decimal(0)) + max((sum((a.value.amount for a in o.actions
+                                           if a.kind is RemedyKind.refund), Decimal(0))
+                                      for o in options), default=Decimal(0))
+        refunded += most
+        if kind == "double_charge":
+            duplicates += most
+        history = history.plus(PastIncident(
+            incident_id=one.incident_id, type=one.type, detection=one.detection,
+            decided_at=NOW + timedelta(minutes=n), order_id="o-1", refunded=most))
+    assert refunded <= order + extra
+    assert duplicates <= extra
