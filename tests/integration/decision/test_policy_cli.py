@@ -45,6 +45,17 @@ def test_explain_shows_rules_caps_and_the_paragraph() -> None:
     assert "We are sorry: your delivery was 300 minutes later than we promised" in result.output
 
 
+def test_explain_tells_restitution_from_goodwill() -> None:
+    charged = incident("double_charge", charged_amount={"amount": "640.00", "currency": "EUR"},
+                       order_value={"amount": "640.00", "currency": "EUR"})
+    result = runner.invoke(cli, ["policy", "explain", str(DEFAULT),
+                                 "--incident", json.dumps(charged)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert ("decision: approved, worth 645.00 EUR (goodwill 5.00 EUR, restitution 640.00 EUR)"
+            in result.output)
+    assert "refund (restitution)" in result.output
+
+
 def test_backtest_compares_two_policies_on_generated_incidents(tmp_path: Path) -> None:
     generous = tmp_path / "generous.yaml"
     generous.write_text(DEFAULT.read_text().replace('version: "2026.12-1"',
