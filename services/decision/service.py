@@ -300,8 +300,10 @@ class DecisionService:
 
     async def review(self, decision_id: str, verdict: Literal["approved", "rejected"],
                      reviewer: str, reason: str) -> Decision:
-        """Approve or reject a held decision. Approving reserves its budget; rejecting
-        keeps only the apology. Repeating the same verdict returns the same revision."""
+        """Approve or reject a held decision. Approving reserves its goodwill, refused when
+        today's budget cannot cover it, unless the decision gives money back: restitution
+        is owed whatever the budget, so its goodwill is booked all the same. Rejecting keeps
+        only the apology. Repeating the same verdict returns the same revision."""
         now = self.clock()
         _, current = await self._current(decision_id)
         if current.review is not None:
@@ -317,8 +319,11 @@ class DecisionService:
         if verdict == "approved" and value.amount > 0:
             reserved = await self.budget.reserve(now.date(), self.limit,
                                                  {reservation: value}, now)
-            if reserved is None:
+            owed = current.restitution_value
+            if reserved is None and (owed is None or owed.amount <= 0):
                 raise DecisionConflictError("today's budget cannot cover this decision")
+            if reserved is None:
+                await self.budget.book(now.date(), self.limit, {reservation: value}, now)
             self.metrics.reserved.labels(self.policy.currency).inc(float(value.amount))
         winner = await self.store.claim("reviews", decision_id, {
             "verdict": verdict, "reviewer": reviewer, "reason": reason, "at": now})

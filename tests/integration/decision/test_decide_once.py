@@ -52,8 +52,8 @@ class CrashingBudget:
         raise RuntimeError("killed between recording and booking")
 
 
-def records(topic: str, incidents: list[dict[str, Any]]) -> list[Record]:
-    return [Record(topic, 0, n, key.encode(), value)
+def records(topic: str, incidents: list[dict[str, Any]], start: int = 0) -> list[Record]:
+    return [Record(topic, 0, start + n, key.encode(), value)
             for n, (key, value) in enumerate(incident_events(incidents))]
 
 
@@ -149,3 +149,44 @@ async def test_a_failed_restitution_gives_no_goodwill_budget_back(
         assert await service.handle_outcomes(
             [failed_outcome(topics.outcomes, decided, 2, "5.00")]) == 1
         assert (await service.budget.state(DAY_1, limit)).spent.amount == 0
+
+
+async def test_an_approved_restitution_goes_out_even_when_the_budget_is_spent(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    topics = Topics.unique(suffix)
+    _, settings, _ = settings_for(infra, topics, f"amends_test_{suffix}")
+    customer = f"{suffix}-claims"
+    # Three earlier claims make the fourth, a reported double charge, held for review.
+    claims = [incident("item_missing", customer_id=customer, detection="customer_reported",
+                       at=BEFORE_MIDNIGHT, fact=f"o-{n}",
+                       item_value={"amount": "1.00", "currency": "EUR"}) for n in range(3)]
+    charged = incident("double_charge", customer_id=customer, detection="customer_reported",
+                       at=BEFORE_MIDNIGHT, fact="o-9",
+                       charged_amount={"amount": "90.00", "currency": "EUR"},
+                       order_value={"amount": "90.00", "currency": "EUR"})
+    late = [incident("delivery_delayed", customer_id=f"{suffix}-late-{n}", delay_minutes=600,
+                     at=BEFORE_MIDNIGHT, fact="o-late") for n in range(5)]
+    app = decision_app(settings, clock=FakeClock(BEFORE_MIDNIGHT),
+                       policy=tight("tight", "60"))
+    async with lifespans([app]):
+        service: DecisionService = app.state.service
+        made = await service.handle_incidents(records(topics.incidents, [*claims, charged]))
+        held = made[-1]
+        assert held.status.value == "held"
+        assert held.review_reason is not None
+        assert "frequent-claims" in held.review_reason
+        assert held.goodwill_value is not None
+        extra = held.goodwill_value.amount  # its points and a repeat failure's extras
+        assert extra > 0
+        # The day's budget is spent meanwhile by late deliveries.
+        await service.handle_incidents(records(topics.incidents, late, 10))
+        limit = Money.of("60", "EUR")
+        assert (await service.budget.state(DAY_1, limit)).remaining.amount == 0
+        approved = await service.review(held.decision_id, "approved", "ana@support",
+                                        "the bank statement shows both captures")
+        spent = await service.budget.state(DAY_1, limit)
+    assert approved.status.value == "approved"
+    # The refund is owed: the points that come with it are booked past the limit.
+    assert spent.spent.amount == limit.amount + extra
+    refund = [a for a in approved.actions if a.kind.value == "refund"]
+    assert [(a.value.amount, a.restitution) for a in refund] == [(Decimal("90.00"), True)]
