@@ -16,7 +16,7 @@ Decisions are booked, not reserved: a decision is recorded first (with its amoun
 day), then `book` appends it to its day's chain whatever is left, since a recorded decision
 is final. Deciders read what is left just before deciding, so racing deciders can pass the
 limit by at most the batches they decide at the same time (one per decider). A reviewer's
-approval still `reserve`s, refused when it does not fit.
+approval still `reserve`s, refused when it does not fit (unless it gives money back).
 
 Each decision's reservation is also recorded under its decision id (an "intent" first, then
 a mark in `reserved`: an insert, not an update, since FerretDB updates cost milliseconds per
