@@ -27,6 +27,7 @@ from rich.table import Table
 from amends import ops
 from amends.cli_ops import OpsSettings
 from schemas import topics
+from schemas.decision import Action
 from schemas.incident import Incident, IncidentDetected
 from services.common.errors import describe
 from services.common.mongo import stored
@@ -72,6 +73,10 @@ def schema(out: Annotated[Path, typer.Option(help="where to write it")] = SCHEMA
     console.print(f"wrote {out}")
 
 
+def _kind(action: Action) -> str:
+    return f"{action.kind.value} (restitution)" if action.restitution else action.kind.value
+
+
 @policy_app.command()
 def explain(
     path: Annotated[Path, typer.Argument(help="the policy file")],
@@ -98,7 +103,8 @@ def explain(
         rules.add_row(trace.rule_id, "[green]yes[/green]" if trace.matched else "no", trace.reason)
     console.print(rules)
     actions = Table(
-        title=f"decision: {decision.status.value}, worth {decision.total_value}",
+        title=f"decision: {decision.status.value}, worth {decision.total_value} "
+        f"(goodwill {decision.goodwill_value}, restitution {decision.restitution_value})",
         title_justify="left",
     )
     for column in ("#", "remedy", "value", "what", "rule"):
@@ -106,7 +112,7 @@ def explain(
     for action in decision.actions:
         actions.add_row(
             str(action.position),
-            action.kind.value,
+            _kind(action),
             str(action.value.amount),
             action.note,
             action.rule_id or "-",
@@ -115,7 +121,7 @@ def explain(
         for action in option.actions:
             actions.add_row(
                 str(action.position),
-                f"option {n}: {action.kind.value}",
+                f"option {n}: {_kind(action)}",
                 str(action.value.amount),
                 action.note,
                 action.rule_id or "-",
@@ -193,8 +199,10 @@ def _comparison(tallies: list[Tally], seconds: float, count: int) -> Table:
             )
         table.add_row(label, *cells)
 
-    row("cost", [t.cost for t in tallies], money=True)
-    row("cost per incident", [t.cost_per_incident for t in tallies], money=True)
+    row("goodwill", [t.goodwill for t in tallies], money=True)
+    row("goodwill per incident", [t.goodwill_per_incident for t in tallies], money=True)
+    row("restitution", [t.restitution for t in tallies], money=True)
+    row("cost (both)", [t.cost for t in tallies], money=True)
     row("held for review", [t.held for t in tallies])
     row("value held", [t.held_value for t in tallies], money=True)
     row("offers", [t.offers for t in tallies])

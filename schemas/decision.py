@@ -42,6 +42,10 @@ class Action(Contract):
         default=None, ge=1, description="orders of free delivery, days of priority support")
     due_by: AwareDatetime | None = Field(
         default=None, description="when a task for a human must be done (e.g. a call)")
+    restitution: bool = Field(
+        default=False, description="money given back that we took by mistake (a refund of a "
+        "duplicate charge, of a cancelled or undelivered order or item): paid in full, never "
+        "cut by caps or budgets; false for goodwill (points, vouchers, extras)")
 
 
 class DecisionStatus(StrEnum):
@@ -114,7 +118,17 @@ class Decision(Contract):
     decided_at: AwareDatetime
     status: DecisionStatus
     actions: list[Action]
-    total_value: Money
+    total_value: Money = Field(
+        description="what the decision may cost: its remedies and the dearest option of an "
+        "offer, restitution and goodwill together")
+    goodwill_value: Money | None = Field(
+        default=None, description="the goodwill the decision may cost (its remedies and the "
+        "offer's option dearest in goodwill): what caps, the daily budget and size-based "
+        "review govern; absent from decisions made before it was recorded (then all of "
+        "total_value)")
+    restitution_value: Money | None = Field(
+        default=None, description="what the decision gives back as restitution (its refunds "
+        "marked restitution, and the most an option gives back): never cut by caps or budgets")
     rules: list[RuleTrace] = Field(default_factory=list)
     caps: list[CapApplied] = Field(default_factory=list)
     offer: Offer | None = None

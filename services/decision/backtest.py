@@ -24,7 +24,7 @@ from services.decision.domain.engine import applying_rules, evaluate, rules_read
 from services.decision.domain.history import ZERO, CustomerHistory, PastIncident
 from services.decision.domain.ids import deterministic_id
 from services.decision.domain.policy import Policy
-from services.decision.domain.remedies import built, built_from
+from services.decision.domain.remedies import Item, built, built_from, restitution
 from services.decision.domain.topup import given_by_items
 
 
@@ -35,7 +35,9 @@ class Tally:
     version: str
     currency: str
     decisions: int = 0
-    cost: Decimal = ZERO  # money equivalent carried out (held decisions excluded)
+    goodwill: Decimal = ZERO  # money equivalent carried out (held decisions excluded)
+    restitution: Decimal = ZERO  # given back in full, outside caps and budgets (held excluded;
+    # of an offer, its default option's, as for the remedies counted)
     held: int = 0
     held_value: Decimal = ZERO
     offers: int = 0
@@ -46,8 +48,15 @@ class Tally:
     cut: Decimal = ZERO
 
     @property
-    def cost_per_incident(self) -> Decimal:
-        return (self.cost / self.decisions).quantize(Decimal("0.01")) if self.decisions else ZERO
+    def cost(self) -> Decimal:
+        """Goodwill and restitution together."""
+        return self.goodwill + self.restitution
+
+    @property
+    def goodwill_per_incident(self) -> Decimal:
+        return (
+            (self.goodwill / self.decisions).quantize(Decimal("0.01")) if self.decisions else ZERO
+        )
 
 
 @dataclass
@@ -74,12 +83,13 @@ class _Simulation:
         )
         tally = self.tally
         tally.decisions += 1
-        value = result.value
-        if result.review_reason:
+        value = result.value  # goodwill: what caps and the budget count
+        held = bool(result.review_reason)
+        if held:
             tally.held += 1
-            tally.held_value += value
+            tally.held_value += value + result.restitution
         else:
-            tally.cost += value
+            tally.goodwill += value
             self.spent[day] = spent + value
         draft = result.draft
         if draft.offer_rule is not None:
@@ -94,6 +104,8 @@ class _Simulation:
             items = items + draft.options[default][1]
         if not items:
             tally.apology_only += 1
+        elif result.restitution and not held:  # given back: the default option's, like the rest
+            tally.restitution += restitution(items)
         remedies, remedy_value = tally.remedies, tally.remedy_value
         for item in items:
             kind = _KIND_NAMES[item.kind]
@@ -103,11 +115,28 @@ class _Simulation:
             tally.caps[cut.cap] += 1
             tally.cut += cut.cut
         self.histories[customer] = history.plus(
-            PastIncident(incident.incident_id, incident.type, incident.detection, now, value,
-                         incident.order_id, given_by_items(items, bool(draft.options)))
+            PastIncident(
+                incident.incident_id,
+                incident.type,
+                incident.detection,
+                now,
+                value,
+                order_id=incident.order_id,
+                refunded=_refunded(items),
+                given=given_by_items(items, bool(draft.options)),
+            )
         )
 
 
+def _refunded(items: Sequence[Item]) -> Decimal:
+    value = ZERO
+    for item in items:
+        if item.kind is _REFUND_KIND:
+            value += item.value
+    return value
+
+
+_REFUND_KIND = RemedyKind.refund
 _NO_HISTORY = CustomerHistory()
 _KIND_NAMES = {kind: kind.value for kind in RemedyKind}  # faster than `kind.value`
 

@@ -1,6 +1,7 @@
-"""Decision's service layer: decide incidents in batches under the policy, reserve budget,
-record and publish decisions; settle reviews and customers' choices; give budget back for
-actions that failed."""
+"""Decision's service layer: decide incidents in batches under the policy, record the
+decisions, book their goodwill against the budget and publish them (a redelivery reuses what
+was recorded); settle reviews and customers' choices; give budget back for actions that
+failed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -42,8 +43,8 @@ from services.common.messaging import (
 )
 from services.common.mongo import Doc, stored
 from services.common.outbox import record_then_publish
-from services.decision.adapters.budget import Budget, BudgetContentionError
-from services.decision.adapters.mongo import DecisionStore, decision_doc
+from services.decision.adapters.budget import Budget
+from services.decision.adapters.mongo import DecisionStore, decision_doc, goodwill, refunded
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.policy import Policy
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 _incident_event: TypeAdapter[IncidentDetected] = TypeAdapter(IncidentDetected)
 _outcome_event: TypeAdapter[OutcomeRecorded] = TypeAdapter(OutcomeRecorded)
-RESERVE_ATTEMPTS = 5
+_NO_HISTORY = CustomerHistory()
 
 
 class DecisionMetrics:
@@ -64,8 +65,12 @@ class DecisionMetrics:
         self.caps = Counter("amends_caps_applied_total",
                             "Decisions whose remedies a cap cut", ["cap"], registry=registry)
         self.reserved = Counter("amends_budget_reserved_total",
-                                "Money equivalent reserved from the daily budget",
+                                "Goodwill (money equivalent) booked against the daily budget",
                                 ["currency"], registry=registry)
+        self.restitution = Counter(
+            "amends_restitution_decided_total",
+            "Money given back as restitution by decisions carried out (never budgeted)",
+            ["currency"], registry=registry)
         self.released = Counter("amends_budget_released_total",
                                 "Money equivalent given back to the budget (failed actions, "
                                 "cheaper choices)", ["currency"], registry=registry)
@@ -105,8 +110,17 @@ def _reopened(held: Decision, now: datetime) -> Offer | None:
     return offer.model_copy(update={"deadline": max(offer.deadline, now + window)})
 
 
-def _value(actions: Sequence[Action]) -> Decimal:
-    return sum((a.value.amount for a in actions), Decimal(0))
+def _value(actions: Sequence[Action], *, restitution: bool | None = None) -> Decimal:
+    """What `actions` are worth (only their restitution, or only their goodwill, if told)."""
+    return sum((a.value.amount for a in actions
+                if restitution is None or a.restitution is restitution), Decimal(0))
+
+
+def _reservation(decision: Decision) -> str | None:
+    """The key a new decision's goodwill is booked under; None when it books nothing now (a
+    held decision books when approved)."""
+    return (decision.decision_id
+            if decision.status.executable and goodwill(decision) > 0 else None)
 
 
 @dataclass
@@ -127,7 +141,12 @@ class DecisionService:
     # --- incidents -> decisions ---------------------------------------------------------
 
     async def handle_incidents(self, records: Sequence[Record]) -> list[Decision]:
-        """Decide a batch; returns the decisions made now (not those made before)."""
+        """Decide a batch once: decide the new incidents, record the decisions under their
+        ids, then book their goodwill against the budget and publish them. An incident
+        decided before reuses its recorded decision (its remedies, amounts and budget day,
+        whatever the clock, the policy or the budget say now), and what a crash interrupted
+        is finished: booked if not booked, published if not published. Returns the
+        decisions made now."""
         now = self.clock()
         rejected: list[tuple[Record, DeadLetterReason, str]] = []
         incidents: dict[str, Incident] = {}
@@ -141,66 +160,97 @@ class DecisionService:
         await self.dead_letters.send(rejected)
         by_id = {decision_id(i.incident_id): i for i in incidents.values()}
         since = now - timedelta(days=self.policy.window_days)
+        orders = sorted({i.order_id for i in incidents.values() if i.order_id is not None})
         known, histories = await asyncio.gather(
             self.store.known(list(by_id)),
-            self.store.histories(sorted({i.customer.id for i in incidents.values()}), since))
+            self.store.histories(sorted({i.customer.id for i in incidents.values()}), since,
+                                 orders))
         fresh = [i for did, i in by_id.items() if did not in known]
-        made = await self._decide_and_reserve(fresh, histories, now) if fresh else []
+        made = await self._decide(fresh, histories, now) if fresh else []
 
-        items: list[tuple[Doc, Outgoing]] = []
-        for decision in made:
-            reservation = decision.decision_id if decision.status.executable else None
-            doc = decision_doc(decision, reservation=reservation)
-            items.append((doc, outgoing_with_data(self.settings.decisions_topic,
-                                                  _event(decision, now), doc["decision"])))
+        docs = {d.decision_id: decision_doc(d, reservation=_reservation(d)) for d in made}
+        new = await self.store.decisions.add_new(list(docs.values()))
+        lost = [did for did in docs if did not in new]  # a racing decider recorded it first
+        if lost:
+            known.update(await self.store.find(lost))
+        await self._book([*(docs[did] for did in docs if did in new), *known.values()], now)
+
+        items: list[tuple[str, Outgoing]] = [
+            (d.decision_id, outgoing_with_data(self.settings.decisions_topic, _event(d, now),
+                                               docs[d.decision_id]["decision"]))
+            for d in made if d.decision_id in new]
         # A decision recorded before a crash but never published is published now, as made.
         published = await self.store.decisions.published(list(known))
         for doc in known.values():
             if doc["_id"] not in published:
                 kept = Decision.model_validate(stored(doc["decision"]))
-                first = kept if kept.revision == 0 else None
-                if first is not None:
-                    items.append((doc, outgoing(self.settings.decisions_topic,
-                                                _event(first, now))))
-        new = await record_then_publish(self.store.decisions, self.publisher, items)
+                if kept.revision == 0:
+                    items.append((doc["_id"], outgoing(self.settings.decisions_topic,
+                                                       _event(kept, kept.decided_at))))
+        await self.publisher.publish_all([message for _, message in items])
+        await self.store.decisions.mark_published([did for did, _ in items])
+
         fresh_made = [d for d in made if d.decision_id in new]
         for decision in fresh_made:
             self.metrics.decisions.labels(decision.status.value).inc()
             for cap in {c.cap for c in decision.caps}:
                 self.metrics.caps.labels(cap).inc()
+            if decision.status.executable:
+                self._count_restitution(decision.actions)
         return fresh_made
 
-    async def _decide_and_reserve(self, incidents: Sequence[Incident],
-                                  histories: Mapping[str, CustomerHistory],
-                                  now: datetime) -> list[Decision]:
-        """Decide with the budget as it stands, then reserve it all at once; if another
-        decider took budget meanwhile, decide again with what is left."""
-        day = now.date()
-        for _ in range(RESERVE_ATTEMPTS):
-            state = await self.budget.state(day, self.limit)
-            remaining = state.remaining.amount
-            made: list[Decision] = []
-            seen = dict(histories)
-            for incident in incidents:
-                customer = incident.customer.id
-                decision = decide(incident, seen.get(customer, CustomerHistory()), self.policy,
-                                  now, budget_remaining=remaining)
-                made.append(decision)
-                value = decision.total_value.amount if decision.status.executable else Decimal(0)
-                remaining -= value
-                seen[customer] = seen.get(customer, CustomerHistory()).plus(PastIncident(
-                    incident_id=incident.incident_id, type=incident.type,
-                    detection=incident.detection, decided_at=now,
-                    value=decision.total_value.amount, order_id=incident.order_id,
-                    given=tuple(given_by(decision).items())))
-            amounts = {d.decision_id: d.total_value for d in made
-                       if d.status.executable and d.total_value.amount > 0}
-            if await self.budget.reserve(day, self.limit, amounts, now) is not None:
-                spent = sum((m.amount for m in amounts.values()), Decimal(0))
-                self.metrics.reserved.labels(self.policy.currency).inc(float(spent))
-                self._budget_gauges(state.limit.amount, remaining)
-                return made
-        raise BudgetContentionError("the budget kept changing while deciding a batch")
+    async def _decide(self, incidents: Sequence[Incident],
+                      histories: Mapping[str, CustomerHistory],
+                      now: datetime) -> list[Decision]:
+        """Decide with what is left of today's budget as it stands now; each decision of
+        the batch sees the ones before it (the budget they take, the customer's history)."""
+        state = await self.budget.state(now.date(), self.limit)
+        remaining = state.remaining.amount
+        made: list[Decision] = []
+        seen = dict(histories)
+        for incident in incidents:
+            customer = incident.customer.id
+            history = seen.get(customer, _NO_HISTORY)
+            decision = decide(incident, history, self.policy, now, budget_remaining=remaining)
+            made.append(decision)
+            if decision.status.executable:
+                remaining -= goodwill(decision)
+            seen[customer] = history.plus(PastIncident(
+                incident_id=incident.incident_id, type=incident.type,
+                detection=incident.detection, decided_at=now, value=goodwill(decision),
+                order_id=incident.order_id, refunded=refunded(decision),
+                given=tuple(given_by(decision).items())))
+        self._budget_gauges(state.limit.amount, remaining)
+        return made
+
+    async def _book(self, docs: Sequence[Doc], now: datetime) -> None:
+        """Book recorded decisions' goodwill on the day each was decided, under its id and
+        at its recorded amount; the budget books each id once, so a redelivery books only
+        what a crash left unbooked."""
+        by_day: dict[date, dict[str, Money]] = {}
+        for doc in docs:
+            if doc.get("reservation") != doc["_id"]:
+                continue  # held (booked when approved) or worth no goodwill
+            amount = Decimal(str(doc.get("goodwill", doc["value"])))
+            if amount <= 0:
+                continue
+            day = (date.fromisoformat(doc["budget_day"]) if "budget_day" in doc
+                   else doc["decided_at"].date())
+            by_day.setdefault(day, {})[doc["_id"]] = Money(amount=amount,
+                                                           currency=doc["currency"])
+        for day, amounts in sorted(by_day.items()):
+            before = await self.budget.book(day, self.limit, amounts, now)
+            booked = sum((m.amount for did, m in amounts.items() if did not in before),
+                         Decimal(0))
+            if booked:
+                self.metrics.reserved.labels(self.policy.currency).inc(float(booked))
+
+    def _count_restitution(self, actions: Sequence[Action]) -> None:
+        """Restitution carried out is counted apart from the goodwill the budget counts (an
+        offer's option when it is chosen)."""
+        owed = _value(actions, restitution=True)
+        if owed > 0:
+            self.metrics.restitution.labels(self.policy.currency).inc(float(owed))
 
     def _budget_gauges(self, limit: Decimal, remaining: Decimal) -> None:
         self.metrics.limit.labels(self.policy.currency).set(float(limit))
@@ -231,11 +281,12 @@ class DecisionService:
         if not failed:
             return 0
         current = await self.store.find(sorted({o.decision_id for o in failed}))
+        owed = {key for doc in current.values() for key in _restitution_keys(doc)}
         released = 0
         for outcome in failed:
             doc = current.get(outcome.decision_id)
-            if doc is None or not doc.get("reservation"):
-                continue
+            if doc is None or not doc.get("reservation") or outcome.idempotency_key in owed:
+                continue  # nothing booked for it (restitution is never booked)
             if await self.budget.release(doc["reservation"], outcome.idempotency_key,
                                          outcome.value, now):
                 released += 1
@@ -262,8 +313,10 @@ class DecisionService:
 
     async def review(self, decision_id: str, verdict: Literal["approved", "rejected"],
                      reviewer: str, reason: str) -> Decision:
-        """Approve or reject a held decision. Approving reserves its budget; rejecting
-        keeps only the apology. Repeating the same verdict returns the same revision."""
+        """Approve or reject a held decision. Approving reserves its goodwill, refused when
+        today's budget cannot cover it, unless the decision gives money back: restitution
+        is owed whatever the budget, so its goodwill is booked all the same. Rejecting keeps
+        only the apology. Repeating the same verdict returns the same revision."""
         now = self.clock()
         _, current = await self._current(decision_id)
         if current.review is not None:
@@ -275,19 +328,21 @@ class DecisionService:
             raise DecisionConflictError(f"decision {decision_id} is {current.status.value}, "
                                         "not held for review")
         reservation = f"{decision_id}:review"
-        if verdict == "approved" and current.total_value.amount > 0:
+        value = Money(amount=goodwill(current), currency=current.total_value.currency)
+        if verdict == "approved" and value.amount > 0:
             reserved = await self.budget.reserve(now.date(), self.limit,
-                                                 {reservation: current.total_value}, now)
-            if reserved is None:
+                                                 {reservation: value}, now)
+            owed = current.restitution_value
+            if reserved is None and (owed is None or owed.amount <= 0):
                 raise DecisionConflictError("today's budget cannot cover this decision")
-            self.metrics.reserved.labels(self.policy.currency).inc(
-                float(current.total_value.amount))
+            if reserved is None:
+                await self.budget.book(now.date(), self.limit, {reservation: value}, now)
+            self.metrics.reserved.labels(self.policy.currency).inc(float(value.amount))
         winner = await self.store.claim("reviews", decision_id, {
             "verdict": verdict, "reviewer": reviewer, "reason": reason, "at": now})
         if winner is not None and winner["verdict"] != verdict:
             if verdict == "approved":  # the rejection won: give the reservation back
-                await self.budget.release(reservation, f"{decision_id}:review",
-                                          current.total_value, now)
+                await self.budget.release(reservation, f"{decision_id}:review", value, now)
             raise DecisionConflictError(f"already {winner['verdict']} by {winner['reviewer']}")
         if winner is not None:
             reviewer, reason, now = winner["reviewer"], winner["reason"], winner["at"]
@@ -299,12 +354,14 @@ class DecisionService:
                 "revision": current.revision + 1, "status": status, "review": review,
                 "offer": _reopened(current, now),
                 "explanation": f"{current.explanation} Approved by {reviewer}: {reason}"})
+            self._count_restitution(current.actions)
         else:
             apology = [a for a in current.actions if a.kind is RemedyKind.apology]
+            nothing = Money(amount=Decimal(0), currency=current.total_value.currency)
             revision = current.model_copy(update={
                 "revision": current.revision + 1, "status": DecisionStatus.rejected,
-                "review": review, "actions": apology, "offer": None,
-                "total_value": Money(amount=Decimal(0), currency=current.total_value.currency),
+                "review": review, "actions": apology, "offer": None, "total_value": nothing,
+                "goodwill_value": nothing, "restitution_value": nothing,
                 "explanation": f"{current.explanation} After review only the apology is "
                                f"sent: {reason}"})
         await self._publish_revision(revision, reservation if verdict == "approved" else None)
@@ -336,17 +393,21 @@ class DecisionService:
             option, by, now = int(winner["option"]), winner["by"], winner["at"]
         chosen = offer.options[option]
         choice = Choice(option=option, label=chosen.label, by=by, at=now)
-        base = _value(current.actions)
+        actions = [*current.actions, *chosen.actions]
+        currency = current.total_value.currency
         revision = current.model_copy(update={
             "revision": current.revision + 1, "status": DecisionStatus.approved,
-            "choice": choice, "actions": [*current.actions, *chosen.actions],
-            "total_value": Money(amount=base + _value(chosen.actions),
-                                 currency=current.total_value.currency),
+            "choice": choice, "actions": actions,
+            "total_value": Money(amount=_value(actions), currency=currency),
+            "goodwill_value": Money(amount=_value(actions, restitution=False),
+                                    currency=currency),
+            "restitution_value": Money(amount=_value(actions, restitution=True),
+                                       currency=currency),
             "explanation": f"{current.explanation} "
                            + (f"You chose {chosen.label}." if by == "customer" else
                               f"Without a choice by the deadline you get {chosen.label}.")})
         reservation = doc.get("reservation")
-        given_back = current.total_value.amount - revision.total_value.amount
+        given_back = goodwill(current) - goodwill(revision)
         if reservation and given_back > 0:
             await self.budget.release(reservation, f"{decision_id}:choice",
                                       Money(amount=given_back,
@@ -354,6 +415,7 @@ class DecisionService:
             self.metrics.released.labels(current.total_value.currency).inc(float(given_back))
         await self._publish_revision(revision, reservation)
         self.metrics.choices.labels(by).inc()
+        self._count_restitution(chosen.actions)
         return revision
 
     async def apply_due_defaults(self, limit: int = 1000) -> int:
@@ -371,3 +433,12 @@ class DecisionService:
             except DecisionConflictError as exc:  # settled meanwhile by the customer
                 log.info("offer of %s not defaulted: %s", decision.decision_id, exc)
         return settled
+
+
+def _restitution_keys(doc: Doc) -> list[str]:
+    """The idempotency keys of a recorded decision's restitution actions (its offer's too)."""
+    decision = Decision.model_validate(stored(doc["decision"]))
+    options = decision.offer.options if decision.offer is not None else []
+    return [a.idempotency_key for a in [*decision.actions, *(a for o in options
+                                                               for a in o.actions)]
+            if a.restitution]

@@ -46,6 +46,7 @@ AMENDS_METRICS = {
     "amends_budget_remaining": "gauge",
     "amends_budget_limit": "gauge",
     "amends_budget_reserved": "counter",
+    "amends_restitution_decided": "counter",
     "amends_actions": "counter",
     "amends_dead_letters": "counter",
     "amends_time_to_apology_seconds": "histogram",

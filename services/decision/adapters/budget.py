@@ -12,6 +12,12 @@ To reserve, a decider reads the last entry and inserts the next one; if another 
 inserted that number first, the insert fails and it tries again on the new last entry. The
 running total can therefore never pass the limit.
 
+Decisions are booked, not reserved: a decision is recorded first (with its amount and its
+day), then `book` appends it to its day's chain whatever is left, since a recorded decision
+is final. Deciders read what is left just before deciding, so racing deciders can pass the
+limit by at most the batches they decide at the same time (one per decider). A reviewer's
+approval still `reserve`s, refused when it does not fit (unless it gives money back).
+
 Each decision's reservation is also recorded under its decision id (an "intent" first, then
 a mark in `reserved`: an insert, not an update, since FerretDB updates cost milliseconds per
 document), and each ledger entry lists the decisions it reserved for, so a batch that was
@@ -73,6 +79,11 @@ class Budget(Protocol):
         already had a reservation (nothing is taken for them again), or None when the budget
         cannot cover the rest."""
 
+    async def book(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                   now: datetime) -> set[str]:
+        """Book recorded decisions' amounts (keyed by decision id) on `day`, even past the
+        limit: once each. Returns the ids that were booked before."""
+
     async def release(self, decision_id: str, key: str, amount: Money,
                       now: datetime) -> bool: ...
 
@@ -130,15 +141,15 @@ class MongoBudget:
                            from_minor(int(last["spent"]), limit.currency))
 
     async def _append(self, day: date, limit: Money, op: str, units: int,
-                      fields: Mapping[str, Any]) -> bool | None:
+                      fields: Mapping[str, Any], *, enforce: bool = True) -> bool | None:
         """Append an entry taking `units` (negative gives back). True when appended, False
-        when `op` was appended before, None when it would pass the limit."""
+        when `op` was appended before, None when it would pass the limit (and `enforce`)."""
         chain_limit: int | None = None
         for _ in range(MAX_ATTEMPTS):
             last = await self._last(day, limit)
             chain_limit = chain_limit or await self._limit(last["chain"])
             spent = int(last["spent"]) + units
-            if units > 0 and spent > chain_limit:
+            if enforce and units > 0 and spent > chain_limit:
                 return None
             entry = {"_id": self._entry_id(last["chain"], int(last["seq"]) + 1),
                      "chain": last["chain"], "seq": int(last["seq"]) + 1, "op": op,
@@ -154,6 +165,16 @@ class MongoBudget:
 
     async def reserve(self, day: date, limit: Money, amounts: Mapping[str, Money],
                       now: datetime) -> set[str] | None:
+        return await self._take(day, limit, amounts, now, enforce=True)
+
+    async def book(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                   now: datetime) -> set[str]:
+        done = await self._take(day, limit, amounts, now, enforce=False)
+        assert done is not None, "a booking is never refused"
+        return done
+
+    async def _take(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                    now: datetime, *, enforce: bool) -> set[str] | None:
         if not amounts:
             return set()
         ids = sorted(amounts)
@@ -174,7 +195,7 @@ class MongoBudget:
         if todo:
             units = sum(to_minor(amounts[did]) for did in todo)
             appended = await self._append(day, limit, f"reserve:{todo[0]}:{len(todo)}", units,
-                                          {"decisions": todo, "at": now})
+                                          {"decisions": todo, "at": now}, enforce=enforce)
             if appended is None:  # nothing was taken: the intents this call wrote go
                 await self.reservations.delete_many({"_id": {"$in": list(new)}})
                 return None

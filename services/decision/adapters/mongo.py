@@ -1,7 +1,9 @@
 """Decision's MongoDB collections and their indexes.
 
 - `decisions`: one per incident under the deterministic decision id (the outbox of revision
-  0), with the customer's history fields (type, detection, value) and the current status;
+  0), with the customer's history fields (type, detection, value, refunded), the current
+  status, and what it books against the budget (`goodwill` on `budget_day`, under
+  `reservation`): recorded before it is booked, so a redelivery books what was recorded;
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
 - `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
   verdict or a choice final when two people (or a person and the deadline) race;
@@ -25,7 +27,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from schemas.decision import Decision
+from schemas.decision import Decision, RemedyKind
 from schemas.incident import Detection, IncidentType
 from services.common.mongo import Doc, insert_new, mark_all
 from services.common.outbox import MongoOutbox
@@ -43,8 +45,29 @@ def given_of(doc: Doc | None) -> tuple[tuple[str, Decimal], ...]:
     return tuple((key, Decimal(value)) for key, value in (doc or {}).items())
 
 
+def goodwill(decision: Decision) -> Decimal:
+    """What the decision books against the budget (all of it, for decisions that predate
+    the split of goodwill from restitution)."""
+    kept = decision.goodwill_value
+    return (kept or decision.total_value).amount
+
+
+def refunded(decision: Decision) -> Decimal:
+    """The refunds a decision grants, or may still grant: its refund actions (a held one's
+    too) and, until the customer chooses, the offer's option that refunds the most."""
+    def refunds(actions: Sequence[Any]) -> Decimal:
+        return sum((a.amount.amount for a in actions
+                    if a.kind is RemedyKind.refund and a.amount is not None), Decimal(0))
+
+    pending = (decision.offer.options
+               if decision.offer is not None and decision.choice is None else [])
+    return refunds(decision.actions) + max((refunds(o.actions) for o in pending),
+                                           default=Decimal(0))
+
+
 def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
-    """The stored form of a decision: the contract plus the fields history and queues use."""
+    """The stored form of a decision: the contract plus the fields history and queues use.
+    `reservation` is the key its goodwill is booked under (None: nothing to book)."""
     incident = decision.incident
     doc: Doc = {
         "_id": decision.decision_id, "incident_id": incident.incident_id,
@@ -53,6 +76,9 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
         "detection": incident.detection.value, "status": decision.status.value,
         "revision": decision.revision, "decided_at": decision.decided_at,
         "value": format(decision.total_value.amount, "f"),
+        "goodwill": format(goodwill(decision), "f"),
+        "refunded": format(refunded(decision), "f"),
+        "budget_day": decision.decided_at.date().isoformat(),
         "currency": decision.total_value.currency, "reservation": reservation,
         "given": given_doc(decision),
         "decision": decision.model_dump_json(),
@@ -101,23 +127,28 @@ class DecisionStore:
         return await self.db["decisions"].find_one({"_id": decision_id})
 
     async def histories(self, customers: Sequence[str], since: datetime,
-                        ) -> dict[str, CustomerHistory]:
-        """Each customer's decided incidents since `since`, in one query for the customers
-        seen before (marking each customer seen)."""
+                        orders: Sequence[str] = ()) -> dict[str, CustomerHistory]:
+        """Each customer's decided incidents since `since`, and those of `orders` however
+        old (refunds for an order are bounded for good), in one query for the customers seen
+        before (marking each customer seen). `value` is the goodwill granted."""
         new = await insert_new(self.customers_decided, [{"_id": c} for c in customers])
         found: dict[str, list[PastIncident]] = {c: [] for c in customers if c not in new}
         if not found:
             return {c: CustomerHistory() for c in customers}
+        when: Doc = {"decided_at": {"$gt": since}}
+        if orders:
+            when = {"$or": [when, {"order_id": {"$in": list(orders)}}]}
         cursor = self.db["decisions"].find(
-            {"customer_id": {"$in": list(found)}, "decided_at": {"$gt": since}},
+            {"customer_id": {"$in": list(found)}, **when},
             {"customer_id": 1, "incident_id": 1, "type": 1, "detection": 1, "decided_at": 1,
-             "value": 1, "order_id": 1, "given": 1})
+             "value": 1, "goodwill": 1, "order_id": 1, "refunded": 1, "given": 1})
         async for doc in cursor:
             found[doc["customer_id"]].append(PastIncident(
                 incident_id=doc["incident_id"], type=IncidentType(doc["type"]),
                 detection=Detection(doc["detection"]), decided_at=doc["decided_at"],
-                value=Decimal(doc["value"]), order_id=doc.get("order_id"),
-                given=given_of(doc.get("given"))))
+                value=Decimal(str(doc.get("goodwill", doc["value"]))),
+                order_id=doc.get("order_id"), given=given_of(doc.get("given")),
+                refunded=Decimal(doc.get("refunded", "0"))))
         return {c: CustomerHistory(tuple(sorted(found.get(c, ()), key=lambda i: i.decided_at)))
                 for c in customers}
 
@@ -148,6 +179,8 @@ class DecisionStore:
             "reservation": reservation,
             "value": format(revision.total_value.amount, "f"),
             "given": given_doc(revision),
+            "goodwill": format(goodwill(revision), "f"),
+            "refunded": format(refunded(revision), "f"),
             "decision": revision.model_dump_json()}
         if revision.offer is not None:  # an approval after review may move the deadline
             fields["deadline"] = revision.offer.deadline

@@ -8,18 +8,21 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 2. Every decision starts with an apology. The remedies of the applying rules are combined
    per kind: amounts, points and free-delivery orders add up; for percent vouchers,
    priority-support days and call deadlines the most generous wins; a replacement, and a
-   gift or an upgrade of one item, is given once. A refund never exceeds what was paid.
+   gift or an upgrade of one item, is given once. No refund for an order passes what was
+   captured for it, across all its incidents (`refund_room`).
 3. The first applying rule with an `offer` makes the decision an offer: its options are
    valued, and the decision waits for the customer's choice (or the default at the
    deadline); the remedies outside the offer are carried out at once.
-4. Caps, in order: the per-incident cap, the customer's room under the per-customer cap
-   for the window, and the day's remaining budget. When the remedies are worth more than
-   a cap, the cut follows `cut_order`: refunds, points and amount vouchers are reduced,
-   the other remedies dropped whole, until the total fits. Options of an offer are cut
-   against what the remedies outside it leave. The apology is never cut.
+4. Caps on goodwill, in order: the per-incident cap, the customer's room under the
+   per-customer cap for the window, and the day's remaining budget. When the goodwill is
+   worth more than a cap, the cut follows `cut_order`: refunds, points and amount vouchers
+   are reduced, the other remedies dropped whole, until the total fits. Options of an offer
+   are cut against what the remedies outside it leave. The apology and restitution (refunds
+   the policy marks `restitution`) are never cut (`restitution_never_cut`).
 5. Review triggers are checked last; if one fires the decision is held, with its reason,
    and nothing (not even the apology) goes out until a reviewer approves or rejects it.
-   An incident in a currency other than the policy's is held too.
+   Their thresholds count goodwill only. An incident in a currency other than the policy's
+   is held too.
 
 How it runs: a policy is compiled once (`compiled.py`) into, per incident type, the rules to
 evaluate with their conditions as functions and the remedies and traces that do not depend
@@ -61,11 +64,15 @@ from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
 from services.decision.domain.remedies import (
     Item,
+    amount_in,
     built,
+    cent,
     describe,
     dressed,
+    goodwill,
     money,
     paid,
+    restitution,
     rounded,
     total,
 )
@@ -87,6 +94,7 @@ __all__ = [
 
 # Enum members as module constants: attribute access on an enum class is slow on the hot path.
 _REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
+_DOUBLE_CHARGE = IncidentType.double_charge
 _LABELLED = frozenset({RemedyKind.gift, RemedyKind.free_upgrade})
 _APOLOGY = RemedyKind.apology
 _HELD, _AWAITING, _APPROVED = (
@@ -285,7 +293,9 @@ def _merged(items: list[Item]) -> list[Item]:
     out: dict[tuple[RemedyKind, str], Item] = {}
     for item in items:
         kind = item.kind
-        sub = item.label if kind in _LABELLED else ("percent" if item.percent is not None else "")
+        sub = (item.label if kind in _LABELLED
+               else "percent" if item.percent is not None
+               else "restitution" if item.restitution else "")
         key = (kind, sub)
         have = out.get(key)
         if have is None:
@@ -322,23 +332,111 @@ def _merged(items: list[Item]) -> list[Item]:
     return list(out.values())
 
 
+# --- never more than was paid ------------------------------------------------------------
+
+
+def refund_room(
+    incident: Incident, history: CustomerHistory, currency: str
+) -> tuple[Decimal | None, str]:
+    """What may still be refunded for the incident's order (None: no known ceiling), and why.
+
+    The ceiling is everything captured for the order (`captured_amount`) less what its other
+    incidents refunded. Without it: for a double charge, the order value plus the duplicate
+    charge, less all refunds; otherwise the order value (the order's own price), less the
+    refunds other than of duplicate charges (those came out of the excess). A duplicate
+    charge is refunded at most once: its refunds never pass the excess captured (the captured
+    amount above the order value; without it, the duplicate charge) less what the order's
+    other double charges refunded, whoever reported them."""
+    captured = amount_in(incident.captured_amount, currency)
+    order = amount_in(incident.order_value, currency)
+    charged = amount_in(incident.charged_amount, currency)
+    duplicate = incident.type is _DOUBLE_CHARGE
+    before = duplicates = ZERO
+    if incident.order_id is not None and history.incidents:
+        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
+    basis: Decimal | None
+    if captured is not None:
+        basis, taken = captured, before
+    elif duplicate and charged is not None:
+        basis, taken = (order or ZERO) + charged, before
+    else:
+        basis, taken = (order if order is not None else charged), before - duplicates
+    room = None if basis is None else max(ZERO, basis - taken)
+    why = (f"{taken} {currency} of the {basis} {currency} paid for order "
+           f"{incident.order_id} is refunded already")
+    if duplicate:
+        excess = (
+            max(ZERO, captured - order) if captured is not None and order is not None else charged
+        )
+        if excess is not None and (room is None or excess - duplicates < room):
+            room = max(ZERO, excess - duplicates)
+            why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for "
+                   f"order {incident.order_id} is refunded already")
+    return room, why
+
+
+def _within_captured(
+    draft: Draft, incident: Incident, history: CustomerHistory, currency: str
+) -> None:
+    """No refund for an order goes above what was captured for it, across all its incidents
+    and decisions: the remedies outside an offer first, then each option with what they
+    leave."""
+    room, why = refund_room(incident, history, currency)
+    if room is None:
+        return
+    room = room.quantize(cent(currency), rounding=ROUND_DOWN)  # never a fraction of a cent
+    notes = draft.notes
+    draft.base, left = _refunds_within(draft.base, room, why, currency, notes=notes, where="")
+    draft.options = [
+        (label, _refunds_within(items, left, why, currency, notes=notes, where=f" ({label})")[0])
+        for label, items in draft.options
+    ]
+
+
+def _refunds_within(
+    items: list[Item], room: Decimal, why: str, currency: str, *, notes: list[str], where: str
+) -> tuple[list[Item], Decimal]:
+    """`items` with their refunds cut to `room` in all; returns them and the room left."""
+    kept = []
+    for item in items:
+        if item.kind is not _REFUND:
+            kept.append(item)
+        elif item.value <= room:
+            room -= item.value
+            kept.append(item)
+        else:
+            if room > 0:
+                smaller = item.copy()
+                smaller.amount = smaller.value = room
+                kept.append(smaller)
+            notes.append(
+                f"{item.rule_id}{where}: {item.value - room} {currency} of a refund of "
+                f"{item.value} {currency}, as {why}"
+            )
+            room = ZERO
+    return kept, room
+
+
 # --- caps ------------------------------------------------------------------------------
 
 
-def _dearest(options: list[tuple[str, list[Item]]]) -> Decimal:
-    """The value of the dearest option (the first of equals, as `max` picks), or zero."""
+def _dearest(
+    options: list[tuple[str, list[Item]]], worth: Callable[[list[Item]], Decimal] = goodwill
+) -> Decimal:
+    """The `worth` of the dearest option (goodwill unless told), or zero."""
     dearest: Decimal | None = None
     for _, items in options:
-        value = total(items)
+        value = worth(items)
         if dearest is None or value > dearest:
             dearest = value
     return ZERO if dearest is None else dearest
 
 
 def cut_to(items: list[Item], limit: Decimal, plan: CompiledPolicy) -> tuple[list[Item], Decimal]:
-    """Cut `items` to be worth at most `limit`; returns what is left and what was cut. Items
-    reduced are copies; the others are returned as they are."""
-    excess = total(items) - limit
+    """Cut the goodwill of `items` to be worth at most `limit`; returns what is left and what
+    was cut. Restitution is never cut. Items reduced are copies; the others are returned as
+    they are."""
+    excess = goodwill(items) - limit
     if excess <= 0:
         return items, ZERO
     if limit <= 0:
@@ -356,7 +454,7 @@ def cut_to(items: list[Item], limit: Decimal, plan: CompiledPolicy) -> tuple[lis
             continue
         for n in range(len(left) - 1, -1, -1):  # the last of a kind first
             item = left[n]
-            if item is None or item.kind is not kind or item.value <= 0:
+            if item is None or item.kind is not kind or item.value <= 0 or item.restitution:
                 continue
             if excess <= 0:
                 break
@@ -391,7 +489,7 @@ def _cut_whole(items: list[Item], plan: CompiledPolicy) -> tuple[list[Item], Dec
         value = item.value
         if value < 0:
             return None
-        if value > 0 and item.kind in cuttable:
+        if value > 0 and item.kind in cuttable and not item.restitution:
             cut += value
         else:
             kept.append(item)
@@ -418,10 +516,10 @@ def _cap_applied(plan: CompiledPolicy, facts: WindowFacts, cut: Cut) -> CapAppli
 def _apply_caps(
     draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None
 ) -> Decimal:
-    """Cut the draft to the caps, in order; returns what is left of its value (the remedies
-    outside an offer and its dearest option)."""
+    """Cut the draft's goodwill to the caps, in order; returns what is left of it (the
+    remedies outside an offer and its dearest option). Restitution is never cut."""
     guards = plan.policy.guards
-    value = total(draft.base) + _dearest(draft.options)
+    value = goodwill(draft.base) + _dearest(draft.options)
     if value > guards.incident_cap:
         value = _cut(draft, plan, "incident", guards.incident_cap)
     limit = max(ZERO, guards.customer_cap - facts.compensation)
@@ -438,7 +536,7 @@ def _cut(draft: Draft, plan: CompiledPolicy, cap: str, limit: Decimal) -> Decima
     """Cut the remedies outside an offer to `limit`, and each option to what they leave;
     returns the value left."""
     draft.base, cut = cut_to(draft.base, limit, plan)
-    base_total = total(draft.base)
+    base_total = goodwill(draft.base)
     if draft.options:
         room = limit - base_total
         options = []
@@ -456,10 +554,12 @@ def _cut(draft: Draft, plan: CompiledPolicy, cap: str, limit: Decimal) -> Decima
 # --- review ----------------------------------------------------------------------------
 
 
-def _refunded(items: list[Item]) -> Decimal:
+def _refunded(items: list[Item], *, goodwill_only: bool = True) -> Decimal:
+    """Refunds among `items`: those that are goodwill, which size-based review triggers
+    count (a restitution is never held for its size), or all of them."""
     value = ZERO
     for item in items:
-        if item.kind is _REFUND:
+        if item.kind is _REFUND and not (goodwill_only and item.restitution):
             value += item.value
     return value
 
@@ -512,8 +612,16 @@ class Evaluation(NamedTuple):
     draft: Draft
     facts: WindowFacts
     review_reason: str | None
-    value: Decimal  # the remedies outside an offer and its dearest option
+    value: Decimal  # goodwill: the remedies outside an offer and its dearest option
     plan: CompiledPolicy
+    restitution: Decimal  # given back: outside an offer, and the most an option gives back
+
+    @property
+    def total(self) -> Decimal:
+        """What the decision may cost: the remedies outside an offer and its dearest option,
+        restitution and goodwill together."""
+        draft = self.draft
+        return total(draft.base) + _dearest(draft.options, total)
 
     @property
     def caps(self) -> list[CapApplied]:
@@ -551,11 +659,31 @@ def _evaluate(
                                            policy.values.point, plan.cent)
         if not draft.options:
             draft.offer_rule = None
+    owed, refunds = ZERO, _refunds(draft)
+    if refunds:
+        _within_captured(draft, incident, history, policy.currency)
+        owed = restitution(draft.base) + _dearest(draft.options, restitution)
     value = _apply_caps(draft, plan, facts, budget_remaining)
     review_reason = _foreign_currency(incident, policy.currency) or _review(
         draft, plan, incident, facts, value
     )
-    return Evaluation(draft, facts, review_reason, value, plan)
+    if refunds:
+        restitution_never_cut(draft, owed)
+    return Evaluation(draft, facts, review_reason, value, plan, owed)
+
+
+def _refunds(draft: Draft) -> bool:
+    for item in draft.base:
+        if item.kind is _REFUND:
+            return True
+    return any(item.kind is _REFUND for _, items in draft.options for item in items)
+
+
+def restitution_never_cut(draft: Draft, owed: Decimal) -> None:
+    """The engine's invariant: caps and budgets leave restitution as it was owed."""
+    left = restitution(draft.base) + _dearest(draft.options, restitution)
+    if left != owed:  # pragma: no cover - a defect of the engine, never a policy's doing
+        raise AssertionError(f"restitution of {owed} was cut to {left}")
 
 
 def evaluate(
@@ -644,6 +772,7 @@ def _action(item: Item, did: str, position: int, currency: str, now: datetime) -
         rule_id=item.rule_id,
         quantity=item.quantity,
         due_by=now + _hours(item.due_hours) if item.due_hours else None,
+        restitution=item.restitution,
     )
 
 
@@ -681,6 +810,7 @@ def decide(
             rule_id=None,
             quantity=None,
             due_by=None,
+            restitution=False,
         )
     ]
     actions += [_action(item, did, n, currency, now) for n, item in enumerate(draft.base, 1)]
@@ -712,7 +842,9 @@ def decide(
         decided_at=now,
         status=evaluation.status,
         actions=actions,
-        total_value=money(evaluation.value, currency),
+        total_value=money(evaluation.total, currency),
+        goodwill_value=money(evaluation.value, currency),
+        restitution_value=money(evaluation.restitution, currency),
         rules=draft.traces,
         caps=caps,
         offer=offer,

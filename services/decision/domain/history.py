@@ -11,6 +11,7 @@ from schemas.incident import Detection, IncidentType
 
 ZERO = Decimal(0)
 _PROACTIVE = Detection.proactive
+_DOUBLE_CHARGE = IncidentType.double_charge
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class PastIncident:
     value: Decimal = ZERO  # money equivalent granted, in the policy's currency
     order_id: str | None = None  # one order is one failure, whatever its incidents
     given: tuple[tuple[str, Decimal], ...] = ()  # what it granted, by measure (`topup.py`)
+    refunded: Decimal = ZERO  # refunds granted (or that its open offer or review may grant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,18 @@ class CustomerHistory:
 
     def plus(self, incident: PastIncident) -> CustomerHistory:
         return CustomerHistory((*self.incidents, incident))
+
+    def refunded(self, order_id: str, incident_id: str) -> tuple[Decimal, Decimal]:
+        """What the other incidents of `order_id` refunded, in all and for duplicate charges
+        (however long ago: a refund ceiling has no window)."""
+        everything = duplicates = ZERO
+        for past in self.incidents:
+            if past.order_id != order_id or past.incident_id == incident_id:
+                continue
+            everything += past.refunded
+            if past.type is _DOUBLE_CHARGE:
+                duplicates += past.refunded
+        return everything, duplicates
 
 
 @dataclass(frozen=True, slots=True)

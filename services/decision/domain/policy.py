@@ -132,17 +132,28 @@ class When(PolicyModel):
 
 class RefundGrant(PolicyModel):
     """A refund: `percent` of the order, the item or the duplicate charge, or a `fixed`
-    amount; never more than `max`, nor than what was paid."""
+    amount; never more than `max`, nor than what was captured for the order.
+
+    `restitution: true` marks money we took by mistake and give back (a duplicate charge, a
+    paid order we cancelled, an item charged and never delivered): it is refunded in full,
+    never cut by a cap or the daily budget, nor held for its size; so it must be 100 percent
+    of its basis, without `max`. Any other refund is goodwill, like points and vouchers."""
 
     percent: Percent | None = None
     of: Literal["order", "item", "charge"] = "order"
     fixed: Amount | None = None
     max: Amount | None = None
+    restitution: bool = Field(
+        default=False, description="money taken by mistake, given back in full: never cut "
+        "by caps or budgets nor held for its size (percent: 100, no max)")
 
     @model_validator(mode="after")
     def _one_basis(self) -> Self:
         if (self.percent is None) == (self.fixed is None):
             raise ValueError("give either percent (with of: order|item|charge) or fixed")
+        if self.restitution and (self.percent != 100 or self.max is not None):
+            raise ValueError("restitution gives back in full: percent: 100 of the order, the "
+                             "item or the charge, without fixed or max")
         return self
 
 
@@ -256,7 +267,9 @@ class Rule(PolicyModel):
 
 class ReviewTrigger(PolicyModel):
     """Holds a decision for a human when `when` matches (if given) and, if given, the refund
-    or the total granted exceeds its threshold."""
+    or the total granted exceeds its threshold. The thresholds count goodwill only: a
+    restitution is never held for its size (a trigger with `when` alone, e.g. on frequent
+    claims, still holds it)."""
 
     id: RuleId
     reason: str = Field(min_length=1, max_length=300)

@@ -116,6 +116,7 @@ class Item:
     quantity: int | None = None
     due_hours: int | None = None
     label: str = ""  # the gift or upgrade
+    restitution: bool = False  # money given back: never cut, not goodwill
     dressed: Dressed | None = None  # set when the item is shared (a template): never changed
 
     @property
@@ -136,6 +137,7 @@ class Item:
             self.quantity,
             self.due_hours,
             self.label,
+            self.restitution,
         )
 
 
@@ -143,6 +145,24 @@ def total(items: Iterable[Item]) -> Decimal:
     value = ZERO
     for item in items:
         value += item.value
+    return value
+
+
+def goodwill(items: Iterable[Item]) -> Decimal:
+    """What `items` are worth as goodwill: caps, budgets and size-based review count this."""
+    value = ZERO
+    for item in items:
+        if not item.restitution:
+            value += item.value
+    return value
+
+
+def restitution(items: Iterable[Item]) -> Decimal:
+    """What `items` give back as restitution."""
+    value = ZERO
+    for item in items:
+        if item.restitution:
+            value += item.value
     return value
 
 
@@ -252,7 +272,7 @@ def _incident_maker(grant: Grant, rule: Rule, policy: Policy, unit: Decimal) -> 
     if grant.refund is not None:
         refund = grant.refund
         percent, of, ceiling = refund.percent, refund.of, refund.max
-        fixed = refund.fixed or ZERO
+        fixed, owed = refund.fixed or ZERO, refund.restitution
 
         def make_refund(incident: Incident) -> Item | str:
             if percent is not None:
@@ -270,7 +290,7 @@ def _incident_maker(grant: Grant, rule: Rule, policy: Policy, unit: Decimal) -> 
             if ceiling is not None:
                 amount = min(amount, ceiling)
             amount = rounded(amount, unit)
-            return Item(_REFUND, amount, rule_id, because, amount)
+            return Item(_REFUND, amount, rule_id, because, amount, restitution=owed)
 
         return make_refund
     if grant.voucher is not None:

@@ -138,7 +138,9 @@ def _less(items: Sequence[Item], left: dict[str, Decimal], point_value: Decimal,
     for item in items:
         measured = _measure(item.kind, points=item.points, quantity=item.quantity,
                             amount=item.amount, percent=item.percent)
-        if measured is None:
+        if measured is None or item.restitution:
+            # Restitution is bounded by what the order's captures leave, not by top-ups: a
+            # second duplicate charge is owed in full.
             out.append(item)
             continue
         key, have = measured

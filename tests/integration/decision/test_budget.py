@@ -105,3 +105,18 @@ async def test_releases_give_back_once_per_action_and_never_more(
     assert not await budget.release("unknown", "unknown:0", eur("1.00"), NOW)
     assert (await budget.state(DAY, LIMIT)).remaining == LIMIT
     assert to_minor(eur("12.34")) == 1234
+
+
+async def test_a_recorded_decision_is_booked_past_the_limit_once(
+        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    budget = await _budget(mongo, suffix)
+    assert await budget.reserve(DAY, LIMIT, {"d-1": eur("480.00")}, NOW) == set()
+    # A decision recorded while another decider took the rest is final: booked all the same.
+    assert await budget.book(DAY, LIMIT, {"d-2": eur("30.00"), "d-3": eur("5.00")}, NOW) == set()
+    assert await budget.book(DAY, LIMIT, {"d-2": eur("30.00"), "d-4": eur("1.00")}, NOW) == {
+        "d-2"}
+    state = await budget.state(DAY, LIMIT)
+    assert state.spent.amount == Decimal("516.00")
+    assert state.remaining.amount == Decimal("-16.00")
+    # ... while a reservation (a reviewer's approval) is still refused when it does not fit.
+    assert await budget.reserve(DAY, LIMIT, {"d-5": eur("0.01")}, NOW) is None

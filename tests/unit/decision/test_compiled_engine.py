@@ -65,7 +65,8 @@ def cases(policy: Policy, count: int) -> list[tuple[Incident, CustomerHistory, D
 def signature(tally: Tally) -> tuple[object, ...]:
     return (
         tally.decisions,
-        str(tally.cost),
+        str(tally.goodwill),
+        str(tally.restitution),
         tally.held,
         str(tally.held_value),
         tally.offers,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.decision import Decision, DecisionStatus, RemedyKind
+from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
 from schemas.incident import Detection, Incident, IncidentType, Severity
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory, PastIncident, WindowFacts
@@ -66,12 +66,15 @@ def policies(draw: st.DrawFn) -> Policy:
     return DEFAULT.model_copy(update={"guards": guards})
 
 
-def executable_value(decision: Decision) -> Decimal:
-    """What the decision may cost: its actions and the dearest option of its offer."""
-    base = sum((a.value.amount for a in decision.actions), Decimal(0))
-    options = [sum((a.value.amount for a in o.actions), Decimal(0))
-               for o in (decision.offer.options if decision.offer else [])]
-    return base + max(options, default=Decimal(0))
+def executable_value(decision: Decision, *, restitution: bool | None = None) -> Decimal:
+    """What the decision may cost: its actions and the dearest option of its offer (only
+    its restitution, or only its goodwill, when told)."""
+    def worth(actions: list[Action]) -> Decimal:
+        return sum((a.value.amount for a in actions
+                    if restitution is None or a.restitution is restitution), Decimal(0))
+
+    options = [worth(o.actions) for o in (decision.offer.options if decision.offer else [])]
+    return worth(decision.actions) + max(options, default=Decimal(0))
 
 
 @settings(max_examples=400, deadline=None)
@@ -79,16 +82,34 @@ def executable_value(decision: Decision) -> Decimal:
 def test_caps_and_budget_are_never_exceeded(incident_: Incident, history: CustomerHistory,
                                             policy: Policy, budget: Decimal | None) -> None:
     made = decide(incident_, history, policy, NOW, budget_remaining=budget)
-    value = executable_value(made)
+    value = executable_value(made, restitution=False)
     facts = WindowFacts.of(history, incident_.incident_id, incident_.type, NOW,
                            policy.window_days)
-    assert value == made.total_value.amount
+    assert executable_value(made) == made.total_value.amount
+    assert made.goodwill_value is not None
+    assert value == made.goodwill_value.amount
+    # Caps and budgets govern goodwill; restitution is given back whatever they say.
     assert value <= policy.guards.incident_cap
     assert value <= max(Decimal(0), policy.guards.customer_cap - facts.compensation)
     if budget is not None:
         assert value <= budget
     for cap in made.caps:
         assert cap.cut.amount > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(incidents(), histories(), policies(), st.none() | cents)
+def test_restitution_is_never_cut_by_caps_or_budget(
+        incident_: Incident, history: CustomerHistory, policy: Policy,
+        budget: Decimal | None) -> None:
+    made = decide(incident_, history, policy, NOW, budget_remaining=budget)
+    uncapped = decide(incident_, history, DEFAULT, NOW, budget_remaining=None)
+    assert made.restitution_value == uncapped.restitution_value
+    assert made.restitution_value is not None
+    assert made.restitution_value.amount == executable_value(made, restitution=True)
+    refunds = [a for a in made.actions if a.kind is RemedyKind.refund]
+    if incident_.type is IncidentType.double_charge and incident_.charged_amount:
+        assert [a.restitution for a in refunds] == [True]
 
 
 @settings(max_examples=200, deadline=None)
