@@ -44,6 +44,11 @@ class ServiceSettings(BaseSettings):
     deadletter_topic: str = topics.DEADLETTER
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
+    batch_attempts: int = Field(
+        default=3, ge=1, le=10,
+        description="attempts of a failing batch, and then of each record of it alone, "
+        "before the record is dead-lettered (processing_failed); an unreachable database "
+        "or broker is retried without limit instead")
     log_level: str = "INFO"
     consumer_group: str | None = Field(
         default=None, description="the Kafka consumer group (default: the service's name); "

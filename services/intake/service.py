@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
-from schemas.common import CustomerSnapshot, deterministic_id
+from schemas.common import INPUT_CONTEXT, CustomerSnapshot, deterministic_id
 from schemas.deadletter import DeadLetterReason
 from schemas.incident import Incident, IncidentDetected
 from schemas.report import IncidentReport
@@ -98,7 +98,8 @@ class IntakeService:
 
     def parse(self, record: Record) -> UpstreamEvent | tuple[DeadLetterReason, str]:
         try:
-            return upstream_event_adapter.validate_json(record.value)
+            return upstream_event_adapter.validate_json(record.value, strict=True,
+                                                        context=INPUT_CONTEXT)
         except ValidationError as exc:
             return rejection(record.value, exc)
 
