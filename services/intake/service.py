@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from schemas.common import INPUT_CONTEXT, CustomerSnapshot, deterministic_id
 from schemas.deadletter import DeadLetterReason
-from schemas.incident import Incident, IncidentDetected
+from schemas.incident import Incident, IncidentDetected, IncidentType
 from schemas.report import IncidentReport
 from schemas.upstream import (
     UPSTREAM_EVENT_TYPES,
@@ -32,7 +32,7 @@ from schemas.upstream import (
     upstream_event_adapter,
 )
 from services.common.clock import Clock
-from services.common.errors import describe
+from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.mongo import Doc, chunks
 from services.common.outbox import record_then_publish
@@ -44,6 +44,11 @@ from services.intake.settings import IntakeSettings
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
+
+_ORDER_MONEY = frozenset({IncidentType.double_charge, IncidentType.order_cancelled,
+                          IncidentType.item_missing, IncidentType.item_defective,
+                          IncidentType.wrong_item})
+_CLAIM_ROUNDS = 20  # rounds of claiming capture slots against other instances
 
 
 class IntakeMetrics:
@@ -144,6 +149,12 @@ class IntakeService:
     async def report(self, report: IncidentReport, source: str) -> tuple[Incident, bool]:
         """An incident reported directly; returns it and whether it is new."""
         incident = rules.reported_incident(report, source, self.clock())
+        if report.order_id and incident.type in _ORDER_MONEY:
+            # What the decision may refund for the order across all its incidents.
+            payments = await self.store.order_payments([report.order_id])
+            captured = payments[report.order_id].captured()
+            if captured is not None:
+                incident = incident.model_copy(update={"captured_amount": captured})
         new = await self.publish([incident])
         return incident, incident.incident_id in new
 
@@ -190,34 +201,65 @@ class IntakeService:
 
     async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]]
                              ) -> list[tuple[int, Incident]]:
+        if not placed:
+            return []
         checks = [c for _, e in placed if (c := rules.delivery_check(e, self.thresholds))]
         await self.store.schedule(checks)
+        await self.store.record_totals([(e.data.order_id, e.data.total) for _, e in placed])
         return []
 
     async def _payments(self, captures: Sequence[tuple[int, PaymentCapturedEvent]],
                         now: datetime) -> list[tuple[int, Incident]]:
         if not captures:
             return []
-        firsts = rules.first_captures(e for _, e in captures)
-        holders = await self.store.claim_captures([
-            {"_id": order, "payment_id": e.data.payment_id,
-             "amount": e.data.amount.model_dump(mode="json"), "captured_at": e.data.captured_at}
-            for order, e in firsts.items()])
+        orders = list(dict.fromkeys(e.data.order_id for _, e in captures))
+        state = await self._record_captures([e for _, e in captures], orders)
         found = []
         for index, event in captures:
-            incident = rules.double_charge(event, holders[event.data.order_id], now)
+            payments = state[event.data.order_id]
+            verdict = payments.verdict(event.data.payment_id)
+            if verdict is None:
+                continue
+            first = payments.captures[0].amount
+            capture = next(c for c in payments.captures
+                           if c.payment_id == event.data.payment_id)
+            incident = rules.double_charge(event, verdict, capture.order_total or first, now)
             if incident is not None:
                 found.append((index, incident))
         return found
+
+    async def _record_captures(self, events: Sequence[PaymentCapturedEvent],
+                               orders: Sequence[str]) -> dict[str, rules.OrderPayments]:
+        """Record each new capture in its order's next slot; when another instance took a
+        slot first, read the orders again and go on from there. Returns the orders'
+        payments, these captures included."""
+        state = await self.store.order_payments(orders)
+        for _ in range(_CLAIM_ROUNDS):
+            slots: list[tuple[str, int, rules.Capture, datetime]] = []
+            for event in events:
+                payments = state[event.data.order_id]
+                if payments.knows(event.data.payment_id):
+                    continue
+                capture = rules.capture_of(event, payments.total)
+                slots.append((event.data.order_id, payments.next_slot, capture,
+                              event.data.captured_at))
+                payments.captures.append(capture)
+                payments.next_slot += 1
+            if not slots or await self.store.record_captures(slots) == len(slots):
+                return state
+            state = await self.store.order_payments(orders)
+        raise TransientError("the captures of these orders kept changing while recording them")
 
     async def _cancellations(self, cancelled: Sequence[tuple[int, OrderCancelledEvent]],
                              now: datetime) -> list[tuple[int, Incident]]:
         if not cancelled:
             return []
-        paid = await self.store.first_captures([e.data.order_id for _, e in cancelled])
+        state = await self.store.order_payments(
+            list(dict.fromkeys(e.data.order_id for _, e in cancelled)))
         found = []
         for index, event in cancelled:
-            incident = rules.merchant_cancellation(event, event.data.order_id in paid, now)
+            incident = rules.merchant_cancellation(
+                event, state[event.data.order_id].captured(), now)
             if incident is not None:
                 found.append((index, incident))
         await self.store.close(CheckKind.delivery, [e.data.order_id for _, e in cancelled],

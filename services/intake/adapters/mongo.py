@@ -5,7 +5,11 @@
 - `checks`: the pending scheduled checks only (a check is deleted when it runs or its subject
   is settled), read by the index on `due_at`; `settled`: the markers that settle a subject
   (`<kind>:<key>`: delivered, cancelled, answered);
-- `charges`: the first capture of each order, claimed by insert (double-charge detection);
+- `charges`: each order's payments, for double charges and what a refund may reach: its
+  total (`total:<order>`, from order.placed) and its captures, each in the next free slot
+  of its order (`capture:<order>:<slot>`), claimed by insert, so that every instance sees
+  the captures of an order in one order and judges each the same way (entries of older
+  versions, the first capture under the order's id, come first);
 - `customers_seen`: one entry per customer and hour seen, for outages declared as a segment;
 - `outages`: one record per outage, with its duration once resolved;
 - `received`: events accepted over HTTP, by source and event id (webhook retries).
@@ -23,11 +27,18 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from schemas.common import CustomerSnapshot, Money
-from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new, stored
+from services.common.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
 from services.common.outbox import MongoOutbox
-from services.intake.domain.detection import Check, CheckKind, FirstCapture, closed_id
+from services.intake.domain.detection import (
+    Capture,
+    Check,
+    CheckKind,
+    OrderPayments,
+    closed_id,
+)
 
 
 def _money(value: Money | None) -> Doc | None:
@@ -73,6 +84,7 @@ class IntakeStore:
         await self.db["incidents"].create_index([("outage_id", ASCENDING)])
         await self.checks.create_index([("due_at", ASCENDING)])
         await self.customers.create_index([("hour", DESCENDING)])
+        await self.charges.create_index([("order_id", ASCENDING)])
         await self.incidents.create_indexes()
 
     # --- scheduled checks ----------------------------------------------------------------
@@ -124,21 +136,59 @@ class IntakeStore:
 
     # --- charges -------------------------------------------------------------------------
 
-    async def claim_captures(self, firsts: Sequence[Doc]) -> dict[str, FirstCapture]:
-        """Claim each order for its first capture (`{"_id": order, "payment_id", "amount"}`);
-        returns the capture that holds each order's claim, whoever inserted it."""
-        orders = [d["_id"] for d in firsts]
-        for part in chunks(firsts, self.chunk):
+    async def record_totals(self, totals: Sequence[tuple[str, Money]]) -> None:
+        """The total of each order placed (the first one seen is kept)."""
+        docs = {f"total:{order}": {"_id": f"total:{order}", "kind": "total",
+                                    "order_id": order, "total": _money(total)}
+                for order, total in totals}
+        for part in chunks(list(docs.values()), self.chunk):
             await insert_new(self.charges, part)
-        return await self.first_captures(orders)
 
-    async def first_captures(self, orders: Sequence[str]) -> dict[str, FirstCapture]:
-        found: dict[str, FirstCapture] = {}
-        for part in chunks(list(dict.fromkeys(orders)), self.chunk):
-            async for doc in self.charges.find({"_id": {"$in": list(part)}}):
-                found[doc["_id"]] = FirstCapture(doc["payment_id"],
-                                                 Money.model_validate(doc["amount"]))
+    async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
+        """The total and the captures (in slot order) of each of these orders."""
+        found = {order: OrderPayments() for order in orders}
+        slots: dict[str, list[tuple[int, Capture]]] = {order: [] for order in found}
+        for part in chunks(list(found), self.chunk):
+            wanted = list(part)
+            async for doc in self.charges.find(
+                    {"$or": [{"order_id": {"$in": wanted}}, {"_id": {"$in": wanted}}]}):
+                kind = doc.get("kind")
+                if kind == "total":
+                    found[doc["order_id"]].total = Money.model_validate(doc["total"])
+                elif kind == "capture":
+                    value = doc.get("order_total")
+                    slots[doc["order_id"]].append((doc["slot"], Capture(
+                        doc["payment_id"], Money.model_validate(doc["amount"]),
+                        doc.get("replaces"), Money.model_validate(value) if value else None)))
+                elif kind is None and doc["_id"] in found:  # an older version's first capture
+                    slots[doc["_id"]].append((-1, Capture(doc["payment_id"],
+                                                          Money.model_validate(doc["amount"]))))
+        for order, taken in slots.items():
+            taken.sort(key=lambda item: item[0])
+            found[order].captures = [capture for _, capture in taken]
+            found[order].next_slot = max((slot for slot, _ in taken), default=-1) + 1
         return found
+
+    async def record_captures(self, captures: Sequence[tuple[str, int, Capture, datetime]]
+                              ) -> int:
+        """Claim slots (order, slot, capture, captured at) in this order; stops at the first
+        slot another instance took first. Returns how many of them were claimed."""
+        docs = [{"_id": f"capture:{order}:{slot:06d}", "kind": "capture", "order_id": order,
+                 "slot": slot, "payment_id": capture.payment_id,
+                 "amount": _money(capture.amount), "replaces": capture.replaces,
+                 "order_total": _money(capture.order_total), "captured_at": at}
+                for order, slot, capture, at in captures]
+        claimed = 0
+        for part in chunks(docs, self.chunk):
+            try:
+                await self.charges.insert_many(list(part), ordered=True)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if not errors or errors[0].get("code") != DUPLICATE_KEY:
+                    raise
+                return claimed + int(errors[0]["index"])
+            claimed += len(part)
+        return claimed
 
     # --- customers seen ------------------------------------------------------------------
 
