@@ -3,6 +3,7 @@ detect incidents, and record and publish each of them once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
@@ -80,6 +81,13 @@ def _of(events: Sequence[tuple[int, UpstreamEvent]], kind: type[E]) -> list[tupl
     return [(i, e) for i, e in events if isinstance(e, kind)]
 
 
+def _future() -> asyncio.Future[list[str]]:
+    future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+    # A failure is raised in the request that met it; waiters that left need not read it.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
+
+
 def receipt_id(event: UpstreamEvent) -> str:
     """The HTTP receipt of an event: a retry of the same event finds it."""
     return deterministic_id("received", event.source, event.id)
@@ -93,6 +101,10 @@ class IntakeService:
     dead_letters: DeadLetters
     clock: Clock
     metrics: IntakeMetrics
+    # Events posted over HTTP being processed now, by receipt: a second request with the
+    # same event waits for the first one's incidents instead of racing it to publish them.
+    _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
+                                                             init=False, repr=False)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -130,14 +142,34 @@ class IntakeService:
         receipts = [receipt_id(e) for e in events]
         before = await self.store.received_before(receipts)
         fresh: dict[str, UpstreamEvent] = {}
+        elsewhere: dict[str, asyncio.Future[list[str]]] = {}
+        mine: dict[str, asyncio.Future[list[str]]] = {}
         for receipt, event in zip(receipts, events, strict=True):
-            if receipt not in before:
-                fresh.setdefault(receipt, event)
+            if receipt in before or receipt in fresh or receipt in elsewhere:
+                continue
+            running = self._in_flight.get(receipt)
+            if running is not None:  # the same event, posted at once by another request
+                elsewhere[receipt] = running
+                continue
+            fresh[receipt] = event
+            mine[receipt] = self._in_flight[receipt] = _future()
         todo = list(fresh.items())
-        processed = await self.process([e for _, e in todo])
-        produced = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
-                    for i, (receipt, _) in enumerate(todo)}
-        await self.store.mark_received(list(produced.items()), self.clock())
+        try:
+            processed = await self.process([e for _, e in todo])
+            produced = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
+                        for i, (receipt, _) in enumerate(todo)}
+            await self.store.mark_received(list(produced.items()), self.clock())
+        except BaseException as exc:
+            for future in mine.values():
+                future.set_exception(exc)
+            raise
+        finally:
+            for receipt in mine:
+                self._in_flight.pop(receipt, None)
+        for receipt, future in mine.items():
+            future.set_result(produced[receipt])
+        for receipt, future in elsewhere.items():
+            before[receipt] = await future
         out: list[tuple[UpstreamEvent, bool, list[str]]] = []
         first_seen: set[str] = set()
         for receipt, event in zip(receipts, events, strict=True):
@@ -180,12 +212,14 @@ class IntakeService:
             out.incident_ids[index].append(incident.incident_id)
         new = await self.publish([incident for _, incident in found])
         out.new = [i for _, i in found if i.incident_id in new]
+        # Resolutions first: a declaration in the same batch (before or after its resolution)
+        # then fans out with the outage's duration, as it would a batch later.
+        for _, resolved in _of(numbered, OutageResolvedEvent):
+            await self._outage_resolved(resolved)
         for index, event in _of(numbered, OutageDeclaredEvent):
             ids, fresh = await self._outage_declared(event, now)
             out.incident_ids[index].extend(ids)
             out.new.extend(fresh)
-        for _, resolved in _of(numbered, OutageResolvedEvent):
-            await self._outage_resolved(resolved)
         return out
 
     async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
