@@ -264,10 +264,22 @@ class IntakeService:
 
     async def _record_captures(self, events: Sequence[PaymentCapturedEvent],
                                orders: Sequence[str]) -> dict[str, rules.OrderPayments]:
-        """Record each new capture in its order's next slot; when another instance took a
-        slot first, read the orders again and go on from there. Returns the orders'
-        payments, these captures included."""
-        state = await self.store.order_payments(orders)
+        """Record each new capture: the first of an order by claiming the order (nothing to
+        read when the claim is new), the others in their order's next slot; when another
+        instance took a slot first, read the orders again and go on from there. Returns the
+        orders' payments, these captures included."""
+        firsts = rules.first_captures(events)
+        claimed = await self.store.claim_first_captures([
+            (order, rules.capture_of(e), e.data.captured_at) for order, e in firsts.items()])
+        state = {order: rules.OrderPayments(captures=[rules.capture_of(firsts[order])])
+                 for order in claimed}
+        # An order first captured now needs its total only when captured again already.
+        again = {e.data.order_id for e in events
+                 if e.data.order_id in claimed and e is not firsts[e.data.order_id]}
+        if again:
+            for order, total in (await self.store.order_totals(list(again))).items():
+                state[order].total = total
+        state |= await self.store.order_payments([o for o in orders if o not in claimed])
         for _ in range(_CLAIM_ROUNDS):
             slots: list[tuple[str, int, rules.Capture, datetime]] = []
             for event in events:

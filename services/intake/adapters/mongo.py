@@ -5,11 +5,13 @@
 - `checks`: the pending scheduled checks only (a check is deleted when it runs or its subject
   is settled), read by the index on `due_at`; `settled`: the markers that settle a subject
   (`<kind>:<key>`: delivered, cancelled, answered);
-- `charges`: each order's payments, for double charges and what a refund may reach: its
-  total (`total:<order>`, from order.placed) and its captures, each in the next free slot
-  of its order (`capture:<order>:<slot>`), claimed by insert, so that every instance sees
-  the captures of an order in one order and judges each the same way (entries of older
-  versions, the first capture under the order's id, come first);
+- `charges`: each order's captures, for double charges and what a refund may reach. The
+  first capture of an order is claimed by inserting it under the order's id: a claim that
+  is new proves there is nothing to read (ADR 0003), so an order captured once costs one
+  insert. Each further capture takes the next free slot of its order
+  (`capture:<order>:<slot>`), claimed by insert, so that every instance sees an order's
+  captures in one order and judges each the same way; `order_totals`: each order's total,
+  from its order.placed, read only for orders captured more than once;
 - `customers_seen`: one entry per customer and hour seen, for outages declared as a segment;
 - `outages`: one record per outage, with its duration once resolved;
 - `received`: events accepted over HTTP, by source and event id (webhook retries).
@@ -75,6 +77,7 @@ class IntakeStore:
         self.checks = db["checks"]
         self.settled = db["settled"]
         self.charges = db["charges"]
+        self.totals = db["order_totals"]
         self.customers = db["customers_seen"]
         self.outages = db["outages"]
         self.received = db["received"]
@@ -138,31 +141,48 @@ class IntakeStore:
 
     async def record_totals(self, totals: Sequence[tuple[str, Money]]) -> None:
         """The total of each order placed (the first one seen is kept)."""
-        docs = {f"total:{order}": {"_id": f"total:{order}", "kind": "total",
-                                    "order_id": order, "total": _money(total)}
-                for order, total in totals}
+        docs = {order: {"_id": order, "total": _money(total)} for order, total in totals}
         for part in chunks(list(docs.values()), self.chunk):
-            await insert_new(self.charges, part)
+            await insert_new(self.totals, part)
+
+    async def order_totals(self, orders: Sequence[str]) -> dict[str, Money]:
+        found: dict[str, Money] = {}
+        for part in chunks(list(dict.fromkeys(orders)), self.chunk):
+            async for doc in self.totals.find({"_id": {"$in": list(part)}}):
+                found[doc["_id"]] = Money.model_validate(doc["total"])
+        return found
+
+    async def claim_first_captures(self, firsts: Sequence[tuple[str, Capture, datetime]]
+                                   ) -> set[str]:
+        """Claim each order for its first capture; returns the orders claimed now (for the
+        others a capture was recorded before: read them with `order_payments`)."""
+        docs = [{"_id": order, "payment_id": capture.payment_id,
+                 "amount": _money(capture.amount), "replaces": capture.replaces,
+                 "order_total": _money(capture.order_total), "captured_at": at}
+                for order, capture, at in firsts]
+        claimed: set[str] = set()
+        for part in chunks(docs, self.chunk):
+            claimed |= await insert_new(self.charges, part)
+        return claimed
 
     async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
-        """The total and the captures (in slot order) of each of these orders."""
+        """The total and the captures (the first, then slot by slot) of these orders."""
         found = {order: OrderPayments() for order in orders}
         slots: dict[str, list[tuple[int, Capture]]] = {order: [] for order in found}
         for part in chunks(list(found), self.chunk):
             wanted = list(part)
             async for doc in self.charges.find(
-                    {"$or": [{"order_id": {"$in": wanted}}, {"_id": {"$in": wanted}}]}):
-                kind = doc.get("kind")
-                if kind == "total":
-                    found[doc["order_id"]].total = Money.model_validate(doc["total"])
-                elif kind == "capture":
-                    value = doc.get("order_total")
-                    slots[doc["order_id"]].append((doc["slot"], Capture(
-                        doc["payment_id"], Money.model_validate(doc["amount"]),
-                        doc.get("replaces"), Money.model_validate(value) if value else None)))
-                elif kind is None and doc["_id"] in found:  # an older version's first capture
-                    slots[doc["_id"]].append((-1, Capture(doc["payment_id"],
-                                                          Money.model_validate(doc["amount"]))))
+                    {"$or": [{"_id": {"$in": wanted}}, {"order_id": {"$in": wanted}}]}):
+                first = doc.get("kind") is None
+                order = doc["_id"] if first else doc["order_id"]
+                if order not in found:
+                    continue
+                value = doc.get("order_total")
+                slots[order].append((-1 if first else doc["slot"], Capture(
+                    doc["payment_id"], Money.model_validate(doc["amount"]),
+                    doc.get("replaces"), Money.model_validate(value) if value else None)))
+        for order, total in (await self.order_totals(list(found))).items():
+            found[order].total = total
         for order, taken in slots.items():
             taken.sort(key=lambda item: item[0])
             found[order].captures = [capture for _, capture in taken]
@@ -171,8 +191,9 @@ class IntakeStore:
 
     async def record_captures(self, captures: Sequence[tuple[str, int, Capture, datetime]]
                               ) -> int:
-        """Claim slots (order, slot, capture, captured at) in this order; stops at the first
-        slot another instance took first. Returns how many of them were claimed."""
+        """Claim slots (order, slot, capture, captured at) after the first capture, in this
+        order; stops at the first slot another instance took first. Returns how many of
+        them were claimed."""
         docs = [{"_id": f"capture:{order}:{slot:06d}", "kind": "capture", "order_id": order,
                  "slot": slot, "payment_id": capture.payment_id,
                  "amount": _money(capture.amount), "replaces": capture.replaces,

@@ -310,6 +310,18 @@ def judge_capture(prior: Sequence[Capture], capture: Capture) -> ChargeVerdict:
                          Money(amount=excess, currency=money.currency) if excess > 0 else None)
 
 
+def first_captures(events: Sequence[PaymentCapturedEvent]
+                   ) -> dict[str, PaymentCapturedEvent]:
+    """Of one batch, the earliest capture per order (the one that claims it when none was
+    recorded before)."""
+    first: dict[str, PaymentCapturedEvent] = {}
+    for event in events:
+        order = event.data.order_id
+        if order not in first or event.data.captured_at < first[order].data.captured_at:
+            first[order] = event
+    return first
+
+
 def double_charge(event: PaymentCapturedEvent, verdict: ChargeVerdict,
                   order_value: Money | None, now: datetime) -> Incident | None:
     """The incident of a capture that took more than the order allows: one incident per
