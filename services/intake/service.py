@@ -4,8 +4,10 @@ detect incidents, and record and publish each of them once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,7 +140,13 @@ class IntakeService:
     async def accept(self, events: Sequence[UpstreamEvent]
                      ) -> list[tuple[UpstreamEvent, bool, list[str]]]:
         """Events posted over HTTP: each is processed once per (source, id); a retry gets the
-        incident ids of the first time. Returns (event, was a duplicate, incident ids)."""
+        incident ids of the first time. Returns (event, was a duplicate, incident ids).
+
+        The same event posted at once by several requests is processed by one of them: in
+        this process, the others wait for its result; across instances, the one whose
+        claim on the receipt is new processes it, and the others wait for its receipt
+        (up to `receipt_wait_seconds`, then they process it themselves: a claimer that
+        died)."""
         receipts = [receipt_id(e) for e in events]
         before = await self.store.received_before(receipts)
         fresh: dict[str, UpstreamEvent] = {}
@@ -153,15 +161,25 @@ class IntakeService:
                 continue
             fresh[receipt] = event
             mine[receipt] = self._in_flight[receipt] = _future()
-        todo = list(fresh.items())
+        produced: dict[str, list[str]] = {}
         try:
+            claimed = await self.store.claim_receipts(list(fresh), self.clock())
+            held = [r for r in fresh if r not in claimed]
+            if held:  # another instance is processing them
+                for receipt, ids in (await self._wait_for_receipts(held)).items():
+                    before[receipt] = produced[receipt] = ids
+                    del fresh[receipt]
+            todo = list(fresh.items())
             processed = await self.process([e for _, e in todo])
-            produced = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
-                        for i, (receipt, _) in enumerate(todo)}
-            await self.store.mark_received(list(produced.items()), self.clock())
+            done = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
+                    for i, (receipt, _) in enumerate(todo)}
+            await self.store.mark_received(list(done.items()), self.clock())
+            produced |= done
         except BaseException as exc:
             for future in mine.values():
                 future.set_exception(exc)
+            with contextlib.suppress(Exception):  # a retry need not wait for a dead claim
+                await self.store.release_receipts([r for r in fresh if r not in produced])
             raise
         finally:
             for receipt in mine:
@@ -178,16 +196,39 @@ class IntakeService:
             out.append((event, duplicate, before.get(receipt) or produced.get(receipt, [])))
         return out
 
+    async def _wait_for_receipts(self, receipts: Sequence[str]) -> dict[str, list[str]]:
+        """The receipts another instance completes within `receipt_wait_seconds`."""
+        deadline = time.monotonic() + self.settings.receipt_wait_seconds
+        done: dict[str, list[str]] = {}
+        while True:
+            done |= await self.store.received_before([r for r in receipts if r not in done])
+            if len(done) == len(receipts) or time.monotonic() >= deadline:
+                return done
+            await asyncio.sleep(0.1)
+
     async def report(self, report: IncidentReport, source: str) -> tuple[Incident, bool]:
-        """An incident reported directly; returns it and whether it is new."""
+        """An incident reported directly; returns it and whether it is new. The same report
+        posted at once by several requests is published by the first one."""
         incident = rules.reported_incident(report, source, self.clock())
-        if report.order_id and incident.type in _ORDER_MONEY:
-            # What the decision may refund for the order across all its incidents.
-            payments = await self.store.order_payments([report.order_id])
-            captured = payments[report.order_id].captured()
-            if captured is not None:
-                incident = incident.model_copy(update={"captured_amount": captured})
-        new = await self.publish([incident])
+        running = self._in_flight.get(incident.incident_id)
+        if running is not None:
+            await running
+            return incident, False
+        future = self._in_flight[incident.incident_id] = _future()
+        try:
+            if report.order_id and incident.type in _ORDER_MONEY:
+                # What the decision may refund for the order across all its incidents.
+                payments = await self.store.order_payments([report.order_id])
+                captured = payments[report.order_id].captured()
+                if captured is not None:
+                    incident = incident.model_copy(update={"captured_amount": captured})
+            new = await self.publish([incident])
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            self._in_flight.pop(incident.incident_id, None)
+        future.set_result([incident.incident_id])
         return incident, incident.incident_id in new
 
     # --- detection -----------------------------------------------------------------------

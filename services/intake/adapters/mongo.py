@@ -14,7 +14,8 @@
   from its order.placed, read only for orders captured more than once;
 - `customers_seen`: one entry per customer and hour seen, for outages declared as a segment;
 - `outages`: one record per outage, with its duration once resolved;
-- `received`: events accepted over HTTP, by source and event id (webhook retries).
+- `received`: events accepted over HTTP, by source and event id (webhook retries), and the
+  claims (`claim:<receipt>`) of the instance processing one.
 
 The hot paths only insert (claims under unique ids, ADR 0002) and delete by id: on the local
 stack's FerretDB an update costs milliseconds per document and large bulk updates stall it.
@@ -270,6 +271,20 @@ class IntakeStore:
             return {}
         cursor = self.received.find({"_id": {"$in": list(ids)}, "done": True})
         return {doc["_id"]: list(doc["incident_ids"]) async for doc in cursor}
+
+    async def claim_receipts(self, ids: Sequence[str], at: datetime) -> set[str]:
+        """Claim these receipts for processing; returns those claimed now (the others are
+        being processed, or were, by another request)."""
+        claimed: set[str] = set()
+        for part in chunks(list(dict.fromkeys(ids)), self.chunk):
+            new = await insert_new(self.received, [{"_id": f"claim:{receipt}", "at": at}
+                                                   for receipt in part])
+            claimed |= {str(i).removeprefix("claim:") for i in new}
+        return claimed
+
+    async def release_receipts(self, ids: Sequence[str]) -> None:
+        for part in chunks(list(ids), self.chunk):
+            await self.received.delete_many({"_id": {"$in": [f"claim:{r}" for r in part]}})
 
     async def mark_received(self, receipts: Sequence[tuple[str, list[str]]],
                             at: datetime) -> None:

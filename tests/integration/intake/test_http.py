@@ -15,11 +15,13 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from services.common.mongo import Doc
+from services.intake.app import create_app
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
 from tests.integration.intake.helpers import Intake, running_intake, signed
 from tests.kafka_tools import collect, until_timeout
+from tests.pipeline import lifespans
 
 pytestmark = pytest.mark.integration
 
@@ -203,6 +205,38 @@ async def test_the_same_webhook_posted_twice_at_once_publishes_its_incident_once
     published = await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
                               lambda seen: len(seen) >= 20, settle_s=2)
     assert sorted(m["id"] for m in published) == sorted(ids[0])
+
+
+async def test_the_same_webhook_posted_at_once_to_two_instances_publishes_once(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    two = create_app(intake.settings, clock=FakeClock(T0), sweep=False)
+    body = [late(suffix, f"o-{n}") for n in range(20)]
+    async with lifespans([two]), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=two), base_url="http://intake-2") as other:
+        answers = await asyncio.gather(post(client, "/v1/events", body),
+                                       post(other, "/v1/events", body))
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].json()["incident_ids"] == answers[1].json()["incident_ids"]
+    duplicates = sorted(sum(e["duplicate"] for e in a.json()["events"]) for a in answers)
+    assert duplicates == [0, 20]
+    published = await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
+                              lambda seen: len(seen) >= 20, settle_s=2)
+    assert sorted(m["id"] for m in published) == sorted(answers[0].json()["incident_ids"])
+
+
+async def test_the_same_report_posted_twice_at_once_publishes_its_incident_once(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    report = {"report_id": f"{suffix}-r", "type": "item_missing", "order_id": "o-1",
+              "item_sku": "sku-1", "customer": f.customer(f"{suffix}-c"),
+              "occurred_at": T0.isoformat(), "item_value": f.eur("19.99")}
+    answers = await asyncio.gather(*(post(client, "/v1/incidents", report, source="desk")
+                                     for _ in range(3)))
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert len({a.json()["incident_id"] for a in answers}) == 1
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True]
+    published = await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
+                              lambda seen: len(seen) >= 1, settle_s=2)
+    assert len(published) == 1
 
 
 async def test_a_source_over_its_rate_gets_429_with_retry_after(
