@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
+    model_validator,
 )
 
 # All deterministic ids are UUIDv5 in this namespace, so a redelivery or a replay of the same
@@ -55,6 +58,37 @@ DecimalText = Annotated[
 ]
 """A decimal carried as a JSON string, never as a float."""
 
+_DATE_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: Any) -> Any:
+    # Lax parsing would take 1700000000 (or "1700000000") for seconds since 1970: a number
+    # where a date-time belongs is refused, not guessed at. The text is parsed here, so that
+    # strict validation (intake's) sees a date-time.
+    if isinstance(value, bool | int | float | Decimal):
+        raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a field error
+            'must be an RFC 3339 date-time string such as "2026-11-23T12:00:00Z", '
+            "not a JSON number")
+    if isinstance(value, str):
+        if not _DATE_TIME_RE.match(value):
+            raise ValueError('must be an RFC 3339 date-time string such as '
+                             f'"2026-11-23T12:00:00Z", got {value[:40]!r}')
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError('must be an RFC 3339 date-time string such as '
+                             f'"2026-11-23T12:00:00Z", got {value[:40]!r}') from None
+    return value
+
+
+DateTime = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+"""A date-time with its offset, carried as an RFC 3339 string (never a number)."""
+
+# Validation context of what comes from outside (upstream events, reported incidents): their
+# amounts are refused when negative or finer than their currency's minor unit, instead of
+# failing later in decision or fulfilment. Contracts Amends writes itself are read without it.
+INPUT_CONTEXT: dict[str, Any] = {"amends_input": True}
+
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code",
                                 examples=["EUR"])]
 
@@ -86,6 +120,28 @@ class Money(Contract):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+    @model_validator(mode="after")
+    def _as_input(self, info: ValidationInfo) -> Money:
+        if info.context and info.context.get("amends_input"):
+            problem = money_problem(self)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+
+def money_problem(money: Money) -> str | None:
+    """Why `money` cannot be an amount we were sent: negative, or with more decimals than
+    its currency's minor unit (10.005 EUR); None when it can."""
+    if money.amount < 0:
+        return f"amount {money.amount} is negative"
+    exponent = money.amount.as_tuple().exponent
+    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    allowed = minor_exponent(money.currency)
+    if decimals > allowed:
+        return (f"amount {money.amount} has more decimals than {money.currency} allows "
+                f"({allowed})")
+    return None
 
 
 class Tier(StrEnum):

@@ -36,8 +36,15 @@ class DeadLetter(Contract):
     partition: int
     offset: int
     key_b64: str | None = None
-    value_b64: str = Field(description="the original message bytes, base64")
+    value_b64: str = Field(description="the original message bytes, base64 (only their "
+                                       "beginning when `truncated`)")
     headers: list[DeadLetterHeader] = Field(default_factory=list)
+    truncated: bool = Field(
+        default=False, description="the message was too large to carry whole: `value_b64` "
+        "(and the key or headers) hold an excerpt; the original stays at topic, partition "
+        "and offset")
+    value_bytes: int | None = Field(default=None, ge=0,
+                                    description="the size of the original value in bytes")
     failed_at: AwareDatetime
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.common import DateTime
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -24,7 +26,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     id: str = Field(min_length=1, max_length=256)
     source: str = Field(min_length=1, max_length=512)
     type: str = Field(min_length=1, max_length=256)
-    time: AwareDatetime
+    time: DateTime
     subject: str | None = Field(default=None, max_length=256)
     datacontenttype: Literal["application/json"] = "application/json"
     tenant: str | None = Field(default=None, max_length=128)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from schemas.common import Contract, CustomerSnapshot, Money
+from schemas.common import Contract, CustomerSnapshot, DateTime, Money
 from schemas.incident import IncidentType
 
 
@@ -25,7 +25,7 @@ class IncidentReport(Contract):
         default="agent_reported", description="who told us: the customer or an agent")
     customer: CustomerSnapshot
     tenant: str | None = Field(default=None, max_length=128)
-    occurred_at: AwareDatetime = Field(description="when the failure began for the customer")
+    occurred_at: DateTime = Field(description="when the failure began for the customer")
     order_id: str | None = Field(default=None, min_length=1, max_length=128)
     order_value: Money | None = None
     item_value: Money | None = None

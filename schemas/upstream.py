@@ -9,9 +9,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
-from schemas.common import Contract, CustomerSnapshot, Money
+from schemas.common import Contract, CustomerSnapshot, DateTime, Money
 from schemas.envelope import CloudEvent
 
 
@@ -25,17 +25,17 @@ class OrderItem(Contract):
 class OrderPlaced(Contract):
     order_id: str = Field(min_length=1, max_length=128)
     customer: CustomerSnapshot
-    placed_at: AwareDatetime
+    placed_at: DateTime
     total: Money
     items: list[OrderItem] = Field(default_factory=list)
-    promised_delivery_at: AwareDatetime | None = None
+    promised_delivery_at: DateTime | None = None
 
 
 class OrderDelivered(Contract):
     order_id: str = Field(min_length=1, max_length=128)
     customer: CustomerSnapshot
-    delivered_at: AwareDatetime
-    promised_delivery_at: AwareDatetime | None = None
+    delivered_at: DateTime
+    promised_delivery_at: DateTime | None = None
     total: Money | None = None
 
 
@@ -47,7 +47,7 @@ class CancelledBy(StrEnum):
 class OrderCancelled(Contract):
     order_id: str = Field(min_length=1, max_length=128)
     customer: CustomerSnapshot
-    cancelled_at: AwareDatetime
+    cancelled_at: DateTime
     cancelled_by: CancelledBy
     paid: bool = False
     total: Money | None = None
@@ -63,7 +63,7 @@ class ItemProblem(StrEnum):
 class OrderItemReported(Contract):
     order_id: str = Field(min_length=1, max_length=128)
     customer: CustomerSnapshot
-    reported_at: AwareDatetime
+    reported_at: DateTime
     problem: ItemProblem
     item: OrderItem
     order_total: Money | None = None
@@ -81,18 +81,31 @@ class SupportTicketUpdated(Contract):
     ticket_id: str = Field(min_length=1, max_length=128)
     customer: CustomerSnapshot
     status: TicketStatus
-    opened_at: AwareDatetime
-    updated_at: AwareDatetime
-    first_response_at: AwareDatetime | None = None
+    opened_at: DateTime
+    updated_at: DateTime
+    first_response_at: DateTime | None = None
     order_id: str | None = Field(default=None, max_length=128)
 
 
 class PaymentCaptured(Contract):
+    """Money taken for an order. Several captures of one order are a double charge only when
+    together they exceed the order's total or, with no total known, when one repeats the
+    amount of another: split shipments and partial captures within the total are not, and
+    neither is a re-authorisation that replaces an earlier payment."""
+
     payment_id: str = Field(min_length=1, max_length=128)
     order_id: str = Field(min_length=1, max_length=128)
     customer: CustomerSnapshot
     amount: Money
-    captured_at: AwareDatetime
+    captured_at: DateTime
+    order_total: Money | None = Field(
+        default=None, description="the order's total, when the payment system knows it "
+        "(else the total of its order.placed is used, if seen)")
+    replaces_payment_id: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="a re-authorisation: the earlier payment of the same order this one "
+        "replaces (its authorisation was released, its money not kept); what that one "
+        "captured no longer counts")
 
 
 class OutageSeverity(StrEnum):
@@ -111,7 +124,7 @@ class OutageDeclared(Contract):
     outage_id: str = Field(min_length=1, max_length=128)
     service: str = Field(min_length=1, max_length=128)
     severity: OutageSeverity = OutageSeverity.major
-    started_at: AwareDatetime
+    started_at: DateTime
     description: str | None = Field(default=None, max_length=2000)
     affected_customers: list[CustomerSnapshot] | None = None
     segment: OutageSegment | None = None
@@ -119,7 +132,7 @@ class OutageDeclared(Contract):
 
 class OutageResolved(Contract):
     outage_id: str = Field(min_length=1, max_length=128)
-    resolved_at: AwareDatetime
+    resolved_at: DateTime
 
 
 class OrderPlacedEvent(CloudEvent[OrderPlaced]):

@@ -74,7 +74,7 @@ class Runtime:
         """Consume `topics` in batches in the service's consumer group (see
         `subscribe_batches`)."""
         subscribe_batches(self.broker, self.settings, topics, handle, name=name,
-                          metrics=self.consumer_metrics)
+                          metrics=self.consumer_metrics, dead_letters=self.dead_letters)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *,
               name: str) -> None:

@@ -20,3 +20,8 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 def describe(exc: ValidationError) -> str:
     """One line naming every bad field and why."""
     return "; ".join(f"{e['field']}: {e['problem']}" for e in field_errors(exc))
+
+
+class TransientError(Exception):
+    """Raised by a handler for a condition that passes by itself (contention on a shared
+    record): its batch is redelivered after a pause, and nothing is dead-lettered for it."""

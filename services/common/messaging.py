@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,12 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream import AckPolicy
@@ -29,6 +35,7 @@ from faststream.security import (
     SASLScram512,
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pymongo.errors import ConnectionFailure
 
 from schemas.common import deterministic_id
 from schemas.deadletter import (
@@ -39,6 +46,7 @@ from schemas.deadletter import (
 )
 from schemas.envelope import CONTENT_TYPE, CloudEvent
 from services.common.clock import Clock
+from services.common.errors import TransientError
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -166,6 +174,10 @@ async def send_packed(producer: AIOKafkaProducer,
     return sent
 
 
+class BrokerUnavailableError(ConnectionError, RuntimeError):
+    """The broker is not connected (an outage: what was to be published waits)."""
+
+
 def _producer(broker: KafkaBroker) -> AIOKafkaProducer:
     """The broker's own aiokafka producer, started with the broker (its settings: idempotence,
     acks, security). FastStream keeps it behind its publish command; a version that moves it
@@ -176,7 +188,31 @@ def _producer(broker: KafkaBroker) -> AIOKafkaProducer:
         producer = None
     if isinstance(producer, AIOKafkaProducer):
         return producer
-    raise RuntimeError("the Kafka broker is not connected: no producer to publish with")
+    raise BrokerUnavailableError("the Kafka broker is not connected: no producer to publish with")
+
+
+# What a dead letter carries of its record at most: its letter stays far below the broker's
+# 1 MiB message limit even base64-encoded.
+EXCERPT_VALUE_BYTES = 64 * 1024
+EXCERPT_KEY_BYTES = 1024
+EXCERPT_HEADER_BYTES = 16 * 1024
+
+
+def _excerpt(record: Record) -> tuple[bytes, bytes | None, list[tuple[str, bytes]], bool]:
+    """The value, key and headers a dead letter carries, and whether any was cut."""
+    value = record.value[:EXCERPT_VALUE_BYTES]
+    key = record.key[:EXCERPT_KEY_BYTES] if record.key is not None else None
+    headers: list[tuple[str, bytes]] = []
+    room = EXCERPT_HEADER_BYTES
+    for name, content in record.headers:
+        size = len(name) + len(content)
+        if size > room:
+            break
+        headers.append((name, content))
+        room -= size
+    cut = (len(value) < len(record.value) or len(headers) < len(record.headers)
+           or (key is not None and record.key is not None and len(key) < len(record.key)))
+    return value, key, headers, cut
 
 
 class DeadLetters:
@@ -198,8 +234,11 @@ class DeadLetters:
     def letter(self, record: Record, reason: DeadLetterReason, error: str,
                part: str = "") -> Outgoing:
         """The dead letter of `record`; `part` tells apart several letters of one record
-        (the failed actions of one decision)."""
+        (the failed actions of one decision). A record too large to carry whole (it came
+        compressed under the broker's limit) is cut to an excerpt, so that its letter can
+        always be published."""
         now = self._clock()
+        value, key, headers, cut = _excerpt(record)
         letter = DeadLetter(
             dead_letter_id=deterministic_id("deadletter", self._service, record.topic,
                                             str(record.partition), str(record.offset),
@@ -210,16 +249,18 @@ class DeadLetters:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
-            value_b64=base64.b64encode(record.value).decode(),
+            key_b64=base64.b64encode(key).decode() if key is not None else None,
+            value_b64=base64.b64encode(value).decode(),
             headers=[DeadLetterHeader(key=k, value_b64=base64.b64encode(v).decode())
-                     for k, v in record.headers],
+                     for k, v in headers],
+            truncated=cut,
+            value_bytes=len(record.value),
             failed_at=now,
         )
         event = MessageDeadLettered(id=letter.dead_letter_id, source=f"amends/{self._service}",
                                     time=now, subject=letter.topic, data=letter)
-        key = record.key.decode(errors="replace") if record.key is not None else ""
-        return Outgoing(self._topic, key, event.model_dump_json().encode())
+        text = key.decode(errors="replace") if key is not None else ""
+        return Outgoing(self._topic, text, event.model_dump_json().encode())
 
     async def send(self, letters: Sequence[tuple[Record, DeadLetterReason, str]], *,
                    parts: Sequence[str] | None = None) -> None:
@@ -298,14 +339,111 @@ class ConsumerMetrics:
                 self.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
 
 
+_OUTAGES: tuple[type[BaseException], ...] = (
+    TransientError, ConnectionFailure, KafkaConnectionError, KafkaTimeoutError,
+    ConnectionError, TimeoutError, socket.gaierror)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) means the infrastructure is unreachable, the
+    database or the broker: then the records are fine and must wait, never be
+    dead-lettered."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, _OUTAGES) or (isinstance(error, KafkaError) and error.retriable):
+            return True
+        if isinstance(error, BaseExceptionGroup):
+            todo.extend(error.exceptions)
+        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+    return False
+
+
+Failed = tuple[Record, DeadLetterReason, str]
+
+
+class BatchGuard:
+    """Runs a batch handler so that one bad record never halts its partition.
+
+    A batch that raises is tried `attempts` times (pausing between); then it is split in
+    halves, each tried once, down to single records, each tried `attempts` times. A record
+    that still fails alone is dead-lettered alone (`processing_failed`, with the error) and
+    the rest of the batch goes on. An outage (`is_outage`) is raised at once: the whole
+    batch is redelivered later and nothing is dead-lettered for it. Handlers are idempotent,
+    so running part of a batch again is safe; only whole batches pause, so isolating costs
+    the handler's time and no more (a batch stays within the consumer's poll interval)."""
+
+    def __init__(self, handle: BatchHandler, dead_letters: DeadLetters | None, *, name: str,
+                 metrics: ConsumerMetrics, attempts: int,
+                 pause: Callable[[int], float]) -> None:
+        self.handle = handle
+        self.dead_letters = dead_letters
+        self.name = name
+        self.metrics = metrics
+        self.attempts = max(1, attempts)
+        self.pause = pause
+
+    async def run(self, records: list[Record]) -> None:
+        error = await self._attempt(records, self.attempts, pause=True)
+        if error is None:
+            return
+        failed: list[Failed] = []
+        if len(records) == 1:
+            failed.append((records[0], DeadLetterReason.processing_failed, error))
+        else:
+            await self._split(records, failed)
+        if self.dead_letters is None:  # nowhere to put them: redelivered, as before
+            raise RuntimeError(f"{self.name}: {len(failed)} records failed: {failed[0][2]}")
+        await self.dead_letters.send(failed)
+
+    async def _attempt(self, records: list[Record], attempts: int, *,
+                       pause: bool = False) -> str | None:
+        """None once `records` were handled, else the last error."""
+        error = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.handle(records)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                self.metrics.batch_failures.labels(self.name).inc()
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: %d records failed (attempt %d of %d): %s", self.name,
+                            len(records), attempt, attempts, error[:300],
+                            exc_info=attempt == attempts)
+                if pause and attempt < attempts:
+                    await asyncio.sleep(self.pause(attempt))
+                continue
+            return None
+        return error
+
+    async def _split(self, records: list[Record], failed: list[Failed]) -> None:
+        middle = len(records) // 2
+        for half in (records[:middle], records[middle:]):
+            if len(half) == 1:
+                error = await self._attempt(half, self.attempts)
+                if error is not None:
+                    failed.append((half[0], DeadLetterReason.processing_failed, error))
+            elif await self._attempt(half, 1) is not None:
+                await self._split(half, failed)
+
+
 def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Sequence[str],
                       handle: BatchHandler, *, name: str, metrics: ConsumerMetrics,
+                      dead_letters: DeadLetters | None = None,
                       retry_delay: Callable[[int], float] | None = None) -> None:
     """Consume `topics` in batches in the service's group; offsets are committed only after
-    `handle` returns. When it raises (broker or database trouble), the batch is redelivered
-    after a growing pause instead of being skipped or crash-looping."""
+    the batch is done. A record that fails on its own is dead-lettered alone and the rest go
+    on (`BatchGuard`); when the database or the broker is unreachable, the batch is
+    redelivered after a growing pause instead of being skipped or crash-looping."""
     failures = 0
     delay = retry_delay or (lambda n: min(30.0, 0.5 * 2 ** min(n, 6)))
+    guard = BatchGuard(handle, dead_letters, name=name, metrics=metrics,
+                       attempts=settings.batch_attempts, pause=delay)
 
     async def on_batch(body: list[bytes], message: KafkaMessage) -> None:
         nonlocal failures
@@ -313,7 +451,7 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         records = [Record.of(raw) for raw in message.raw_message]
         metrics.observe_lag(message.consumer, records)
         try:
-            await handle(records)
+            await guard.run(records)
         except Exception:
             failures += 1
             metrics.batch_failures.labels(name).inc()

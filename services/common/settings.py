@@ -47,6 +47,11 @@ class ServiceSettings(BaseSettings):
     max_poll_interval_ms: int = Field(
         default=300_000, ge=1000, description="the longest a batch may take before the "
         "consumer is taken out of its group (Kafka's max.poll.interval.ms)")
+    batch_attempts: int = Field(
+        default=3, ge=1, le=10,
+        description="attempts of a failing batch, and then of each record of it alone, "
+        "before the record is dead-lettered (processing_failed); an unreachable database "
+        "or broker is retried without limit instead")
     log_level: str = "INFO"
     consumer_group: str | None = Field(
         default=None, description="the Kafka consumer group (default: the service's name); "

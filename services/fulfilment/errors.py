@@ -7,9 +7,12 @@ remote's status and reason, never a customer's contact details.
 
 from __future__ import annotations
 
+from services.common import errors
 
-class TransientError(Exception):
+
+class TransientError(errors.TransientError):
     """The remote may succeed later: a timeout, a dropped connection, a 5xx, an SMTP 4xx.
+    Should one leave a handler, its batch is redelivered, never dead-lettered.
 
     `retry_after_s` is how long the remote asked us to wait, when it said so.
     """

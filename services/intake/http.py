@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from schemas.common import INPUT_CONTEXT
 from schemas.report import IncidentReport
 from schemas.upstream import UpstreamEvent, upstream_event_adapter
 from services.common.clock import Clock
@@ -179,7 +180,8 @@ class Gate:
                                              problem="must be a CloudEvent (a JSON object)"))
                 continue
             try:
-                events.append(upstream_event_adapter.validate_json(json.dumps(item)))
+                events.append(upstream_event_adapter.validate_json(
+                    json.dumps(item), strict=True, context=INPUT_CONTEXT))
             except ValidationError as exc:
                 problems.extend(_problems(prefix, exc, item))
         if problems:
@@ -206,7 +208,8 @@ class Gate:
     def report(self, source: str, body: bytes) -> IncidentReport:
         parsed = self.json(source, body)
         try:
-            report = IncidentReport.model_validate_json(json.dumps(parsed))
+            report = IncidentReport.model_validate_json(json.dumps(parsed), strict=True,
+                                                        context=INPUT_CONTEXT)
         except ValidationError as exc:
             raise self.reject(source, Rejected(422, "invalid", "invalid report",
                                                _problems("", exc, parsed))) from None

@@ -3,8 +3,11 @@ detect incidents, and record and publish each of them once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,9 +17,9 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from schemas.common import CustomerSnapshot, deterministic_id
+from schemas.common import INPUT_CONTEXT, CustomerSnapshot, deterministic_id
 from schemas.deadletter import DeadLetterReason
-from schemas.incident import Incident, IncidentDetected
+from schemas.incident import Incident, IncidentDetected, IncidentType
 from schemas.report import IncidentReport
 from schemas.upstream import (
     UPSTREAM_EVENT_TYPES,
@@ -32,7 +35,7 @@ from schemas.upstream import (
     upstream_event_adapter,
 )
 from services.common.clock import Clock
-from services.common.errors import describe
+from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.mongo import Doc, chunks
 from services.common.outbox import record_then_publish
@@ -45,6 +48,11 @@ from services.intake.watermark import EventTime
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
+
+_ORDER_MONEY = frozenset({IncidentType.double_charge, IncidentType.order_cancelled,
+                          IncidentType.item_missing, IncidentType.item_defective,
+                          IncidentType.wrong_item})
+_CLAIM_ROUNDS = 20  # rounds of claiming capture slots against other instances
 
 
 class IntakeMetrics:
@@ -80,6 +88,13 @@ def _of(events: Sequence[tuple[int, UpstreamEvent]], kind: type[E]) -> list[tupl
     return [(i, e) for i, e in events if isinstance(e, kind)]
 
 
+def _future() -> asyncio.Future[list[str]]:
+    future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+    # A failure is raised in the request that met it; waiters that left need not read it.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
+
+
 def receipt_id(event: UpstreamEvent) -> str:
     """The HTTP receipt of an event: a retry of the same event finds it."""
     return deterministic_id("received", event.source, event.id)
@@ -96,6 +111,10 @@ class IntakeService:
     # How far the upstream partitions are read; without the consumer's progress (the app
     # wires it) no partition is known to be read, and no check fires.
     event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
+    # Events posted over HTTP being processed now, by receipt: a second request with the
+    # same event waits for the first one's incidents instead of racing it to publish them.
+    _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
+                                                             init=False, repr=False)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -106,7 +125,8 @@ class IntakeService:
 
     def parse(self, record: Record) -> UpstreamEvent | tuple[DeadLetterReason, str]:
         try:
-            return upstream_event_adapter.validate_json(record.value)
+            return upstream_event_adapter.validate_json(record.value, strict=True,
+                                                        context=INPUT_CONTEXT)
         except ValidationError as exc:
             return rejection(record.value, exc)
 
@@ -132,18 +152,54 @@ class IntakeService:
     async def accept(self, events: Sequence[UpstreamEvent]
                      ) -> list[tuple[UpstreamEvent, bool, list[str]]]:
         """Events posted over HTTP: each is processed once per (source, id); a retry gets the
-        incident ids of the first time. Returns (event, was a duplicate, incident ids)."""
+        incident ids of the first time. Returns (event, was a duplicate, incident ids).
+
+        The same event posted at once by several requests is processed by one of them: in
+        this process, the others wait for its result; across instances, the one whose
+        claim on the receipt is new processes it, and the others wait for its receipt
+        (up to `receipt_wait_seconds`, then they process it themselves: a claimer that
+        died)."""
         receipts = [receipt_id(e) for e in events]
         before = await self.store.received_before(receipts)
         fresh: dict[str, UpstreamEvent] = {}
+        elsewhere: dict[str, asyncio.Future[list[str]]] = {}
+        mine: dict[str, asyncio.Future[list[str]]] = {}
         for receipt, event in zip(receipts, events, strict=True):
-            if receipt not in before:
-                fresh.setdefault(receipt, event)
-        todo = list(fresh.items())
-        processed = await self.process([e for _, e in todo])
-        produced = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
+            if receipt in before or receipt in fresh or receipt in elsewhere:
+                continue
+            running = self._in_flight.get(receipt)
+            if running is not None:  # the same event, posted at once by another request
+                elsewhere[receipt] = running
+                continue
+            fresh[receipt] = event
+            mine[receipt] = self._in_flight[receipt] = _future()
+        produced: dict[str, list[str]] = {}
+        try:
+            claimed = await self.store.claim_receipts(list(fresh), self.clock())
+            held = [r for r in fresh if r not in claimed]
+            if held:  # another instance is processing them
+                for receipt, ids in (await self._wait_for_receipts(held)).items():
+                    before[receipt] = produced[receipt] = ids
+                    del fresh[receipt]
+            todo = list(fresh.items())
+            processed = await self.process([e for _, e in todo])
+            done = {receipt: list(dict.fromkeys(processed.incident_ids.get(i, [])))
                     for i, (receipt, _) in enumerate(todo)}
-        await self.store.mark_received(list(produced.items()), self.clock())
+            await self.store.mark_received(list(done.items()), self.clock())
+            produced |= done
+        except BaseException as exc:
+            for future in mine.values():
+                future.set_exception(exc)
+            with contextlib.suppress(Exception):  # a retry need not wait for a dead claim
+                await self.store.release_receipts([r for r in fresh if r not in produced])
+            raise
+        finally:
+            for receipt in mine:
+                self._in_flight.pop(receipt, None)
+        for receipt, future in mine.items():
+            future.set_result(produced[receipt])
+        for receipt, future in elsewhere.items():
+            before[receipt] = await future
         out: list[tuple[UpstreamEvent, bool, list[str]]] = []
         first_seen: set[str] = set()
         for receipt, event in zip(receipts, events, strict=True):
@@ -152,10 +208,39 @@ class IntakeService:
             out.append((event, duplicate, before.get(receipt) or produced.get(receipt, [])))
         return out
 
+    async def _wait_for_receipts(self, receipts: Sequence[str]) -> dict[str, list[str]]:
+        """The receipts another instance completes within `receipt_wait_seconds`."""
+        deadline = time.monotonic() + self.settings.receipt_wait_seconds
+        done: dict[str, list[str]] = {}
+        while True:
+            done |= await self.store.received_before([r for r in receipts if r not in done])
+            if len(done) == len(receipts) or time.monotonic() >= deadline:
+                return done
+            await asyncio.sleep(0.1)
+
     async def report(self, report: IncidentReport, source: str) -> tuple[Incident, bool]:
-        """An incident reported directly; returns it and whether it is new."""
+        """An incident reported directly; returns it and whether it is new. The same report
+        posted at once by several requests is published by the first one."""
         incident = rules.reported_incident(report, source, self.clock())
-        new = await self.publish([incident])
+        running = self._in_flight.get(incident.incident_id)
+        if running is not None:
+            await running
+            return incident, False
+        future = self._in_flight[incident.incident_id] = _future()
+        try:
+            if report.order_id and incident.type in _ORDER_MONEY:
+                # What the decision may refund for the order across all its incidents.
+                payments = await self.store.order_payments([report.order_id])
+                captured = payments[report.order_id].captured()
+                if captured is not None:
+                    incident = incident.model_copy(update={"captured_amount": captured})
+            new = await self.publish([incident])
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            self._in_flight.pop(incident.incident_id, None)
+        future.set_result([incident.incident_id])
         return incident, incident.incident_id in new
 
     # --- detection -----------------------------------------------------------------------
@@ -180,12 +265,14 @@ class IntakeService:
             out.incident_ids[index].append(incident.incident_id)
         new = await self.publish([incident for _, incident in found])
         out.new = [i for _, i in found if i.incident_id in new]
+        # Resolutions first: a declaration in the same batch (before or after its resolution)
+        # then fans out with the outage's duration, as it would a batch later.
+        for _, resolved in _of(numbered, OutageResolvedEvent):
+            await self._outage_resolved(resolved)
         for index, event in _of(numbered, OutageDeclaredEvent):
             ids, fresh = await self._outage_declared(event, now)
             out.incident_ids[index].extend(ids)
             out.new.extend(fresh)
-        for _, resolved in _of(numbered, OutageResolvedEvent):
-            await self._outage_resolved(resolved)
         return out
 
     async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
@@ -201,34 +288,77 @@ class IntakeService:
 
     async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]]
                              ) -> list[tuple[int, Incident]]:
+        if not placed:
+            return []
         checks = [c for _, e in placed if (c := rules.delivery_check(e, self.thresholds))]
         await self.store.schedule(checks)
+        await self.store.record_totals([(e.data.order_id, e.data.total) for _, e in placed])
         return []
 
     async def _payments(self, captures: Sequence[tuple[int, PaymentCapturedEvent]],
                         now: datetime) -> list[tuple[int, Incident]]:
         if not captures:
             return []
-        firsts = rules.first_captures(e for _, e in captures)
-        holders = await self.store.claim_captures([
-            {"_id": order, "payment_id": e.data.payment_id,
-             "amount": e.data.amount.model_dump(mode="json"), "captured_at": e.data.captured_at}
-            for order, e in firsts.items()])
+        orders = list(dict.fromkeys(e.data.order_id for _, e in captures))
+        state = await self._record_captures([e for _, e in captures], orders)
         found = []
         for index, event in captures:
-            incident = rules.double_charge(event, holders[event.data.order_id], now)
+            payments = state[event.data.order_id]
+            verdict = payments.verdict(event.data.payment_id)
+            if verdict is None:
+                continue
+            first = payments.captures[0].amount
+            capture = next(c for c in payments.captures
+                           if c.payment_id == event.data.payment_id)
+            incident = rules.double_charge(event, verdict, capture.order_total or first, now)
             if incident is not None:
                 found.append((index, incident))
         return found
+
+    async def _record_captures(self, events: Sequence[PaymentCapturedEvent],
+                               orders: Sequence[str]) -> dict[str, rules.OrderPayments]:
+        """Record each new capture: the first of an order by claiming the order (nothing to
+        read when the claim is new), the others in their order's next slot; when another
+        instance took a slot first, read the orders again and go on from there. Returns the
+        orders' payments, these captures included."""
+        firsts = rules.first_captures(events)
+        claimed = await self.store.claim_first_captures([
+            (order, rules.capture_of(e), e.data.captured_at) for order, e in firsts.items()])
+        state = {order: rules.OrderPayments(captures=[rules.capture_of(firsts[order])])
+                 for order in claimed}
+        # An order first captured now needs its total only when captured again already.
+        again = {e.data.order_id for e in events
+                 if e.data.order_id in claimed and e is not firsts[e.data.order_id]}
+        if again:
+            for order, total in (await self.store.order_totals(list(again))).items():
+                state[order].total = total
+        state |= await self.store.order_payments([o for o in orders if o not in claimed])
+        for _ in range(_CLAIM_ROUNDS):
+            slots: list[tuple[str, int, rules.Capture, datetime]] = []
+            for event in events:
+                payments = state[event.data.order_id]
+                if payments.knows(event.data.payment_id):
+                    continue
+                capture = rules.capture_of(event, payments.total)
+                slots.append((event.data.order_id, payments.next_slot, capture,
+                              event.data.captured_at))
+                payments.captures.append(capture)
+                payments.next_slot += 1
+            if not slots or await self.store.record_captures(slots) == len(slots):
+                return state
+            state = await self.store.order_payments(orders)
+        raise TransientError("the captures of these orders kept changing while recording them")
 
     async def _cancellations(self, cancelled: Sequence[tuple[int, OrderCancelledEvent]],
                              now: datetime) -> list[tuple[int, Incident]]:
         if not cancelled:
             return []
-        paid = await self.store.first_captures([e.data.order_id for _, e in cancelled])
+        state = await self.store.order_payments(
+            list(dict.fromkeys(e.data.order_id for _, e in cancelled)))
         found = []
         for index, event in cancelled:
-            incident = rules.merchant_cancellation(event, event.data.order_id in paid, now)
+            incident = rules.merchant_cancellation(
+                event, state[event.data.order_id].captured(), now)
             if incident is not None:
                 found.append((index, incident))
         await self.store.close(CheckKind.delivery, [e.data.order_id for _, e in cancelled],

@@ -114,6 +114,10 @@ class IntakeSettings(ServiceSettings):
     signature_tolerance_seconds: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1, le=1000)
+    receipt_wait_seconds: float = Field(
+        default=10.0, ge=0,
+        description="how long a request waits for another instance processing the same "
+                    "event before processing it itself")
 
     @field_validator("delay_bands")
     @classmethod

@@ -39,6 +39,7 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.common import Money
 from schemas.common import minor_exponent as exponent
+from services.common.errors import TransientError
 from services.common.mongo import Doc, insert_new, mark_all
 
 MAX_ATTEMPTS = 200
@@ -55,7 +56,7 @@ def from_minor(units: int, currency: str) -> Money:
     return Money(amount=Decimal(units).scaleb(-exponent(currency)), currency=currency)
 
 
-class BudgetContentionError(RuntimeError):
+class BudgetContentionError(TransientError, RuntimeError):
     """The ledger stayed too busy to append to; the batch is retried later."""
 
 

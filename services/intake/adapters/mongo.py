@@ -5,10 +5,17 @@
 - `checks`: the pending scheduled checks only (a check is deleted when it runs or its subject
   is settled), read by the index on `due_at`; `settled`: the markers that settle a subject
   (`<kind>:<key>`: delivered, cancelled, answered);
-- `charges`: the first capture of each order, claimed by insert (double-charge detection);
+- `charges`: each order's captures, for double charges and what a refund may reach. The
+  first capture of an order is claimed by inserting it under the order's id: a claim that
+  is new proves there is nothing to read (ADR 0003), so an order captured once costs one
+  insert. Each further capture takes the next free slot of its order
+  (`capture:<order>:<slot>`), claimed by insert, so that every instance sees an order's
+  captures in one order and judges each the same way; `order_totals`: each order's total,
+  from its order.placed, read only for orders captured more than once;
 - `customers_seen`: one entry per customer and hour seen, for outages declared as a segment;
 - `outages`: one record per outage, with its duration once resolved;
-- `received`: events accepted over HTTP, by source and event id (webhook retries).
+- `received`: events accepted over HTTP, by source and event id (webhook retries), and the
+  claims (`claim:<receipt>`) of the instance processing one.
 
 The hot paths only insert (claims under unique ids, ADR 0002) and delete by id: on the local
 stack's FerretDB an update costs milliseconds per document and large bulk updates stall it.
@@ -23,11 +30,18 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from schemas.common import CustomerSnapshot, Money
-from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new, stored
+from services.common.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
 from services.common.outbox import MongoOutbox
-from services.intake.domain.detection import Check, CheckKind, FirstCapture, closed_id
+from services.intake.domain.detection import (
+    Capture,
+    Check,
+    CheckKind,
+    OrderPayments,
+    closed_id,
+)
 
 
 def _money(value: Money | None) -> Doc | None:
@@ -64,6 +78,7 @@ class IntakeStore:
         self.checks = db["checks"]
         self.settled = db["settled"]
         self.charges = db["charges"]
+        self.totals = db["order_totals"]
         self.customers = db["customers_seen"]
         self.outages = db["outages"]
         self.received = db["received"]
@@ -73,6 +88,7 @@ class IntakeStore:
         await self.db["incidents"].create_index([("outage_id", ASCENDING)])
         await self.checks.create_index([("due_at", ASCENDING)])
         await self.customers.create_index([("hour", DESCENDING)])
+        await self.charges.create_index([("order_id", ASCENDING)])
         await self.incidents.create_indexes()
 
     # --- scheduled checks ----------------------------------------------------------------
@@ -124,21 +140,77 @@ class IntakeStore:
 
     # --- charges -------------------------------------------------------------------------
 
-    async def claim_captures(self, firsts: Sequence[Doc]) -> dict[str, FirstCapture]:
-        """Claim each order for its first capture (`{"_id": order, "payment_id", "amount"}`);
-        returns the capture that holds each order's claim, whoever inserted it."""
-        orders = [d["_id"] for d in firsts]
-        for part in chunks(firsts, self.chunk):
-            await insert_new(self.charges, part)
-        return await self.first_captures(orders)
+    async def record_totals(self, totals: Sequence[tuple[str, Money]]) -> None:
+        """The total of each order placed (the first one seen is kept)."""
+        docs = {order: {"_id": order, "total": _money(total)} for order, total in totals}
+        for part in chunks(list(docs.values()), self.chunk):
+            await insert_new(self.totals, part)
 
-    async def first_captures(self, orders: Sequence[str]) -> dict[str, FirstCapture]:
-        found: dict[str, FirstCapture] = {}
+    async def order_totals(self, orders: Sequence[str]) -> dict[str, Money]:
+        found: dict[str, Money] = {}
         for part in chunks(list(dict.fromkeys(orders)), self.chunk):
-            async for doc in self.charges.find({"_id": {"$in": list(part)}}):
-                found[doc["_id"]] = FirstCapture(doc["payment_id"],
-                                                 Money.model_validate(doc["amount"]))
+            async for doc in self.totals.find({"_id": {"$in": list(part)}}):
+                found[doc["_id"]] = Money.model_validate(doc["total"])
         return found
+
+    async def claim_first_captures(self, firsts: Sequence[tuple[str, Capture, datetime]]
+                                   ) -> set[str]:
+        """Claim each order for its first capture; returns the orders claimed now (for the
+        others a capture was recorded before: read them with `order_payments`)."""
+        docs = [{"_id": order, "payment_id": capture.payment_id,
+                 "amount": _money(capture.amount), "replaces": capture.replaces,
+                 "order_total": _money(capture.order_total), "captured_at": at}
+                for order, capture, at in firsts]
+        claimed: set[str] = set()
+        for part in chunks(docs, self.chunk):
+            claimed |= await insert_new(self.charges, part)
+        return claimed
+
+    async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
+        """The total and the captures (the first, then slot by slot) of these orders."""
+        found = {order: OrderPayments() for order in orders}
+        slots: dict[str, list[tuple[int, Capture]]] = {order: [] for order in found}
+        for part in chunks(list(found), self.chunk):
+            wanted = list(part)
+            async for doc in self.charges.find(
+                    {"$or": [{"_id": {"$in": wanted}}, {"order_id": {"$in": wanted}}]}):
+                first = doc.get("kind") is None
+                order = doc["_id"] if first else doc["order_id"]
+                if order not in found:
+                    continue
+                value = doc.get("order_total")
+                slots[order].append((-1 if first else doc["slot"], Capture(
+                    doc["payment_id"], Money.model_validate(doc["amount"]),
+                    doc.get("replaces"), Money.model_validate(value) if value else None)))
+        for order, total in (await self.order_totals(list(found))).items():
+            found[order].total = total
+        for order, taken in slots.items():
+            taken.sort(key=lambda item: item[0])
+            found[order].captures = [capture for _, capture in taken]
+            found[order].next_slot = max((slot for slot, _ in taken), default=-1) + 1
+        return found
+
+    async def record_captures(self, captures: Sequence[tuple[str, int, Capture, datetime]]
+                              ) -> int:
+        """Claim slots (order, slot, capture, captured at) after the first capture, in this
+        order; stops at the first slot another instance took first. Returns how many of
+        them were claimed."""
+        docs = [{"_id": f"capture:{order}:{slot:06d}", "kind": "capture", "order_id": order,
+                 "slot": slot, "payment_id": capture.payment_id,
+                 "amount": _money(capture.amount), "replaces": capture.replaces,
+                 "order_total": _money(capture.order_total), "captured_at": at}
+                for order, slot, capture, at in captures]
+        claimed = 0
+        for part in chunks(docs, self.chunk):
+            try:
+                await self.charges.insert_many(list(part), ordered=True)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if not errors or errors[0].get("code") != DUPLICATE_KEY:
+                    raise
+                return claimed + int(errors[0]["index"])
+            claimed += len(part)
+        return claimed
 
     # --- customers seen ------------------------------------------------------------------
 
@@ -199,6 +271,20 @@ class IntakeStore:
             return {}
         cursor = self.received.find({"_id": {"$in": list(ids)}, "done": True})
         return {doc["_id"]: list(doc["incident_ids"]) async for doc in cursor}
+
+    async def claim_receipts(self, ids: Sequence[str], at: datetime) -> set[str]:
+        """Claim these receipts for processing; returns those claimed now (the others are
+        being processed, or were, by another request)."""
+        claimed: set[str] = set()
+        for part in chunks(list(dict.fromkeys(ids)), self.chunk):
+            new = await insert_new(self.received, [{"_id": f"claim:{receipt}", "at": at}
+                                                   for receipt in part])
+            claimed |= {str(i).removeprefix("claim:") for i in new}
+        return claimed
+
+    async def release_receipts(self, ids: Sequence[str]) -> None:
+        for part in chunks(list(ids), self.chunk):
+            await self.received.delete_many({"_id": {"$in": [f"claim:{r}" for r in part]}})
 
     async def mark_received(self, receipts: Sequence[tuple[str, list[str]]],
                             at: datetime) -> None:

@@ -4,9 +4,10 @@ describes, so the same fact seen again is the same incident."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from schemas.common import CustomerSnapshot, Money
@@ -208,10 +209,12 @@ def item_reported(event: OrderItemReportedEvent, now: datetime) -> Incident:
                 f"in order {data.order_id}"[:500])
 
 
-def merchant_cancellation(event: OrderCancelledEvent, paid: bool, now: datetime
-                          ) -> Incident | None:
-    """A paid order the merchant cancelled; `paid` also holds when a capture was seen."""
+def merchant_cancellation(event: OrderCancelledEvent, captured_so_far: Money | None,
+                          now: datetime) -> Incident | None:
+    """A paid order the merchant cancelled: paid as the event says, or because captures
+    were seen (`captured_so_far`, everything captured for the order)."""
     data = event.data
+    paid = captured_so_far is not None and captured_so_far.amount > 0
     if data.cancelled_by is not CancelledBy.merchant or not (paid or data.paid):
         return None
     return Incident(
@@ -220,42 +223,130 @@ def merchant_cancellation(event: OrderCancelledEvent, paid: bool, now: datetime
         severity=Severity.high, customer=data.customer, tenant=event.tenant,
         occurred_at=data.cancelled_at, detected_at=now, source=event.source,
         source_event_id=event.id, order_id=data.order_id, order_value=data.total,
+        captured_amount=captured_so_far if paid else None,
         summary=f"paid order {data.order_id} cancelled by us")
 
 
 @dataclass(frozen=True)
-class FirstCapture:
-    """The capture that claimed an order first (kept in the database)."""
+class Capture:
+    """A capture as recorded for its order, with the order's total known when it was
+    recorded (so that judging it again gives the same verdict)."""
 
     payment_id: str
     amount: Money
+    replaces: str | None = None
+    order_total: Money | None = None
 
 
-def double_charge(event: PaymentCapturedEvent, first: FirstCapture, now: datetime
-                  ) -> Incident | None:
-    """A capture of an order that another payment captured first: one incident per extra
-    capture (a redelivery of the first capture is nothing)."""
-    data = event.data
-    if data.payment_id == first.payment_id:
+@dataclass(frozen=True)
+class ChargeVerdict:
+    """What one capture means for its order: everything captured for the order with it, and
+    what it took beyond what the order allows (a double charge), if anything."""
+
+    captured: Money
+    excess: Money | None = None
+
+
+@dataclass
+class OrderPayments:
+    """What intake knows of an order's payments: its total (from its order.placed) and its
+    captures in the order they were recorded (slot by slot)."""
+
+    total: Money | None = None
+    captures: list[Capture] = field(default_factory=list)
+    next_slot: int = 0
+
+    def knows(self, payment_id: str) -> bool:
+        return any(c.payment_id == payment_id for c in self.captures)
+
+    def verdict(self, payment_id: str) -> ChargeVerdict | None:
+        for index, capture in enumerate(self.captures):
+            if capture.payment_id == payment_id:
+                return judge_capture(self.captures[:index], capture)
         return None
-    return Incident(
-        incident_id=incident_id(IncidentType.double_charge, data.order_id, data.payment_id),
-        type=IncidentType.double_charge, detection=Detection.proactive, severity=Severity.high,
-        customer=data.customer, tenant=event.tenant, occurred_at=data.captured_at,
-        detected_at=now, source=event.source, source_event_id=event.id,
-        order_id=data.order_id, order_value=first.amount, charged_amount=data.amount,
-        summary=f"order {data.order_id} charged twice ({data.amount})")
+
+    def captured(self) -> Money | None:
+        """Everything captured for the order so far (None when nothing was)."""
+        if not self.captures:
+            return None
+        currency = (self.total or self.captures[0].amount).currency
+        return captured(self.captures, currency)
 
 
-def first_captures(events: Iterable[PaymentCapturedEvent]
+def capture_of(event: PaymentCapturedEvent, known_total: Money | None = None) -> Capture:
+    data = event.data
+    return Capture(data.payment_id, data.amount, data.replaces_payment_id,
+                   data.order_total or known_total)
+
+
+def captured(captures: Sequence[Capture], currency: str) -> Money:
+    """What the captures of an order add up to in `currency`: a payment counts once, and not
+    at all once a re-authorisation replaced it."""
+    replaced = {c.replaces for c in captures if c.replaces}
+    seen: dict[str, Decimal] = {}
+    for capture in captures:
+        if capture.amount.currency == currency and capture.payment_id not in replaced:
+            seen.setdefault(capture.payment_id, capture.amount.amount)
+    return Money(amount=sum(seen.values(), Decimal(0)), currency=currency)
+
+
+def judge_capture(prior: Sequence[Capture], capture: Capture) -> ChargeVerdict:
+    """The verdict of `capture` after the captures recorded before it for its order.
+
+    With the order's total known, a capture is a double charge for what it takes above the
+    total (split shipments and partial captures within it are not); without it, for its
+    whole amount when another live capture of the order took the same amount. A payment
+    replaced by a re-authorisation counts for nothing."""
+    money = capture.amount
+    before = [c for c in prior if c.payment_id != capture.payment_id]
+    replaced = {c.replaces for c in (*before, capture) if c.replaces}
+    # `captured` of what came before, less what this capture replaces.
+    earlier = captured([*before, replace(capture, amount=Money(amount=Decimal(0),
+                                                                currency=money.currency))],
+                       money.currency)
+    if capture.payment_id in replaced:  # a re-authorisation recorded first replaced it
+        return ChargeVerdict(earlier)
+    after = earlier.amount + money.amount
+    total = capture.order_total
+    excess = Decimal(0)
+    if total is not None and total.currency == money.currency:
+        ceiling = max(total.amount, earlier.amount)  # what was above it is counted already
+        excess = max(Decimal(0), after - ceiling)
+    elif any(c.amount == money and c.payment_id not in replaced for c in before):
+        excess = money.amount
+    return ChargeVerdict(Money(amount=after, currency=money.currency),
+                         Money(amount=excess, currency=money.currency) if excess > 0 else None)
+
+
+def first_captures(events: Sequence[PaymentCapturedEvent]
                    ) -> dict[str, PaymentCapturedEvent]:
-    """Of one batch, the earliest capture per order (the one that claims it)."""
+    """Of one batch, the earliest capture per order (the one that claims it when none was
+    recorded before)."""
     first: dict[str, PaymentCapturedEvent] = {}
     for event in events:
         order = event.data.order_id
         if order not in first or event.data.captured_at < first[order].data.captured_at:
             first[order] = event
     return first
+
+
+def double_charge(event: PaymentCapturedEvent, verdict: ChargeVerdict,
+                  order_value: Money | None, now: datetime) -> Incident | None:
+    """The incident of a capture that took more than the order allows: one incident per
+    extra capture (a redelivery of a capture is the same one)."""
+    data = event.data
+    if verdict.excess is None:
+        return None
+    twice = verdict.excess == data.amount
+    what = (f"charged twice ({data.amount})" if twice
+            else f"charged {verdict.excess} more than its total")
+    return Incident(
+        incident_id=incident_id(IncidentType.double_charge, data.order_id, data.payment_id),
+        type=IncidentType.double_charge, detection=Detection.proactive, severity=Severity.high,
+        customer=data.customer, tenant=event.tenant, occurred_at=data.captured_at,
+        detected_at=now, source=event.source, source_event_id=event.id,
+        order_id=data.order_id, order_value=order_value, charged_amount=verdict.excess,
+        captured_amount=verdict.captured, summary=f"order {data.order_id} {what}"[:500])
 
 
 # --- support --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ and each refusal (400, 401, 403, 413, 422, 429) saying which check failed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,13 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from services.common.mongo import Doc
+from services.intake.app import create_app
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
 from tests.integration.intake.helpers import Intake, running_intake, signed
+from tests.kafka_tools import collect, until_timeout
+from tests.pipeline import lifespans
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +157,86 @@ async def test_invalid_events_name_each_bad_field(client: httpx.AsyncClient,
     assert answer.status_code == 400
     assert answer.json()["error"] == "malformed"
     assert (await post(client, "/v1/events", [])).status_code == 422
+
+
+async def test_amounts_finer_than_their_currency_negative_or_of_the_wrong_type_are_refused(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    fine = late(suffix, "o-fine")
+    fine["data"]["total"] = f.eur("10.005")
+    negative = f.payment_captured(f"{suffix}-c", "o-2", "p-2", at=T0, amount="-42.00",
+                                  tenant="brand-a")
+    number = late(suffix, "o-3")
+    number["data"]["delivered_at"] = NOW  # seconds since 1970 are not a date-time
+    number["time"] = str(NOW)
+    counted = f.item_reported(f"{suffix}-c", "o-4", at=T0, tenant="brand-a")
+    counted["data"]["item"]["quantity"] = "2"
+    yen = f.payment_captured(f"{suffix}-c", "o-5", "p-5", at=T0, tenant="brand-a")
+    yen["data"]["amount"] = {"amount": "4200.5", "currency": "JPY"}
+    answer = await post(client, "/v1/events", [fine, negative, number, counted, yen])
+    assert answer.status_code == 422, answer.text
+    fields = {p["field"]: p["problem"] for p in answer.json()["fields"]}
+    assert set(fields) == {"[0].data.total", "[1].data.amount", "[2].data.delivered_at",
+                           "[2].time", "[3].data.item.quantity", "[4].data.amount"}
+    assert "amount 10.005 has more decimals than EUR allows (2)" in fields["[0].data.total"]
+    assert "amount -42.00 is negative" in fields["[1].data.amount"]
+    assert "not a JSON number" in fields["[2].data.delivered_at"]
+    assert "date-time" in fields["[2].time"]
+    assert "more decimals than JPY allows (0)" in fields["[4].data.amount"]
+    report = {"report_id": f"{suffix}-r", "type": "double_charge", "order_id": "o-9",
+              "customer": f.customer(f"{suffix}-c"), "occurred_at": T0.isoformat(),
+              "charged_amount": f.eur("49.999")}
+    answer = await post(client, "/v1/incidents", report, source="desk")
+    assert answer.status_code == 422, answer.text
+    assert [p["field"] for p in answer.json()["fields"]] == ["charged_amount"]
+    assert await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
+                         until_timeout, timeout_s=2) == []
+
+
+async def test_the_same_webhook_posted_twice_at_once_publishes_its_incident_once(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    body = [late(suffix, f"o-{n}") for n in range(20)]
+    answers = await asyncio.gather(*(post(client, "/v1/events", body) for _ in range(3)))
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    ids = [a.json()["incident_ids"] for a in answers]
+    assert len(ids[0]) == 20
+    assert ids[1] == ids[2] == ids[0]
+    duplicates = sorted(sum(e["duplicate"] for e in a.json()["events"]) for a in answers)
+    assert duplicates == [0, 20, 20]
+    published = await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
+                              lambda seen: len(seen) >= 20, settle_s=2)
+    assert sorted(m["id"] for m in published) == sorted(ids[0])
+
+
+async def test_the_same_webhook_posted_at_once_to_two_instances_publishes_once(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    two = create_app(intake.settings, clock=FakeClock(T0), sweep=False)
+    body = [late(suffix, f"o-{n}") for n in range(20)]
+    async with lifespans([two]), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=two), base_url="http://intake-2") as other:
+        answers = await asyncio.gather(post(client, "/v1/events", body),
+                                       post(other, "/v1/events", body))
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].json()["incident_ids"] == answers[1].json()["incident_ids"]
+    duplicates = sorted(sum(e["duplicate"] for e in a.json()["events"]) for a in answers)
+    assert duplicates == [0, 20]
+    published = await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
+                              lambda seen: len(seen) >= 20, settle_s=2)
+    assert sorted(m["id"] for m in published) == sorted(answers[0].json()["incident_ids"])
+
+
+async def test_the_same_report_posted_twice_at_once_publishes_its_incident_once(
+        client: httpx.AsyncClient, intake: Intake, suffix: str) -> None:
+    report = {"report_id": f"{suffix}-r", "type": "item_missing", "order_id": "o-1",
+              "item_sku": "sku-1", "customer": f.customer(f"{suffix}-c"),
+              "occurred_at": T0.isoformat(), "item_value": f.eur("19.99")}
+    answers = await asyncio.gather(*(post(client, "/v1/incidents", report, source="desk")
+                                     for _ in range(3)))
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert len({a.json()["incident_id"] for a in answers}) == 1
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True]
+    published = await collect(intake.settings.kafka_bootstrap, intake.topics.incidents,
+                              lambda seen: len(seen) >= 1, settle_s=2)
+    assert len(published) == 1
 
 
 async def test_a_source_over_its_rate_gets_429_with_retry_after(

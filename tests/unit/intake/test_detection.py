@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from schemas.common import Money
 from schemas.incident import Detection, IncidentType, Severity, incident_id
 from schemas.report import IncidentReport
 from schemas.upstream import upstream_event_adapter
 from services.intake.domain import detection as rules
-from services.intake.domain.detection import CheckKind, FirstCapture, Thresholds
+from services.intake.domain.detection import Capture, CheckKind, OrderPayments, Thresholds
 from tests import factories as f
 
 pytestmark = pytest.mark.unit
@@ -131,28 +132,95 @@ def test_item_reports_are_customer_reported_with_the_items_value(problem: str,
 
 
 def test_only_a_paid_order_cancelled_by_the_merchant_is_an_incident() -> None:
+    captured = eur("42.00")
     mine = parse(f.order_cancelled("c", "o-1", at=T0, by="customer"))
-    assert rules.merchant_cancellation(mine, paid=True, now=T0) is None
+    assert rules.merchant_cancellation(mine, captured, now=T0) is None
     unpaid = parse(f.order_cancelled("c", "o-1", at=T0, paid=False))
-    assert rules.merchant_cancellation(unpaid, paid=False, now=T0) is None
-    assert rules.merchant_cancellation(unpaid, paid=True, now=T0) is not None
-    paid = rules.merchant_cancellation(parse(f.order_cancelled("c", "o-1", at=T0)), False, T0)
+    assert rules.merchant_cancellation(unpaid, None, now=T0) is None
+    assert rules.merchant_cancellation(unpaid, eur("0.00"), now=T0) is None
+    seen_paid = rules.merchant_cancellation(unpaid, captured, now=T0)
+    assert seen_paid is not None
+    assert seen_paid.captured_amount == captured  # the ceiling of its refund
+    paid = rules.merchant_cancellation(parse(f.order_cancelled("c", "o-1", at=T0)), None, T0)
     assert paid is not None
+    assert paid.captured_amount is None
     assert paid.type is IncidentType.order_cancelled
     assert paid.incident_id == incident_id(IncidentType.order_cancelled, "o-1")
 
 
-def test_a_second_capture_of_an_order_is_a_double_charge() -> None:
+def eur(amount: str) -> Money:
+    return Money.of(amount, "EUR")
+
+
+def verdicts(*captures: Capture) -> list[tuple[str | None, str]]:
+    """(excess, captured) of each capture, recorded in this order."""
+    order = OrderPayments(captures=list(captures))
+    out = []
+    for capture in captures:
+        verdict = order.verdict(capture.payment_id)
+        assert verdict is not None
+        out.append((str(verdict.excess.amount) if verdict.excess else None,
+                    str(verdict.captured.amount)))
+    return out
+
+
+def test_the_same_amount_captured_twice_without_a_total_is_a_double_charge() -> None:
     first = parse(f.payment_captured("c", "o-1", "p-1", at=T0))
-    second = parse(f.payment_captured("c", "o-1", "p-2", at=T0 + minutes(1), amount="40.00"))
-    holder = FirstCapture("p-1", first.data.amount)
-    assert rules.double_charge(first, holder, T0) is None
-    incident = rules.double_charge(second, holder, T0)
+    second = parse(f.payment_captured("c", "o-1", "p-2", at=T0 + minutes(1)))
+    order = OrderPayments(captures=[rules.capture_of(first), rules.capture_of(second)])
+    first_verdict = order.verdict("p-1")
+    assert first_verdict is not None
+    assert rules.double_charge(first, first_verdict, eur("42.00"), T0) is None
+    verdict = order.verdict("p-2")
+    assert verdict is not None
+    incident = rules.double_charge(second, verdict, eur("42.00"), T0)
     assert incident is not None
-    assert incident.charged_amount is not None
-    assert incident.charged_amount.amount == Decimal("40.00")
+    assert incident.charged_amount == eur("42.00")
+    assert incident.captured_amount == eur("84.00")
     assert incident.incident_id == incident_id(IncidentType.double_charge, "o-1", "p-2")
-    assert rules.first_captures([second, first]) == {"o-1": first}
+    assert "charged twice" in incident.summary
+
+
+def test_partial_captures_and_split_shipments_within_the_total_are_not_double_charges(
+        ) -> None:
+    total = eur("42.00")
+    assert verdicts(Capture("p-1", eur("20.00"), order_total=total),
+                    Capture("p-2", eur("22.00"), order_total=total)) == [
+        (None, "20.00"), (None, "42.00")]
+    # Two shipments of the same value are not a double charge when the total allows both.
+    assert verdicts(Capture("p-1", eur("21.00"), order_total=total),
+                    Capture("p-2", eur("21.00"), order_total=total)) == [
+        (None, "21.00"), (None, "42.00")]
+    # Without a total, different amounts are taken for partial captures.
+    assert verdicts(Capture("p-1", eur("42.00")), Capture("p-2", eur("40.00"))) == [
+        (None, "42.00"), (None, "82.00")]
+
+
+def test_captures_above_the_total_are_a_double_charge_for_what_exceeds_it() -> None:
+    total = eur("42.00")
+    assert verdicts(Capture("p-1", eur("30.00"), order_total=total),
+                    Capture("p-2", eur("30.00"), order_total=total),
+                    Capture("p-3", eur("5.00"), order_total=total)) == [
+        (None, "30.00"), ("18.00", "60.00"), ("5.00", "65.00")]
+    assert verdicts(Capture("p-1", eur("42.00"), order_total=total),
+                    Capture("p-2", eur("42.00"), order_total=total)) == [
+        (None, "42.00"), ("42.00", "84.00")]
+
+
+def test_a_re_authorisation_that_replaces_a_payment_is_not_a_double_charge() -> None:
+    total = eur("42.00")
+    assert verdicts(Capture("p-1", eur("42.00")),
+                    Capture("p-2", eur("42.00"), replaces="p-1")) == [
+        (None, "42.00"), (None, "42.00")]
+    # Recorded the other way round (the re-authorisation first), the replaced one is nothing.
+    assert verdicts(Capture("p-2", eur("42.00"), replaces="p-1", order_total=total),
+                    Capture("p-1", eur("42.00"), order_total=total)) == [
+        (None, "42.00"), (None, "42.00")]
+    # A third capture on top of the re-authorised payment is one again.
+    assert verdicts(Capture("p-1", eur("42.00")),
+                    Capture("p-2", eur("42.00"), replaces="p-1"),
+                    Capture("p-3", eur("42.00"))) == [
+        (None, "42.00"), (None, "42.00"), ("42.00", "84.00")]
 
 
 def test_support_tickets_against_the_first_answer_sla() -> None:

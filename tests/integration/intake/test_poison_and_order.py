@@ -1,0 +1,217 @@
+"""One bad record never halts a partition, and the order in which an outage's events arrive
+does not change what it grants: through the running pipeline on the real broker and
+database."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from amends.ops import partitions_of
+from schemas.upstream import upstream_event_adapter
+from services.common.messaging import (
+    ConsumerMetrics,
+    DeadLetters,
+    KafkaPublisher,
+    Record,
+    make_broker,
+    subscribe_batches,
+)
+from services.common.settings import ServiceSettings
+from tests import factories as f
+from tests.clock import FakeClock
+from tests.infra import Infra
+from tests.integration.intake.helpers import running_intake
+from tests.kafka_tools import as_json, collect, incident_events, produce
+from tests.pipeline import running_pipeline
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+KEY = "one-partition"
+
+
+def keyed(events: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """The events under one key, so they share a partition, in this order."""
+    return [(KEY, value) for _, value in as_json(events)]
+
+
+async def produce_compressed(bootstrap: str, topic: str,
+                             messages: list[tuple[str, bytes]]) -> None:
+    """As an upstream producer with compression sends them: a record of 2 MB fits under the
+    broker's 1 MiB limit once compressed."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip",
+                                max_request_size=8 * 1024 * 1024, enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await (await producer.send(topic, value, key=key.encode()))
+    finally:
+        await producer.stop()
+
+
+async def test_bad_records_are_dead_lettered_while_the_later_ones_on_their_partition_get_apologies(
+        infra: Infra, suffix: str) -> None:
+    at = T0 + timedelta(hours=3)
+    finer = f.delivered(f"{suffix}-x1", "o-x1", at=at, promised=T0)
+    finer["data"]["total"] = f.eur("10.005")
+    negative = f.payment_captured(f"{suffix}-x2", "o-x2", "p-x2", at=T0, amount="-42.00")
+    negative_too = f.payment_captured(f"{suffix}-x2", "o-x2", "p-x3", at=T0, amount="-42.00")
+    huge = f.item_reported(f"{suffix}-x3", "o-x3", at=T0)
+    huge["data"]["description"] = "it broke " * 230_000  # 2 MB, far over the contract's limit
+    later = [f.delivered(f"{suffix}-c{n}", f"o-{n}", at=at, promised=T0) for n in range(20)]
+    async with running_pipeline(infra, suffix, clock=FakeClock(at)) as pipeline:
+        topics = pipeline.topics
+        await produce_compressed(infra.kafka_bootstrap, topics.orders,
+                                 keyed([finer, huge]))
+        await produce(infra.kafka_bootstrap, topics.payments, keyed([negative, negative_too]))
+        await produce(infra.kafka_bootstrap, topics.orders, keyed(later))
+        decisions = await collect(infra.kafka_bootstrap, topics.decisions,
+                                  lambda seen: len(seen) >= 20, timeout_s=120, settle_s=1)
+        apologies = await collect(
+            infra.kafka_bootstrap, topics.outcomes,
+            lambda seen: sum(m["data"]["kind"] == "apology" for m in seen) >= 20,
+            timeout_s=120, settle_s=1)
+        letters = await collect(infra.kafka_bootstrap, topics.deadletter,
+                                lambda seen: len(seen) >= 4, settle_s=1)
+    assert sorted(d["data"]["incident"]["customer"]["id"] for d in decisions) == sorted(
+        e["subject"] for e in later)
+    apologised = {m["data"]["customer_id"] for m in apologies
+                  if m["data"]["kind"] == "apology" and m["data"]["status"] == "succeeded"}
+    assert apologised == {e["subject"] for e in later}
+    by_offset = {(d["data"]["topic"], d["data"]["offset"]): d["data"] for d in letters}
+    assert len(letters) == 4
+    assert {d["reason"] for d in by_offset.values()} == {"invalid"}
+    assert "data.total: Value error, amount 10.005 has more decimals than EUR allows (2)" in (
+        by_offset[topics.orders, 0]["error"])
+    for offset in (0, 1):
+        assert "amount -42.00 is negative" in by_offset[topics.payments, offset]["error"]
+    oversize = by_offset[topics.orders, 1]
+    assert "data.description" in oversize["error"]
+    assert oversize["truncated"] is True
+    assert oversize["value_bytes"] > 2_000_000
+    assert oversize["partition"] == by_offset[topics.orders, 0]["partition"]
+    assert len(base64.b64decode(oversize["value_b64"])) == 64 * 1024
+
+
+async def test_decision_dead_letters_an_incident_it_cannot_decide_and_goes_on(
+        infra: Infra, suffix: str) -> None:
+    """Past intake's checks (an older intake, a replay of old records), a value decision
+    cannot handle is retried a few times, then dead-lettered alone."""
+    bad = f.incident("double_charge", customer_id=f"{suffix}-bad", fact="o-bad",
+                     charged_amount=f.eur("10.005"), order_value=f.eur("10.005"))
+    bad["detected_at"] = bad["occurred_at"] = "2026-11-23T12:00:00+00:00"
+    good = [f.incident("delivery_delayed", customer_id=f"{suffix}-c{n}", fact=f"o-{n}",
+                       delay_minutes=95, delay_band="late", order_value=f.eur("42.00"))
+            for n in range(20)]
+    async with running_pipeline(infra, suffix, clock=FakeClock(T0)) as pipeline:
+        await produce(infra.kafka_bootstrap, pipeline.topics.incidents,
+                      [(KEY, value) for _, value in incident_events([bad, *good])])
+        decisions = await collect(
+            infra.kafka_bootstrap, pipeline.topics.decisions,
+            lambda seen: {f"{suffix}-c{n}" for n in range(20)} <= {
+                d["data"]["incident"]["customer"]["id"] for d in seen},
+            timeout_s=120, settle_s=2)
+        letters = await collect(infra.kafka_bootstrap, pipeline.topics.deadletter,
+                                lambda seen: len(seen) >= 1, timeout_s=5, settle_s=1)
+    decided = {d["data"]["incident"]["customer"]["id"] for d in decisions}
+    assert decided >= {f"{suffix}-c{n}" for n in range(20)}
+    if f"{suffix}-bad" not in decided:  # decision could not decide it: dead-lettered alone
+        assert [(d["data"]["reason"], d["data"]["offset"]) for d in letters] == [
+            ("processing_failed", 0)]
+
+
+async def test_a_record_that_keeps_failing_is_dead_lettered_alone_and_its_offsets_committed(
+        infra: Infra, suffix: str) -> None:
+    topic, dlq, group = f"work.{suffix}", f"deadletter.{suffix}", f"group-{suffix}"
+    settings = ServiceSettings(kafka_bootstrap=infra.kafka_bootstrap, deadletter_topic=dlq,
+                               consumer_group=group, batch_timeout_ms=20)
+    registry = CollectorRegistry()
+    broker = make_broker(settings, registry)
+    letters = DeadLetters("worker", dlq, KafkaPublisher(broker, registry), lambda: T0,
+                          registry)
+    handled: list[bytes] = []
+
+    async def handle(records: list[Record]) -> None:
+        if any(r.value == b"poison" for r in records):
+            raise ValueError("cannot handle poison")
+        handled.extend(r.value for r in records)
+
+    subscribe_batches(broker, settings, [topic], handle, name="worker",
+                      metrics=ConsumerMetrics(registry), dead_letters=letters)
+    values = [f"v{n}".encode() for n in range(10)] + [b"poison"] + [
+        f"w{n}".encode() for n in range(10)]
+    await produce(infra.kafka_bootstrap, topic, [(KEY, v) for v in values])
+    await broker.start()
+    try:
+        for _ in range(300):
+            if len(handled) >= 20:
+                break
+            await asyncio.sleep(0.1)
+        dead = await collect(infra.kafka_bootstrap, dlq, lambda seen: len(seen) >= 1,
+                             settle_s=1)
+    finally:
+        await broker.stop()
+    assert sorted(handled) == sorted(v for v in values if v != b"poison")
+    assert [(d["data"]["reason"], d["data"]["offset"]) for d in dead] == [
+        ("processing_failed", 10)]
+    assert "ValueError: cannot handle poison" in dead[0]["data"]["error"]
+    assert registry.get_sample_value(
+        "amends_dead_letters_total", {"service": "worker", "reason": "processing_failed"}) == 1
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        committed = {tp: await consumer.committed(tp)
+                     for tp in await partitions_of(infra.kafka_bootstrap, topic)}
+    finally:
+        await consumer.stop()
+    assert sum(c or 0 for c in committed.values()) == len(values)
+
+
+def points(decision: dict[str, Any]) -> int:
+    return sum(a.get("points") or 0 for a in decision["data"]["actions"]
+               if a["kind"] == "points")
+
+
+async def test_an_outage_resolved_before_or_with_its_declaration_grants_what_its_duration_deserves(
+        infra: Infra, suffix: str) -> None:
+    """75 minutes of outage grant 300 points (the default policy's 1 h to 4 h) whether the
+    resolution comes a moment before the declaration, right after it, or a batch earlier."""
+    outages = {name: f"{suffix}-{name}" for name in ("before", "after", "earlier")}
+    declared = {name: f.outage_declared(outage, at=T0, customers=[f"{suffix}-c-{name}"])
+                for name, outage in outages.items()}
+    resolved = {name: f.outage_resolved(outage, at=T0 + timedelta(minutes=75))
+                for name, outage in outages.items()}
+    async with running_pipeline(infra, suffix,
+                                clock=FakeClock(T0 + timedelta(minutes=80))) as pipeline:
+        bootstrap, topic = infra.kafka_bootstrap, pipeline.topics.outages
+        await produce(bootstrap, topic, as_json([resolved["earlier"]]))
+        await asyncio.sleep(1.0)
+        await produce(bootstrap, topic, as_json([
+            resolved["before"], declared["before"], declared["after"], resolved["after"],
+            declared["earlier"]]))
+        decisions = await collect(bootstrap, pipeline.topics.decisions,
+                                  lambda seen: len(seen) >= 3, timeout_s=90, settle_s=1)
+    by_customer = {d["data"]["incident"]["customer"]["id"]: d for d in decisions}
+    assert set(by_customer) == {f"{suffix}-c-{name}" for name in outages}
+    for decision in by_customer.values():
+        assert decision["data"]["incident"]["outage_minutes"] == 75
+        assert points(decision) == 300
+
+
+async def test_an_outage_declared_and_resolved_in_one_batch_has_its_duration(
+        infra: Infra, suffix: str) -> None:
+    declared = upstream_event_adapter.validate_python(
+        f.outage_declared(f"{suffix}-o", at=T0, customers=[f"{suffix}-c"]))
+    resolved = upstream_event_adapter.validate_python(
+        f.outage_resolved(f"{suffix}-o", at=T0 + timedelta(minutes=75)))
+    async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(hours=2))) as it:
+        [incident] = (await it.service.process([declared, resolved])).new
+    assert incident.outage_minutes == 75
