@@ -5,6 +5,7 @@ no one else blamed, thanks, short, and outside strings escaped."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -154,6 +155,10 @@ def assert_follows_principles(message: RenderedMessage, locale: str) -> None:
     assert words(message.text) < WORD_LIMIT, f"{words(message.text)} words:\n{message.text}"
     assert "None" not in message.text
     assert "{" not in message.text
+    glued = re.search(r"\S- \S", message.text)
+    assert glued is None, f"a bullet is glued to the line before it: {glued}\n{message.text}"
+    bullets = sum(line.startswith("- ") for line in message.text.splitlines())
+    assert message.html.count("<li>") == bullets, "every bullet is a list item in the HTML"
     HTMLParser().feed(message.html)
     assert f'lang="{locale}"' in message.html
 
