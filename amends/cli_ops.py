@@ -11,6 +11,7 @@ import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo import AsyncMongoClient
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -103,6 +104,10 @@ def _select(letters: list[ops.Letter], service: str | None,
             and (reason is None or item.letter.reason.value == reason)]
 
 
+def _size(value_bytes: int | None) -> str:
+    return "size unknown" if value_bytes is None else f"{value_bytes:,} bytes"
+
+
 @dlq_app.command("list")
 def dlq_list(
     service: Annotated[str | None, typer.Option(help="only this service's")] = None,
@@ -126,7 +131,9 @@ def dlq_list(
     for item in chosen[-limit:][::-1]:
         letter = item.letter
         rows.add_row(letter.dead_letter_id, letter.service, letter.reason.value,
-                     f"{letter.topic}[{letter.partition}]@{letter.offset}",
+                     f"{letter.topic}[{letter.partition}]@{letter.offset}"
+                     + (f" (truncated, {_size(letter.value_bytes)})" if letter.truncated
+                        else ""),
                      letter.failed_at.isoformat(timespec="seconds"),
                      "yes" if letter.dead_letter_id in redriven else "no", letter.error[:120])
     console.print(rows)
@@ -148,6 +155,13 @@ def dlq_show(dead_letter_id: Annotated[str, typer.Argument(help="the dead letter
                   f"{letter.offset}  failed {letter.failed_at.isoformat()}  "
                   f"redriven: {'yes' if letter.dead_letter_id in redriven else 'no'}")
     console.print(f"[bold]error:[/bold] {letter.error}")
+    if letter.truncated:
+        console.print(f"[bold yellow]truncated:[/bold yellow] the original was too large to "
+                      f"carry whole: {_size(letter.value_bytes)}; below are its first "
+                      f"{len(found.original):,} bytes (and its key and headers may be cut). "
+                      f"A redrive re-reads the whole record from {letter.topic}"
+                      f"[{letter.partition}]@{letter.offset} while the topic still has it.",
+                      highlight=False)
     console.print(f"[bold]key:[/bold] {found.key!r}")
     for key, value in found.headers:
         console.print(f"[bold]header[/bold] {key}: {value.decode(errors='replace')}")
@@ -181,22 +195,29 @@ def dlq_redrive(
     if dry_run:
         console.print(f"would redrive {len(chosen)} dead letters")
         return
-    count = asyncio.run(_redrive_and_record(settings, chosen))
-    console.print(f"redrove {count} dead letters to their original topics")
+    summary = asyncio.run(_redrive_and_record(settings, chosen))
+    for refusal in summary.refused:
+        console.print(f"[red]refused[/red] {refusal.letter.letter.dead_letter_id}: "
+                      f"{escape(refusal.reason)}", highlight=False)
+    console.print(f"redrove {len(summary.redriven)} dead letters to their original topics")
+    if summary.refused:
+        console.print(f"refused {len(summary.refused)}: not sent back, not marked redriven")
+        raise typer.Exit(1)
 
 
-async def _redrive_and_record(settings: OpsSettings, letters: list[ops.Letter]) -> int:
-    count = await ops.redrive(settings.kafka_bootstrap, letters)
-    if not letters:
-        return count
+async def _redrive_and_record(settings: OpsSettings,
+                              letters: list[ops.Letter]) -> ops.RedriveSummary:
+    summary = await ops.redrive(settings.kafka_bootstrap, letters)
+    if not summary.redriven:
+        return summary
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
     try:
         now = datetime.now(UTC)
         collection = client[settings.ops_db]["redrives"]
-        for item in letters:
+        for item in summary.redriven:
             await collection.update_one({"_id": item.letter.dead_letter_id},
                                         {"$set": {"redriven_at": now},
                                          "$inc": {"times": 1}}, upsert=True)
     finally:
         await client.close()
-    return count
+    return summary

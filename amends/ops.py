@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.deadletter import REDRIVE_HEADER, DeadLetter, MessageDeadLettered
@@ -256,21 +257,157 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
     return letters
 
 
-async def redrive(bootstrap: str, letters: Sequence[Letter]) -> int:
-    """Publish each letter's original bytes, key and headers to its original topic, with
-    the letter's id in the `amends-redrive` header."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
+# The largest value a redrive re-reads and republishes. The broker's limit applies to the
+# compressed batch, so a record upstream sent compressed (2 MB of text under a 1 MiB limit)
+# goes back the same way: gzip, with room for its uncompressed size.
+REDRIVE_MAX_BYTES = 64 * 1024 * 1024
+# How long a redrive waits for the broker to return one original record.
+ORIGINAL_READ_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Original:
+    """The record a dead letter came from, as it is on its topic now."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A dead letter a redrive did not send back, and why."""
+
+    letter: Letter
+    reason: str
+
+
+@dataclass
+class RedriveSummary:
+    redriven: list[Letter] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+def _where(letter: DeadLetter) -> str:
+    return f"{letter.topic}[{letter.partition}]@{letter.offset}"
+
+
+async def _read_original(consumer: AIOKafkaConsumer, tp: TopicPartition,
+                         offset: int) -> ConsumerRecord[bytes, bytes] | None:
+    """The record at `offset`, or the first one after it when it is gone (compacted), or
+    None when the broker returns nothing in time."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    deadline = time.monotonic() + ORIGINAL_READ_TIMEOUT_S
+    while (left := deadline - time.monotonic()) > 0:
+        batch = await consumer.getmany(tp, timeout_ms=int(min(left, 1.0) * 1000),
+                                       max_records=1)
+        for record in batch.get(tp, []):
+            return record
+    return None
+
+
+async def read_originals(bootstrap: str, letters: Sequence[Letter],
+                         ) -> dict[str, Original | str]:
+    """For each letter that carries only an excerpt, its original record re-read from its
+    topic, partition and offset, or why it cannot be (gone with retention, compaction or a
+    deleted topic, or another record there now), by dead letter id."""
+    found: dict[str, Original | str] = {}
+    if not letters:
+        return found
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None, max_partition_fetch_bytes=REDRIVE_MAX_BYTES,
+                                fetch_max_bytes=REDRIVE_MAX_BYTES)
+    await consumer.start()
     try:
-        futures = [await producer.send(
-            item.letter.topic, item.original, key=item.key,
-            headers=[*[(k, v) for k, v in item.headers if k != REDRIVE_HEADER],
-                     (REDRIVE_HEADER, item.letter.dead_letter_id.encode())])
-            for item in letters]
-        await asyncio.gather(*futures)
+        for topic in sorted({item.letter.topic for item in letters}):
+            of_topic = [item for item in letters if item.letter.topic == topic]
+            try:
+                partitions = set(await partitions_of(bootstrap, topic))
+            except ValueError:
+                for item in of_topic:
+                    found[item.letter.dead_letter_id] = (
+                        f"its original at {_where(item.letter)} is gone: the topic no "
+                        "longer exists")
+                continue
+            for item in of_topic:
+                found[item.letter.dead_letter_id] = await _original(consumer, partitions,
+                                                                    item.letter)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _original(consumer: AIOKafkaConsumer, partitions: set[TopicPartition],
+                    letter: DeadLetter) -> Original | str:
+    where = _where(letter)
+    tp = TopicPartition(letter.topic, letter.partition)
+    if tp not in partitions:
+        return f"its original at {where} is gone: the topic has no partition {tp.partition}"
+    first = (await consumer.beginning_offsets([tp]))[tp]
+    end = (await consumer.end_offsets([tp]))[tp]
+    if letter.offset < first:
+        return (f"its original at {where} is gone: the partition now begins at offset "
+                f"{first} (retention or deleted records)")
+    if letter.offset >= end:
+        return (f"its original at {where} is gone: the partition ends at offset {end} (the "
+                "topic was deleted and created again)")
+    record = await _read_original(consumer, tp, letter.offset)
+    if record is None:
+        return (f"its original at {where} could not be read within "
+                f"{ORIGINAL_READ_TIMEOUT_S:.0f}s")
+    if record.offset != letter.offset or record.value is None:
+        return f"its original at {where} is gone: compacted away or deleted (a tombstone)"
+    excerpt = base64.b64decode(letter.value_b64)
+    if ((letter.value_bytes is not None and len(record.value) != letter.value_bytes)
+            or not record.value.startswith(excerpt)):
+        return (f"the record at {where} is not its original: {len(record.value)} bytes "
+                f"where the letter says {letter.value_bytes}, or another beginning (the "
+                "topic was deleted and created again)")
+    return Original(record.key, record.value, list(record.headers or ()))
+
+
+async def redrive(bootstrap: str, letters: Sequence[Letter]) -> RedriveSummary:
+    """Publish each letter's original bytes, key and headers to its original topic, with
+    the letter's id in the `amends-redrive` header. A letter that carries only an excerpt of
+    a record too large for it is sent back with the original, re-read from its topic; one
+    whose original is gone, or cannot be published, is refused with the reason and the others
+    go on."""
+    summary = RedriveSummary()
+    originals = await read_originals(bootstrap, [i for i in letters if i.letter.truncated])
+    sendable: list[tuple[Letter, Original]] = []
+    for item in letters:
+        whole = originals.get(item.letter.dead_letter_id,
+                              Original(item.key, item.original, item.headers))
+        if isinstance(whole, str):
+            summary.refused.append(Refusal(item, whole))
+        else:
+            sendable.append((item, whole))
+    if not sendable:
+        return summary
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                compression_type="gzip", max_request_size=REDRIVE_MAX_BYTES)
+    await producer.start()
+    sent: list[tuple[Letter, asyncio.Future[Any]]] = []
+    try:
+        for item, whole in sendable:
+            headers = [(k, v) for k, v in whole.headers if k != REDRIVE_HEADER]
+            headers.append((REDRIVE_HEADER, item.letter.dead_letter_id.encode()))
+            try:
+                sent.append((item, await producer.send(item.letter.topic, whole.value,
+                                                       key=whole.key, headers=headers)))
+            except KafkaError as exc:  # too large even for a redrive: this letter alone
+                summary.refused.append(Refusal(item, f"could not be published: {exc!r}"))
+        results = await asyncio.gather(*(future for _, future in sent),
+                                       return_exceptions=True)
     finally:
         await producer.stop()
-    return len(letters)
+    for (item, _), result in zip(sent, results, strict=True):
+        if isinstance(result, BaseException):
+            summary.refused.append(Refusal(item, f"could not be published: {result!r}"))
+        else:
+            summary.redriven.append(item)
+    return summary
 
 
 async def read_slice(bootstrap: str, topic: str, *, start: Position,
