@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.markup import escape
@@ -16,21 +16,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from amends import ops
-from schemas import topics
+from services.common.messaging import kafka_client_options
+from services.common.settings import ServiceSettings
 
 console = Console(width=None if Console().is_terminal else 140)
 dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
 
 
-class OpsSettings(BaseSettings):
-    """Where the tools find the broker and the database (the services' shared variables)."""
+class OpsSettings(ServiceSettings):
+    """Where the tools find the broker and the database, and how they reach the broker (TLS,
+    SASL): the services' shared `AMENDS_` variables."""
 
     model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
+    service_name: ClassVar[str] = "ops"
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    mongo_url: str = "mongodb://127.0.0.1:27017/"
-    deadletter_topic: str = topics.DEADLETTER
     ops_db: str = "amends_ops"
+
+    @property
+    def kafka(self) -> ops.Kafka:
+        try:
+            return ops.Kafka(self.kafka_bootstrap, kafka_client_options(self))
+        except ValueError as exc:  # SASL without its credentials
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
 
 
 def _position(text: str | None, what: str) -> ops.Position | None:
@@ -66,7 +74,7 @@ def replay(
         task = bar.add_task(f"replaying {topic}", total=None)
         try:
             summary = asyncio.run(ops.replay(
-                settings.kafka_bootstrap, topic, start=start, stop=stop, into=into,
+                settings.kafka, topic, start=start, stop=stop, into=into,
                 only=ops.ReplayFilter(customer, type_), dry_run=dry_run, rate=rate,
                 on_total=lambda n: bar.update(task, total=n),
                 on_progress=lambda n: bar.advance(task, n)))
@@ -87,7 +95,7 @@ def replay(
 
 
 async def _letters_and_redrives(settings: OpsSettings) -> tuple[list[ops.Letter], set[str]]:
-    letters = await ops.read_dead_letters(settings.kafka_bootstrap, settings.deadletter_topic)
+    letters = await ops.read_dead_letters(settings.kafka, settings.deadletter_topic)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url,
                                                                  serverSelectionTimeoutMS=3000)
     try:
@@ -207,7 +215,7 @@ def dlq_redrive(
 
 async def _redrive_and_record(settings: OpsSettings,
                               letters: list[ops.Letter]) -> ops.RedriveSummary:
-    summary = await ops.redrive(settings.kafka_bootstrap, letters)
+    summary = await ops.redrive(settings.kafka, letters)
     if not summary.redriven:
         return summary
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,37 @@ from pydantic import ValidationError
 from schemas.deadletter import REDRIVE_HEADER, DeadLetter, MessageDeadLettered
 
 Progress = Callable[[int], None]
+
+# The largest value the tools read and republish. The broker's limit applies to the
+# compressed batch, so a record upstream sent compressed (2 MB of text under a 1 MiB limit)
+# goes back the same way: gzip, with room for its uncompressed size.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Kafka:
+    """The broker, and the options of aiokafka's clients that reach it: the same TLS and SASL
+    as the services (`services.common.messaging.kafka_client_options`). A bare bootstrap
+    address means plaintext."""
+
+    bootstrap: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def consumer(self, **options: Any) -> AIOKafkaConsumer:
+        """A consumer outside any group: it reads what it is told and commits nothing."""
+        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                group_id=None, **{**self.options, **options})
+
+    def producer(self, **options: Any) -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=self.bootstrap,
+                                **{**self.options, **options})
+
+    def admin(self) -> AIOKafkaAdminClient:
+        return AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.options)
+
+
+def _kafka(target: str | Kafka) -> Kafka:
+    return target if isinstance(target, Kafka) else Kafka(target)
 
 
 def _nothing(_: int) -> None:
@@ -87,9 +118,9 @@ class ReplaySummary:
     per_partition: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions_of(bootstrap: str | Kafka, topic: str) -> list[TopicPartition]:
     """The topic's partitions; ValueError when the topic does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = _kafka(bootstrap).admin()
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -118,9 +149,9 @@ async def _resolve(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartiti
             for tp in partitions}
 
 
-async def replay(bootstrap: str, topic: str, *, start: Position, stop: Position | None = None,
-                 into: str | None = None, only: ReplayFilter | None = None,
-                 dry_run: bool = False, rate: float | None = None,
+async def replay(bootstrap: str | Kafka, topic: str, *, start: Position,
+                 stop: Position | None = None, into: str | None = None,
+                 only: ReplayFilter | None = None, dry_run: bool = False, rate: float | None = None,
                  on_total: Progress = _nothing, on_progress: Progress = _nothing,
                  ) -> ReplaySummary:
     """Re-publish the records of `topic` between `start` and `stop` (default: its end when the
@@ -128,10 +159,11 @@ async def replay(bootstrap: str, topic: str, *, start: Position, stop: Position 
     only = only or ReplayFilter()
     summary = ReplaySummary(topic, into or topic, dry_run)
     began = time.monotonic()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                linger_ms=5)
+    consumer = _kafka(bootstrap).consumer(max_partition_fetch_bytes=MAX_RECORD_BYTES,
+                                          fetch_max_bytes=MAX_RECORD_BYTES)
+    producer = _kafka(bootstrap).producer(enable_idempotence=True, linger_ms=5,
+                                          compression_type="gzip",
+                                          max_request_size=MAX_RECORD_BYTES)
     await consumer.start()
     if not dry_run:
         await producer.start()
@@ -222,10 +254,9 @@ class Letter:
         return [(h.key, base64.b64decode(h.value_b64)) for h in self.letter.headers]
 
 
-async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
+async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
     """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
+    consumer = _kafka(bootstrap).consumer()
     await consumer.start()
     letters: list[Letter] = []
     try:
@@ -257,10 +288,6 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
     return letters
 
 
-# The largest value a redrive re-reads and republishes. The broker's limit applies to the
-# compressed batch, so a record upstream sent compressed (2 MB of text under a 1 MiB limit)
-# goes back the same way: gzip, with room for its uncompressed size.
-REDRIVE_MAX_BYTES = 64 * 1024 * 1024
 # How long a redrive waits for the broker to return one original record.
 ORIGINAL_READ_TIMEOUT_S = 15.0
 
@@ -307,7 +334,7 @@ async def _read_original(consumer: AIOKafkaConsumer, tp: TopicPartition,
     return None
 
 
-async def read_originals(bootstrap: str, letters: Sequence[Letter],
+async def read_originals(bootstrap: str | Kafka, letters: Sequence[Letter],
                          ) -> dict[str, Original | str]:
     """For each letter that carries only an excerpt, its original record re-read from its
     topic, partition and offset, or why it cannot be (gone with retention, compaction or a
@@ -315,9 +342,8 @@ async def read_originals(bootstrap: str, letters: Sequence[Letter],
     found: dict[str, Original | str] = {}
     if not letters:
         return found
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None, max_partition_fetch_bytes=REDRIVE_MAX_BYTES,
-                                fetch_max_bytes=REDRIVE_MAX_BYTES)
+    consumer = _kafka(bootstrap).consumer(max_partition_fetch_bytes=MAX_RECORD_BYTES,
+                                          fetch_max_bytes=MAX_RECORD_BYTES)
     await consumer.start()
     try:
         for topic in sorted({item.letter.topic for item in letters}):
@@ -367,7 +393,7 @@ async def _original(consumer: AIOKafkaConsumer, partitions: set[TopicPartition],
     return Original(record.key, record.value, list(record.headers or ()))
 
 
-async def redrive(bootstrap: str, letters: Sequence[Letter]) -> RedriveSummary:
+async def redrive(bootstrap: str | Kafka, letters: Sequence[Letter]) -> RedriveSummary:
     """Publish each letter's original bytes, key and headers to its original topic, with
     the letter's id in the `amends-redrive` header. A letter that carries only an excerpt of
     a record too large for it is sent back with the original, re-read from its topic; one
@@ -385,8 +411,8 @@ async def redrive(bootstrap: str, letters: Sequence[Letter]) -> RedriveSummary:
             sendable.append((item, whole))
     if not sendable:
         return summary
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                compression_type="gzip", max_request_size=REDRIVE_MAX_BYTES)
+    producer = _kafka(bootstrap).producer(enable_idempotence=True, compression_type="gzip",
+                                          max_request_size=MAX_RECORD_BYTES)
     await producer.start()
     sent: list[tuple[Letter, asyncio.Future[Any]]] = []
     try:
@@ -410,13 +436,12 @@ async def redrive(bootstrap: str, letters: Sequence[Letter]) -> RedriveSummary:
     return summary
 
 
-async def read_slice(bootstrap: str, topic: str, *, start: Position,
+async def read_slice(bootstrap: str | Kafka, topic: str, *, start: Position,
                      stop: Position | None = None, on_total: Progress = _nothing,
                      on_progress: Progress = _nothing) -> list[bytes]:
     """The values of `topic` between `start` and `stop` (default: its end now), partition by
     partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
+    consumer = _kafka(bootstrap).consumer()
     await consumer.start()
     values: list[bytes] = []
     try:

@@ -52,6 +52,20 @@ async def record_at(bootstrap: str, tp: TopicPartition, offset: int) -> tuple[
     raise AssertionError(f"nothing at {tp}@{offset}")
 
 
+async def records_of(bootstrap: str, topic: str) -> list[
+        tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+    """Every record of `topic` (which holds one or a few)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+    return [(r.key, r.value, dict(r.headers)) for records in batch.values() for r in records]
+
+
 async def test_a_truncated_letter_is_redriven_whole_and_one_whose_original_is_gone_refused(
         infra: Infra, suffix: str) -> None:
     key = f"{suffix}-c1"
@@ -151,14 +165,17 @@ async def test_letters_whose_original_is_not_there_are_refused_and_the_others_re
         f"the record at {replaced}[0]@0 is not its original: 16 bytes where the letter says "
         "2000000")
     assert [i.letter.dead_letter_id for i in summary.redriven] == [f"dl-{suffix}-whole"]
-    consumer = AIOKafkaConsumer(whole, bootstrap_servers=infra.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                group_id=None)
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=5000)
-    finally:
-        await consumer.stop()
-    assert [(r.key, r.value, dict(r.headers)[REDRIVE_HEADER])
-            for records in batch.values() for r in records] == [
+    assert [(key, value, headers[REDRIVE_HEADER])
+            for key, value, headers in await records_of(infra.kafka_bootstrap, whole)] == [
         (b"k", b"carried whole", f"dl-{suffix}-whole".encode())]
+
+
+async def test_a_replay_republishes_a_record_that_came_compressed_whole(
+        infra: Infra, suffix: str) -> None:
+    source, scratch = f"big.{suffix}", f"scratch.{suffix}"
+    big = huge_report(f"{suffix}-c1", "o-1", "it broke ")
+    await produce_compressed(infra.kafka_bootstrap, source, [(f"{suffix}-c1", big)])
+    summary = await ops.replay(infra.kafka_bootstrap, source, start=ops.Position(offset=0),
+                               into=scratch)
+    assert (summary.scanned, summary.published) == (1, 1)
+    assert [value for _, value, _ in await records_of(infra.kafka_bootstrap, scratch)] == [big]
