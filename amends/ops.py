@@ -123,6 +123,10 @@ async def partitions_of(bootstrap: str | Kafka, topic: str) -> list[TopicPartiti
     admin = _kafka(bootstrap).admin()
     await admin.start()
     try:
+        # Asking for a topic by name creates it where the broker auto-creates topics: a
+        # mistyped or deleted topic is looked for among the existing ones first.
+        if topic not in await admin.list_topics():
+            raise ValueError(f"topic {topic!r} does not exist")
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()

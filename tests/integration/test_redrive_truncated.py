@@ -160,7 +160,14 @@ async def test_letters_whose_original_is_not_there_are_refused_and_the_others_re
     summary = await ops.redrive(infra.kafka_bootstrap, letters)
     reasons = {r.letter.letter.dead_letter_id: r.reason for r in summary.refused}
     assert set(reasons) == {f"dl-{suffix}-missing", f"dl-{suffix}-replaced"}
-    assert f"its original at missing.{suffix}[0]@0 is gone" in reasons[f"dl-{suffix}-missing"]
+    assert reasons[f"dl-{suffix}-missing"] == (
+        f"its original at missing.{suffix}[0]@0 is gone: the topic no longer exists")
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        assert f"missing.{suffix}" not in await admin.list_topics()  # not created by looking
+    finally:
+        await admin.close()
     assert reasons[f"dl-{suffix}-replaced"].startswith(
         f"the record at {replaced}[0]@0 is not its original: 16 bytes where the letter says "
         "2000000")
