@@ -5,31 +5,40 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from pymongo import AsyncMongoClient
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from amends import ops
-from schemas import topics
+from services.common.messaging import kafka_client_options
+from services.common.settings import ServiceSettings
 
 console = Console(width=None if Console().is_terminal else 140)
 dlq_app = typer.Typer(help="Dead letters: list, show, redrive.", no_args_is_help=True)
 
 
-class OpsSettings(BaseSettings):
-    """Where the tools find the broker and the database (the services' shared variables)."""
+class OpsSettings(ServiceSettings):
+    """Where the tools find the broker and the database, and how they reach the broker (TLS,
+    SASL): the services' shared `AMENDS_` variables."""
 
     model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
+    service_name: ClassVar[str] = "ops"
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    mongo_url: str = "mongodb://127.0.0.1:27017/"
-    deadletter_topic: str = topics.DEADLETTER
     ops_db: str = "amends_ops"
+
+    @property
+    def kafka(self) -> ops.Kafka:
+        try:
+            return ops.Kafka(self.kafka_bootstrap, kafka_client_options(self))
+        except ValueError as exc:  # SASL without its credentials
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
 
 
 def _position(text: str | None, what: str) -> ops.Position | None:
@@ -65,7 +74,7 @@ def replay(
         task = bar.add_task(f"replaying {topic}", total=None)
         try:
             summary = asyncio.run(ops.replay(
-                settings.kafka_bootstrap, topic, start=start, stop=stop, into=into,
+                settings.kafka, topic, start=start, stop=stop, into=into,
                 only=ops.ReplayFilter(customer, type_), dry_run=dry_run, rate=rate,
                 on_total=lambda n: bar.update(task, total=n),
                 on_progress=lambda n: bar.advance(task, n)))
@@ -86,7 +95,7 @@ def replay(
 
 
 async def _letters_and_redrives(settings: OpsSettings) -> tuple[list[ops.Letter], set[str]]:
-    letters = await ops.read_dead_letters(settings.kafka_bootstrap, settings.deadletter_topic)
+    letters = await ops.read_dead_letters(settings.kafka, settings.deadletter_topic)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url,
                                                                  serverSelectionTimeoutMS=3000)
     try:
@@ -101,6 +110,10 @@ def _select(letters: list[ops.Letter], service: str | None,
     return [item for item in letters
             if (service is None or item.letter.service == service)
             and (reason is None or item.letter.reason.value == reason)]
+
+
+def _size(value_bytes: int | None) -> str:
+    return "size unknown" if value_bytes is None else f"{value_bytes:,} bytes"
 
 
 @dlq_app.command("list")
@@ -126,7 +139,9 @@ def dlq_list(
     for item in chosen[-limit:][::-1]:
         letter = item.letter
         rows.add_row(letter.dead_letter_id, letter.service, letter.reason.value,
-                     f"{letter.topic}[{letter.partition}]@{letter.offset}",
+                     f"{letter.topic}[{letter.partition}]@{letter.offset}"
+                     + (f" (truncated, {_size(letter.value_bytes)})" if letter.truncated
+                        else ""),
                      letter.failed_at.isoformat(timespec="seconds"),
                      "yes" if letter.dead_letter_id in redriven else "no", letter.error[:120])
     console.print(rows)
@@ -148,6 +163,13 @@ def dlq_show(dead_letter_id: Annotated[str, typer.Argument(help="the dead letter
                   f"{letter.offset}  failed {letter.failed_at.isoformat()}  "
                   f"redriven: {'yes' if letter.dead_letter_id in redriven else 'no'}")
     console.print(f"[bold]error:[/bold] {letter.error}")
+    if letter.truncated:
+        console.print(f"[bold yellow]truncated:[/bold yellow] the original was too large to "
+                      f"carry whole: {_size(letter.value_bytes)}; below are its first "
+                      f"{len(found.original):,} bytes (and its key and headers may be cut). "
+                      f"A redrive re-reads the whole record from {letter.topic}"
+                      f"[{letter.partition}]@{letter.offset} while the topic still has it.",
+                      highlight=False)
     console.print(f"[bold]key:[/bold] {found.key!r}")
     for key, value in found.headers:
         console.print(f"[bold]header[/bold] {key}: {value.decode(errors='replace')}")
@@ -181,22 +203,29 @@ def dlq_redrive(
     if dry_run:
         console.print(f"would redrive {len(chosen)} dead letters")
         return
-    count = asyncio.run(_redrive_and_record(settings, chosen))
-    console.print(f"redrove {count} dead letters to their original topics")
+    summary = asyncio.run(_redrive_and_record(settings, chosen))
+    for refusal in summary.refused:
+        console.print(f"[red]refused[/red] {refusal.letter.letter.dead_letter_id}: "
+                      f"{escape(refusal.reason)}", highlight=False)
+    console.print(f"redrove {len(summary.redriven)} dead letters to their original topics")
+    if summary.refused:
+        console.print(f"refused {len(summary.refused)}: not sent back, not marked redriven")
+        raise typer.Exit(1)
 
 
-async def _redrive_and_record(settings: OpsSettings, letters: list[ops.Letter]) -> int:
-    count = await ops.redrive(settings.kafka_bootstrap, letters)
-    if not letters:
-        return count
+async def _redrive_and_record(settings: OpsSettings,
+                              letters: list[ops.Letter]) -> ops.RedriveSummary:
+    summary = await ops.redrive(settings.kafka, letters)
+    if not summary.redriven:
+        return summary
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
     try:
         now = datetime.now(UTC)
         collection = client[settings.ops_db]["redrives"]
-        for item in letters:
+        for item in summary.redriven:
             await collection.update_one({"_id": item.letter.dead_letter_id},
                                         {"$set": {"redriven_at": now},
                                          "$inc": {"times": 1}}, upsert=True)
     finally:
         await client.close()
-    return count
+    return summary

@@ -137,7 +137,7 @@ def _from_topic(topic: str, start: str, stop: str | None, progress: Progress) ->
     task = progress.add_task(f"reading {topic}", total=None)
     values = asyncio.run(
         ops.read_slice(
-            settings.kafka_bootstrap,
+            settings.kafka,
             topic,
             start=ops.Position.parse(start),
             stop=ops.Position.parse(stop) if stop else None,

@@ -10,18 +10,50 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.deadletter import REDRIVE_HEADER, DeadLetter, MessageDeadLettered
 
 Progress = Callable[[int], None]
+
+# The largest value the tools read and republish. The broker's limit applies to the
+# compressed batch, so a record upstream sent compressed (2 MB of text under a 1 MiB limit)
+# goes back the same way: gzip, with room for its uncompressed size.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Kafka:
+    """The broker, and the options of aiokafka's clients that reach it: the same TLS and SASL
+    as the services (`services.common.messaging.kafka_client_options`). A bare bootstrap
+    address means plaintext."""
+
+    bootstrap: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def consumer(self, **options: Any) -> AIOKafkaConsumer:
+        """A consumer outside any group: it reads what it is told and commits nothing."""
+        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                group_id=None, **{**self.options, **options})
+
+    def producer(self, **options: Any) -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=self.bootstrap,
+                                **{**self.options, **options})
+
+    def admin(self) -> AIOKafkaAdminClient:
+        return AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.options)
+
+
+def _kafka(target: str | Kafka) -> Kafka:
+    return target if isinstance(target, Kafka) else Kafka(target)
 
 
 def _nothing(_: int) -> None:
@@ -86,11 +118,15 @@ class ReplaySummary:
     per_partition: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions_of(bootstrap: str | Kafka, topic: str) -> list[TopicPartition]:
     """The topic's partitions; ValueError when the topic does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = _kafka(bootstrap).admin()
     await admin.start()
     try:
+        # Asking for a topic by name creates it where the broker auto-creates topics: a
+        # mistyped or deleted topic is looked for among the existing ones first.
+        if topic not in await admin.list_topics():
+            raise ValueError(f"topic {topic!r} does not exist")
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
@@ -117,9 +153,9 @@ async def _resolve(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartiti
             for tp in partitions}
 
 
-async def replay(bootstrap: str, topic: str, *, start: Position, stop: Position | None = None,
-                 into: str | None = None, only: ReplayFilter | None = None,
-                 dry_run: bool = False, rate: float | None = None,
+async def replay(bootstrap: str | Kafka, topic: str, *, start: Position,
+                 stop: Position | None = None, into: str | None = None,
+                 only: ReplayFilter | None = None, dry_run: bool = False, rate: float | None = None,
                  on_total: Progress = _nothing, on_progress: Progress = _nothing,
                  ) -> ReplaySummary:
     """Re-publish the records of `topic` between `start` and `stop` (default: its end when the
@@ -127,10 +163,11 @@ async def replay(bootstrap: str, topic: str, *, start: Position, stop: Position 
     only = only or ReplayFilter()
     summary = ReplaySummary(topic, into or topic, dry_run)
     began = time.monotonic()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                linger_ms=5)
+    consumer = _kafka(bootstrap).consumer(max_partition_fetch_bytes=MAX_RECORD_BYTES,
+                                          fetch_max_bytes=MAX_RECORD_BYTES)
+    producer = _kafka(bootstrap).producer(enable_idempotence=True, linger_ms=5,
+                                          compression_type="gzip",
+                                          max_request_size=MAX_RECORD_BYTES)
     await consumer.start()
     if not dry_run:
         await producer.start()
@@ -221,10 +258,9 @@ class Letter:
         return [(h.key, base64.b64decode(h.value_b64)) for h in self.letter.headers]
 
 
-async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
+async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
     """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
+    consumer = _kafka(bootstrap).consumer()
     await consumer.start()
     letters: list[Letter] = []
     try:
@@ -256,30 +292,160 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[Letter]:
     return letters
 
 
-async def redrive(bootstrap: str, letters: Sequence[Letter]) -> int:
-    """Publish each letter's original bytes, key and headers to its original topic, with
-    the letter's id in the `amends-redrive` header."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
+# How long a redrive waits for the broker to return one original record.
+ORIGINAL_READ_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Original:
+    """The record a dead letter came from, as it is on its topic now."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A dead letter a redrive did not send back, and why."""
+
+    letter: Letter
+    reason: str
+
+
+@dataclass
+class RedriveSummary:
+    redriven: list[Letter] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+def _where(letter: DeadLetter) -> str:
+    return f"{letter.topic}[{letter.partition}]@{letter.offset}"
+
+
+async def _read_original(consumer: AIOKafkaConsumer, tp: TopicPartition,
+                         offset: int) -> ConsumerRecord[bytes, bytes] | None:
+    """The record at `offset`, or the first one after it when it is gone (compacted), or
+    None when the broker returns nothing in time."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    deadline = time.monotonic() + ORIGINAL_READ_TIMEOUT_S
+    while (left := deadline - time.monotonic()) > 0:
+        batch = await consumer.getmany(tp, timeout_ms=int(min(left, 1.0) * 1000),
+                                       max_records=1)
+        for record in batch.get(tp, []):
+            return record
+    return None
+
+
+async def read_originals(bootstrap: str | Kafka, letters: Sequence[Letter],
+                         ) -> dict[str, Original | str]:
+    """For each letter that carries only an excerpt, its original record re-read from its
+    topic, partition and offset, or why it cannot be (gone with retention, compaction or a
+    deleted topic, or another record there now), by dead letter id."""
+    found: dict[str, Original | str] = {}
+    if not letters:
+        return found
+    consumer = _kafka(bootstrap).consumer(max_partition_fetch_bytes=MAX_RECORD_BYTES,
+                                          fetch_max_bytes=MAX_RECORD_BYTES)
+    await consumer.start()
     try:
-        futures = [await producer.send(
-            item.letter.topic, item.original, key=item.key,
-            headers=[*[(k, v) for k, v in item.headers if k != REDRIVE_HEADER],
-                     (REDRIVE_HEADER, item.letter.dead_letter_id.encode())])
-            for item in letters]
-        await asyncio.gather(*futures)
+        for topic in sorted({item.letter.topic for item in letters}):
+            of_topic = [item for item in letters if item.letter.topic == topic]
+            try:
+                partitions = set(await partitions_of(bootstrap, topic))
+            except ValueError:
+                for item in of_topic:
+                    found[item.letter.dead_letter_id] = (
+                        f"its original at {_where(item.letter)} is gone: the topic no "
+                        "longer exists")
+                continue
+            for item in of_topic:
+                found[item.letter.dead_letter_id] = await _original(consumer, partitions,
+                                                                    item.letter)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _original(consumer: AIOKafkaConsumer, partitions: set[TopicPartition],
+                    letter: DeadLetter) -> Original | str:
+    where = _where(letter)
+    tp = TopicPartition(letter.topic, letter.partition)
+    if tp not in partitions:
+        return f"its original at {where} is gone: the topic has no partition {tp.partition}"
+    first = (await consumer.beginning_offsets([tp]))[tp]
+    end = (await consumer.end_offsets([tp]))[tp]
+    if letter.offset < first:
+        return (f"its original at {where} is gone: the partition now begins at offset "
+                f"{first} (retention or deleted records)")
+    if letter.offset >= end:
+        return (f"its original at {where} is gone: the partition ends at offset {end} (the "
+                "topic was deleted and created again)")
+    record = await _read_original(consumer, tp, letter.offset)
+    if record is None:
+        return (f"its original at {where} could not be read within "
+                f"{ORIGINAL_READ_TIMEOUT_S:.0f}s")
+    if record.offset != letter.offset or record.value is None:
+        return f"its original at {where} is gone: compacted away or deleted (a tombstone)"
+    excerpt = base64.b64decode(letter.value_b64)
+    if ((letter.value_bytes is not None and len(record.value) != letter.value_bytes)
+            or not record.value.startswith(excerpt)):
+        return (f"the record at {where} is not its original: {len(record.value)} bytes "
+                f"where the letter says {letter.value_bytes}, or another beginning (the "
+                "topic was deleted and created again)")
+    return Original(record.key, record.value, list(record.headers or ()))
+
+
+async def redrive(bootstrap: str | Kafka, letters: Sequence[Letter]) -> RedriveSummary:
+    """Publish each letter's original bytes, key and headers to its original topic, with
+    the letter's id in the `amends-redrive` header. A letter that carries only an excerpt of
+    a record too large for it is sent back with the original, re-read from its topic; one
+    whose original is gone, or cannot be published, is refused with the reason and the others
+    go on."""
+    summary = RedriveSummary()
+    originals = await read_originals(bootstrap, [i for i in letters if i.letter.truncated])
+    sendable: list[tuple[Letter, Original]] = []
+    for item in letters:
+        whole = originals.get(item.letter.dead_letter_id,
+                              Original(item.key, item.original, item.headers))
+        if isinstance(whole, str):
+            summary.refused.append(Refusal(item, whole))
+        else:
+            sendable.append((item, whole))
+    if not sendable:
+        return summary
+    producer = _kafka(bootstrap).producer(enable_idempotence=True, compression_type="gzip",
+                                          max_request_size=MAX_RECORD_BYTES)
+    await producer.start()
+    sent: list[tuple[Letter, asyncio.Future[Any]]] = []
+    try:
+        for item, whole in sendable:
+            headers = [(k, v) for k, v in whole.headers if k != REDRIVE_HEADER]
+            headers.append((REDRIVE_HEADER, item.letter.dead_letter_id.encode()))
+            try:
+                sent.append((item, await producer.send(item.letter.topic, whole.value,
+                                                       key=whole.key, headers=headers)))
+            except KafkaError as exc:  # too large even for a redrive: this letter alone
+                summary.refused.append(Refusal(item, f"could not be published: {exc!r}"))
+        results = await asyncio.gather(*(future for _, future in sent),
+                                       return_exceptions=True)
     finally:
         await producer.stop()
-    return len(letters)
+    for (item, _), result in zip(sent, results, strict=True):
+        if isinstance(result, BaseException):
+            summary.refused.append(Refusal(item, f"could not be published: {result!r}"))
+        else:
+            summary.redriven.append(item)
+    return summary
 
 
-async def read_slice(bootstrap: str, topic: str, *, start: Position,
+async def read_slice(bootstrap: str | Kafka, topic: str, *, start: Position,
                      stop: Position | None = None, on_total: Progress = _nothing,
                      on_progress: Progress = _nothing) -> list[bytes]:
     """The values of `topic` between `start` and `stop` (default: its end now), partition by
     partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None)
+    consumer = _kafka(bootstrap).consumer()
     await consumer.start()
     values: list[bytes] = []
     try:

@@ -26,6 +26,9 @@ class Outcome(Contract):
     kind: RemedyKind
     status: ActionStatus
     value: Money
+    restitution: bool = Field(
+        default=False, description="the action gave back money taken by mistake (the "
+        "decision's action is marked restitution), not goodwill")
     completed_at: AwareDatetime
     detail: str = Field(default="", max_length=1000)
     time_to_apology_seconds: float | None = Field(

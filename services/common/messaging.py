@@ -27,6 +27,7 @@ from faststream import AckPolicy
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.security import parse_security
 from faststream.message import StreamMessage
 from faststream.security import (
     BaseSecurity,
@@ -295,6 +296,12 @@ def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
     if settings.kafka_sasl_mechanism == "SCRAM-SHA-256":
         return SASLScram256(user, password, ssl_context=context, use_ssl=tls)
     return SASLScram512(user, password, ssl_context=context, use_ssl=tls)
+
+
+def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The same TLS and SASL as keyword arguments of aiokafka's own clients (the operators'
+    tools read and write topics with those)."""
+    return parse_security(kafka_security(settings))
 
 
 def make_broker(settings: ServiceSettings, registry: CollectorRegistry) -> KafkaBroker:

@@ -71,8 +71,12 @@ class FulfilmentMetrics:
                                ["kind", "result"], registry=registry)
         self.compensation = Counter(
             "amends_compensation_issued_total",
-            "Money equivalent of the remedies carried out, in the currency's units",
-            ["kind", "currency"], registry=registry)
+            "Money equivalent of the goodwill remedies carried out, in the currency's units "
+            "(restitution apart)", ["kind", "currency"], registry=registry)
+        self.restitution = Counter(
+            "amends_restitution_issued_total",
+            "Money given back as restitution by refunds carried out, in the currency's units",
+            ["currency"], registry=registry)
         self.time_to_apology = Histogram(
             "amends_time_to_apology_seconds",
             "From the incident's occurrence to the apology being sent",
@@ -718,8 +722,12 @@ class FulfilmentService:
             if record_id in new:
                 self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
                 if outcome.status is ActionStatus.succeeded and outcome.value.amount > 0:
-                    self.metrics.compensation.labels(outcome.kind.value, outcome.value.currency
-                                                     ).inc(float(outcome.value.amount))
+                    amount = float(outcome.value.amount)
+                    if outcome.restitution:
+                        self.metrics.restitution.labels(outcome.value.currency).inc(amount)
+                    else:
+                        self.metrics.compensation.labels(outcome.kind.value,
+                                                         outcome.value.currency).inc(amount)
                 if outcome.time_to_apology_seconds is not None:
                     self.metrics.time_to_apology.observe(outcome.time_to_apology_seconds)
         return new
@@ -735,7 +743,8 @@ class FulfilmentService:
                        incident_id=decision.incident.incident_id,
                        customer_id=decision.incident.customer.id, position=action.position,
                        kind=action.kind, status=status, value=action.value,
-                       completed_at=completed, detail=done.detail[:1000],
+                       restitution=action.restitution, completed_at=completed,
+                       detail=done.detail[:1000],
                        time_to_apology_seconds=latency)
 
 

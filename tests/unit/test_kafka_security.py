@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
+import typer
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from pydantic import SecretStr
 
+from amends.cli_ops import OpsSettings
 from services.common.messaging import kafka_security
 from services.decision.settings import DecisionSettings
 
@@ -40,3 +44,27 @@ def test_sasl_without_credentials_is_refused_clearly() -> None:
 def test_the_password_is_not_in_the_settings_repr() -> None:
     settings = DecisionSettings(kafka_sasl_password=SecretStr("s3cret"))
     assert "s3cret" not in repr(settings)
+
+
+async def test_the_operators_tools_reach_kafka_as_the_services_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "amends",
+                        "KAFKA_SASL_PASSWORD": "s3cret",
+                        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"}.items():
+        monkeypatch.setenv(f"AMENDS_{name}", value)
+    kafka = OpsSettings().kafka
+    clients = [kafka.producer().client,
+               kafka.consumer()._client, kafka.admin()._client]
+    for client in clients:
+        assert client._security_protocol == "SASL_SSL"
+        assert client._sasl_mechanism == "SCRAM-SHA-256"
+        assert client._sasl_plain_username == "amends"
+        assert client._sasl_plain_password == "s3cret"
+        assert isinstance(client._ssl_context, ssl.SSLContext)
+
+
+def test_the_operators_tools_refuse_sasl_without_credentials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMENDS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    with pytest.raises(typer.Exit):
+        _ = OpsSettings().kafka

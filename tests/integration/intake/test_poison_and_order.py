@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from amends.ops import partitions_of
@@ -28,7 +28,13 @@ from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
 from tests.integration.intake.helpers import running_intake
-from tests.kafka_tools import as_json, collect, incident_events, produce
+from tests.kafka_tools import (
+    as_json,
+    collect,
+    incident_events,
+    produce,
+    produce_compressed,
+)
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -40,20 +46,6 @@ KEY = "one-partition"
 def keyed(events: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """The events under one key, so they share a partition, in this order."""
     return [(KEY, value) for _, value in as_json(events)]
-
-
-async def produce_compressed(bootstrap: str, topic: str,
-                             messages: list[tuple[str, bytes]]) -> None:
-    """As an upstream producer with compression sends them: a record of 2 MB fits under the
-    broker's 1 MiB limit once compressed."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip",
-                                max_request_size=8 * 1024 * 1024, enable_idempotence=True)
-    await producer.start()
-    try:
-        for key, value in messages:
-            await (await producer.send(topic, value, key=key.encode()))
-    finally:
-        await producer.stop()
 
 
 async def test_bad_records_are_dead_lettered_while_the_later_ones_on_their_partition_get_apologies(
