@@ -6,7 +6,6 @@ is fixed, and completes; redriving the same letter again changes nothing."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -16,34 +15,15 @@ from amends import ops
 from amends.cli import app as cli
 from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
 from amends.gateway_peer import create_app as gateway_app
-from schemas.common import Money
-from services.decision.domain.policy import parse_policy
-from tests.factories import incident
 from tests.infra import Infra
+from tests.integration.fulfilment_api.refunds import PAID, double_charge, refund_policy
 from tests.kafka_tools import collect, incident_events, produce
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.integration
 
-POLICY = parse_policy("""
-version: redrive-test
-currency: EUR
-values: {point: "0.01"}
-guards: {incident_cap: 100, customer_cap: 100, daily_budget: 1000}
-rules:
-  - id: refund-the-charge
-    when: {type: [double_charge]}
-    grant:
-      - refund: {fixed: 20}
-      - points: 100
-""")
-PAID = Money.of("20.00", "EUR")
+POLICY = refund_policy("redrive-test")
 
-
-def double_charge(customer_id: str, order_id: str) -> dict[str, Any]:
-    return incident("double_charge", customer_id=customer_id, fact=order_id,
-                    charged_amount={"amount": "20.00", "currency": "EUR"},
-                    order_value={"amount": "20.00", "currency": "EUR"})
 
 
 async def test_redriving_a_fulfilment_dead_letter_retries_its_failed_refund(

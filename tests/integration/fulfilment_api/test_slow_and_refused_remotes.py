@@ -19,14 +19,12 @@ from pymongo import AsyncMongoClient
 
 from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
 from amends.gateway_peer import create_app as gateway_app
-from schemas.common import Money
 from schemas.incident import Incident
 from schemas.outcome import ActionStatus
 from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
-from services.decision.domain.policy import parse_policy
 from services.fulfilment.app import create_app as fulfilment_app
 from services.fulfilment.remote import Done, Job, RemoteEffects, new_claim
 from services.fulfilment.service import FulfilmentService
@@ -34,35 +32,19 @@ from services.fulfilment.settings import FulfilmentSettings
 from tests.clock import FakeClock
 from tests.factories import incident
 from tests.infra import Infra
+from tests.integration.fulfilment_api.refunds import PAID, double_charge, refund_policy
 from tests.kafka_tools import collect, incident_events, produce, until_timeout
 from tests.mail import Inbox, body, parsed
 from tests.pipeline import Topics, lifespans, running_pipeline, settings_for
 
 pytestmark = pytest.mark.integration
 
-POLICY = parse_policy("""
-version: slow-and-refused-test
-currency: EUR
-values: {point: "0.01"}
-guards: {incident_cap: 100, customer_cap: 100, daily_budget: 1000}
-rules:
-  - id: refund-the-charge
-    when: {type: [double_charge]}
-    grant:
-      - refund: {fixed: 20}
-      - points: 100
-  - id: sorry-for-the-wait
+POLICY = refund_policy("slow-and-refused-test", """  - id: sorry-for-the-wait
     when: {type: [support_wait_exceeded]}
     grant:
       - points: 50
 """)
-PAID = Money.of("20.00", "EUR")
 
-
-def double_charge(customer_id: str, order_id: str) -> dict[str, Any]:
-    return incident("double_charge", customer_id=customer_id, fact=order_id,
-                    charged_amount={"amount": "20.00", "currency": "EUR"},
-                    order_value={"amount": "20.00", "currency": "EUR"})
 
 
 def waited(customer_id: str) -> dict[str, Any]:
