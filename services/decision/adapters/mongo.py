@@ -1,7 +1,8 @@
 """Decision's MongoDB collections and their indexes.
 
 - `decisions`: one per incident under the deterministic decision id (the outbox of revision
-  0), with the customer's history fields (type, detection, value, refunded), the current
+  0), with the customer's history fields (type, detection, value, refunded, and the order
+  or outage a later stage tops up), the current
   status, and what it books against the budget (`goodwill` on `budget_day`, under
   `reservation`): recorded before it is booked, so a redelivery books what was recorded;
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
