@@ -2,9 +2,9 @@
 
 - `decisions`: one per incident under the deterministic decision id (the outbox of revision
   0), with the customer's history fields (type, detection, value, refunded, and the order
-  or outage a later stage tops up), the current
-  status, and what it books against the budget (`goodwill` on `budget_day`, under
-  `reservation`): recorded before it is booked, so a redelivery books what was recorded;
+  or outage a later stage tops up), the current status, and what it books against the
+  budget (`goodwill` on `budget_day`, under `reservation`): recorded before it is booked,
+  so a redelivery books what was recorded;
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
 - `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
   verdict or a choice final when two people (or a person and the deadline) race;
