@@ -480,9 +480,10 @@ class IntakeService:
         minutes = rules.minutes_between(record["started_at"], record["resolved_at"])
         ids: list[str] = []
         new: list[Incident] = []
+        source = record.get("resolved_source") or "amends/intake"  # recorded by an older intake
         async for part in self.store.outage_incidents(outage_id):
             incidents = rules.outage_resolved_incidents(
-                outage_id, part, minutes, now, source=record.get("resolved_source") or "",
+                outage_id, part, minutes, now, source=source,
                 source_event_id=record.get("resolved_event_id"))
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
