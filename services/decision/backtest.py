@@ -122,6 +122,7 @@ class _Simulation:
                 now,
                 value,
                 order_id=incident.order_id,
+                outage_id=incident.outage_id,
                 refunded=_refunded(items),
                 given=given_by_items(items, bool(draft.options)),
             )
@@ -268,7 +269,7 @@ def find_rules(sending: Sent, generated: _Generated, policies: list[Policy]) -> 
             batch.append((draw, found))
             histories[customer] = history.plus(
                 PastIncident(incident.incident_id, incident.type, incident.detection, now,
-                             order_id=incident.order_id)
+                             order_id=incident.order_id, outage_id=incident.outage_id)
             )
             if len(batch) == _BATCH:
                 sending.send(batch)

@@ -161,10 +161,12 @@ class DecisionService:
         by_id = {decision_id(i.incident_id): i for i in incidents.values()}
         since = now - timedelta(days=self.policy.window_days)
         orders = sorted({i.order_id for i in incidents.values() if i.order_id is not None})
+        outages = sorted({i.outage_id for i in incidents.values()
+                          if i.outage_id is not None and i.order_id is None})
         known, histories = await asyncio.gather(
             self.store.known(list(by_id)),
             self.store.histories(sorted({i.customer.id for i in incidents.values()}), since,
-                                 orders))
+                                 orders, outages))
         fresh = [i for did, i in by_id.items() if did not in known]
         made = await self._decide(fresh, histories, now) if fresh else []
 
@@ -218,7 +220,8 @@ class DecisionService:
             seen[customer] = history.plus(PastIncident(
                 incident_id=incident.incident_id, type=incident.type,
                 detection=incident.detection, decided_at=now, value=goodwill(decision),
-                order_id=incident.order_id, refunded=refunded(decision),
+                order_id=incident.order_id, outage_id=incident.outage_id,
+                refunded=refunded(decision),
                 given=tuple(given_by(decision).items())))
         self._budget_gauges(state.limit.amount, remaining)
         return made

@@ -267,8 +267,11 @@ class IntakeService:
         out.new = [i for _, i in found if i.incident_id in new]
         # Resolutions first: a declaration in the same batch (before or after its resolution)
         # then fans out with the outage's duration, as it would a batch later.
-        for _, resolved in _of(numbered, OutageResolvedEvent):
-            await self._outage_resolved(resolved)
+        # A resolution that comes after the fan-out fans out again, with the duration.
+        for index, resolved in _of(numbered, OutageResolvedEvent):
+            ids, fresh = await self._outage_resolved(resolved, now)
+            out.incident_ids[index].extend(ids)
+            out.new.extend(fresh)
         for index, event in _of(numbered, OutageDeclaredEvent):
             ids, fresh = await self._outage_declared(event, now)
             out.incident_ids[index].extend(ids)
@@ -436,21 +439,59 @@ class IntakeService:
         fields: Doc = {"affected_customers": len(seen)}
         if minutes is not None:
             fields["outage_minutes"] = minutes
+            fields["duration_told"] = True
         await self.store.outage_set(data.outage_id, fields)
         self.metrics.fan_out.observe(len(seen))
         log.info("outage %s: %d affected customers, %d new incidents", data.outage_id,
                  len(seen), len(new))
+        if minutes is None:
+            # Resolved elsewhere (another partition, another instance) during the fan-out:
+            # what that resolution did not see yet is told here.
+            after = await self.store.outage(data.outage_id)
+            if after is not None and after.get("resolved_at") is not None:
+                told, fresh = await self._tell_duration(data.outage_id, after, now)
+                ids.extend(told)
+                new.extend(fresh)
         return ids, new
 
-    async def _outage_resolved(self, event: OutageResolvedEvent) -> None:
+    async def _outage_resolved(self, event: OutageResolvedEvent, now: datetime
+                               ) -> tuple[list[str], list[Incident]]:
+        """Record the resolution; when its customers were told the outage was going on, tell
+        each of them its duration (an incident of the resolved stage: decision tops up)."""
         data = event.data
-        record = await self.store.outage_resolved(data.outage_id, data.resolved_at)
+        record = await self.store.outage_resolved(data.outage_id, {
+            "resolved_at": data.resolved_at, "resolved_source": event.source,
+            "resolved_event_id": event.id})
         started = record.get("started_at")
         if started is None:  # declared later: the declaration fills the duration in
-            return
+            return [], []
         minutes = rules.minutes_between(started, data.resolved_at)
         await self.store.outage_set(data.outage_id, {"outage_minutes": minutes})
         log.info("outage %s resolved after %d minutes", data.outage_id, minutes)
+        if record.get("duration_told"):  # a redelivery, or a fan-out that knew the duration
+            return [], []
+        return await self._tell_duration(data.outage_id, record, now)
+
+    async def _tell_duration(self, outage_id: str, record: Doc, now: datetime
+                             ) -> tuple[list[str], list[Incident]]:
+        """Fan out the resolved stage to the customers whose incidents of the outage had no
+        duration, a chunk at a time, publishing each chunk in bulk; idempotent (the stage's
+        ids are deterministic)."""
+        minutes = rules.minutes_between(record["started_at"], record["resolved_at"])
+        ids: list[str] = []
+        new: list[Incident] = []
+        source = record.get("resolved_source") or "amends/intake"  # recorded by an older intake
+        async for part in self.store.outage_incidents(outage_id):
+            incidents = rules.outage_resolved_incidents(
+                outage_id, part, minutes, now, source=source,
+                source_event_id=record.get("resolved_event_id"))
+            created = await self.publish(incidents)
+            ids.extend(i.incident_id for i in incidents)
+            new.extend(i for i in incidents if i.incident_id in created)
+        await self.store.outage_set(outage_id, {"duration_told": True})
+        log.info("outage %s: %d customers told it lasted %d minutes", outage_id, len(ids),
+                 minutes)
+        return ids, new
 
     # --- scheduled checks ----------------------------------------------------------------
 

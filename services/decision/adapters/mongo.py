@@ -1,9 +1,10 @@
 """Decision's MongoDB collections and their indexes.
 
 - `decisions`: one per incident under the deterministic decision id (the outbox of revision
-  0), with the customer's history fields (type, detection, value, refunded), the current
-  status, and what it books against the budget (`goodwill` on `budget_day`, under
-  `reservation`): recorded before it is booked, so a redelivery books what was recorded;
+  0), with the customer's history fields (type, detection, value, refunded, and the order
+  or outage a later stage tops up), the current status, and what it books against the
+  budget (`goodwill` on `budget_day`, under `reservation`): recorded before it is booked,
+  so a redelivery books what was recorded;
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
 - `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
   verdict or a choice final when two people (or a person and the deadline) race;
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -72,7 +74,7 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
     doc: Doc = {
         "_id": decision.decision_id, "incident_id": incident.incident_id,
         "customer_id": incident.customer.id, "order_id": incident.order_id,
-        "type": incident.type.value,
+        "outage_id": incident.outage_id, "type": incident.type.value,
         "detection": incident.detection.value, "status": decision.status.value,
         "revision": decision.revision, "decided_at": decision.decided_at,
         "value": format(decision.total_value.amount, "f"),
@@ -86,6 +88,15 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
     if decision.offer is not None:
         doc["deadline"] = decision.offer.deadline
     return doc
+
+
+def _outage_unknown(doc: Doc) -> bool:
+    """Whether a history document predates the outage's id beside it (an outage's stage)."""
+    return (doc["type"] == _OUTAGE and "outage_id" not in doc
+            and doc.get("order_id") is None)
+
+
+_OUTAGE = IncidentType.service_outage.value
 
 
 class DecisionStore:
@@ -127,30 +138,48 @@ class DecisionStore:
         return await self.db["decisions"].find_one({"_id": decision_id})
 
     async def histories(self, customers: Sequence[str], since: datetime,
-                        orders: Sequence[str] = ()) -> dict[str, CustomerHistory]:
-        """Each customer's decided incidents since `since`, and those of `orders` however
-        old (refunds for an order are bounded for good), in one query for the customers seen
-        before (marking each customer seen). `value` is the goodwill granted."""
+                        orders: Sequence[str] = (), outages: Sequence[str] = ()
+                        ) -> dict[str, CustomerHistory]:
+        """Each customer's decided incidents since `since`, and those of `orders` and
+        `outages` however old (refunds for an order are bounded for good; a later stage of a
+        failure is topped up whenever it comes), in one query for the customers seen before
+        (marking each customer seen). `value` is the goodwill granted."""
         new = await insert_new(self.customers_decided, [{"_id": c} for c in customers])
         found: dict[str, list[PastIncident]] = {c: [] for c in customers if c not in new}
         if not found:
             return {c: CustomerHistory() for c in customers}
-        when: Doc = {"decided_at": {"$gt": since}}
+        either: list[Doc] = [{"decided_at": {"$gt": since}}]
         if orders:
-            when = {"$or": [when, {"order_id": {"$in": list(orders)}}]}
+            either.append({"order_id": {"$in": list(orders)}})
+        if outages:
+            either.append({"outage_id": {"$in": list(outages)}})
+        when: Doc = either[0] if len(either) == 1 else {"$or": either}
         cursor = self.db["decisions"].find(
             {"customer_id": {"$in": list(found)}, **when},
             {"customer_id": 1, "incident_id": 1, "type": 1, "detection": 1, "decided_at": 1,
-             "value": 1, "goodwill": 1, "order_id": 1, "refunded": 1, "given": 1})
-        async for doc in cursor:
+             "value": 1, "goodwill": 1, "order_id": 1, "outage_id": 1, "refunded": 1,
+             "given": 1})
+        docs = [doc async for doc in cursor]
+        older = await self._outages_of([doc["_id"] for doc in docs if _outage_unknown(doc)])
+        for doc in docs:
             found[doc["customer_id"]].append(PastIncident(
                 incident_id=doc["incident_id"], type=IncidentType(doc["type"]),
                 detection=Detection(doc["detection"]), decided_at=doc["decided_at"],
                 value=Decimal(str(doc.get("goodwill", doc["value"]))),
                 order_id=doc.get("order_id"), given=given_of(doc.get("given")),
-                refunded=Decimal(doc.get("refunded", "0"))))
+                refunded=Decimal(doc.get("refunded", "0")),
+                outage_id=doc.get("outage_id", older.get(doc["_id"]))))
         return {c: CustomerHistory(tuple(sorted(found.get(c, ()), key=lambda i: i.decided_at)))
                 for c in customers}
+
+    async def _outages_of(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """The outage of each of these decisions, from the decisions themselves: those
+        recorded before decisions kept their outage's id beside them."""
+        if not ids:
+            return {}
+        return {doc["_id"]: json.loads(doc["decision"])["incident"].get("outage_id")
+                async for doc in self.db["decisions"].find({"_id": {"$in": list(ids)}},
+                                                           {"decision": 1})}
 
     async def held(self, limit: int) -> list[Doc]:
         cursor = self.db["decisions"].find({"status": "held"}).sort(

@@ -651,7 +651,7 @@ def _evaluate(
 ) -> Evaluation:
     policy = plan.policy
     facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
-                           order_id=incident.order_id)
+                           order_id=incident.order_id, outage_id=incident.outage_id)
     draft = _apply_rules(plan, incident, facts, trace, applying)
     before = earlier(history, incident)
     if before is not None:  # a later stage of the same failure: only the difference
@@ -723,7 +723,7 @@ def applying_rules(
     found before the earlier decisions are settled (a backtest does it in another process)."""
     plan = compiled(policy)
     facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
-                           order_id=incident.order_id)
+                           order_id=incident.order_id, outage_id=incident.outage_id)
     return tuple(_applying(plan.rules[incident.type], incident, facts))
 
 
@@ -869,8 +869,10 @@ def decide(
 def _topped_up(incident: Incident, before: Earlier | None) -> str:
     if before is None:
         return ""
+    failure = (f"order {incident.order_id}" if incident.order_id is not None
+               else f"outage {incident.outage_id}")
     return (
-        f" This adds to what we gave before for order {incident.order_id}: what the policy "
+        f" This adds to what we gave before for {failure}: what the policy "
         f"grants now, less what {len(before.decision_ids)} earlier "
         f"decision{'s' if len(before.decision_ids) > 1 else ''} gave."
     )

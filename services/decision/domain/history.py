@@ -3,7 +3,7 @@ conditions and of the per-customer cap."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -12,6 +12,16 @@ from schemas.incident import Detection, IncidentType
 ZERO = Decimal(0)
 _PROACTIVE = Detection.proactive
 _DOUBLE_CHARGE = IncidentType.double_charge
+
+
+def failure_of(order_id: str | None, outage_id: str | None) -> str | None:
+    """The one failure an incident is part of, whatever its stages: its order's, else its
+    outage's (an outage is one failure for each customer it reached)."""
+    if order_id is not None:
+        return f"order:{order_id}"
+    if outage_id is not None:
+        return f"outage:{outage_id}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +34,12 @@ class PastIncident:
     order_id: str | None = None  # one order is one failure, whatever its incidents
     given: tuple[tuple[str, Decimal], ...] = ()  # what it granted, by measure (`topup.py`)
     refunded: Decimal = ZERO  # refunds granted (or that its open offer or review may grant)
+    outage_id: str | None = None  # one outage is one failure, however many stages
+    # `failure_of` the two, computed once: the window facts read it for every past incident.
+    failure: str | None = field(init=False, default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failure", failure_of(self.order_id, self.outage_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,35 +81,37 @@ class WindowFacts:
         window_days: int,
         *,
         order_id: str | None = None,
+        outage_id: str | None = None,
     ) -> WindowFacts:
-        """One order is one failure: the earlier incidents of the order `order_id` (the
-        current incident's) are not counted, and the others of one order count once; what
-        they were granted still counts in full."""
+        """One failure (an order, an outage) is one failure: the earlier incidents of the
+        current incident's failure are not counted, and the others of one failure count
+        once; what they were granted still counts in full."""
         if not history.incidents:
             return _NOTHING
         window = _WINDOWS.get(window_days)
         if window is None:
             window = _WINDOWS[window_days] = timedelta(days=window_days)
         since = now - window
+        current = failure_of(order_id, outage_id)
         incidents = same_type = claims = 0
         compensation = ZERO
-        orders: set[str] = set()
-        typed_orders: set[str] = set()
+        failures: set[str] = set()
+        typed_failures: set[str] = set()
         for past in history.incidents:
             if past.incident_id == incident_id or not since < past.decided_at <= now:
                 continue
             compensation += past.value
             claims += past.detection is not _PROACTIVE
-            order = past.order_id
-            if order is not None:
-                if order == order_id:
+            failure = past.failure
+            if failure is not None:
+                if failure == current:
                     continue
-                if past.type is incident_type and order not in typed_orders:
-                    typed_orders.add(order)
+                if past.type is incident_type and failure not in typed_failures:
+                    typed_failures.add(failure)
                     same_type += 1
-                if order in orders:
+                if failure in failures:
                     continue
-                orders.add(order)
+                failures.add(failure)
                 incidents += 1
                 continue
             incidents += 1

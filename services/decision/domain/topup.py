@@ -1,8 +1,9 @@
-"""Top-ups: one order is one failure. When the same failure of an order is decided again for
-a worse stage (a delay that reached a worse band, a delivery that arrived later than the last
-check knew), the customer gets what the worse stage grants minus what the earlier decisions
-for that order and failure gave — per measure of each remedy kind — never a second full
-grant. Pure: the engine calls it between its rules and its caps.
+"""Top-ups: one order is one failure, and so is one outage for each customer it reached. When
+the same failure is decided again for a worse stage (a delay that reached a worse band, a
+delivery that arrived later than the last check knew, an outage resolved after its customers
+were told it was going on), the customer gets what the worse stage grants minus what the
+earlier decisions for that order (or outage) and failure gave — per measure of each remedy
+kind — never a second full grant. Pure: the engine calls it between its rules and its caps.
 
 Measures: points, free-delivery orders, the amount of amount vouchers, the amount refunded,
 priority-support days add up and are subtracted; a percent voucher, a replacement, a gift, an
@@ -19,7 +20,7 @@ from decimal import Decimal
 
 from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
 from schemas.incident import Incident
-from services.decision.domain.history import ZERO, CustomerHistory
+from services.decision.domain.history import ZERO, CustomerHistory, failure_of
 from services.decision.domain.ids import decision_id
 from services.decision.domain.remedies import Item
 
@@ -90,21 +91,23 @@ def _add(given: dict[str, Decimal], actions: Iterable[Action]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Earlier:
-    """The earlier decisions for the same order and failure, and what they gave together."""
+    """The earlier decisions for the same order (or outage) and failure, and what they gave
+    together."""
 
     decision_ids: tuple[str, ...]
     given: Mapping[str, Decimal]
 
 
 def earlier(history: CustomerHistory, incident: Incident) -> Earlier | None:
-    """What was decided before for the failure `incident` is a later stage of."""
-    order = incident.order_id
-    if order is None or not history.incidents:
+    """What was decided before for the failure `incident` is a later stage of: the same
+    order's, or for an incident of no order the same outage's."""
+    failure = failure_of(incident.order_id, incident.outage_id)
+    if failure is None or not history.incidents:
         return None
     ids: list[str] = []
     given: dict[str, Decimal] = {}
     for past in history.incidents:
-        if (past.order_id != order or past.type is not incident.type
+        if (past.failure != failure or past.type is not incident.type
                 or past.incident_id == incident.incident_id):
             continue
         ids.append(decision_id(past.incident_id))

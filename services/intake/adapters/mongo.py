@@ -13,7 +13,8 @@
   captures in one order and judges each the same way; `order_totals`: each order's total,
   from its order.placed, read only for orders captured more than once;
 - `customers_seen`: one entry per customer and hour seen, for outages declared as a segment;
-- `outages`: one record per outage, with its duration once resolved;
+- `outages`: one record per outage, with its duration once resolved, and whether its
+  customers were told it (`duration_told`);
 - `received`: events accepted over HTTP, by source and event id (webhook retries), and the
   claims (`claim:<receipt>`) of the instance processing one.
 
@@ -33,6 +34,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas.common import CustomerSnapshot, Money
+from schemas.incident import Incident
 from services.common.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
 from services.common.outbox import MongoOutbox
 from services.intake.domain.detection import (
@@ -254,14 +256,32 @@ class IntakeStore:
         doc = await self.outages.find_one({"_id": outage_id})
         return doc or {"_id": outage_id, **fields}
 
-    async def outage_resolved(self, outage_id: str, resolved_at: datetime) -> Doc:
-        await self.outages.update_one({"_id": outage_id},
-                                      {"$set": {"resolved_at": resolved_at}}, upsert=True)
+    async def outage_resolved(self, outage_id: str, fields: Doc) -> Doc:
+        """Record the resolution (`resolved_at`, and the event that told it); returns the
+        outage."""
+        await self.outages.update_one({"_id": outage_id}, {"$set": fields}, upsert=True)
         doc = await self.outages.find_one({"_id": outage_id})
-        return doc or {"_id": outage_id, "resolved_at": resolved_at}
+        return doc or {"_id": outage_id, **fields}
 
     async def outage_set(self, outage_id: str, fields: Doc) -> None:
         await self.outages.update_one({"_id": outage_id}, {"$set": fields})
+
+    async def outage(self, outage_id: str) -> Doc | None:
+        return await self.outages.find_one({"_id": outage_id})
+
+    async def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
+        """The incidents raised for an outage, a chunk at a time. One read of what grows,
+        for a rare event: an outage resolved after its customers were told of it."""
+        chunk: list[Incident] = []
+        cursor = self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
+                                           batch_size=self.chunk)
+        async for doc in cursor:
+            chunk.append(Incident.model_validate_json(doc["incident"]))
+            if len(chunk) >= self.chunk:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     # --- events received over HTTP -------------------------------------------------------
 

@@ -419,6 +419,30 @@ def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSna
     ) for customer in unique]
 
 
+def outage_resolved_incidents(outage_id: str, told: Sequence[Incident], minutes: int,
+                              now: datetime, *, source: str, source_event_id: str | None
+                              ) -> list[Incident]:
+    """The resolved stage of an outage: for each customer an earlier incident of the outage
+    told it was going on (no duration), one incident with its duration, under an id of its
+    own (the same for every redelivery), so that decision tops up what was given."""
+    out: dict[str, Incident] = {}
+    for first in told:
+        if (first.outage_id != outage_id or first.outage_minutes is not None
+                or first.type is not IncidentType.service_outage):
+            continue
+        customer = first.customer.id
+        out.setdefault(customer, first.model_copy(update={
+            "incident_id": resolved_outage_id(outage_id, customer),
+            "detected_at": now, "source": source, "source_event_id": source_event_id,
+            "outage_minutes": minutes,
+            "summary": f"{first.summary}, resolved after {minutes} minutes"[:500]}))
+    return list(out.values())
+
+
+def resolved_outage_id(outage_id: str, customer_id: str) -> str:
+    return incident_id(IncidentType.service_outage, outage_id, customer_id, "resolved")
+
+
 # --- reported directly ----------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
 
 from amends.ops import partitions_of
 from schemas.upstream import upstream_event_adapter
@@ -23,6 +24,7 @@ from services.common.messaging import (
     make_broker,
     subscribe_batches,
 )
+from services.common.mongo import Doc
 from services.common.settings import ServiceSettings
 from tests import factories as f
 from tests.clock import FakeClock
@@ -207,3 +209,59 @@ async def test_an_outage_declared_and_resolved_in_one_batch_has_its_duration(
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(hours=2))) as it:
         [incident] = (await it.service.process([declared, resolved])).new
     assert incident.outage_minutes == 75
+
+
+async def test_an_outage_resolved_after_its_fan_out_tops_each_customer_up_to_its_duration(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+    """The usual order: declared and fanned out at once (going on: 100 points), resolved 75
+    minutes later in a later batch, then that resolution redelivered. Each customer ends
+    with the 300 points 75 minutes grant, as 100 and a top-up of 200, in two messages; the
+    second says how long it lasted and that it adds to what was given."""
+    customers = [f"{suffix}-c{n}" for n in range(3)]
+    declared = f.outage_declared(f"{suffix}-o", at=T0, customers=customers)
+    resolved = f.outage_resolved(f"{suffix}-o", at=T0 + timedelta(minutes=75))
+    clock = FakeClock(T0 + timedelta(minutes=1))
+    async with running_pipeline(infra, suffix, clock=clock) as pipeline:
+        bootstrap, topics = infra.kafka_bootstrap, pipeline.topics
+        messages = mongo[pipeline.db("fulfilment")]["messages"]
+
+        async def sent(n: int) -> None:
+            for _ in range(900):
+                if await messages.count_documents({}) >= n:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"fewer than {n} messages sent")
+
+        await produce(bootstrap, topics.outages, as_json([declared]))
+        await sent(3)
+        clock.now = T0 + timedelta(minutes=76)
+        await produce(bootstrap, topics.outages, as_json([resolved]))
+        await sent(6)
+        await produce(bootstrap, topics.outages, as_json([resolved]))  # redelivered
+        decisions = await collect(bootstrap, topics.decisions, lambda seen: len(seen) >= 6,
+                                  timeout_s=90, settle_s=3)
+        await asyncio.sleep(1.0)  # a seventh message would be recorded by now
+        texts = [m["text"] async for m in messages.find({}).sort("created_at", 1)]
+        by_customer: dict[str, list[str]] = {}
+        async for m in messages.find({}):
+            by_customer.setdefault(m["customer_id"], []).append(m["text"])
+        credits = await mongo[pipeline.db("fulfilment")]["points_ledger"].find({}).to_list()
+
+    assert len(decisions) == 6
+    assert len(texts) == 6
+    for customer in customers:
+        ongoing, top_up = sorted(
+            (d for d in decisions if d["data"]["incident"]["customer"]["id"] == customer),
+            key=lambda d: d["data"]["incident"]["outage_minutes"] or 0)
+        assert [points(ongoing), points(top_up)] == [100, 200]
+        ongoing, top_up = ongoing["data"], top_up["data"]
+        assert ongoing["incident"]["outage_minutes"] is None
+        assert top_up["incident"]["outage_minutes"] == 75
+        assert top_up["top_up_of"] == [ongoing["decision_id"]]
+        assert "repeat-failure" not in [r["rule_id"] for r in top_up["rules"] if r["matched"]]
+        assert sum(c["points"] for c in credits if c["customer_id"] == customer) == 300
+        first, second = sorted(by_customer[customer], key=lambda t: "On top of" in t)
+        assert "has been unavailable" in first
+        assert "it lasted 75\u00a0minutes" in second
+        assert "On top of what we gave you before, you now also get:\n- 200\u00a0loyalty" in (
+            second)

@@ -1,5 +1,5 @@
-"""One order is one failure: a worse stage of the same failure is topped up by the difference,
-never granted in full again and never counted as a repeat failure."""
+"""One order is one failure, and so is one outage: a worse stage of the same failure is topped
+up by the difference, never granted in full again and never counted as a repeat failure."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.decision import Choice, Decision, DecisionStatus, RemedyKind
-from schemas.incident import Incident, IncidentType, incident_id
+from schemas.incident import Detection, Incident, IncidentType, incident_id
 from services.decision.domain.engine import decide
-from services.decision.domain.history import CustomerHistory, PastIncident
+from services.decision.domain.history import CustomerHistory, PastIncident, WindowFacts
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.domain.topup import given_by
 from tests.factories import incident
@@ -39,7 +39,7 @@ def delay(minutes: int, band: str, order: str = "o-1", **fields: Any) -> Inciden
 def past(decision: Decision, at: datetime) -> PastIncident:
     i = decision.incident
     return PastIncident(i.incident_id, i.type, i.detection, at, decision.total_value.amount,
-                        i.order_id, tuple(given_by(decision).items()))
+                        i.order_id, tuple(given_by(decision).items()), outage_id=i.outage_id)
 
 
 def remedies(decision: Decision) -> dict[str, Any]:
@@ -178,3 +178,99 @@ def test_an_offer_chosen_counts_what_was_chosen_and_is_not_made_again(policy: Po
                    NOW + timedelta(days=2))
     assert later.offer is None
     assert remedies(later) == {}
+
+
+# --- one outage is one failure ---------------------------------------------------------------
+
+
+def outage(minutes: int | None, stage: str, outage_id: str = "out-1", **fields: Any
+           ) -> Incident:
+    body = incident("service_outage", order_id=None, outage_id=outage_id,
+                    outage_minutes=minutes, **fields)
+    body["incident_id"] = incident_id(IncidentType.service_outage, outage_id, "c-1", stage)
+    return Incident.model_validate(body)
+
+
+def outage_stages(policy: Policy, *steps: Incident) -> list[Decision]:
+    history = CustomerHistory()
+    made = []
+    for n, stage in enumerate(steps):
+        at = NOW + timedelta(minutes=75 * n)
+        decision = decide(stage, history, policy, at)
+        made.append(decision)
+        history = history.plus(past(decision, at))
+    return made
+
+
+def test_an_outage_resolved_after_its_fan_out_is_topped_up_to_what_its_duration_grants(
+        policy: Policy) -> None:
+    ongoing, resolved = outage_stages(policy, outage(None, "declared"),
+                                      outage(75, "resolved"))
+    fresh = decide(outage(75, "fresh", outage_id="out-fresh"), CustomerHistory(), policy, NOW)
+    assert remedies(ongoing) == {"points": 100}
+    assert remedies(fresh) == {"points": 300}
+    assert remedies(resolved) == {"points": 200}
+    assert resolved.top_up_of == [ongoing.decision_id]
+    assert ongoing.top_up_of == []
+    assert "repeat-failure" not in resolved.explanation
+    assert "adds to what we gave before for outage out-1" in resolved.explanation
+
+
+def test_an_outage_over_four_hours_adds_its_voucher_and_the_points_not_yet_given(
+        policy: Policy) -> None:
+    _, resolved = outage_stages(policy, outage(None, "declared"), outage(300, "resolved"))
+    assert remedies(resolved) == {"voucher": Decimal("5.00"), "points": 200}
+
+
+def test_a_short_outage_resolved_later_adds_nothing_and_takes_nothing_back(
+        policy: Policy) -> None:
+    ongoing, resolved = outage_stages(policy, outage(None, "declared"), outage(10, "resolved"))
+    assert remedies(ongoing) == remedies(
+        decide(outage(10, "fresh", outage_id="out-fresh"), CustomerHistory(), policy, NOW))
+    assert remedies(resolved) == {}
+    assert resolved.top_up_of == [ongoing.decision_id]
+    assert resolved.total_value.amount == 0
+
+
+def test_another_outage_is_a_repeat_failure_the_same_outage_is_not(policy: Policy) -> None:
+    first = decide(outage(None, "declared"), CustomerHistory(), policy, NOW)
+    history = CustomerHistory((past(first, NOW),))
+    later = NOW + timedelta(minutes=75)
+    same = decide(outage(75, "resolved"), history, policy, later)
+    other = decide(outage(75, "declared", outage_id="out-2"), history, policy, later)
+    assert "repeat-failure" not in same.explanation
+    assert "repeat-failure" in other.explanation
+    assert other.top_up_of == []
+    assert remedies(other) == {"points": 600, "free_delivery": 1}
+
+
+def test_the_stages_of_one_outage_count_once_in_the_window_facts() -> None:
+    stages_ = [PastIncident(f"i-{stage}", IncidentType.service_outage, Detection.proactive,
+                            NOW - timedelta(hours=1), Decimal(1), outage_id="out-1")
+               for stage in ("declared", "resolved")]
+    history = CustomerHistory((*stages_, PastIncident(
+        "i-other", IncidentType.service_outage, Detection.proactive, NOW - timedelta(hours=1),
+        outage_id="out-2")))
+    facts = WindowFacts.of(history, "i-now", IncidentType.service_outage, NOW, 30)
+    assert (facts.incidents, facts.same_type, facts.compensation) == (2, 2, Decimal(2))
+    # A stage of out-1 itself: its earlier stages are the same failure, not a repeat.
+    own = WindowFacts.of(history, "i-now", IncidentType.service_outage, NOW, 30,
+                         outage_id="out-1")
+    assert (own.incidents, own.same_type, own.compensation) == (1, 1, Decimal(2))
+
+
+def test_an_outage_and_an_order_of_the_same_name_are_different_failures(
+        policy: Policy) -> None:
+    first = decide(outage(None, "declared", outage_id="o-1"), CustomerHistory(), policy, NOW)
+    later = decide(delay(95, "late_30m"), CustomerHistory((past(first, NOW),)), policy,
+                   NOW + timedelta(minutes=5))
+    assert later.top_up_of == []
+    assert "repeat-failure" in later.explanation
+
+
+def test_a_backtest_tops_up_the_stages_of_one_outage_as_production_does(
+        policy: Policy) -> None:
+    from services.decision.backtest import backtest
+
+    [tally] = backtest([outage(None, "declared"), outage(75, "resolved")], [policy])
+    assert tally.remedy_value == {"points": Decimal("3.00")}

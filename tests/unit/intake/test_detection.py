@@ -270,6 +270,33 @@ def test_an_outage_is_one_incident_per_customer() -> None:
     assert done[0].outage_minutes == 42
 
 
+def test_an_outage_resolved_after_its_fan_out_tells_each_customer_told_of_it_its_duration(
+        ) -> None:
+    event = parse(f.outage_declared("out-1", at=T0, customers=["a", "b"]))
+    ongoing = rules.outage_incidents(event, event.data.affected_customers, T0)
+    knew = rules.outage_incidents(event, event.data.affected_customers[:1], T0, 30)
+    elsewhere = parse(f.outage_declared("out-2", at=T0, customers=["c"]))
+    other = rules.outage_incidents(elsewhere, elsewhere.data.affected_customers, T0)
+    later = T0 + minutes(80)
+    told = rules.outage_resolved_incidents("out-1", [*ongoing, *knew, *ongoing, *other], 75,
+                                           later, source="status", source_event_id="e-r")
+    assert [i.customer.id for i in told] == ["a", "b"]
+    assert [i.incident_id for i in told] == [rules.resolved_outage_id("out-1", c)
+                                             for c in ("a", "b")]
+    assert not {i.incident_id for i in told} & {i.incident_id for i in ongoing}
+    first = ongoing[0]
+    assert told[0].model_dump(exclude={"incident_id", "detected_at", "source",
+                                       "source_event_id", "outage_minutes", "summary"}) == (
+        first.model_dump(exclude={"incident_id", "detected_at", "source", "source_event_id",
+                                  "outage_minutes", "summary"}))
+    assert (told[0].outage_minutes, told[0].detected_at, told[0].source,
+            told[0].source_event_id) == (75, later, "status", "e-r")
+    assert "resolved after 75 minutes" in told[0].summary
+    # A redelivery builds the same incidents; the stage told already adds no third one.
+    assert rules.outage_resolved_incidents("out-1", [*ongoing, *told], 75, later,
+                                           source="status", source_event_id="e-r") == told
+
+
 def test_a_reported_item_problem_is_the_same_incident_as_the_detected_one() -> None:
     detected = rules.item_reported(parse(f.item_reported("c", "o-1", at=T0)), T0)
     report = IncidentReport.model_validate({
