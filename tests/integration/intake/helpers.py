@@ -44,6 +44,9 @@ def intake_settings(infra: Infra, topics: Topics, db: str, **overrides: Any) -> 
         "payments_topic": topics.payments, "outages_topic": topics.outages,
         "incidents_topic": topics.incidents, "delivery_grace_minutes": 10,
         "hmac_secrets": SECRETS, "sources": SOURCES, "max_body_bytes": 64 * 1024,
+        # A group of the test's own: in the service's group it would share partitions with
+        # every other session's intake (and a running demo's), rebalancing at each start.
+        "consumer_group": db,
         **overrides})
 
 
