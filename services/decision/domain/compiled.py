@@ -356,10 +356,18 @@ class Trigger:
     reason: str  # with its id
 
 
-def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal) -> str:
-    """The words of a cap that cut something (`compensation`: granted before in the window)."""
+def cap_detail(
+    cap: str, policy: Policy, compensation: Decimal, limit: Decimal, *, granted: Decimal = ZERO
+) -> str:
+    """The words of a cap that cut something (`compensation`: granted before in the window;
+    `granted`: by the earlier stages of the same failure, which the incident cap counts)."""
     guards, currency = policy.guards, policy.currency
     if cap == "incident":
+        if granted > 0:
+            return (
+                f"at most {guards.incident_cap} {currency} per incident, "
+                f"{granted} {currency} granted before for the same failure"
+            )
         return f"at most {guards.incident_cap} {currency} per incident"
     if cap == "customer":
         return (

@@ -13,8 +13,9 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 3. The first applying rule with an `offer` makes the decision an offer: its options are
    valued, and the decision waits for the customer's choice (or the default at the
    deadline); the remedies outside the offer are carried out at once.
-4. Caps on goodwill, in order: the per-incident cap, the customer's room under the
-   per-customer cap for the window, and the day's remaining budget. When the goodwill is
+4. Caps on goodwill, in order: the per-incident cap (for a later stage of a failure, what the
+   earlier stages left of it: the cap bounds the whole failure), the customer's room under
+   the per-customer cap for the window, and the day's remaining budget. When the goodwill is
    worth more than a cap, the cut follows `cut_order`: refunds, points and amount vouchers
    are reduced, the other remedies dropped whole, until the total fits. Options of an offer
    are cut against what the remedies outside it leave. The apology and restitution (refunds
@@ -123,6 +124,7 @@ class Draft:
     cuts: list[Cut]
     notes: list[str]
     applied: list[str]  # the rules that matched, in order
+    granted: Decimal = ZERO  # goodwill the earlier stages of the same failure granted
 
 
 # --- rules -----------------------------------------------------------------------------
@@ -496,14 +498,18 @@ def _cut_whole(items: list[Item], plan: CompiledPolicy) -> tuple[list[Item], Dec
     return kept, cut
 
 
-def _cap_applied(plan: CompiledPolicy, facts: WindowFacts, cut: Cut) -> CapApplied:
+def _cap_applied(
+    plan: CompiledPolicy, facts: WindowFacts, cut: Cut, granted: Decimal = ZERO
+) -> CapApplied:
+    """`granted`: the goodwill the earlier stages of the same failure gave."""
     currency = plan.policy.currency
     known = plan.caps.get(cut.cap)
     if known is not None and known[0] is cut.limit:  # the incident cap, or no budget left
         limit, detail = known[1], known[2]
     else:
         limit = money(cut.limit, currency)
-        detail = cap_detail(cut.cap, plan.policy, facts.compensation, cut.limit)
+        detail = cap_detail(cut.cap, plan.policy, facts.compensation, cut.limit,
+                            granted=granted)
     return built(
         CapApplied,
         cap=cut.cap,
@@ -517,11 +523,16 @@ def _apply_caps(
     draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None
 ) -> Decimal:
     """Cut the draft's goodwill to the caps, in order; returns what is left of it (the
-    remedies outside an offer and its dearest option). Restitution is never cut."""
+    remedies outside an offer and its dearest option). Restitution is never cut. The
+    incident cap bounds the whole failure: a later stage gets what its earlier stages
+    (`draft.granted`) left of it, never less than nothing."""
     guards = plan.policy.guards
     value = goodwill(draft.base) + _dearest(draft.options)
-    if value > guards.incident_cap:
-        value = _cut(draft, plan, "incident", guards.incident_cap)
+    limit = guards.incident_cap  # itself, when nothing was granted: its words are kept
+    if draft.granted > 0:
+        limit = max(ZERO, limit - draft.granted)
+    if value > limit:
+        value = _cut(draft, plan, "incident", limit)
     limit = max(ZERO, guards.customer_cap - facts.compensation)
     if value > limit:
         value = _cut(draft, plan, "customer", limit)
@@ -626,7 +637,8 @@ class Evaluation(NamedTuple):
     @property
     def caps(self) -> list[CapApplied]:
         """What the caps cut, as a decision records it."""
-        return [_cap_applied(self.plan, self.facts, cut) for cut in self.draft.cuts]
+        granted = self.draft.granted
+        return [_cap_applied(self.plan, self.facts, cut, granted) for cut in self.draft.cuts]
 
     @property
     def status(self) -> DecisionStatus:
@@ -659,6 +671,7 @@ def _evaluate(
                                            policy.values.point, plan.cent)
         if not draft.options:
             draft.offer_rule = None
+        draft.granted = before.goodwill  # the incident cap counts it
     owed, refunds = ZERO, _refunds(draft)
     if refunds:
         _within_captured(draft, incident, history, policy.currency)

@@ -91,11 +91,13 @@ def _add(given: dict[str, Decimal], actions: Iterable[Action]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Earlier:
-    """The earlier decisions for the same order (or outage) and failure, and what they gave
-    together."""
+    """The earlier decisions for the same order (or outage) and failure, what they gave
+    together by measure, and the goodwill they granted in all (their `PastIncident.value`),
+    which the incident cap counts: it bounds the whole failure, not each stage."""
 
     decision_ids: tuple[str, ...]
     given: Mapping[str, Decimal]
+    goodwill: Decimal = ZERO
 
 
 def earlier(history: CustomerHistory, incident: Incident) -> Earlier | None:
@@ -106,11 +108,13 @@ def earlier(history: CustomerHistory, incident: Incident) -> Earlier | None:
         return None
     ids: list[str] = []
     given: dict[str, Decimal] = {}
+    goodwill = ZERO
     for past in history.incidents:
         if (past.failure != failure or past.type is not incident.type
                 or past.incident_id == incident.incident_id):
             continue
         ids.append(decision_id(past.incident_id))
+        goodwill += past.value
         for key, value in past.given:
             if key == "voucher_percent":
                 given[key] = max(given.get(key, ZERO), value)
@@ -118,7 +122,7 @@ def earlier(history: CustomerHistory, incident: Incident) -> Earlier | None:
                 given[key] = Decimal(1)
             else:
                 given[key] = given.get(key, ZERO) + value
-    return Earlier(tuple(ids), given) if ids else None
+    return Earlier(tuple(ids), given, goodwill) if ids else None
 
 
 def top_up(base: list[Item], options: list[tuple[str, list[Item]]],
