@@ -38,3 +38,20 @@ async def mongo(infra: Infra) -> AsyncIterator[AsyncMongoClient[Doc]]:
 def inbox() -> Iterator[tuple[Inbox, int]]:
     """A real SMTP server (aiosmtpd) for the test: what it accepted, and its port."""
     yield from smtp_server()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _tasks_on_sigusr1() -> AsyncIterator[None]:
+    """`kill -USR1 <pytest>` prints every asyncio task's stack: what a hung test awaits."""
+    import asyncio
+    import signal
+    import sys
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+    yield
+    loop.remove_signal_handler(signal.SIGUSR1)

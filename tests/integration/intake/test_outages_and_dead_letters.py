@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot
-from schemas.upstream import upstream_event_adapter
+from schemas.upstream import UpstreamEvent, upstream_event_adapter
 from services.common.mongo import Doc
 from tests import factories as f
 from tests.clock import FakeClock
@@ -182,13 +182,18 @@ async def test_contact_details_never_reach_the_logs_or_the_metrics(
         assert secret not in metrics
 
 
+def outage_of_75_minutes(suffix: str, customers: list[str]) -> tuple[UpstreamEvent, ...]:
+    """An outage declared at T0 for `customers`, and its resolution 75 minutes later."""
+    return (upstream_event_adapter.validate_python(
+                f.outage_declared(f"{suffix}-out", at=T0, customers=customers)),
+            upstream_event_adapter.validate_python(
+                f.outage_resolved(f"{suffix}-out", at=T0 + timedelta(minutes=75))))
+
+
 async def test_an_outage_resolved_after_its_fan_out_is_told_once_whatever_is_redelivered(
         infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
     customers = [f"{suffix}-{n}" for n in range(3)]
-    declared = upstream_event_adapter.validate_python(
-        f.outage_declared(f"{suffix}-out", at=T0, customers=customers))
-    resolved = upstream_event_adapter.validate_python(
-        f.outage_resolved(f"{suffix}-out", at=T0 + timedelta(minutes=75)))
+    declared, resolved = outage_of_75_minutes(suffix, customers)
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(minutes=80))
                               ) as intake:
         service, db = intake.service, intake.db(mongo)
@@ -218,10 +223,7 @@ async def test_a_resolution_recorded_during_the_fan_out_is_told_by_the_fan_out(
     """Another instance records the resolution while the declaration fans out (its events
     on another partition): it finds no incident to tell yet, so the fan-out tells them."""
     customers = [f"{suffix}-{n}" for n in range(2)]
-    declared = upstream_event_adapter.validate_python(
-        f.outage_declared(f"{suffix}-out", at=T0, customers=customers))
-    resolved = upstream_event_adapter.validate_python(
-        f.outage_resolved(f"{suffix}-out", at=T0 + timedelta(minutes=75)))
+    declared, resolved = outage_of_75_minutes(suffix, customers)
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(minutes=80))
                               ) as intake:
         service = intake.service
