@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from schemas import topics
+from schemas.audit import AuditRecorded
 from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
 from schemas.incident import IncidentDetected
@@ -22,6 +23,7 @@ CONTRACTS: dict[str, Any] = {
     "outcome-recorded": OutcomeRecorded,
     "message-deadlettered": MessageDeadLettered,
     "task-created": TaskCreated,
+    "audit-recorded": AuditRecorded,
 }
 
 # default topic -> the contract name of what travels on it
@@ -35,6 +37,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.OUTCOMES: "outcome-recorded",
     topics.TASKS: "task-created",
     topics.DEADLETTER: "message-deadlettered",
+    topics.AUDIT: "audit-recorded",
 }
 
 

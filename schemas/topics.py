@@ -9,5 +9,7 @@ DECISIONS = "amends.decisions.v1"
 OUTCOMES = "amends.outcomes.v1"
 TASKS = "amends.tasks.v1"
 DEADLETTER = "amends.deadletter.v1"
+AUDIT = "amends.audit.v1"
+ERASURES = "amends.erasures.v1"
 
 DEFAULT_PARTITIONS = 6

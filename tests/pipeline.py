@@ -18,6 +18,7 @@ from services.fulfilment.app import create_app as fulfilment_app
 from services.fulfilment.settings import FulfilmentSettings
 from services.intake.app import create_app as intake_app
 from services.intake.settings import IntakeSettings
+from tests import auth
 from tests.infra import Infra
 from tests.kafka_tools import collect
 
@@ -33,12 +34,13 @@ class Topics:
     outcomes: str
     tasks: str
     deadletter: str
+    audit: str
 
     @classmethod
     def unique(cls, suffix: str) -> Topics:
         return cls(*(f"{name}.{suffix}" for name in (
             "orders", "support", "payments", "outages", "incidents", "decisions", "outcomes",
-            "tasks", "deadletter")))
+            "tasks", "deadletter", "audit")))
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
         IntakeSettings, DecisionSettings, FulfilmentSettings]:
     common: dict[str, Any] = {
         "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
-        "deadletter_topic": topics.deadletter, "batch_timeout_ms": 20}
+        "deadletter_topic": topics.deadletter, "audit_topic": topics.audit,
+        "batch_timeout_ms": 20} | auth.settings()
     return (
         IntakeSettings(**common, consumer_group=f"{prefix}_intake", mongo_db=f"{prefix}_intake",
                        orders_topic=topics.orders,

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -16,8 +17,10 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.access import Authenticator, install_problem_handler
 from services.common.clock import Clock, system_clock
 from services.common.http import ops_router
+from services.common.links import CustomerLinks
 from services.common.messaging import (
     BatchHandler,
     ConsumerMetrics,
@@ -46,6 +49,8 @@ class Runtime:
     dead_letters: DeadLetters
     consumer_metrics: ConsumerMetrics
     owns_mongo: bool
+    access: Authenticator
+    links: CustomerLinks
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -68,6 +73,9 @@ class Runtime:
                                      publisher, clock, registry),
             consumer_metrics=ConsumerMetrics(registry),
             owns_mongo=mongo is None,
+            access=Authenticator(settings.auth),
+            links=CustomerLinks(settings.customer_link_keys, settings.customer_link_kid,
+                                timedelta(days=settings.customer_link_ttl_days)),
         )
 
     def consume(self, topics: Sequence[str], handle: BatchHandler, *, name: str) -> None:
@@ -139,6 +147,7 @@ class Runtime:
                     await self.mongo.close()
 
         app = FastAPI(title=title, version=version, lifespan=lifespan)
+        install_problem_handler(app)
         app.include_router(ops_router(self.registry, {"kafka": self._ping_broker,
                                                       "mongodb": self._ping_mongo}))
         app.state.runtime = self

@@ -14,6 +14,7 @@ from pydantic_settings import (
 )
 
 from schemas import topics
+from services.common.access import ApiKey, AuthSettings
 
 
 class ServiceSettings(BaseSettings):
@@ -42,6 +43,7 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = topics.DEFAULT_PARTITIONS
     topic_replication: int = Field(default=1, ge=1)
     deadletter_topic: str = topics.DEADLETTER
+    audit_topic: str = topics.AUDIT
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
     max_poll_interval_ms: int = Field(
@@ -53,6 +55,30 @@ class ServiceSettings(BaseSettings):
         "before the record is dead-lettered (processing_failed); an unreachable database "
         "or broker is retried without limit instead")
     log_level: str = "INFO"
+    auth_jwt_key: SecretStr | None = Field(
+        default=None, repr=False, description="verifies operator JWTs: an HMAC secret, or "
+        "the issuer's PEM public key (use auth_jwks_url for an OIDC issuer)")
+    auth_jwks_url: str | None = Field(
+        default=None, description="the OIDC issuer's JWKS URL; keys are cached and fetched "
+        "again for an unknown key id")
+    auth_issuer: str | None = Field(default=None, description="the `iss` a JWT must carry")
+    auth_audience: str | None = Field(default=None, description="the `aud` a JWT must carry")
+    auth_roles_claim: str = Field(default="roles", description="the claim with the roles "
+                                  "(a dotted path reaches nested claims)")
+    auth_tenant_claim: str = "tenant"
+    auth_subject_claim: str = "sub"
+    auth_api_keys: list[ApiKey] = Field(default_factory=list, repr=False,
+                                        description="API keys for scripts, by SHA-256")
+    auth_api_keys_file: Path | None = Field(default=None,
+                                            description="a JSON list of more API keys")
+    auth_default_tenant: str = Field(default="default",
+                                     description="the tenant of records that name none")
+    customer_link_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, repr=False, description="key id -> HMAC key for customer "
+        "links; every listed key verifies")
+    customer_link_kid: str | None = Field(
+        default=None, description="the key id that signs new links (default: the greatest)")
+    customer_link_ttl_days: int = Field(default=30, ge=1, le=365)
     consumer_group: str | None = Field(
         default=None, description="the Kafka consumer group (default: the service's name); "
         "give each environment sharing a cluster its own")
@@ -68,6 +94,15 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         shared = EnvSettingsSource(settings_cls, env_prefix="AMENDS_")
         return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+    @property
+    def auth(self) -> AuthSettings:
+        return AuthSettings(
+            jwt_key=self.auth_jwt_key, jwks_url=self.auth_jwks_url, issuer=self.auth_issuer,
+            audience=self.auth_audience, roles_claim=self.auth_roles_claim,
+            tenant_claim=self.auth_tenant_claim, subject_claim=self.auth_subject_claim,
+            api_keys=self.auth_api_keys, api_keys_file=self.auth_api_keys_file,
+            default_tenant=self.auth_default_tenant)
 
     @property
     def group_id(self) -> str:
