@@ -3,10 +3,7 @@ broker and database): generated requests, signed or not, never get a server erro
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +11,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
@@ -22,6 +18,7 @@ from services.intake.app import create_app
 from tests.infra import Infra, new_suffix
 from tests.integration.intake.helpers import intake_settings, signed
 from tests.pipeline import Topics
+from tests.servers import served
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +28,6 @@ schema = schemathesis.openapi.from_path(OPENAPI)
 
 @pytest.fixture(scope="module")
 def base_url(infra: Infra) -> Iterator[str]:
-    """Intake served by uvicorn in a thread of its own (its own event loop), so that the
-    synchronous schemathesis calls do not block it."""
     suffix = new_suffix()
     app = create_app(intake_settings(infra, Topics.unique(suffix),
                                      f"amends_test_{suffix}_intake",
@@ -41,25 +36,8 @@ def base_url(infra: Infra) -> Iterator[str]:
                                                        "rate_per_second": 10_000,
                                                        "burst": 10_000}}),
                      sweep=False)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None,
-                                           access_log=False))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "intake stopped before it started"
-        assert time.monotonic() < deadline, "intake did not start within 60 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with served(app, "intake") as url:
+        yield url
 
 
 @schema.parametrize()
