@@ -1,12 +1,8 @@
-"""Print intake's OpenAPI document. Regenerate the committed copy with
-`.venv/bin/python -m services.intake.openapi > docs/api/intake.openapi.json`.
-
-The committed copy is checked against this output by tests/unit/intake/test_openapi.py."""
+"""Intake's OpenAPI document as served with the default settings; `python -m
+services.openapi` writes it (with the other services') to docs/api/."""
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from services.intake.app import create_app
@@ -19,11 +15,3 @@ def document() -> dict[str, Any]:
     app = create_app(IntakeSettings(hmac_secrets={}, sources={}, max_batch_events=batch))
     spec: dict[str, Any] = app.openapi()
     return spec
-
-
-def render() -> str:
-    return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -104,14 +103,3 @@ def test_a_source_policy_names_known_types_and_tenants() -> None:
     assert SourcePolicy().allows_tenant(None)
     assert SourcePolicy(tenants=["*"]).allows_tenant("any")
     assert SourcePolicy(event_types=["*"]).allows_type("outage.declared")
-
-
-def test_the_committed_openapi_document_is_current() -> None:
-    from services.intake.openapi import render
-
-    committed = Path(__file__).resolve().parents[3] / "docs" / "api" / "intake.openapi.json"
-    assert committed.exists(), "generate it: python -m services.intake.openapi > " + str(
-        committed)
-    assert committed.read_text() == render(), (
-        "docs/api/intake.openapi.json is stale: regenerate it with "
-        "`.venv/bin/python -m services.intake.openapi > docs/api/intake.openapi.json`")
