@@ -418,8 +418,9 @@ def dev_credentials(settings: StackSettings) -> DevCredentials:
     link_key = _secret_file(settings.run_dir / "customer-link-key",
                             lambda: secrets.token_urlsafe(32))
     keys_file = settings.run_dir / "api-keys.json"
-    known = [ApiKey(name=DEV_KEY_NAME, sha256=key_digest(api_key), roles=[Role.admin],
-                    tenant="*").model_dump(mode="json")]
+    dev = ApiKey(name=DEV_KEY_NAME, sha256=key_digest(api_key), roles=[Role.admin],
+                 tenant="*")
+    known = [{**dev.model_dump(mode="json"), "roles": [r.name for r in dev.roles]}]
     keys_file.write_text(json.dumps(known, indent=2) + "\n")
     keys_file.chmod(0o600)
     return DevCredentials(api_key, key_file, keys_file, {DEV_LINK_KID: link_key})
