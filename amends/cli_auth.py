@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from services.common.access import Role
+from services.common.access import EVERY_TENANT, Role
 
 console = Console(width=None if Console().is_terminal else 140)
 
@@ -107,7 +107,7 @@ def _role(value: Any) -> Role | None:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -161,11 +161,16 @@ class Operator:
         roles = frozenset(r for r in (_role(v) for v in me.get("roles", [])) if r is not None)
         return Identity(str(me["subject"]), roles, str(me["tenant"]), str(me.get("via", "")))
 
-    def require(self, role: Role) -> Identity:
-        """The caller, when they hold `role` or higher; else a plain refusal and exit 1."""
+    def require(self, role: Role, *, every_tenant: bool = False) -> Identity:
+        """The caller, when they hold `role` or higher (and act for every tenant, where the
+        records at hand belong to any tenant); else a plain refusal and exit 1."""
         me = self.whoami()
         if me.role is None or me.role < role:
             held = me.role.name if me.role else "none"
             raise _fail(f"forbidden (check role): this needs the role {role.name} or higher; "
                         f"{me.subject} has {held}")
+        if every_tenant and me.tenant != EVERY_TENANT:
+            raise _fail(f"forbidden (check tenant): topics hold every tenant's records, so "
+                        f"this needs an operator of every tenant (*); {me.subject} acts for "
+                        f"tenant {me.tenant}")
         return me

@@ -1,9 +1,12 @@
 """`amends replay`, `amends dlq ...` and `amends audit`: the operators' tools for topics.
 
 They reach Kafka with the services' TLS/SASL settings, and act as the operator their
-credentials name (`amends.cli_auth`, checked with decision's `GET /v1/whoami`): reading dead
-letters and the audit trail needs the role viewer; a redrive or a replay republishes into the
-pipeline, so it needs admin, and each one is recorded on the audit topic.
+credentials name (`amends.cli_auth`, checked with decision's `GET /v1/whoami`). Topics hold
+every tenant's records, so the topic tools need an operator of every tenant: listing dead
+letters needs the role viewer, showing one (its payload has the customer's contact details)
+support, and a redrive or a replay, which republish into the pipeline, admin; each redrive
+and replay is recorded on the audit topic. `amends audit` needs viewer and shows an
+operator of one tenant that tenant's entries.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def replay(
     """Re-publish a slice of a topic, keys and headers kept (safe: everything is idempotent).
     Needs the role admin (viewer for a dry run); recorded on the audit topic."""
     settings = OpsSettings()
-    me = Operator().require(Role.viewer if dry_run else Role.admin)
+    me = Operator().require(Role.viewer if dry_run else Role.admin, every_tenant=True)
     start = _position(from_, "--from")
     assert start is not None
     stop = _position(to, "--to")
@@ -149,7 +152,7 @@ def dlq_list(
 ) -> None:
     """Dead letters by service and reason, then the newest ones (role viewer)."""
     settings = OpsSettings()
-    Operator().require(Role.viewer)
+    Operator().require(Role.viewer, every_tenant=True)
     letters, redriven = asyncio.run(_letters_and_redrives(settings))
     chosen = _select(letters, service, reason)
     counts = Counter((i.letter.service, i.letter.reason.value) for i in chosen)
@@ -176,9 +179,9 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(dead_letter_id: Annotated[str, typer.Argument(help="the dead letter's id")]) -> None:
     """One dead letter: where it came from, why it failed, and its original payload (role
-    viewer)."""
+    support: the payload holds the customer's contact details)."""
     settings = OpsSettings()
-    Operator().require(Role.viewer)
+    Operator().require(Role.support, every_tenant=True)
     letters, redriven = asyncio.run(_letters_and_redrives(settings))
     found = next((i for i in letters if i.letter.dead_letter_id == dead_letter_id), None)
     if found is None:
@@ -219,7 +222,7 @@ def dlq_redrive(
     if not ids and service is None and reason is None:
         raise typer.BadParameter("name dead letter ids, or select with --service/--reason")
     settings = OpsSettings()
-    me = Operator().require(Role.viewer if dry_run else Role.admin)
+    me = Operator().require(Role.viewer if dry_run else Role.admin, every_tenant=True)
     letters, redriven = asyncio.run(_letters_and_redrives(settings))
     chosen = _select(letters, service, reason)
     if ids:

@@ -110,15 +110,33 @@ def test_a_viewer_reads_but_may_not_redrive_or_replay(peers: Peers, tmp_path: Pa
     viewer = _key(Role.viewer)
     assert _run(peers, tmp_path, "dlq", "list", token=viewer).exit_code == 0
     assert _run(peers, tmp_path, "audit", token=viewer).exit_code == 0
-    for command in (("dlq", "redrive", "x"),
-                    ("replay", "--topic", peers.topics.orders, "--from", "earliest")):
+    for command, role in ((("dlq", "redrive", "x"), Role.admin),
+                          (("replay", "--topic", peers.topics.orders, "--from", "earliest"),
+                           Role.admin),
+                          (("dlq", "show", "x"), Role.support)):
         refused = _run(peers, tmp_path, *command, token=viewer)
         assert refused.exit_code == 1, refused.output
-        assert (f"forbidden (check role): this needs the role admin or higher; "
+        assert (f"forbidden (check role): this needs the role {role.name} or higher; "
                 f"{auth.subject(Role.viewer)} has viewer") in refused.output
+    # A support agent may see a payload (there is no such letter here).
+    shown = _run(peers, tmp_path, "dlq", "show", "x", token=_key(Role.support))
+    assert shown.exit_code == 1, shown.output
+    assert "no dead letter 'x'" in shown.output
     dry = _run(peers, tmp_path, "replay", "--topic", peers.topics.decisions, "--from",
                "earliest", "--dry-run", token=viewer)
     assert dry.exit_code == 0, dry.output
+
+
+@pytest.mark.parametrize("command", [("dlq", "list"), ("dlq", "show", "x"),
+                                     ("dlq", "redrive", "x"),
+                                     ("replay", "--topic", "t", "--from", "earliest")],
+                         ids=" ".join)
+def test_the_topic_tools_need_an_operator_of_every_tenant(
+        peers: Peers, tmp_path: Path, command: tuple[str, ...]) -> None:
+    refused = _run(peers, tmp_path, *command, token=_key(Role.admin, "shop-a"))
+    assert refused.exit_code == 1, refused.output
+    assert "forbidden (check tenant)" in refused.output
+    assert f"{auth.subject(Role.admin, 'shop-a')} acts for tenant shop-a" in refused.output
 
 
 def test_the_config_file_is_used_only_when_private(peers: Peers, tmp_path: Path) -> None:
