@@ -33,12 +33,17 @@ def list_held(limit: Annotated[int, typer.Option(help="at most this many")] = 10
     """Decisions held for review, oldest first."""
     held = _call("GET", f"/v1/review?limit={limit}")
     table = Table(title=f"{len(held)} decision(s) held for review", title_justify="left")
-    for column in ("decision", "customer", "incident", "value", "why held", "decided"):
+    for column in ("decision", "customer", "incident", "value", "why held", "approved",
+                   "decided"):
         table.add_column(column, overflow="fold")
     for item in held:
+        approvals = item.get("approvals") or []
+        # Four eyes: who approved so far, of how many approvals it needs.
+        approved = f"{len(approvals)}/{item.get('approvals_needed', 1)}" + (
+            f" ({', '.join(approvals)})" if approvals else "")
         table.add_row(item["decision_id"], item["customer_id"], item["incident_type"],
                       f"{item['value']} {item['currency']}", item["review_reason"] or "-",
-                      item["decided_at"])
+                      approved, item["decided_at"])
     console.print(table)
 
 

@@ -27,8 +27,9 @@ from services.fulfilment.app import create_app as fulfilment_app
 from tests import auth
 from tests.infra import Infra, new_suffix
 from tests.kafka_tools import collect, produce
+from tests.operator_api import decision_api
 from tests.pipeline import Topics, settings_for
-from tests.served import decision_api, served
+from tests.servers import served
 
 pytestmark = pytest.mark.integration
 

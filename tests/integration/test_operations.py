@@ -20,8 +20,8 @@ from tests import auth
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce, until_timeout
+from tests.operator_api import decision_api
 from tests.pipeline import Pipeline, decided_and_done, running_pipeline
-from tests.served import decision_api
 
 pytestmark = pytest.mark.integration
 

@@ -1,48 +1,19 @@
-"""A service's real app served by uvicorn on a free local port, in a thread of its own, for
-tests that call it over HTTP as an operator's tools do."""
+"""Decision's API served over HTTP for tests of the operators' tools: the CLI checks the
+caller's credentials with its `GET /v1/whoami`."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 
 from services.common.access import Principal, Role, operator
 from services.decision.app import create_app as decision_app
 from tests.infra import Infra, new_suffix
 from tests.pipeline import Topics, settings_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def served(app: FastAPI, *, timeout_s: float = 60.0) -> Iterator[str]:
-    """The app's base URL while the block runs; its lifespan runs as in production."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
-                                           log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, name="served-app", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the app did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+from tests.servers import served
 
 
 def with_whoami(app: FastAPI) -> FastAPI:
@@ -69,5 +40,5 @@ def decision_api(infra: Infra) -> Iterator[str]:
     keys) served over HTTP: what the CLI checks credentials against."""
     suffix = new_suffix()
     _, settings, _ = settings_for(infra, Topics.unique(suffix), f"amends_test_{suffix}")
-    with served(with_whoami(decision_app(settings))) as url:
+    with served(with_whoami(decision_app(settings)), "decision") as url:
         yield url
