@@ -18,16 +18,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from amends import ops
+from amends import ops, stack
 from amends.cli import app as cli
 from schemas.audit import AuditAction
 from schemas.deadletter import DeadLetter, DeadLetterReason, MessageDeadLettered
 from services.common.access import Role
+from services.decision.app import create_app as decision_app
+from services.decision.settings import DecisionSettings
 from services.fulfilment.app import create_app as fulfilment_app
 from tests import auth
 from tests.infra import Infra, new_suffix
 from tests.kafka_tools import collect, produce
-from tests.operator_api import decision_api
+from tests.operator_api import decision_api, with_whoami
 from tests.pipeline import Topics, settings_for
 from tests.servers import served
 
@@ -233,3 +235,34 @@ async def test_a_redrive_and_a_replay_each_leave_one_audit_entry(
     assert "replay" in table.output
     entries = await ops.read_audit(peers.infra.kafka_bootstrap, peers.topics.audit)
     assert [e.action for e in entries] == [AuditAction.redrive, AuditAction.replay]
+
+
+def test_the_cli_uses_the_local_stacks_dev_key_on_a_service_it_started(
+        infra: Infra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision configured as `amends stack up --services` starts it, and the CLI with no
+    credentials of its own: `amends whoami` and `amends review list` (the demo's hint) work
+    as the stack's dev operator."""
+    state = tmp_path / "stack"
+    env = stack.service_env(stack.StackSettings(state_dir=state), {})
+    for name in ("AMENDS_HTTP_HOST", "AMENDS_AUTH_API_KEYS_FILE", "AMENDS_CUSTOMER_LINK_KEYS",
+                 "AMENDS_CUSTOMER_LINK_KID"):
+        monkeypatch.setenv(name, env[name])
+    suffix = new_suffix()
+    topics = Topics.unique(suffix)
+    settings = DecisionSettings(
+        kafka_bootstrap=infra.kafka_bootstrap, mongo_url=infra.mongo_url,
+        mongo_db=f"amends_test_{suffix}_decision", consumer_group=f"amends_test_{suffix}",
+        incidents_topic=topics.incidents, decisions_topic=topics.decisions,
+        outcomes_topic=topics.outcomes, deadletter_topic=topics.deadletter,
+        audit_topic=topics.audit)
+    assert settings.auth_api_keys == []  # the dev key's digest comes from the file alone
+    cli_env = {"AMENDS_TOKEN": None, "AMENDS_CONFIG": str(tmp_path / "none.toml"),
+               "AMENDS_STACK_STATE_DIR": str(state)}
+    with served(with_whoami(decision_app(settings)), "decision") as url:
+        cli_env["AMENDS_DECISION_URL"] = url
+        me = CliRunner().invoke(cli, ["whoami"], env=cli_env)
+        assert me.exit_code == 0, me.output
+        assert f"{stack.DEV_KEY_NAME}: admin in tenant *" in me.output
+        assert "the local stack's dev key" in me.output
+        held = CliRunner().invoke(cli, ["review", "list"], env=cli_env)
+        assert held.exit_code == 0, held.output
