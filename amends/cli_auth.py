@@ -10,6 +10,7 @@ key (written by `amends stack up`). The services' URLs come from the environment
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import tomllib
@@ -25,6 +26,7 @@ from rich.markup import escape
 from services.common.access import EVERY_TENANT, Role
 
 console = Console(width=None if Console().is_terminal else 140)
+errors = Console(stderr=True)  # warnings stay out of output meant for pipes (--json)
 
 DEFAULT_CONFIG = Path("~/.config/amends/config.toml")
 DEFAULT_URLS = {"decision": "http://127.0.0.1:8002", "fulfilment": "http://127.0.0.1:8003"}
@@ -79,9 +81,20 @@ def load() -> Credentials:
     if token := str(config.get("token") or "").strip():
         return Credentials(token, str(config_path), urls)
     dev = dev_key_file()
-    if dev.exists():
+    # The dev key is for the local stack's services only: never sent to another host.
+    if dev.exists() and all(_loopback(url) for url in urls.values()):
         return Credentials(dev.read_text().strip(), f"the local stack's dev key ({dev})", urls)
     return Credentials(None, "nowhere", urls)
+
+
+def _loopback(url: str) -> bool:
+    host = httpx.URL(url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,10 @@ class Operator:
                         f"`token = \"...\"` to {_config_path()} (mode 600), or start the "
                         "local stack (`amends stack up`) for its dev key")
         url = f"{self.credentials.urls[service].rstrip('/')}{path}"
+        if httpx.URL(url).scheme != "https" and not _loopback(url):
+            errors.print(f"[yellow]warning:[/yellow] sending credentials to {escape(url)} "
+                         "without TLS; use https:// for a service on another host",
+                         highlight=False, soft_wrap=True)
         try:
             response = httpx.request(method, url, json=body, timeout=15,
                                      headers={"Authorization": f"Bearer {token}"})

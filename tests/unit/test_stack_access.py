@@ -110,3 +110,29 @@ def test_the_cli_falls_back_to_the_dev_key(settings: stack.StackSettings,
     shown = CliRunner().invoke(cli, ["stack", "token"])
     assert shown.exit_code == 0, shown.output
     assert shown.output == f"{dev.api_key}\n"
+
+
+def test_the_dev_key_is_never_sent_to_another_host(settings: stack.StackSettings,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    monkeypatch.delenv("AMENDS_TOKEN", raising=False)
+    monkeypatch.setenv("AMENDS_CONFIG", str(tmp_path / "none.toml"))
+    stack.dev_credentials(settings)
+    for local in ("http://127.0.0.1:8002", "http://localhost:8002", "http://[::1]:8002"):
+        monkeypatch.setenv("AMENDS_DECISION_URL", local)
+        assert cli_auth.load().token is not None, local
+    monkeypatch.setenv("AMENDS_DECISION_URL", "https://amends-decision.example.com")
+    assert cli_auth.load().token is None
+    refused = CliRunner().invoke(cli, ["review", "list"])
+    assert refused.exit_code == 1
+    assert "no credentials" in refused.output
+
+
+def test_a_token_sent_without_tls_to_another_host_is_warned_about(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMENDS_TOKEN", "amk_" + "x" * 43)
+    monkeypatch.setenv("AMENDS_DECISION_URL", "http://amends-decision.invalid:8002")
+    result = CliRunner().invoke(cli, ["review", "list"])
+    assert result.exit_code == 1
+    assert ("warning: sending credentials to http://amends-decision.invalid:8002/v1/review"
+            "?limit=100 without TLS") in result.output
