@@ -1,7 +1,8 @@
 # One image for the three services. The entrypoint is `python -m`, so the argument names the
 # module to run:
 #   docker build -t amends .
-#   docker run amends services.intake        # or services.decision, services.fulfilment
+#   docker run -e AMENDS_HTTP_HOST=0.0.0.0 -p 127.0.0.1:8001:8001 amends services.intake
+#                                   # or services.decision, services.fulfilment
 #   docker run --entrypoint amends amends --help   # the operator CLI (replay, dlq, case, ...)
 #
 # requirements.txt pins the development tools too; it is used here only as a constraints
@@ -45,11 +46,12 @@ RUN groupadd --system --gid 10001 amends \
 COPY --from=build /opt/amends /opt/amends
 COPY deploy/policy /etc/amends/policy
 
-# The settings classes read AMENDS_*; listening on every interface is what a container needs.
+# The settings classes read AMENDS_*. The services listen on 127.0.0.1 unless told where:
+# the chart and the compose file set AMENDS_HTTP_HOST (e.g. 0.0.0.0 behind a NetworkPolicy);
+# `docker run -e AMENDS_HTTP_HOST=0.0.0.0 -p 127.0.0.1:8001:8001 amends services.intake`.
 ENV PATH=/opt/amends/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    AMENDS_HTTP_HOST=0.0.0.0 \
     AMENDS_DECISION_POLICY_PATH=/etc/amends/policy/default.yaml
 
 WORKDIR /opt/amends

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amends import cli_bench, cli_case, cli_ops, cli_policy, cli_review, stack
+from amends.cli_auth import Operator
 
 app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
                   add_completion=False)
@@ -20,6 +21,7 @@ app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
 app.command()(cli_ops.replay)
+app.command()(cli_ops.audit)
 app.command()(cli_case.case)
 app.command("bench")(cli_bench.run_bench)
 # Piped output (CI, `make demo | tee`) gets a width that fits the tables.
@@ -56,6 +58,27 @@ def stack_up(
     for name, what in result.items():
         console.print(f"{name}: {what}")
     console.print(_status_table())
+    _dev_key_hint(stack.dev_credentials(stack.StackSettings()))
+
+
+def _dev_key_hint(dev: stack.DevCredentials) -> None:
+    console.print(
+        f"Operator access: the local stack's dev API key (admin, every tenant) is in "
+        f"{dev.api_key_file} (mode 600). The amends commands use it when nothing else is "
+        "set; for curl or another shell:\n"
+        "  [bold]export AMENDS_TOKEN=$(amends stack token)[/bold]\n"
+        "  [bold]curl -H \"Authorization: Bearer $AMENDS_TOKEN\" "
+        "localhost:8002/v1/whoami[/bold]", highlight=False)
+
+
+@stack_app.command("token")
+def stack_token() -> None:
+    """Print the local stack's dev API key (made by `amends stack up`)."""
+    path = stack.dev_key_path(stack.StackSettings())
+    if not path.exists():
+        console.print("[red]error:[/red] no dev key yet: run `amends stack up` first")
+        raise typer.Exit(1)
+    print(path.read_text().strip())  # bare, for $(amends stack token)
 
 
 @stack_app.command("down")
@@ -69,6 +92,16 @@ def stack_down() -> None:
 def stack_status() -> None:
     """Show what runs, its pid, and whether it answers."""
     console.print(_status_table())
+
+
+@app.command()
+def whoami() -> None:
+    """Who the services take you for: the subject, roles and tenant of your credentials."""
+    operator = Operator()
+    me = operator.whoami()
+    console.print(f"{me.subject}: {', '.join(r.name for r in sorted(me.roles)) or 'no role'} "
+                  f"in tenant {me.tenant} (by {me.via}, credentials from "
+                  f"{operator.credentials.source})", highlight=False)
 
 
 @app.command()
@@ -105,7 +138,9 @@ def demo() -> None:
         "Look further: [bold]amends case CUSTOMER[/bold] (e.g. "
         f"{rows[3].customer}), [bold]amends review list[/bold], "
         "[bold]curl localhost:8001/metrics[/bold] (intake; decision 8002, fulfilment 8003), "
-        f"logs under {settings.run_dir}.\nStop everything: [bold]make down[/bold] "
+        f"logs under {settings.run_dir}.\nThe amends commands act as the local stack's dev "
+        "operator (admin); [bold]export AMENDS_TOKEN=$(amends stack token)[/bold] for curl."
+        "\nStop everything: [bold]make down[/bold] "
         "(or [bold]amends stack down[/bold]); the data is kept for the next start.")
     if apologised != len(let_down) or len(let_down) != len(SCENARIO) - len(FINE):
         raise typer.Exit(1)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
-import httpx
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from amends.cli_auth import Operator
+
 console = Console(width=None if Console().is_terminal else 140)
-
-
-class CaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
-
-    fulfilment_url: str = "http://127.0.0.1:8003"
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:
@@ -30,14 +25,7 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) ->
 
 def case(customer: Annotated[str, typer.Argument(help="the customer's id")]) -> None:
     """Show a customer's incidents, decisions, actions, points, vouchers and messages."""
-    url = f"{CaseSettings().fulfilment_url}/v1/customers/{customer}/case"
-    try:
-        response = httpx.get(url, timeout=10)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/red] could not read {url}: {exc}")
-        raise typer.Exit(1) from None
-    data = response.json()
+    data = Operator().call("fulfilment", "GET", f"/v1/customers/{quote(customer, safe='')}/case")
     console.print(f"[bold]{customer}[/bold]: {data['points_balance']} points")
     console.print(_table("incidents", ("incident", "type", "detection", "occurred", "summary"), [
         (i["incident_id"], i["type"], i["detection"], i["occurred_at"], i["summary"])

@@ -1,10 +1,23 @@
-"""`amends replay` and `amends dlq ...`: the operators' tools for topics."""
+"""`amends replay`, `amends dlq ...` and `amends audit`: the operators' tools for topics.
+
+They reach Kafka with the services' TLS/SASL settings, and act as the operator their
+credentials name (`amends.cli_auth`, checked with decision's `GET /v1/whoami`). Topics hold
+every tenant's records, so the topic tools need an operator of every tenant: listing dead
+letters needs the role viewer, showing one (its payload has the customer's contact details)
+support, and a redrive or a replay, which republish into the pipeline, admin; each redrive
+and replay is recorded on the audit topic. `amends audit` needs viewer and shows an
+operator of one tenant that tenant's entries.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socket
 from collections import Counter
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 import typer
@@ -16,6 +29,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from amends import ops
+from amends.cli_auth import Identity, Operator
+from schemas.audit import AuditAction, AuditEntry
+from schemas.common import deterministic_id
+from services.common.access import Role
 from services.common.messaging import kafka_client_options
 from services.common.settings import ServiceSettings
 
@@ -62,9 +79,12 @@ def replay(
                     ] = None,
     dry_run: Annotated[bool, typer.Option(help="count what would be replayed")] = False,
     rate: Annotated[float | None, typer.Option(help="at most N messages per second")] = None,
+    reason: Annotated[str, typer.Option(help="why, for the audit trail")] = "",
 ) -> None:
-    """Re-publish a slice of a topic, keys and headers kept (safe: everything is idempotent)."""
+    """Re-publish a slice of a topic, keys and headers kept (safe: everything is idempotent).
+    Needs the role admin (viewer for a dry run); recorded on the audit topic."""
     settings = OpsSettings()
+    me = Operator().require(Role.viewer if dry_run else Role.admin, every_tenant=True)
     start = _position(from_, "--from")
     assert start is not None
     stop = _position(to, "--to")
@@ -92,6 +112,14 @@ def replay(
     verb = "would publish" if dry_run else "published"
     console.print(f"{verb} {summary.matched if dry_run else summary.published} messages in "
                   f"{summary.seconds:.1f}s")
+    if not dry_run:
+        slice_ = (f"{topic} from {from_} to {to or 'its end'}"
+                  + (f" into {into}" if into else "")
+                  + (f", customer {customer}" if customer else "")
+                  + (f", type {type_}" if type_ else ""))
+        _audit(settings, me, AuditAction.replay, slice_, customer_id=customer, reason=reason,
+               before={"scanned": summary.scanned, "matched": summary.matched},
+               after={"published": summary.published, "into": summary.into})
 
 
 async def _letters_and_redrives(settings: OpsSettings) -> tuple[list[ops.Letter], set[str]]:
@@ -122,8 +150,9 @@ def dlq_list(
     reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
     limit: Annotated[int, typer.Option(help="rows to show (newest)")] = 50,
 ) -> None:
-    """Dead letters by service and reason, then the newest ones."""
+    """Dead letters by service and reason, then the newest ones (role viewer)."""
     settings = OpsSettings()
+    Operator().require(Role.viewer, every_tenant=True)
     letters, redriven = asyncio.run(_letters_and_redrives(settings))
     chosen = _select(letters, service, reason)
     counts = Counter((i.letter.service, i.letter.reason.value) for i in chosen)
@@ -149,8 +178,10 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(dead_letter_id: Annotated[str, typer.Argument(help="the dead letter's id")]) -> None:
-    """One dead letter: where it came from, why it failed, and its original payload."""
+    """One dead letter: where it came from, why it failed, and its original payload (role
+    support: the payload holds the customer's contact details)."""
     settings = OpsSettings()
+    Operator().require(Role.support, every_tenant=True)
     letters, redriven = asyncio.run(_letters_and_redrives(settings))
     found = next((i for i in letters if i.letter.dead_letter_id == dead_letter_id), None)
     if found is None:
@@ -184,11 +215,14 @@ def dlq_redrive(
     reason: Annotated[str | None, typer.Option(help="all with this reason")] = None,
     again: Annotated[bool, typer.Option(help="include ones redriven before")] = False,
     dry_run: Annotated[bool, typer.Option(help="say what would be redriven")] = False,
+    why: Annotated[str, typer.Option("--why", help="why, for the audit trail")] = "",
 ) -> None:
-    """Send dead letters back to their original topic after a fix."""
+    """Send dead letters back to their original topic after a fix. Needs the role admin
+    (viewer for a dry run); recorded on the audit topic."""
     if not ids and service is None and reason is None:
         raise typer.BadParameter("name dead letter ids, or select with --service/--reason")
     settings = OpsSettings()
+    me = Operator().require(Role.viewer if dry_run else Role.admin, every_tenant=True)
     letters, redriven = asyncio.run(_letters_and_redrives(settings))
     chosen = _select(letters, service, reason)
     if ids:
@@ -204,6 +238,14 @@ def dlq_redrive(
         console.print(f"would redrive {len(chosen)} dead letters")
         return
     summary = asyncio.run(_redrive_and_record(settings, chosen))
+    if chosen:
+        sent = [i.letter.dead_letter_id for i in summary.redriven]
+        _audit(settings, me, AuditAction.redrive, _ids(settings, [
+            i.letter.dead_letter_id for i in chosen]), reason=why,
+            before={"selected": len(chosen), "redriven_before": sum(
+                1 for i in chosen if i.letter.dead_letter_id in redriven)},
+            after={"redriven": len(sent), "refused": len(summary.refused),
+                   "dead_letter_ids": sent})
     for refusal in summary.refused:
         console.print(f"[red]refused[/red] {refusal.letter.letter.dead_letter_id}: "
                       f"{escape(refusal.reason)}", highlight=False)
@@ -229,3 +271,95 @@ async def _redrive_and_record(settings: OpsSettings,
     finally:
         await client.close()
     return summary
+
+
+# --- the audit trail ---------------------------------------------------------------------------
+
+
+def _ids(settings: OpsSettings, ids: Sequence[str]) -> str:
+    """The dead letters a redrive acted on, as an audit target (the full list is in `after`
+    when it does not fit)."""
+    listed = f"{settings.deadletter_topic}: {', '.join(ids)}"
+    return listed if len(listed) <= 512 else f"{settings.deadletter_topic}: {len(ids)} letters"
+
+
+def _audit(settings: OpsSettings, me: Identity, action: AuditAction, target: str, *,
+           customer_id: str | None = None, reason: str = "", before: dict[str, Any],
+           after: dict[str, Any]) -> None:
+    """Publish the audit entry of an action this command carried out."""
+    now = datetime.now(UTC)
+    entry = AuditEntry(
+        audit_id=deterministic_id("audit", "ops", action.value, target, me.subject,
+                                  now.isoformat()),
+        action=action, actor=me.subject, actor_via="cli",
+        roles=sorted(r.name for r in me.roles), tenant=me.tenant,
+        address=socket.gethostname()[:128] or None, at=now, service="ops",
+        target=target[:512], customer_id=customer_id, reason=reason[:1000], before=before,
+        after=after)
+    try:
+        asyncio.run(ops.publish_audit(settings.kafka, settings.audit_topic, entry))
+    except Exception as exc:  # the action is done; say plainly that its record is missing
+        console.print(f"[red]error:[/red] the {action.value} was carried out but its audit "
+                      f"entry could not be published to {settings.audit_topic}: {exc!r}")
+        raise typer.Exit(1) from None
+    console.print(f"recorded on {settings.audit_topic} as {entry.audit_id} "
+                  f"({action.value} by {me.subject})", highlight=False)
+
+
+_AGO = re.compile(r"^(\d+)([mhd])$")
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    if found := _AGO.match(text):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[found.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(found.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise typer.BadParameter("an RFC 3339 time with offset, or 30m / 24h / 7d",
+                                 param_hint="--since")
+    return moment
+
+
+def _state(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items() if k != "dead_letter_ids") or "-"
+
+
+def audit(
+    actor: Annotated[str | None, typer.Option(help="only this actor's actions")] = None,
+    action: Annotated[AuditAction | None, typer.Option(help="only this action")] = None,
+    customer: Annotated[str | None, typer.Option(help="only actions on this customer")
+                        ] = None,
+    since: Annotated[str | None, typer.Option(help="RFC 3339 time, or 30m / 24h / 7d")
+                     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the entries as JSON")] = False,
+) -> None:
+    """The audit trail: every human action (reviews, choices on behalf, manual vouchers,
+    redrives, replays, erasures), oldest first, from the audit topic (role viewer; an
+    operator of one tenant sees that tenant's entries)."""
+    settings = OpsSettings()
+    me = Operator().require(Role.viewer)
+    after = _since(since)
+    entries = [e for e in asyncio.run(ops.read_audit(settings.kafka, settings.audit_topic))
+               if me.tenant in ("*", e.tenant)
+               and (actor is None or e.actor == actor)
+               and (action is None or e.action == action)
+               and (customer is None or e.customer_id == customer)
+               and (after is None or e.at >= after)]
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    table = Table(title=f"{len(entries)} audit entries on {settings.audit_topic}",
+                  title_justify="left")
+    for column in ("at", "actor", "action", "target", "customer", "reason", "from",
+                   "before", "after"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(e.at.isoformat(timespec="seconds"), f"{e.actor} ({e.actor_via})",
+                      e.action.value, e.target, e.customer_id or "-", e.reason or "-",
+                      e.address or "-", _state(e.before), _state(e.after))
+    console.print(table)

@@ -1,39 +1,24 @@
-"""`amends review ...`: the review queue and customers' choices, through decision's API."""
+"""`amends review ...`: the review queue and customers' choices, through decision's API, as
+the operator the credentials name (`amends.cli_auth`): the reviewer recorded is who they
+authenticate as, never a name typed here."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
+
+from amends.cli_auth import Operator
 
 console = Console(width=None if Console().is_terminal else 140)
 review_app = typer.Typer(help="Held decisions and offers: list, approve, reject, choose.",
                          no_args_is_help=True)
 
 
-class ReviewSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
-
-    decision_url: str = "http://127.0.0.1:8002"
-
-
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    url = f"{ReviewSettings().decision_url}{path}"
-    try:
-        response = httpx.request(method, url, json=body, timeout=15)
-    except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/red] the decision service at {url} did not answer: {exc}")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        detail = response.json().get("detail") if response.headers.get(
-            "content-type", "").startswith("application/json") else response.text
-        console.print(f"[red]refused ({response.status_code}):[/red] {detail}", highlight=False)
-        raise typer.Exit(1)
-    return response.json()
+    return Operator().call("decision", method, path, body)
 
 
 def _show(decision: dict[str, Any]) -> None:
@@ -48,12 +33,17 @@ def list_held(limit: Annotated[int, typer.Option(help="at most this many")] = 10
     """Decisions held for review, oldest first."""
     held = _call("GET", f"/v1/review?limit={limit}")
     table = Table(title=f"{len(held)} decision(s) held for review", title_justify="left")
-    for column in ("decision", "customer", "incident", "value", "why held", "decided"):
+    for column in ("decision", "customer", "incident", "value", "why held", "approved",
+                   "decided"):
         table.add_column(column, overflow="fold")
     for item in held:
+        approvals = item.get("approvals") or []
+        # Four eyes: who approved so far, of how many approvals it needs.
+        approved = f"{len(approvals)}/{item.get('approvals_needed', 1)}" + (
+            f" ({', '.join(approvals)})" if approvals else "")
         table.add_row(item["decision_id"], item["customer_id"], item["incident_type"],
                       f"{item['value']} {item['currency']}", item["review_reason"] or "-",
-                      item["decided_at"])
+                      approved, item["decided_at"])
     console.print(table)
 
 
@@ -65,26 +55,24 @@ def show(decision: Annotated[str, typer.Argument(help="the decision id")]) -> No
 
 @review_app.command()
 def approve(decision: Annotated[str, typer.Argument(help="the decision id")],
-            reviewer: Annotated[str, typer.Option(help="who approves")],
             reason: Annotated[str, typer.Option(help="why, for the record")]) -> None:
     """Approve a held decision: its remedies go out."""
     _show(_call("POST", f"/v1/review/{decision}/approve",
-                {"reviewer": reviewer, "reason": reason}))
+                {"reason": reason}))
 
 
 @review_app.command()
 def reject(decision: Annotated[str, typer.Argument(help="the decision id")],
-           reviewer: Annotated[str, typer.Option(help="who rejects")],
            reason: Annotated[str, typer.Option(help="why, for the record")]) -> None:
     """Reject a held decision: only the apology goes out."""
     _show(_call("POST", f"/v1/review/{decision}/reject",
-                {"reviewer": reviewer, "reason": reason}))
+                {"reason": reason}))
 
 
 @review_app.command()
 def choose(decision: Annotated[str, typer.Argument(help="the decision id")],
            option: Annotated[int, typer.Argument(help="the chosen option (from 0)")]) -> None:
-    """Record a customer's choice for an offer."""
+    """Record a customer's choice for an offer, on their behalf (role support)."""
     _show(_call("POST", f"/v1/offers/{decision}/choice", {"option": option}))
 
 

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from schemas.audit import AuditEntry, AuditRecorded
 from schemas.deadletter import REDRIVE_HEADER, DeadLetter, MessageDeadLettered
 
 Progress = Callable[[int], None]
@@ -258,11 +259,11 @@ class Letter:
         return [(h.key, base64.b64decode(h.value_b64)) for h in self.letter.headers]
 
 
-async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
-    """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
+async def read_to_end(bootstrap: str | Kafka, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topic` now, partition by partition (none when it does not exist)."""
     consumer = _kafka(bootstrap).consumer()
     await consumer.start()
-    letters: list[Letter] = []
+    found: list[ConsumerRecord[bytes, bytes]] = []
     try:
         try:
             partitions = await partitions_of(bootstrap, topic)
@@ -275,12 +276,7 @@ async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
         while todo:
             batch = await consumer.getmany(timeout_ms=500, max_records=1000)
             for tp, records in batch.items():
-                for record in records:
-                    try:
-                        event = MessageDeadLettered.model_validate_json(record.value)
-                    except ValidationError:
-                        continue
-                    letters.append(Letter(event.data, record.offset))
+                found.extend(r for r in records if r.offset < ends[tp])
                 if records and records[-1].offset + 1 >= ends[tp]:
                     todo.discard(tp)
             if not batch:
@@ -288,8 +284,50 @@ async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
                 todo = {tp for tp in todo if positions[tp] < ends[tp]}
     finally:
         await consumer.stop()
+    return found
+
+
+async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
+    """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
+    letters: list[Letter] = []
+    for record in await read_to_end(bootstrap, topic):
+        try:
+            event = MessageDeadLettered.model_validate_json(record.value)
+        except ValidationError:
+            continue
+        letters.append(Letter(event.data, record.offset))
     letters.sort(key=lambda item: item.letter.failed_at)
     return letters
+
+
+# --- the audit trail ---------------------------------------------------------------------------
+
+
+async def read_audit(bootstrap: str | Kafka, topic: str) -> list[AuditEntry]:
+    """The audit trail on `topic`, oldest first, each entry once (an entry published again
+    after a crash carries the same id)."""
+    entries: dict[str, AuditEntry] = {}
+    for record in await read_to_end(bootstrap, topic):
+        try:
+            event = AuditRecorded.model_validate_json(record.value)
+        except ValidationError:
+            continue
+        entries.setdefault(event.data.audit_id, event.data)
+    return sorted(entries.values(), key=lambda entry: entry.at)
+
+
+async def publish_audit(bootstrap: str | Kafka, topic: str, entry: AuditEntry) -> None:
+    """One audit entry as an `amends.audit.recorded` event, keyed by its customer (or what
+    was acted on), acknowledged by every in-sync replica."""
+    event = AuditRecorded(id=entry.audit_id, source=f"amends/{entry.service}", time=entry.at,
+                          subject=entry.customer_id or entry.target, data=entry)
+    producer = _kafka(bootstrap).producer(enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, event.model_dump_json().encode(),
+                                     key=(entry.customer_id or entry.target).encode())
+    finally:
+        await producer.stop()
 
 
 # How long a redrive waits for the broker to return one original record.

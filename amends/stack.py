@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -215,15 +217,20 @@ def _kafka_java(settings: StackSettings, libs: Path, *args: str) -> list[str]:
     ]
 
 
-def _kafka_config(settings: StackSettings) -> Path:
-    data_dir = settings.state_dir / "kafka-data"
+def kafka_properties(settings: StackSettings) -> dict[str, str]:
+    """The broker's configuration: deploy/kafka/server.properties with the stack's ports."""
     template = (DEPLOY_DIR / "kafka" / "server.properties").read_text()
     text = template.format(port=settings.kafka_port,
                            controller_port=settings.kafka_controller_port,
-                           data_dir=data_dir)
+                           data_dir=settings.state_dir / "kafka-data")
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
+def _kafka_config(settings: StackSettings) -> Path:
     config = settings.run_dir / "kafka-server.properties"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(text)
+    config.write_text("".join(f"{k}={v}\n" for k, v in kafka_properties(settings).items()))
     return config
 
 
@@ -327,6 +334,11 @@ def ferretdb_binary(settings: StackSettings, progress: Progress = _quiet) -> Pat
     return binary
 
 
+def ferretdb_argv(settings: StackSettings, binary: Path) -> list[str]:
+    return [str(binary), "-listen-addr", f"127.0.0.1:{settings.mongo_port}",
+            "-sqlite-dir", str(settings.state_dir / "ferretdb-data")]
+
+
 def start_ferretdb(settings: StackSettings, progress: Progress = _quiet) -> str:
     proc = Process("ferretdb", settings.run_dir)
     if proc.pid() is not None and port_open(settings.mongo_port):
@@ -341,8 +353,7 @@ def start_ferretdb(settings: StackSettings, progress: Progress = _quiet) -> str:
     data.mkdir(parents=True, exist_ok=True)
     if proc.pid() is None:
         progress("starting FerretDB")
-        proc.start([str(binary), "-listen-addr", f"127.0.0.1:{settings.mongo_port}",
-                    "-sqlite-dir", str(data)], cwd=settings.state_dir)
+        proc.start(ferretdb_argv(settings, binary), cwd=settings.state_dir)
     _wait(proc, settings, lambda: _mongo_ready(settings.mongo_url), "FerretDB")
     return "started"
 
@@ -359,6 +370,60 @@ def _mongo_ready(url: str) -> bool:
     finally:
         client.close()
     return True
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+DEV_KEY_NAME = "local-dev"
+DEV_LINK_KID = "local-1"
+
+
+def dev_key_path(settings: StackSettings) -> Path:
+    """The dev API key (admin, every tenant) the local stack made; the CLI falls back to it."""
+    return settings.run_dir / "dev-api-key"
+
+
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
+    """The secret in `path`, made once; the file is readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Created 0600 from the start: never readable by others, not even for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(make() + "\n")
+    path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class DevCredentials:
+    api_key: str
+    api_key_file: Path
+    api_keys_file: Path
+    link_keys: dict[str, str]
+
+
+def dev_credentials(settings: StackSettings) -> DevCredentials:
+    """The local stack's dev API key and customer-link key, made on first use and kept under
+    the run dir (mode 0600). The services are given the key's SHA-256 only."""
+    from services.common.access import (  # noqa: PLC0415 - keeps `amends stack` start-up light
+        ApiKey,
+        Role,
+        key_digest,
+        new_api_key,
+    )
+
+    key_file = dev_key_path(settings)
+    api_key = _secret_file(key_file, new_api_key)
+    link_key = _secret_file(settings.run_dir / "customer-link-key",
+                            lambda: secrets.token_urlsafe(32))
+    keys_file = settings.run_dir / "api-keys.json"
+    dev = ApiKey(name=DEV_KEY_NAME, sha256=key_digest(api_key), roles=[Role.admin],
+                 tenant="*")
+    known = [{**dev.model_dump(mode="json"), "roles": [r.name for r in dev.roles]}]
+    keys_file.write_text(json.dumps(known, indent=2) + "\n")
+    keys_file.chmod(0o600)
+    return DevCredentials(api_key, key_file, keys_file, {DEV_LINK_KID: link_key})
 
 
 # --- both --------------------------------------------------------------------------------------
@@ -406,12 +471,26 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def service_env(settings: StackSettings, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment the stack starts each service with: the local broker and database,
+    127.0.0.1 only, the dev API key (by digest) and the customer-link key."""
+    dev = dev_credentials(settings)
+    return {**base, "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "AMENDS_MONGO_URL": settings.mongo_url, "AMENDS_HTTP_HOST": "127.0.0.1",
+            "AMENDS_AUTH_API_KEYS_FILE": str(dev.api_keys_file),
+            "AMENDS_CUSTOMER_LINK_KEYS": json.dumps(dev.link_keys),
+            "AMENDS_CUSTOMER_LINK_KID": DEV_LINK_KID, "PYTHONUNBUFFERED": "1"}
+
+
+def service_argv(name: str) -> list[str]:
+    return [sys.executable, "-m", f"services.{name}"]
+
+
 def services_up(settings: StackSettings | None = None,
                 progress: Progress = _quiet) -> dict[str, str]:
     """Start the three services as processes of their own against the local stack."""
     settings = settings or StackSettings()
-    env = {**os.environ, "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "AMENDS_MONGO_URL": settings.mongo_url, "PYTHONUNBUFFERED": "1"}
+    env = service_env(settings, os.environ)
     result = {}
     for name, port in SERVICES.items():
         proc = Process(name, settings.run_dir)
@@ -422,7 +501,7 @@ def services_up(settings: StackSettings | None = None,
             raise StackError(f"port {port} (for {name}) is already taken by another process; "
                              f"stop it, or set AMENDS_{name.upper()}_HTTP_PORT")
         progress(f"starting {name}")
-        proc.start([sys.executable, "-m", f"services.{name}"], cwd=REPO_ROOT, env=env)
+        proc.start(service_argv(name), cwd=REPO_ROOT, env=env)
         result[name] = "started"
     for name, port in SERVICES.items():
         health = f"http://127.0.0.1:{port}/health"

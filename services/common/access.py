@@ -28,7 +28,7 @@ import jwt.types
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,16 @@ class ApiKey(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     roles: list[Role] = Field(min_length=1)
     tenant: str = Field(default=EVERY_TENANT, min_length=1, max_length=128)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles_by_name(cls, value: Any) -> Any:
+        """Roles by name (`admin`), as a person writes them in a keys file or chart values,
+        or by number."""
+        if isinstance(value, list):
+            return [Role[v] if isinstance(v, str) and v in Role.__members__ else v
+                    for v in value]
+        return value
 
 
 def new_api_key() -> str:

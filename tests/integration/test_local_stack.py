@@ -5,6 +5,7 @@ other tests use is left alone."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
 import socket
@@ -53,6 +54,24 @@ async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
         await consumer.stop()
 
 
+def _listening_on(port: int) -> set[str]:
+    """The local addresses a socket listens on `port` at (Linux's /proc/net/tcp*)."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.rsplit(":", 1)
+            if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                # Each 32-bit word in host (little-endian) order; Java listens on IPv6
+                # sockets, 127.0.0.1 as ::ffff:127.0.0.1.
+                raw = b"".join(bytes.fromhex(address[i:i + 8])[::-1]
+                               for i in range(0, len(address), 8))
+                ip = ipaddress.ip_address(raw)
+                mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+                found.add(str(mapped or ip))
+    return found
+
+
 def test_killed_processes_come_back_with_their_data(tmp_path: Path) -> None:
     settings = stack.StackSettings(
         state_dir=tmp_path / "state", kafka_port=_free_port(),
@@ -62,6 +81,9 @@ def test_killed_processes_come_back_with_their_data(tmp_path: Path) -> None:
     try:
         assert stack.up(settings) == {"ferretdb": "started", "kafka": "started"}
         assert stack.up(settings) == {"ferretdb": "already running", "kafka": "already running"}
+        # Nothing the stack starts is reachable from another machine.
+        for port in (settings.kafka_port, settings.kafka_controller_port, settings.mongo_port):
+            assert _listening_on(port) == {"127.0.0.1"}, port
         with MongoClient[dict[str, Any]](settings.mongo_url) as client:
             client["crash"]["kept"].insert_one({"_id": "before-crash"})
         asyncio.run(produce(settings.kafka_bootstrap, "crash.kept", [("k", b"before-crash")]))

