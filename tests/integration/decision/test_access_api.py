@@ -211,15 +211,27 @@ async def test_operators_act_only_in_their_tenant(infra: Infra, suffix: str) -> 
             choice = chosen.json()["choice"]
             assert choice["by"] == "support"
             assert choice["chosen_by"] == auth.subject(Role.support, "shop-b")
+            retry = await shop_b.post(f"/v1/offers/{offer_b}/choice", json={"option": 1})
+            assert retry.json()["revision"] == chosen.json()["revision"]
             # A manual voucher of a one-tenant operator is in their tenant.
             made = await shop_b.post("/v1/manual-vouchers", json=voucher("r-own", b))
             assert made.status_code == 201, made.text
             assert made.json()["incident"]["tenant"] == "shop-b"
 
-        audit = await d.audit(2)
+        async with d.client(Role.admin) as admin:
+            settled = await admin.post("/v1/offers/apply-defaults")
+            assert settled.json() == {"settled": 0}
+
+        audit = await d.audit(3)
     assert Counter((e["action"], e["actor"]) for e in audit) == {
         ("choose_on_behalf", auth.subject(Role.support, "shop-b")): 1,
-        ("manual_voucher", auth.subject(Role.support, "shop-b")): 1}
+        ("manual_voucher", auth.subject(Role.support, "shop-b")): 1,
+        ("apply_defaults", auth.subject(Role.admin)): 1}
+    behalf = next(e for e in audit if e["action"] == "choose_on_behalf")
+    assert behalf["tenant"] == "shop-b"
+    assert behalf["target"] == offer_b
+    assert behalf["before"]["status"] == "awaiting_choice"
+    assert behalf["after"]["status"] == "approved"
 
 
 async def test_four_eyes_two_different_reviewers_approve_a_large_decision(
