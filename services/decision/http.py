@@ -31,7 +31,7 @@ from services.common.access import (
     problem,
 )
 from services.common.links import CustomerLinks
-from services.common.mongo import stored
+from services.common.mongo import Doc, stored
 from services.decision.adapters.mongo import DecisionStore, reduced
 from services.decision.service import (
     DecisionNotFoundError,
@@ -166,14 +166,12 @@ def router(service: DecisionService, store: DecisionStore, access: Authenticator
     Reviewer = Annotated[Principal, Depends(operator(access, Role.reviewer))]  # noqa: N806
     Admin = Annotated[Principal, Depends(operator(access, Role.admin))]  # noqa: N806
 
-    async def of_tenant(principal: Principal, decision_id: str) -> Decision:
-        """The decision, if `principal` acts in its tenant (else 403 tenant)."""
-        doc = await store.get(decision_id)
-        if doc is None:
-            raise DecisionNotFoundError(f"no decision {decision_id}")
-        decision = Decision.model_validate(stored(doc["decision"]))
-        access.require_tenant(principal, decision.incident.tenant)
-        return decision
+    async def of_tenant(principal: Principal, decision_id: str) -> tuple[Doc, Decision]:
+        """The decision (document and contract), if `principal` acts in its tenant (else
+        403 tenant)."""
+        loaded = await service.current(decision_id)
+        access.require_tenant(principal, loaded[1].incident.tenant)
+        return loaded
 
     def held(doc: dict[str, Any]) -> HeldDecision:
         decision = Decision.model_validate(stored(doc["decision"]))
@@ -201,30 +199,30 @@ def router(service: DecisionService, store: DecisionStore, access: Authenticator
 
     @api.get("/decisions/{decision_id}", summary="A decision as it stands now")
     async def get_decision(decision_id: DecisionId, principal: Viewer) -> Decision:
-        return await of_tenant(principal, decision_id)
+        return (await of_tenant(principal, decision_id))[1]
 
     @api.post("/review/{decision_id}/approve",
               summary="Approve a held decision as the authenticated reviewer (above the "
                       "four-eyes limit, two different reviewers must)")
     async def approve(decision_id: DecisionId, verdict: Verdict,
                       principal: Reviewer) -> Decision:
-        await of_tenant(principal, decision_id)
-        return await service.review(decision_id, "approved", principal, verdict.reason)
+        return await service.review(decision_id, "approved", principal, verdict.reason,
+                                    loaded=await of_tenant(principal, decision_id))
 
     @api.post("/review/{decision_id}/reject",
               summary="Reject a held decision: only the apology is sent")
     async def reject(decision_id: DecisionId, verdict: Verdict,
                      principal: Reviewer) -> Decision:
-        await of_tenant(principal, decision_id)
-        return await service.review(decision_id, "rejected", principal, verdict.reason)
+        return await service.review(decision_id, "rejected", principal, verdict.reason,
+                                    loaded=await of_tenant(principal, decision_id))
 
     @api.post("/offers/{decision_id}/choice",
               summary="Record a choice on the customer's behalf (support)")
     async def choose(decision_id: DecisionId, choice: ChoiceRequest,
                      principal: Support) -> Decision:
-        await of_tenant(principal, decision_id)
         return await service.choose(decision_id, choice.option, by="support",
-                                    operator=principal)
+                                    operator=principal,
+                                    loaded=await of_tenant(principal, decision_id))
 
     @api.post("/customer/decisions/{decision_id}/choice",
               summary="The customer's own choice, with the token of their signed link")

@@ -346,6 +346,10 @@ class DecisionService:
 
     # --- reviews and choices ------------------------------------------------------------
 
+    async def current(self, decision_id: str) -> tuple[Doc, Decision]:
+        """A decision as recorded now (its document and its newest revision)."""
+        return await self._current(decision_id)
+
     async def _current(self, decision_id: str) -> tuple[Doc, Decision]:
         doc = await self.store.get(decision_id)
         if doc is None:
@@ -380,7 +384,8 @@ class DecisionService:
             tenant=target.incident.tenant or who.tenant)
 
     async def review(self, decision_id: str, verdict: Literal["approved", "rejected"],
-                     reviewer: Principal, reason: str) -> Decision:
+                     reviewer: Principal, reason: str, *,
+                     loaded: tuple[Doc, Decision] | None = None) -> Decision:
         """Approve or reject a held decision as `reviewer` (the authenticated subject).
         Approving reserves its goodwill, refused when today's budget cannot cover it, unless
         the decision gives money back: restitution is owed whatever the budget, so its
@@ -391,7 +396,9 @@ class DecisionService:
         now = self.clock()
         subject = reviewer.subject
         action = AuditAction.approve if verdict == "approved" else AuditAction.reject
-        _, current = await self._current(decision_id)
+        # A caller that read the decision to check access passes it: on FerretDB every
+        # read scans the collection.
+        _, current = loaded or await self._current(decision_id)
         if current.review is not None:
             if current.review.verdict == verdict:
                 if current.review.reviewer == subject:  # a retry: its entry, once
@@ -496,11 +503,12 @@ class DecisionService:
 
     async def choose(self, decision_id: str, option: int,
                      by: Literal["customer", "default", "support"] = "customer",
-                     operator: Principal | None = None) -> Decision:
+                     operator: Principal | None = None,
+                     loaded: tuple[Doc, Decision] | None = None) -> Decision:
         """Settle an offer with `option` (by support: on the customer's behalf, as
         `operator`); the budget kept for dearer options is given back."""
         now = self.clock()
-        doc, current = await self._current(decision_id)
+        doc, current = loaded or await self._current(decision_id)
         offer = current.offer
         if current.choice is not None:
             if current.choice.option == option:
@@ -565,11 +573,11 @@ class DecisionService:
                               ) -> Decision:
         """The customer's own choice, through their signed link (`customer_id` is whom the
         link names): only for their own decision."""
-        _, current = await self._current(decision_id)
-        if current.incident.customer.id != customer_id:
+        loaded = await self._current(decision_id)
+        if loaded[1].incident.customer.id != customer_id:
             raise DecisionRefusedError("the link was issued for another customer",
                                        status=403, check="link_customer")
-        return await self.choose(decision_id, option, by="customer")
+        return await self.choose(decision_id, option, by="customer", loaded=loaded)
 
     async def apply_due_defaults(self, limit: int = 1000) -> int:
         """Settle the offers whose deadline passed with their default option."""
