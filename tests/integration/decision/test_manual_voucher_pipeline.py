@@ -49,3 +49,37 @@ async def test_a_manual_voucher_is_issued_and_in_the_customers_case(
     assert recorded["decision_id"] == decision_id
     assert recorded["requested_by"] == auth.subject(Role.support, "shop-a")
     assert "the parcel was left in the rain" in recorded["explanation"]
+
+
+async def test_a_large_manual_voucher_is_carried_out_after_two_other_reviewers(
+        infra: Infra, suffix: str) -> None:
+    customer_id = f"{suffix}-large"
+    async with running_pipeline(infra, suffix, clock=FakeClock(T0)) as p:
+        def client(role: Role, who: int = 1) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=p.decision),
+                                     base_url="http://decision",
+                                     headers=auth.headers(role, "*", who))
+
+        async with client(Role.support) as agent, client(Role.reviewer, 1) as ana, \
+                client(Role.reviewer, 2) as ben:
+            # 300.00 EUR: above the manual-voucher limit (50.00) and the four-eyes one (250.00).
+            made = await agent.post("/v1/manual-vouchers", json=voucher(
+                "r-large", customer_id, amount="300.00"))
+            assert made.json()["status"] == "held", made.text
+            decision_id = made.json()["decision_id"]
+            first = await ana.post(f"/v1/review/{decision_id}/approve",
+                                   json={"reason": "the order was a wedding gift"})
+            assert first.json()["status"] == "held", first.text
+            nothing = await collect(infra.kafka_bootstrap, p.topics.outcomes,
+                                    lambda _: False, timeout_s=2.0)
+            assert not [o for o in nothing if o["data"]["decision_id"] == decision_id]
+            second = await ben.post(f"/v1/review/{decision_id}/approve",
+                                    json={"reason": "agreed"})
+            assert second.json()["status"] == "approved", second.text
+        outcomes = await collect(
+            infra.kafka_bootstrap, p.topics.outcomes,
+            lambda seen: len([o for o in seen if o["data"]["decision_id"] == decision_id]) >= 2,
+            settle_s=1.5)
+    mine = sorted((o["data"]["kind"], o["data"]["status"]) for o in outcomes
+                  if o["data"]["decision_id"] == decision_id)
+    assert mine == [("apology", "succeeded"), ("voucher", "succeeded")]
