@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, Self
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator, model_validator
-from pymongo.errors import BulkWriteError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pymongo.errors import OperationFailure
 
 from schemas.common import CustomerSnapshot, Money, money_problem
 from schemas.decision import Decision
@@ -32,7 +32,7 @@ from services.common.access import (
 )
 from services.common.links import CustomerLinks
 from services.common.mongo import Doc, stored
-from services.decision.adapters.mongo import DecisionStore, reduced
+from services.decision.adapters.mongo import DecisionStore, without_documents
 from services.decision.service import (
     DecisionNotFoundError,
     DecisionRefusedError,
@@ -138,8 +138,8 @@ class WhoAmI(BaseModel):
 
 
 def install_refusals(app: FastAPI) -> None:
-    """The service's refusals as problem bodies; a database write error told by codes and
-    ids only (its own text carries the failing documents)."""
+    """The service's refusals as problem bodies; a database refusal or a validation error
+    inside a request logged without the documents and values its text carries."""
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DecisionRefusedError)
@@ -148,14 +148,15 @@ def install_refusals(app: FastAPI) -> None:
     async def missing(_: Request, exc: Exception) -> JSONResponse:
         return problem(404, "not_found", str(exc))
 
-    async def write_failed(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, BulkWriteError)
-        log.error("a request failed: %s", reduced(exc))
-        return problem(503, "database", "the database refused a write; try again")
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed: %s", request.method, request.url.path,
+                  without_documents(exc))
+        return problem(500, "internal", "the request could not be carried out")
 
     app.add_exception_handler(DecisionRefusedError, refused)
     app.add_exception_handler(DecisionNotFoundError, missing)
-    app.add_exception_handler(BulkWriteError, write_failed)
+    app.add_exception_handler(OperationFailure, failed)
+    app.add_exception_handler(ValidationError, failed)
 
 
 def router(service: DecisionService, store: DecisionStore, access: Authenticator,

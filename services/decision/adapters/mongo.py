@@ -28,12 +28,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from schemas.decision import Decision, RemedyKind
 from schemas.incident import Detection, IncidentType
+from services.common.errors import describe
 from services.common.mongo import Doc, insert_new, mark_all, stored
 from services.common.outbox import MongoOutbox
 from services.decision.domain.history import CustomerHistory, PastIncident
@@ -64,14 +66,30 @@ def reduced(exc: BulkWriteError) -> StoreWriteError:
                                                     f"code {exc.code}"))
 
 
+def without_documents(exc: Exception) -> Exception:
+    """`exc` told without the documents or values its own text may carry: a bulk write
+    error by codes and ids, another refusal of the database by its code (PyMongo appends
+    the server's whole answer), a validation error by fields and problems (pydantic quotes
+    the input)."""
+    if isinstance(exc, BulkWriteError):
+        return reduced(exc)
+    if isinstance(exc, OperationFailure):
+        name = (exc.details or {}).get("codeName", "")
+        return StoreWriteError(f"the database refused: code {exc.code} {name}".rstrip())
+    if isinstance(exc, ValidationError):
+        return ValueError(f"{exc.title} is invalid: {describe(exc)}")
+    return exc
+
+
 @contextlib.contextmanager
 def quiet_write_errors() -> Iterator[None]:
-    """Re-raise a bulk write error as its codes and ids, its documents left behind (the
-    original is not chained, so a traceback cannot print them either)."""
+    """Re-raise a database refusal or a validation error without the documents or values
+    its text carries (the original is not chained, so a traceback cannot print them
+    either; an outage is left as it is, to be retried)."""
     try:
         yield
-    except BulkWriteError as exc:
-        raise reduced(exc) from None
+    except (OperationFailure, ValidationError) as exc:
+        raise without_documents(exc) from None
 
 
 def given_doc(decision: Decision) -> Doc:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import traceback
 
 import pytest
-from pymongo.errors import BulkWriteError
+from pydantic import ValidationError
+from pymongo.errors import BulkWriteError, OperationFailure
 
+from schemas.common import CustomerSnapshot
 from services.decision.adapters.mongo import StoreWriteError, quiet_write_errors
 
 EMAIL = "ana.lopez@example.org"
@@ -32,3 +34,21 @@ def test_the_documents_of_a_bulk_write_error_are_left_behind() -> None:
     printed = "".join(traceback.format_exception(raised.value))
     assert EMAIL not in printed
     assert "writeErrors" not in printed
+
+
+def test_other_refusals_and_validation_errors_leave_their_values_behind() -> None:
+    refused = OperationFailure("Document failed validation", 121, {
+        "code": 121, "codeName": "DocumentValidationFailure",
+        "errInfo": {"failingDocumentId": "dec-3", "details": {"email": EMAIL}}})
+    assert EMAIL in str(refused)
+    with pytest.raises(StoreWriteError) as raised, quiet_write_errors():
+        raise refused
+    assert str(raised.value) == "the database refused: code 121 DocumentValidationFailure"
+    try:
+        CustomerSnapshot.model_validate({"id": "c-1", "locale": EMAIL})
+    except ValidationError as exc:
+        invalid = exc
+    assert EMAIL in str(invalid)
+    with pytest.raises(ValueError, match="locale") as told, quiet_write_errors():
+        raise invalid
+    assert EMAIL not in "".join(traceback.format_exception(told.value))
