@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pymongo.errors import OperationFailure
 
-from schemas.common import CustomerSnapshot, Money, money_problem
+from schemas.common import Contact, CustomerSnapshot, Money, money_problem
 from schemas.decision import Decision
 from schemas.incident import IncidentType
 from services.common.access import (
@@ -198,9 +198,19 @@ def router(service: DecisionService, store: DecisionStore, access: Authenticator
                            ) -> list[HeldDecision]:
         return [held(doc) for doc in await store.held(limit, access.tenants(principal))]
 
-    @api.get("/decisions/{decision_id}", summary="A decision as it stands now")
+    @api.get("/decisions/{decision_id}",
+             summary="A decision as it stands now (the customer's contact details only for "
+                     "support and above)")
     async def get_decision(decision_id: DecisionId, principal: Viewer) -> Decision:
-        return (await of_tenant(principal, decision_id))[1]
+        decision = (await of_tenant(principal, decision_id))[1]
+        if principal.has(Role.support):
+            return decision
+        # A viewer has no use for how to reach the customer.
+        customer = decision.incident.customer
+        hidden = customer.model_copy(update={"contact": Contact(
+            preferred_channel=customer.contact.preferred_channel)})
+        return decision.model_copy(update={"incident": decision.incident.model_copy(
+            update={"customer": hidden})})
 
     @api.post("/review/{decision_id}/approve",
               summary="Approve a held decision as the authenticated reviewer (above the "

@@ -204,6 +204,12 @@ async def test_operators_act_only_in_their_tenant(infra: Infra, suffix: str) -> 
             for customer_id in (a, b):
                 decision = (await everyone.get(f"/v1/decisions/{ids[customer_id]}")).json()
                 assert decision["status"] == "held"
+                # A viewer does not see how to reach the customer; support does.
+                assert decision["incident"]["customer"]["contact"]["email"] is None
+        async with d.client(Role.support) as agent:
+            decision = (await agent.get(f"/v1/decisions/{ids[a]}")).json()
+            assert decision["incident"]["customer"]["contact"]["email"] == f"{a}@example.org"
+        async with d.client(Role.viewer) as everyone:
             assert (await everyone.get(f"/v1/decisions/{offer_b}")).json()["choice"] is None
         async with d.client(Role.support, "shop-b") as shop_b:
             chosen = await shop_b.post(f"/v1/offers/{offer_b}/choice", json={"option": 1})
