@@ -99,13 +99,27 @@ class Review(Contract):
     at: AwareDatetime
 
 
+class Approval(Contract):
+    """One reviewer's approval of a held decision; a decision above the four-eyes limit
+    needs approvals by two different reviewers."""
+
+    reviewer: str = Field(min_length=1, max_length=200,
+                          description="the authenticated subject who approved")
+    reason: str = Field(min_length=1, max_length=1000)
+    at: AwareDatetime
+
+
 class Choice(Contract):
-    """How an offer was settled: by the customer, or by its default after the deadline."""
+    """How an offer was settled: by the customer, by its default after the deadline, or by
+    support on the customer's behalf (`chosen_by` names the operator)."""
 
     option: int = Field(ge=0)
     label: str
-    by: Literal["customer", "default"]
+    by: Literal["customer", "default", "support"]
     at: AwareDatetime
+    chosen_by: str | None = Field(
+        default=None, max_length=200,
+        description="the authenticated operator who chose on the customer's behalf")
 
 
 class Decision(Contract):
@@ -134,6 +148,14 @@ class Decision(Contract):
     offer: Offer | None = None
     review_reason: str | None = None
     review: Review | None = None
+    approvals: list[Approval] = Field(
+        default_factory=list,
+        description="the approvals given so far, in order (four-eyes: a decision above the "
+        "limit stays held until two different reviewers approved it)")
+    requested_by: str | None = Field(
+        default=None, max_length=200,
+        description="the operator who made a manual decision (a manual voucher); they may "
+        "never approve it themselves")
     choice: Choice | None = None
     explanation: str
     top_up_of: list[str] = Field(

@@ -10,12 +10,13 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
+from services.common.audit import AuditTrail
 from services.common.clock import Clock
 from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision import http
 from services.decision.adapters.budget import MongoBudget
-from services.decision.adapters.mongo import DecisionStore
+from services.decision.adapters.mongo import DecisionStore, quiet_write_errors
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
@@ -23,25 +24,39 @@ from services.decision.settings import DecisionSettings
 log = logging.getLogger(__name__)
 
 
+def quiet_driver_logs() -> None:
+    """PyMongo logs every command with its documents at DEBUG (customers' contact details
+    among them): its loggers stop at INFO whatever the service's level."""
+    driver = logging.getLogger("pymongo")
+    driver.setLevel(max(logging.INFO, driver.level))
+
+
 def create_app(settings: DecisionSettings | None = None, *,
                mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None) -> FastAPI:
     settings = settings or DecisionSettings()
+    quiet_driver_logs()
     policy = policy or load_policy(settings.policy_path)
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = DecisionStore(runtime.db)
     budget = MongoBudget(runtime.db)
+    audit = AuditTrail(settings.service_name, runtime.db, runtime.publisher,
+                       settings.audit_topic, runtime.clock)
     service = DecisionService(settings=settings, policy=policy, store=store, budget=budget,
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
-                              clock=runtime.clock, metrics=DecisionMetrics(runtime.registry))
-    runtime.on_start.extend([store.create_indexes, budget.create_indexes])
+                              clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
+                              audit=audit)
+    runtime.on_start.extend([store.create_indexes, budget.create_indexes,
+                             audit.create_indexes])
 
     async def when_incidents_detected(records: list[Record]) -> None:
-        await service.handle_incidents(records)
+        with quiet_write_errors():
+            await service.handle_incidents(records)
 
     async def when_outcomes_recorded(records: list[Record]) -> None:
-        await service.handle_outcomes(records)
+        with quiet_write_errors():
+            await service.handle_outcomes(records)
 
     runtime.consume([settings.incidents_topic], when_incidents_detected,
                     name="when_incidents_detected")
@@ -49,15 +64,17 @@ def create_app(settings: DecisionSettings | None = None, *,
                     name="when_outcomes_recorded")
 
     async def apply_defaults() -> None:
-        settled = await service.apply_due_defaults()
+        with quiet_write_errors():
+            settled = await service.apply_due_defaults()
         if settled:
             log.info("applied the default of %d offers past their deadline", settled)
 
     runtime.every(settings.offer_sweep_seconds, apply_defaults, name="offer-defaults")
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
-                              settings.outcomes_topic],
-                      produces=[settings.decisions_topic])
-    app.include_router(http.router(service, store))
+                              settings.outcomes_topic, settings.audit_topic],
+                      produces=[settings.decisions_topic, settings.audit_topic])
+    http.install_refusals(app)
+    app.include_router(http.router(service, store, runtime.access, runtime.links))
     app.state.service = service
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,3 +28,16 @@ class DecisionSettings(ServiceSettings):
                               description="the compensation policy (YAML) the service applies")
     offer_sweep_seconds: float = Field(
         default=30.0, gt=0, description="how often offers past their deadline get their default")
+    four_eyes_above: Decimal | None = Field(
+        default=Decimal("250.00"), ge=0,
+        description="a held decision whose goodwill is worth more than this (in the policy's "
+                    "currency) needs two approvals by different reviewers; none: one suffices")
+    four_eyes_manual_voucher_above: Decimal = Field(
+        default=Decimal("50.00"), ge=0,
+        description="a manual voucher worth more than this (in the policy's currency) is "
+                    "held until a reviewer other than its creator approves it")
+    manual_voucher_max: Decimal = Field(
+        default=Decimal("500.00"), gt=0,
+        description="the most a manual voucher may be worth; the policy's caps still apply")
+    manual_voucher_max_days: int = Field(
+        default=365, ge=1, le=3650, description="the longest a manual voucher may stay valid")

@@ -6,6 +6,8 @@
   budget (`goodwill` on `budget_day`, under `reservation`): recorded before it is booked,
   so a redelivery books what was recorded;
 - `revisions`: later revisions (a review, a customer's choice), the outbox of their events;
+- `approvals`: one per decision and reviewer (four-eyes: the insert makes a second approval
+  by the same person a duplicate);
 - `reviews`, `choices`: one per decision, inserted once — the insert is what makes a
   verdict or a choice final when two people (or a person and the deadline) race;
 - `outcomes`: the failed actions fulfilment reported (their budget is given back), once per
@@ -19,22 +21,75 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from schemas.decision import Decision, RemedyKind
 from schemas.incident import Detection, IncidentType
-from services.common.mongo import Doc, insert_new, mark_all
+from services.common.errors import describe
+from services.common.mongo import Doc, insert_new, mark_all, stored
 from services.common.outbox import MongoOutbox
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.topup import given_by
+
+
+class StoreWriteError(Exception):
+    """A write the database refused, told by error codes and document ids only: PyMongo's
+    own text of a bulk write error carries the failing documents, and with them customers'
+    names and contact details, which must never reach a log or a dead letter."""
+
+
+def _failed_id(error: Doc) -> object:
+    op = error.get("op")
+    if not isinstance(op, dict):
+        return None
+    query = op.get("q")
+    return (query if isinstance(query, dict) else op).get("_id")
+
+
+def reduced(exc: BulkWriteError) -> StoreWriteError:
+    details = exc.details or {}
+    errors = [f"code {e.get('code')} at {_failed_id(e)!r}"
+              for e in details.get("writeErrors", [])[:20]]
+    concern = [f"write concern {e.get('code')}"
+               for e in details.get("writeConcernErrors", [])[:5]]
+    return StoreWriteError("bulk write failed: " + ("; ".join(errors + concern) or
+                                                    f"code {exc.code}"))
+
+
+def without_documents(exc: Exception) -> Exception:
+    """`exc` told without the documents or values its own text may carry: a bulk write
+    error by codes and ids, another refusal of the database by its code (PyMongo appends
+    the server's whole answer), a validation error by fields and problems (pydantic quotes
+    the input)."""
+    if isinstance(exc, BulkWriteError):
+        return reduced(exc)
+    if isinstance(exc, OperationFailure):
+        name = (exc.details or {}).get("codeName", "")
+        return StoreWriteError(f"the database refused: code {exc.code} {name}".rstrip())
+    if isinstance(exc, ValidationError):
+        return ValueError(f"{exc.title} is invalid: {describe(exc)}")
+    return exc
+
+
+@contextlib.contextmanager
+def quiet_write_errors() -> Iterator[None]:
+    """Re-raise a database refusal or a validation error without the documents or values
+    its text carries (the original is not chained, so a traceback cannot print them
+    either; an outage is left as it is, to be retried)."""
+    try:
+        yield
+    except (OperationFailure, ValidationError) as exc:
+        raise without_documents(exc) from None
 
 
 def given_doc(decision: Decision) -> Doc:
@@ -74,7 +129,8 @@ def decision_doc(decision: Decision, *, reservation: str | None) -> Doc:
     doc: Doc = {
         "_id": decision.decision_id, "incident_id": incident.incident_id,
         "customer_id": incident.customer.id, "order_id": incident.order_id,
-        "outage_id": incident.outage_id, "type": incident.type.value,
+        "outage_id": incident.outage_id, "tenant": incident.tenant,
+        "type": incident.type.value,
         "detection": incident.detection.value, "status": decision.status.value,
         "revision": decision.revision, "decided_at": decision.decided_at,
         "value": format(decision.total_value.amount, "f"),
@@ -106,6 +162,7 @@ class DecisionStore:
         self.revisions = MongoOutbox(db["revisions"])
         self.reviews = db["reviews"]
         self.choices = db["choices"]
+        self.approvals = db["approvals"]
         self.outcomes = db["outcomes"]
         self.incidents_seen = db["incidents_seen"]
         self.customers_decided = db["customers_decided"]
@@ -115,6 +172,7 @@ class DecisionStore:
         await decisions.create_index([("customer_id", ASCENDING), ("decided_at", DESCENDING)])
         await decisions.create_index([("status", ASCENDING), ("deadline", ASCENDING)])
         await self.outcomes.create_index([("decision_id", ASCENDING)])
+        await self.approvals.create_index([("decision_id", ASCENDING)])
         for outbox in (self.decisions, self.revisions):
             await outbox.create_indexes()
         if await self.incidents_seen.find_one({}) is None:  # decisions of an older version
@@ -181,10 +239,31 @@ class DecisionStore:
                 async for doc in self.db["decisions"].find({"_id": {"$in": list(ids)}},
                                                            {"decision": 1})}
 
-    async def held(self, limit: int) -> list[Doc]:
-        cursor = self.db["decisions"].find({"status": "held"}).sort(
-            "decided_at", ASCENDING).limit(limit)
-        return [doc async for doc in cursor]
+    async def held(self, limit: int, tenants: Sequence[str | None] | None = None
+                   ) -> list[Doc]:
+        """The held decisions, oldest first; of `tenants` only when given (None in it: those
+        without a tenant). Decisions recorded before the tenant was kept beside them are
+        matched by the tenant in their body."""
+        query: Doc = {"status": "held"}
+        if tenants is not None:
+            query["$or"] = [{"tenant": {"$in": list(tenants)}},
+                            {"tenant": {"$exists": False}}]
+        cursor = self.db["decisions"].find(query).sort("decided_at", ASCENDING).limit(limit)
+        docs = [doc async for doc in cursor]
+        if tenants is None:
+            return docs
+        return [doc for doc in docs
+                if stored(doc["decision"])["incident"].get("tenant") in tenants]
+
+    async def approve(self, decision_id: str, reviewer: str, reason: str,
+                      at: datetime) -> tuple[bool, list[Doc]]:
+        """Record `reviewer`'s approval of a decision (once per reviewer); returns whether it
+        is new and every approval of the decision, oldest first."""
+        new = await insert_new(self.approvals, [{
+            "_id": f"{decision_id}|{reviewer}", "decision_id": decision_id,
+            "reviewer": reviewer, "reason": reason, "at": at}])
+        found = [doc async for doc in self.approvals.find({"decision_id": decision_id})]
+        return bool(new), sorted(found, key=lambda doc: (doc["at"], doc["reviewer"]))
 
     async def offers_due(self, now: datetime, limit: int) -> list[Doc]:
         cursor = self.db["decisions"].find(

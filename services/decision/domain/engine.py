@@ -863,6 +863,8 @@ def decide(
         offer=offer,
         review_reason=review_reason,
         review=None,
+        approvals=[],
+        requested_by=None,
         choice=None,
         explanation=explain(
             incident,

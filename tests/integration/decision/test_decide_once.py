@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.common import Money
 from schemas.decision import decision_id
+from services.common.access import Principal, Role
 from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision.adapters.budget import Budget
@@ -182,7 +183,8 @@ async def test_an_approved_restitution_goes_out_even_when_the_budget_is_spent(
         await service.handle_incidents(records(topics.incidents, late, 10))
         limit = Money.of("60", "EUR")
         assert (await service.budget.state(DAY_1, limit)).remaining.amount == 0
-        approved = await service.review(held.decision_id, "approved", "ana@support",
+        ana = Principal("ana", frozenset({Role.reviewer}), "*", "api_key")
+        approved = await service.review(held.decision_id, "approved", ana,
                                         "the bank statement shows both captures")
         spent = await service.budget.state(DAY_1, limit)
     assert approved.status.value == "approved"

@@ -16,11 +16,13 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from schemas.decision import decision_id
+from services.common.access import Role
 from services.common.messaging import Record
 from services.common.mongo import Doc
 from services.decision.app import create_app as decision_app
 from services.decision.domain.policy import load_policy
 from services.decision.service import DecisionService
+from tests import auth
 from tests.clock import FakeClock
 from tests.factories import incident
 from tests.infra import Infra
@@ -37,8 +39,10 @@ def money(amount: str) -> dict[str, str]:
     return {"amount": amount, "currency": "EUR"}
 
 
-def api(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://decision")
+def api(app: Any, role: Role = Role.admin) -> httpx.AsyncClient:
+    """A client of decision's API with the credentials of an operator of every tenant."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://decision",
+                             headers=auth.headers(role))
 
 
 def at_least(n: int) -> Callable[[list[dict[str, Any]]], bool]:
@@ -113,7 +117,7 @@ async def test_held_decisions_wait_for_a_reviewer(infra: Infra, suffix: str) -> 
         assert "more than 3 problems" in held["review_reason"]
         held_id = held["decision_id"]
 
-        async with api(p.decision) as client:
+        async with api(p.decision, Role.reviewer) as client:
             queue = (await client.get("/v1/review")).json()
             assert [d["decision_id"] for d in queue] == [held_id]
             # Nothing goes out for the held decision while it waits.
@@ -121,17 +125,20 @@ async def test_held_decisions_wait_for_a_reviewer(infra: Infra, suffix: str) -> 
                                      lambda _: False, timeout_s=3.0)
             assert not [o for o in outcomes if o["data"]["decision_id"] == held_id]
 
-            verdict = {"reviewer": "ana@support", "reason": "receipts checked"}
+            # The reviewer recorded is who is authenticated: a "reviewer" field is ignored.
+            verdict = {"reviewer": "someone-else", "reason": "receipts checked"}
             approved = await client.post(f"/v1/review/{held_id}/approve", json=verdict)
             assert approved.status_code == 200, approved.text
-            assert approved.json()["review"]["reviewer"] == "ana@support"
+            me = auth.subject(Role.reviewer)
+            assert approved.json()["review"]["reviewer"] == me
             assert approved.json()["revision"] == 1
             # The same verdict again is harmless; the opposite one is refused.
             assert (await client.post(f"/v1/review/{held_id}/approve", json=verdict)
                     ).status_code == 200
             rejected = await client.post(f"/v1/review/{held_id}/reject", json=verdict)
             assert rejected.status_code == 409
-            assert "already approved by ana@support" in rejected.text
+            assert rejected.json()["check"] == "state"
+            assert f"already approved by {me}" in rejected.text
             assert (await client.get("/v1/review")).json() == []
 
         outcomes = await collect(
@@ -154,13 +161,18 @@ async def test_offers_fall_back_to_their_default_after_the_deadline(
                                   lambda seen: len(seen) >= 2)
         ids = {d["data"]["incident"]["customer"]["id"]: d["data"]["decision_id"]
                for d in decisions}
+        links = p.decision.state.runtime.links
         async with api(p.decision) as client:
-            chosen = await client.post(f"/v1/offers/{ids[chooser]}/choice", json={"option": 1})
+            token = links.sign(chooser, ids[chooser], clock())
+            chosen = await client.post(f"/v1/customer/decisions/{ids[chooser]}/choice",
+                                       json={"option": 1, "token": token})
             assert chosen.status_code == 200, chosen.text
-            assert chosen.json()["choice"]["by"] == "customer"
+            assert (await client.get(f"/v1/decisions/{ids[chooser]}")
+                    ).json()["choice"]["by"] == "customer"
             assert (await client.post("/v1/offers/apply-defaults")).json() == {"settled": 0}
             clock.advance(timedelta(hours=73))
-            late = await client.post(f"/v1/offers/{ids[silent]}/choice", json={"option": 1})
+            late = await client.post(f"/v1/customer/decisions/{ids[silent]}/choice", json={
+                "option": 1, "token": links.sign(silent, ids[silent], T0)})
             assert late.status_code == 409
             assert "deadline" in late.text
             assert (await client.post("/v1/offers/apply-defaults")).json() == {"settled": 1}

@@ -26,6 +26,7 @@ from services.fulfilment.app import create_app as fulfilment_app
 from services.fulfilment.edges import message_channels
 from services.fulfilment.messages import format_money
 from services.fulfilment.service import FulfilmentService
+from tests import auth
 from tests.clock import FakeClock
 from tests.infra import Infra
 from tests.integration.fulfilment_api.refunds import PAID, double_charge, refund_policy
@@ -70,7 +71,7 @@ async def test_failed_refunds_release_the_budget_and_apologies_name_what_was_giv
                                 lambda seen: len(seen) >= 2, settle_s=0.5, timeout_s=30)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=pipeline.decision),
                                      base_url="http://decision") as decision:
-            budget = (await decision.get("/v1/budget")).json()
+            budget = (await decision.get("/v1/budget", headers=auth.headers())).json()
         async with httpx.AsyncClient(base_url=gateway_url, headers={
                 "Authorization": f"Bearer {DEFAULT_API_KEY}"}) as client:
             refunded = {order: (await client.get("/v1/refunds", params={"order_id": order})
