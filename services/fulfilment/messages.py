@@ -33,6 +33,7 @@ from schemas.incident import Detection
 LOCALES = ("en", "ru", "ro")
 DEFAULT_LOCALE = "en"
 NAME_MAX_CHARS = 80
+URL_MAX_CHARS = 2000  # a page URL with its signed token is a few hundred characters
 
 _NBSP = "\u00a0"
 
@@ -41,7 +42,8 @@ _NBSP = "\u00a0"
 class MessageExtras:
     """What the decision does not carry: a name to greet, the codes of vouchers already
     issued (keyed by the voucher action's idempotency key; a code is shown only when given
-    here), the signature, where to choose an offer's option, the customer's time zone
+    here), the signature, the customer's own page (a signed link where they see what they
+    got and choose an offer's option; none when no link can be signed), the customer's time zone
     for dates, the moment the message is sent (an offer's time left counts from it; the
     decision's time when not given), and the state of each action that is not done yet
     (keyed by idempotency key: "pending" for a refund on its way)."""
@@ -49,7 +51,7 @@ class MessageExtras:
     customer_name: str | None = field(default=None, repr=False)
     voucher_codes: Mapping[str, str] = field(default_factory=dict, repr=False)
     signature: str | None = None
-    choice_url: str | None = None
+    page_url: str | None = field(default=None, repr=False)  # carries a bearer token
     timezone: tzinfo = UTC
     now: datetime | None = None
     states: Mapping[str, str] = field(default_factory=dict)
@@ -386,7 +388,7 @@ def render_apology(decision: Decision, locale: str | None = None,
         "fmt": Formatter(chosen),
         "name": clean(extras.customer_name),
         "signature": clean(extras.signature),
-        "choice_url": clean(extras.choice_url, 300),
+        "page_url": clean(extras.page_url, URL_MAX_CHARS),
         "remedies": _remedies(decision.actions if actions is None else actions,
                               decision, chosen, extras),
         "offer": _offer(decision, chosen, extras),
@@ -422,6 +424,7 @@ def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | 
         "deadline": (format_date(deadline, chosen, extras.timezone)
                      if deadline is not None else None),
         "remedies": _remedies(given, decision, chosen, extras),
+        "page_url": clean(extras.page_url, URL_MAX_CHARS),
         **_facts(decision, chosen),
     }
 

@@ -17,8 +17,10 @@ import httpx
 import pytest
 
 from amends import ops
+from services.common.access import Role
 from services.decision.domain.policy import parse_policy
 from services.fulfilment.messages import format_date, format_duration
+from tests import auth
 from tests.clock import FakeClock
 from tests.factories import incident
 from tests.infra import Infra
@@ -104,22 +106,28 @@ async def test_a_choice_its_default_and_an_approval_each_reach_the_customer(
                                                  f"{silent}@example.org"]
 
         # The customer picks the voucher: a second message brings its code, in Russian.
-        chosen = await decision.post(f"/v1/offers/{ids[chooser]}/choice", json={"option": 0})
+        chosen = await decision.post(f"/v1/offers/{ids[chooser]}/choice", json={"option": 0},
+                                     headers=auth.headers(Role.support))
         assert chosen.status_code == 200, chosen.text
         [confirmation] = [m for m in (await mails(handler, 3))[2:] if to(chooser)(m)]
-        case = (await fulfilment.get(f"/v1/customers/{chooser}/case")).json()
+        case = (await fulfilment.get(f"/v1/customers/{chooser}/case",
+                                     headers=auth.headers(Role.viewer))).json()
         [voucher] = case["vouchers"]
         assert confirmation["Subject"] == "Ваш выбор подтверждён"
         text = body(confirmation, "plain")
         assert f"промокод {voucher['code']}" in text
         assert "15,00" in text
         assert "1" + "\u00a0" + "500" not in text  # the other option is not what they have
+        # The confirmation links to the customer's page of that decision, as the apology did.
+        for mail in (confirmation, *[m for m in first if to(chooser)(m)]):
+            assert f"/v1/customer/decisions/{ids[chooser]}?token=" in body(mail, "plain")
 
         # Three days pass. The held decision is approved now, after its offer's deadline:
         # the customer gets the whole 72 hours from now, and the apology states the date.
         clock.advance(timedelta(hours=73))
         approved = await decision.post(f"/v1/review/{ids[held]}/approve", json={
-            "reviewer": "ana@support", "reason": "the wait is confirmed"})
+            "reviewer": "ana@support", "reason": "the wait is confirmed"},
+            headers=auth.headers(Role.reviewer))
         assert approved.status_code == 200, approved.text
         deadline = datetime.fromisoformat(approved.json()["offer"]["deadline"])
         assert deadline == clock() + timedelta(hours=72)
@@ -129,7 +137,8 @@ async def test_a_choice_its_default_and_an_approval_each_reach_the_customer(
 
         # The silent customer's deadline passed: the default applies and is confirmed, in
         # Romanian; the approved offer still runs.
-        assert (await decision.post("/v1/offers/apply-defaults")).json() == {"settled": 1}
+        assert (await decision.post("/v1/offers/apply-defaults",
+                                    headers=auth.headers(Role.admin))).json() == {"settled": 1}
         [defaulted] = [m for m in (await mails(handler, 5))[4:] if to(silent)(m)]
         assert defaulted["Subject"] == "Ce aveți acum de la noi"
         first_deadline = format_date(T0 + timedelta(minutes=5, hours=72), "ro")
