@@ -93,8 +93,13 @@ class FulfilmentSettings(ServiceSettings):
             raise ValueError("payment_gateway_api_key: required with payment_gateway_url")
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("webhook_secret: required with webhook_url")
-        if "{token}" not in self.customer_page_url:
-            raise ValueError("customer_page_url: must contain {token}")
+        page = self.customer_page_url
+        if "{token}" not in page or "{decision_id}" not in page:
+            raise ValueError("customer_page_url: must contain {decision_id} and {token}")
+        if any(c in page for c in "&<>\"' \t\r\n"):
+            # Messages escape these (a plain-text message keeps `&` as `&amp;`): a link with
+            # one would not open. One query parameter is enough, the decision goes in the path.
+            raise ValueError("customer_page_url: no &, <, >, quotes or spaces")
         if self.smtp_username and self.smtp_password is None:
             raise ValueError("smtp_password: required with smtp_username")
         # A batch stops starting calls at its deadline; the calls then in flight end within

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.decision import RemedyKind
 from schemas.incident import IncidentType
@@ -16,6 +17,7 @@ from services.fulfilment.messages import (
     render_apology,
     render_follow_up,
 )
+from services.fulfilment.settings import FulfilmentSettings
 from tests.unit.test_apology_templates import (
     NOW,
     WORD_LIMIT,
@@ -81,3 +83,15 @@ def test_a_follow_up_links_to_the_page_too(locale: str) -> None:
 
 def test_the_link_is_not_in_the_extras_repr() -> None:
     assert "token" not in repr(PAGE)
+
+
+@pytest.mark.parametrize("url", [
+    "https://care.example/page/{decision_id}",  # no token
+    "https://care.example/page?t={token}",  # no decision
+    "https://care.example/page?d={decision_id}&t={token}",  # `&` is escaped in messages
+])
+def test_a_page_url_that_would_not_open_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="customer_page_url"):
+        FulfilmentSettings(customer_page_url=url)
+    assert FulfilmentSettings(
+        customer_page_url="https://care.example/d/{decision_id}?t={token}").customer_page_url
