@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import escape
 
 from schemas.common import Money, minor_exponent
 from schemas.decision import Action, Decision, RemedyKind
@@ -353,6 +354,15 @@ def _as_text(escaped: str) -> str:
     return escaped.replace("&#39;", "'").replace("&#34;", '"')
 
 
+def _linked(html: str, url: str | None) -> str:
+    """The customer's page made a link in the HTML twin; no other URL is (one an outside
+    string brought, in an order id say, stays text)."""
+    if not url:
+        return html
+    shown = str(escape(url))
+    return html.replace(shown, f'<a href="{shown}">{shown}</a>')
+
+
 def _as_html(escaped: str, subject: str, locale: str) -> str:
     """The text's HTML twin; `escaped` was rendered with autoescaping, so it is safe markup."""
     parts: list[str] = []
@@ -398,7 +408,8 @@ def render_apology(decision: Decision, locale: str | None = None,
     escaped = _tidy(template.render(context))
     subject = _tidy("".join(template.blocks["subject"](template.new_context(context))))
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
-                           html=_as_html(escaped, subject, chosen), locale=chosen)
+                           html=_linked(_as_html(escaped, subject, chosen), context["page_url"]),
+                           locale=chosen)
 
 
 FOLLOW_UP_TEMPLATE = "_followup.txt.j2"
@@ -433,4 +444,5 @@ def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | 
 
     escaped, subject = block("body"), block("subject")
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
-                           html=_as_html(escaped, subject, chosen), locale=chosen)
+                           html=_linked(_as_html(escaped, subject, chosen), context["page_url"]),
+                           locale=chosen)

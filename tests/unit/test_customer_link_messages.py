@@ -46,7 +46,7 @@ def test_an_offer_is_chosen_on_the_page_and_never_by_reply(locale: str) -> None:
     linked = render_apology(made, locale=locale, extras=PAGE)
     plain = render_apology(made, locale=locale, extras=MessageExtras(now=NOW))
     assert linked.text.count(URL) == 1, linked.text
-    assert URL in linked.html
+    assert f'<a href="{URL}">{URL}</a>' in linked.html
     assert len(linked.text.split()) < WORD_LIMIT
     assert "http" not in plain.text
     assert CARE_TEAM[locale] in plain.text
@@ -95,3 +95,11 @@ def test_a_page_url_that_would_not_open_is_refused(url: str) -> None:
         FulfilmentSettings(customer_page_url=url)
     assert FulfilmentSettings(
         customer_page_url="https://care.example/d/{decision_id}?t={token}").customer_page_url
+
+
+def test_only_the_page_is_a_link_in_the_html() -> None:
+    made = decision(make_incident(IncidentType.delivery_delayed, order_id="https://evil.example/x"),
+                    [RemedyKind.points])
+    html = render_apology(made, extras=PAGE).html
+    assert html.count("<a href=") == 1
+    assert "https://evil.example/x" in html
