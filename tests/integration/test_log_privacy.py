@@ -98,7 +98,8 @@ class Everything(logging.Handler):
             logging.getLogger(name).setLevel(logging.DEBUG)
         known = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]
         for logger in [logging.getLogger(), *known]:
-            if isinstance(logger, logging.Logger) and logger not in self.attached and (
+            # Checked on the logger itself: uvicorn empties its access logger's handlers.
+            if isinstance(logger, logging.Logger) and self not in logger.handlers and (
                     logger is logging.getLogger() or not logger.propagate):
                 logger.addHandler(self)
                 self.attached.append(logger)
