@@ -22,6 +22,7 @@ from services.common.clock import Clock
 from services.common.mongo import Doc, stored
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.remote import EffectState
+from services.fulfilment.service import LINK_MARK
 from services.fulfilment.vouchers import (
     Redemption,
     Voucher,
@@ -182,8 +183,10 @@ def _tenant_of_key(action_key: str, tenants: Mapping[str, str | None]) -> str | 
 
 
 def _redacted(message: Doc) -> Doc:
-    return {k: _LINK_TOKEN.sub(LINK_PLACEHOLDER, v) if isinstance(v, str) else v
-            for k, v in message.items()}
+    """A stored message as an operator sees it: its link's token is never stored (see
+    `LINK_MARK`), nor shown from messages stored before that was so."""
+    return {k: _LINK_TOKEN.sub(LINK_PLACEHOLDER, v.replace(LINK_MARK, LINK_PLACEHOLDER))
+            if isinstance(v, str) else v for k, v in message.items()}
 
 
 async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer_id: str,

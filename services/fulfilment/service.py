@@ -440,12 +440,13 @@ class FulfilmentService:
         decision = run.decision
         customer = decision.incident.customer
         path = route(customer.contact, self.channels)
+        page, token = self._page(decision, now)
         rendered = render_apology(decision, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature,
-            page_url=self._page_url(decision, now), now=now), actions=given)
+            page_url=page, now=now), actions=given)
         doc = {**self._base(run, action, now), "incident_type": decision.incident.type.value,
                "channel": path.name, "locale": rendered.locale, "subject": rendered.subject,
-               "text": rendered.text, "html": rendered.html}
+               "text": _at_rest(rendered.text, token), "html": _at_rest(rendered.html, token)}
         if path.channel is None:
             detail = "apology recorded (no delivery channel is configured)"
             return Job(action.idempotency_key,
@@ -457,14 +458,23 @@ class FulfilmentService:
                                                "incident_id": decision.incident.incident_id})
         return Job(action.idempotency_key, doc, perform=self._sender(path, message))
 
-    def _page_url(self, decision: Decision, now: datetime) -> str | None:
-        """The customer's page for this decision, with a signed link; None when no key signs
-        links (then no message mentions a page)."""
+    def _page(self, decision: Decision, now: datetime) -> tuple[str | None, str | None]:
+        """The customer's page for this decision with a signed link, and the link's token;
+        none when no key signs links (then no message mentions a page)."""
         if self.links is None or not self.links.enabled:
-            return None
+            return None, None
         token = self.links.sign(decision.incident.customer.id, decision.decision_id, now)
         return (self.settings.customer_page_url.replace("{decision_id}", decision.decision_id)
-                .replace("{token}", token))
+                .replace("{token}", token)), token
+
+    def _to_send(self, stored_text: str, decision: Decision) -> str:
+        """A stored message's text with a fresh token in its link (the stored copy has none:
+        see `_at_rest`)."""
+        if LINK_MARK not in stored_text:
+            return stored_text
+        _, token = self._page(decision, self.clock())
+        # Keys withdrawn since it was rendered: the link opens nothing, as the keys intend.
+        return stored_text.replace(LINK_MARK, token or "")
 
     def _sender(self, path: Route, message: OutgoingMessage, what: str = "apology",
                 ) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
@@ -542,16 +552,17 @@ class FulfilmentService:
         decision = run.decision
         customer = decision.incident.customer
         path = route(customer.contact, self.channels)
+        page, token = self._page(decision, now)
         rendered = render_follow_up(decision, given, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature, now=now,
-            states=states, page_url=self._page_url(decision, now)))
+            states=states, page_url=page))
         doc = {"_id": key, "customer_id": customer.id, "tenant": decision.incident.tenant,
                "decision_id": decision.decision_id,
                "decision_ref": run.ref, "kind": FOLLOW_UP, "revision": decision.revision,
                "origin": _origin(run.record), "created_at": now,
                "incident_type": decision.incident.type.value, "channel": path.name,
-               "locale": rendered.locale, "subject": rendered.subject, "text": rendered.text,
-               "html": rendered.html}
+               "locale": rendered.locale, "subject": rendered.subject,
+               "text": _at_rest(rendered.text, token), "html": _at_rest(rendered.html, token)}
         if path.channel is None:
             detail = "follow-up recorded (no delivery channel is configured)"
             return Job(key, doc | {"status": EffectState.succeeded.value, "detail": detail,
@@ -583,7 +594,8 @@ class FulfilmentService:
                  "sent_at": now, "channel": path.name}))
         message = OutgoingMessage(
             idempotency_key=doc["_id"], recipient=path.recipient, subject=doc["subject"],
-            text=doc["text"], html=doc["html"], locale=doc["locale"],
+            text=self._to_send(doc["text"], run.decision),
+            html=self._to_send(doc["html"], run.decision), locale=doc["locale"],
             customer_id=incident.customer.id, kind=FOLLOW_UP,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
@@ -696,7 +708,8 @@ class FulfilmentService:
             return Job(action.idempotency_key, doc, perform=job.perform)
         message = OutgoingMessage(
             idempotency_key=action.idempotency_key, recipient=path.recipient,
-            subject=doc["subject"], text=doc["text"], html=doc["html"], locale=doc["locale"],
+            subject=doc["subject"], text=self._to_send(doc["text"], run.decision),
+            html=self._to_send(doc["html"], run.decision), locale=doc["locale"],
             customer_id=incident.customer.id,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
@@ -765,6 +778,13 @@ class FulfilmentService:
 
 
 FOLLOW_UP = "follow_up"
+# Where a stored message's link had its token: a customer link is a bearer secret, so it is
+# not kept at rest; a message sent again gets a fresh one.
+LINK_MARK = "{customer_link_token}"
+
+
+def _at_rest(text: str, token: str | None) -> str:
+    return text.replace(token, LINK_MARK) if token else text
 
 
 def redrive_of(record: Record) -> str | None:
