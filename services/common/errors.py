@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
-from pymongo.errors import BulkWriteError
-
-from services.common.mongo import write_failure
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -28,19 +25,3 @@ def describe(exc: ValidationError) -> str:
 class TransientError(Exception):
     """Raised by a handler for a condition that passes by itself (contention on a shared
     record): its batch is redelivered after a pause, and nothing is dead-lettered for it."""
-
-
-def error_text(exc: BaseException) -> str:
-    """What an error may say in a log line or a dead letter: a validation error names the
-    fields without their input, a bulk write error its codes without its documents (both
-    texts would otherwise quote customers' data)."""
-    if isinstance(exc, ValidationError):
-        return f"ValidationError: {describe(exc)}"
-    if isinstance(exc, BulkWriteError):
-        return f"BulkWriteError: {write_failure(exc)}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def quotes_data(exc: BaseException) -> bool:
-    """Whether the text of `exc` (and so its traceback) quotes the data it failed on."""
-    return isinstance(exc, ValidationError | BulkWriteError)

@@ -47,7 +47,7 @@ from schemas.deadletter import (
 )
 from schemas.envelope import CONTENT_TYPE, CloudEvent
 from services.common.clock import Clock
-from services.common.errors import TransientError, error_text, quotes_data
+from services.common.errors import TransientError
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -418,11 +418,10 @@ class BatchGuard:
                 if is_outage(exc):
                     raise
                 self.metrics.batch_failures.labels(self.name).inc()
-                error = error_text(exc)
-                # A traceback ends with the error's own text: not for one that quotes data.
+                error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: %d records failed (attempt %d of %d): %s", self.name,
                             len(records), attempt, attempts, error[:300],
-                            exc_info=attempt == attempts and not quotes_data(exc))
+                            exc_info=attempt == attempts)
                 if pause and attempt < attempts:
                     await asyncio.sleep(self.pause(attempt))
                 continue
