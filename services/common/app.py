@@ -21,6 +21,7 @@ from services.common.access import Authenticator, install_problem_handler
 from services.common.clock import Clock, system_clock
 from services.common.http import ops_router
 from services.common.links import CustomerLinks
+from services.common.logs import install_log_privacy
 from services.common.messaging import (
     BatchHandler,
     ConsumerMetrics,
@@ -62,6 +63,7 @@ class Runtime:
     def create(cls, settings: ServiceSettings, *, mongo: AsyncMongoClient[Doc] | None = None,
                clock: Clock | None = None,
                registry: CollectorRegistry | None = None) -> Runtime:
+        install_log_privacy()
         registry = registry or CollectorRegistry()
         clock = clock or system_clock
         broker = make_broker(settings, registry)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 Doc = dict[str, Any]
 DUPLICATE_KEY = 11000
@@ -22,6 +22,26 @@ BULK_STATEMENTS = 64
 MAX_CHUNK = 1000
 
 T = TypeVar("T")
+
+
+class StoreWriteError(PyMongoError):
+    """A bulk write the server refused for a reason other than a duplicate key, told by its
+    error codes and the ids of the refused documents only: the driver's own error text
+    quotes the documents, personal data included, and would end up in logs and dead
+    letters."""
+
+
+def write_failure(exc: BulkWriteError, ids: Sequence[Any] = ()) -> StoreWriteError:
+    """`exc` reduced to codes and ids (by each error's index into `ids`)."""
+    errors = exc.details.get("writeErrors", [])
+    codes = sorted({int(e.get("code", 0)) for e in errors})
+    refused = [ids[e["index"]] for e in errors
+               if isinstance(e.get("index"), int) and e["index"] < len(ids)]
+    concern = sorted({int(e.get("code", 0)) for e in exc.details.get("writeConcernErrors", [])})
+    shown = ", ".join(str(i) for i in refused[:10]) + (" …" if len(refused) > 10 else "")
+    return StoreWriteError(f"bulk write refused: {len(errors)} write errors, codes {codes}"
+                           + (f", write concern codes {concern}" if concern else "")
+                           + (f", ids {shown}" if refused else ""))
 
 
 def stored(body: str | Doc) -> Doc:
@@ -46,7 +66,8 @@ async def insert_new(collection: AsyncCollection[Doc],
                      docs: Sequence[Doc]) -> set[Any]:
     """Insert every document whose `_id` is new; a duplicate key means "already done".
 
-    Returns the ids inserted by this call. Any error other than a duplicate key is raised.
+    Returns the ids inserted by this call. Any error other than a duplicate key is raised,
+    as a `StoreWriteError` (codes and ids, no document).
     """
     if not docs:
         return set()
@@ -57,7 +78,7 @@ async def insert_new(collection: AsyncCollection[Doc],
         errors = exc.details.get("writeErrors", [])
         other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
         if other or exc.details.get("writeConcernErrors"):
-            raise
+            raise write_failure(exc, ids) from None
         duplicate = {ids[e["index"]] for e in errors}
         return {i for i in ids if i not in duplicate}
     return set(ids)
@@ -66,7 +87,11 @@ async def insert_new(collection: AsyncCollection[Doc],
 async def bulk_update(collection: AsyncCollection[Doc], ops: Sequence[UpdateOne]) -> None:
     """Apply update statements in unordered bulk writes of at most `BULK_STATEMENTS`."""
     for start in range(0, len(ops), BULK_STATEMENTS):
-        await collection.bulk_write(list(ops[start:start + BULK_STATEMENTS]), ordered=False)
+        try:
+            await collection.bulk_write(list(ops[start:start + BULK_STATEMENTS]),
+                                        ordered=False)
+        except BulkWriteError as exc:
+            raise write_failure(exc) from None
 
 
 async def mark_all(marks: AsyncCollection[Doc], ids: AsyncIterable[Doc]) -> int:

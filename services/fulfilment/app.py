@@ -34,7 +34,7 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     service = FulfilmentService(settings=settings, store=store, vouchers=vouchers,
                                 publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                                 clock=runtime.clock, metrics=FulfilmentMetrics(runtime.registry),
-                                gateway=gateway, channels=channels)
+                                gateway=gateway, channels=channels, links=runtime.links)
     runtime.on_start.extend([store.create_indexes, vouchers.create_indexes])
 
     async def close_clients() -> None:
@@ -61,6 +61,6 @@ def create_app(settings: FulfilmentSettings | None = None, *,
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],
                       produces=[settings.outcomes_topic, settings.tasks_topic])
-    app.include_router(http.router(store, vouchers, runtime.clock))
+    app.include_router(http.router(store, vouchers, runtime))
     app.state.service = service
     return app

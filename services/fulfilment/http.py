@@ -1,35 +1,44 @@
-"""Fulfilment's HTTP API: vouchers (issue, look up, redeem) and a customer's case."""
+"""Fulfilment's HTTP API: vouchers (look up, redeem), a customer's case, for operators with a
+role in the record's tenant; and the customer's own page of one decision, reached only with
+the signed link their messages carry.
 
-from __future__ import annotations
+Manual vouchers are not issued here: they are decisions (decision's `POST
+/v1/manual-vouchers`), so they pass the policy's caps, the budget and review like any other.
+"""
 
-from datetime import timedelta
-from decimal import Decimal
-from typing import Annotated, Any
+import re
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from pydantic import AwareDatetime, BaseModel, Field
 
-from schemas.common import Currency, DecimalText, Money
-from schemas.common import deterministic_id as make_id
+from schemas.common import DecimalText, Money
+from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
+from services.common.access import AccessDeniedError, Principal, Role, operator
+from services.common.app import Runtime
 from services.common.clock import Clock
-from services.common.mongo import stored
+from services.common.mongo import Doc, stored
 from services.fulfilment.adapters.mongo import FulfilmentStore
-from services.fulfilment.vouchers import Redemption, Voucher, VoucherError, VoucherStore
+from services.fulfilment.remote import EffectState
+from services.fulfilment.service import LINK_MARK
+from services.fulfilment.vouchers import (
+    Redemption,
+    Voucher,
+    VoucherError,
+    VoucherStatus,
+    VoucherStore,
+)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
+DecisionId = Annotated[str, Path(min_length=1, max_length=128)]
+Code = Annotated[str, Path(max_length=64)]
 _STATUS = {"not_found": 404, "redeemed": 409, "expired": 410, "currency": 422, "value": 422}
-
-
-class VoucherRequest(BaseModel):
-    """A voucher issued by hand (e.g. by a support agent); `request_id` makes a retry safe."""
-
-    request_id: str = Field(min_length=1, max_length=128)
-    customer_id: str = Field(min_length=1, max_length=128)
-    amount: Money | None = None
-    percent: DecimalText | None = Field(default=None, gt=0, le=100)
-    currency: Currency
-    expires_in_days: int = Field(default=90, ge=1, le=3650)
-    reason: str = Field(default="", max_length=500)
+# A customer link's token (a compact JWT); shown to operators as a placeholder, never as is:
+# whoever holds it sees the customer's page.
+_LINK_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+LINK_PLACEHOLDER = "<customer link>"
 
 
 class RedeemRequest(BaseModel):
@@ -47,49 +56,117 @@ class Case(BaseModel):
     messages: list[dict[str, Any]]
 
 
+RemedyState = Literal["done", "under_way", "failed", "awaiting_review"]
+
+
+class CustomerRemedy(BaseModel):
+    """One remedy as the customer sees it: what it is and how it stands."""
+
+    kind: RemedyKind
+    amount: Money | None = None
+    percent: DecimalText | None = None
+    points: int | None = None
+    quantity: int | None = None
+    expires_at: AwareDatetime | None = None
+    state: RemedyState | None = Field(default=None,
+                                      description="none for an option not chosen yet")
+    voucher_code: str | None = None
+    voucher_status: VoucherStatus | None = None
+
+
+class CustomerOption(BaseModel):
+    label: str
+    remedies: list[CustomerRemedy]
+
+
+class CustomerOffer(BaseModel):
+    options: list[CustomerOption]
+    default_option: int
+    deadline: AwareDatetime
+
+
+class CustomerChoice(BaseModel):
+    option: int
+    label: str
+    by: Literal["customer", "default", "support"]
+    at: AwareDatetime
+
+
+class CustomerPage(BaseModel):
+    """What the customer got for one decision, as it stands; no contact details."""
+
+    decision_id: str
+    status: DecisionStatus
+    incident_type: str
+    order_id: str | None
+    decided_at: AwareDatetime
+    remedies: list[CustomerRemedy]
+    offer: CustomerOffer | None = None
+    choice: CustomerChoice | None = None
+    link_expires_at: AwareDatetime
+
+
 def _refused(exc: VoucherError) -> HTTPException:
     return HTTPException(_STATUS.get(exc.problem, 400),
                          detail={"problem": exc.problem, "message": str(exc)})
 
 
-def router(store: FulfilmentStore, vouchers: VoucherStore, clock: Clock) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["fulfilment"])
+def router(store: FulfilmentStore, vouchers: VoucherStore, runtime: Runtime) -> APIRouter:
+    api = APIRouter(prefix="/v1")
+    access, clock = runtime.access, runtime.clock
+    Viewer = Annotated[Principal, Depends(operator(access, Role.viewer))]  # noqa: N806
+    Support = Annotated[Principal, Depends(operator(access, Role.support))]  # noqa: N806
 
-    @api.post("/vouchers", status_code=201, summary="Issue a voucher")
-    async def issue_voucher(request: VoucherRequest) -> Voucher:
-        now = clock()
-        if request.amount is not None and request.amount.currency != request.currency:
-            raise HTTPException(422, detail={"problem": "currency",
-                                             "message": "amount.currency differs from currency"})
-        try:
-            return await vouchers.issue(
-                action_key=make_id("manual-voucher", request.request_id),
-                customer_id=request.customer_id, amount=request.amount,
-                percent=Decimal(request.percent) if request.percent is not None else None,
-                currency=request.currency, issued_at=now,
-                expires_at=now + timedelta(days=request.expires_in_days), reason=request.reason)
-        except VoucherError as exc:
-            raise _refused(exc) from None
-
-    @api.get("/vouchers/{code}", summary="Look up a voucher")
-    async def get_voucher(code: Annotated[str, Path(max_length=64)]) -> Voucher:
+    async def voucher_of(principal: Principal, code: str) -> Voucher:
         voucher = await vouchers.get(code, clock())
         if voucher is None:
             raise HTTPException(404, detail={"problem": "not_found",
-                                             "message": f"no voucher {code!r}"})
+                                             "message": "no such voucher"})
+        access.require_tenant(principal, voucher.tenant)
         return voucher
 
-    @api.post("/vouchers/{code}/redeem", summary="Redeem a voucher (once)")
-    async def redeem_voucher(code: Annotated[str, Path(max_length=64)],
+    @api.get("/vouchers/{code}", summary="Look up a voucher", tags=["vouchers"])
+    async def get_voucher(principal: Viewer, code: Code) -> Voucher:
+        return await voucher_of(principal, code)
+
+    @api.post("/vouchers/{code}/redeem", summary="Redeem a voucher (once)", tags=["vouchers"])
+    async def redeem_voucher(principal: Support, code: Code,
                              request: RedeemRequest) -> Redemption:
+        await voucher_of(principal, code)
         try:
             return await vouchers.redeem(code, request.order_id, request.order_total, clock())
         except VoucherError as exc:
             raise _refused(exc) from None
 
-    @api.get("/customers/{customer_id}/case", summary="Everything done for a customer")
-    async def case(customer_id: CustomerId) -> Case:
-        return await customer_case(store, vouchers, customer_id, clock)
+    @api.get("/customers/{customer_id}/case", summary="Everything done for a customer",
+             tags=["case"])
+    async def case(principal: Viewer, customer_id: CustomerId) -> Case:
+        return await customer_case(store, vouchers, customer_id, clock,
+                                   access.tenants(principal))
+
+    @api.get("/customer/decisions/{decision_id}", tags=["customer"],
+             summary="The customer's page of one decision (by the link in their messages)")
+    async def customer_page(
+            decision_id: DecisionId, response: Response,
+            token: Annotated[str | None, Query(max_length=4096, description=(
+                "the signed token of the customer's link"))] = None,
+            x_customer_token: Annotated[str | None, Header(max_length=4096)] = None,
+    ) -> CustomerPage:
+        # The token is a bearer secret in a URL: not cached, not passed on as a referrer.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        given = x_customer_token or token
+        if not given:
+            raise AccessDeniedError(401, "link", "this page needs the link from your message")
+        grant = runtime.links.verify(given, decision_id, clock())
+        decision = await newest_decision(store, decision_id)
+        if decision is None:
+            raise HTTPException(404, detail={"problem": "not_found",
+                                             "message": "nothing recorded for this link yet"})
+        if decision.incident.customer.id != grant.customer_id:
+            raise AccessDeniedError(403, "link_customer",
+                                    "the link was issued to another customer")
+        return await customer_view(store, vouchers, decision, clock(), grant.expires_at)
 
     return api
 
@@ -100,8 +177,22 @@ INTERNAL_MESSAGE_FIELDS = frozenset({"_id", "html", "origin", "decision_ref", "c
                                      "round", "redriven_by", "remote"})
 
 
+def _tenant_of_key(action_key: str, tenants: Mapping[str, str | None]) -> str | None:
+    """The tenant of an action's decision (its key is `<decision_id>:<position>`)."""
+    return tenants.get(action_key.rpartition(":")[0])
+
+
+def _redacted(message: Doc) -> Doc:
+    """A stored message as an operator sees it: its link's token is never stored (see
+    `LINK_MARK`), nor shown from messages stored before that was so."""
+    return {k: _LINK_TOKEN.sub(LINK_PLACEHOLDER, v.replace(LINK_MARK, LINK_PLACEHOLDER))
+            if isinstance(v, str) else v for k, v in message.items()}
+
+
 async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer_id: str,
-                        clock: Clock) -> Case:
+                        clock: Clock, tenants: Collection[str | None] | None = None) -> Case:
+    """The customer's case; with `tenants`, only the records of those tenants (the tenant a
+    record carries, or its decision's)."""
     now = clock()
     query = {"customer_id": customer_id}
     newest: dict[str, dict[str, Any]] = {}
@@ -110,18 +201,95 @@ async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer
         have = newest.get(decision["decision_id"])
         if have is None or decision.get("revision", 0) > have.get("revision", 0):
             newest[decision["decision_id"]] = decision
-    decisions = sorted(newest.values(), key=lambda d: d["decided_at"], reverse=True)
-    outcomes = [stored(o["outcome"]) async for o in store.outcomes.collection.find(query)]
+    of_decision = {d: body["incident"].get("tenant") for d, body in newest.items()}
+
+    def seen(tenant: str | None) -> bool:
+        return tenants is None or tenant in tenants
+
+    def seen_doc(doc: Doc, decision_id: str | None) -> bool:
+        return seen(doc["tenant"] if "tenant" in doc else of_decision.get(decision_id or ""))
+
+    decisions = sorted((d for d in newest.values() if seen(d["incident"].get("tenant"))),
+                       key=lambda d: d["decided_at"], reverse=True)
+    outcomes = [stored(o["outcome"]) async for o in store.outcomes.collection.find(query)
+                if seen_doc(o, stored(o["outcome"])["decision_id"])]
     outcomes.sort(key=lambda o: (o["completed_at"], o["position"]), reverse=True)
-    messages = [{k: v for k, v in m.items() if k not in INTERNAL_MESSAGE_FIELDS} | {
-        "idempotency_key": m["_id"]} async for m in store.messages.find(query)]
+    messages = [_redacted({k: v for k, v in m.items() if k not in INTERNAL_MESSAGE_FIELDS})
+                | {"idempotency_key": m["_id"]} async for m in store.messages.find(query)
+                if seen_doc(m, m.get("decision_id"))]
     messages.sort(key=lambda m: m["created_at"], reverse=True)
+    points = 0
+    async for entry in store.points_ledger.find({**query, "expires_at": {"$gt": now}},
+                                                {"points": 1, "decision_id": 1, "tenant": 1}):
+        if seen_doc(entry, entry.get("decision_id")):
+            points += int(entry["points"])
     return Case(
         customer_id=customer_id,
-        points_balance=await store.points_balance(customer_id, now),
+        points_balance=points,
         incidents=[d["incident"] for d in decisions],
         decisions=[{k: v for k, v in d.items() if k != "incident"} for d in decisions],
         actions=outcomes,
-        vouchers=await vouchers.for_customer(customer_id, now),
+        vouchers=[v for v in await vouchers.for_customer(customer_id, now)
+                  if seen(v.tenant or _tenant_of_key(v.action_key, of_decision))],
         messages=messages,
     )
+
+
+async def newest_decision(store: FulfilmentStore, decision_id: str) -> Decision | None:
+    """The latest revision of a decision as fulfilment received it."""
+    newest: Doc | None = None
+    async for doc in store.decisions.find({"decision_id": decision_id},
+                                          {"revision": 1, "decision": 1}):
+        if newest is None or doc.get("revision", 0) > newest.get("revision", 0):
+            newest = doc
+    return None if newest is None else Decision.model_validate(stored(newest["decision"]))
+
+
+async def customer_view(store: FulfilmentStore, vouchers: VoucherStore, decision: Decision,
+                        now: datetime, link_expires_at: datetime) -> CustomerPage:
+    keys = [a.idempotency_key for a in decision.actions]
+    outcomes = await store.outcomes_of(keys)
+    refunds = {d["_id"]: d.get("status") async for d in store.refunds.find(
+        {"_id": {"$in": keys}}, {"status": 1})} if any(
+        a.kind is RemedyKind.refund for a in decision.actions) else {}
+    issued = {v.action_key: v for v in await vouchers.for_customer(
+        decision.incident.customer.id, now) if v.action_key in keys}
+
+    def state(action: Action) -> RemedyState:
+        if decision.status is DecisionStatus.held:
+            return "awaiting_review"
+        outcome = outcomes.get(action.idempotency_key)
+        if outcome is not None:
+            return "done" if outcome.status.value == "succeeded" else "failed"
+        if refunds.get(action.idempotency_key) == EffectState.failed.value:
+            return "failed"
+        return "under_way"
+
+    def remedy(action: Action, given: bool = True) -> CustomerRemedy:
+        voucher = issued.get(action.idempotency_key) if given else None
+        return CustomerRemedy(
+            kind=action.kind, amount=action.amount, percent=action.percent,
+            points=action.points, quantity=action.quantity, expires_at=action.expires_at,
+            state=state(action) if given else None,
+            voucher_code=voucher.code if voucher else None,
+            voucher_status=voucher.status if voucher else None)
+
+    offer = None
+    if decision.offer is not None and decision.choice is None:
+        offer = CustomerOffer(
+            options=[CustomerOption(label=o.label,
+                                    remedies=[remedy(a, given=False) for a in o.actions])
+                     for o in decision.offer.options],
+            default_option=decision.offer.default_option, deadline=decision.offer.deadline)
+    choice = decision.choice
+    incident = decision.incident
+    return CustomerPage(
+        decision_id=decision.decision_id, status=decision.status,
+        incident_type=incident.type.value, order_id=incident.order_id,
+        decided_at=decision.decided_at,
+        remedies=[remedy(a) for a in sorted(decision.actions, key=lambda a: a.position)
+                  if a.kind is not RemedyKind.apology],
+        offer=offer,
+        choice=CustomerChoice(option=choice.option, label=choice.label, by=choice.by,
+                              at=choice.at) if choice is not None else None,
+        link_expires_at=link_expires_at)

@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import escape
 
 from schemas.common import Money, minor_exponent
 from schemas.decision import Action, Decision, RemedyKind
@@ -33,6 +34,7 @@ from schemas.incident import Detection
 LOCALES = ("en", "ru", "ro")
 DEFAULT_LOCALE = "en"
 NAME_MAX_CHARS = 80
+URL_MAX_CHARS = 2000  # a page URL with its signed token is a few hundred characters
 
 _NBSP = "\u00a0"
 
@@ -41,7 +43,8 @@ _NBSP = "\u00a0"
 class MessageExtras:
     """What the decision does not carry: a name to greet, the codes of vouchers already
     issued (keyed by the voucher action's idempotency key; a code is shown only when given
-    here), the signature, where to choose an offer's option, the customer's time zone
+    here), the signature, the customer's own page (a signed link where they see what they
+    got and choose an offer's option; none when no link can be signed), the customer's time zone
     for dates, the moment the message is sent (an offer's time left counts from it; the
     decision's time when not given), and the state of each action that is not done yet
     (keyed by idempotency key: "pending" for a refund on its way)."""
@@ -49,7 +52,7 @@ class MessageExtras:
     customer_name: str | None = field(default=None, repr=False)
     voucher_codes: Mapping[str, str] = field(default_factory=dict, repr=False)
     signature: str | None = None
-    choice_url: str | None = None
+    page_url: str | None = field(default=None, repr=False)  # carries a bearer token
     timezone: tzinfo = UTC
     now: datetime | None = None
     states: Mapping[str, str] = field(default_factory=dict)
@@ -351,6 +354,15 @@ def _as_text(escaped: str) -> str:
     return escaped.replace("&#39;", "'").replace("&#34;", '"')
 
 
+def _linked(html: str, url: str | None) -> str:
+    """The customer's page made a link in the HTML twin; no other URL is (one an outside
+    string brought, in an order id say, stays text)."""
+    if not url:
+        return html
+    shown = str(escape(url))
+    return html.replace(shown, f'<a href="{shown}">{shown}</a>')
+
+
 def _as_html(escaped: str, subject: str, locale: str) -> str:
     """The text's HTML twin; `escaped` was rendered with autoescaping, so it is safe markup."""
     parts: list[str] = []
@@ -386,7 +398,7 @@ def render_apology(decision: Decision, locale: str | None = None,
         "fmt": Formatter(chosen),
         "name": clean(extras.customer_name),
         "signature": clean(extras.signature),
-        "choice_url": clean(extras.choice_url, 300),
+        "page_url": clean(extras.page_url, URL_MAX_CHARS),
         "remedies": _remedies(decision.actions if actions is None else actions,
                               decision, chosen, extras),
         "offer": _offer(decision, chosen, extras),
@@ -396,7 +408,8 @@ def render_apology(decision: Decision, locale: str | None = None,
     escaped = _tidy(template.render(context))
     subject = _tidy("".join(template.blocks["subject"](template.new_context(context))))
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
-                           html=_as_html(escaped, subject, chosen), locale=chosen)
+                           html=_linked(_as_html(escaped, subject, chosen), context["page_url"]),
+                           locale=chosen)
 
 
 FOLLOW_UP_TEMPLATE = "_followup.txt.j2"
@@ -422,6 +435,7 @@ def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | 
         "deadline": (format_date(deadline, chosen, extras.timezone)
                      if deadline is not None else None),
         "remedies": _remedies(given, decision, chosen, extras),
+        "page_url": clean(extras.page_url, URL_MAX_CHARS),
         **_facts(decision, chosen),
     }
 
@@ -430,4 +444,5 @@ def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | 
 
     escaped, subject = block("body"), block("subject")
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
-                           html=_as_html(escaped, subject, chosen), locale=chosen)
+                           html=_linked(_as_html(escaped, subject, chosen), context["page_url"]),
+                           locale=chosen)

@@ -39,11 +39,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from schemas.outcome import ActionStatus
 from services.common.clock import Clock
-from services.common.mongo import BULK_STATEMENTS, Doc, insert_new
+from services.common.mongo import BULK_STATEMENTS, Doc, insert_new, write_failure
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.retry import Sleep, retry
 from services.fulfilment.settings import FulfilmentSettings
@@ -229,8 +229,11 @@ class RemoteEffects:
         """Apply the updates in bulk writes FerretDB takes; returns how many matched."""
         matched = 0
         for start in range(0, len(ops), BULK_STATEMENTS):
-            result = await collection.bulk_write(list(ops[start:start + BULK_STATEMENTS]),
-                                                 ordered=False)
+            try:
+                result = await collection.bulk_write(
+                    list(ops[start:start + BULK_STATEMENTS]), ordered=False)
+            except BulkWriteError as exc:  # its text quotes the updates: codes only
+                raise write_failure(exc) from None
             matched += result.matched_count
         return matched
 
@@ -250,7 +253,8 @@ class RemoteEffects:
                          "status": EffectState.claimed.value},
                         {"$set": {"claimed_at": self.clock()}})
             except PyMongoError as error:  # the next renewal tries again; the lease has slack
-                log.warning("could not renew %d claims: %s", len(claims), error)
+                # The type only: a driver error's text can quote the documents.
+                log.warning("could not renew %d claims: %s", len(claims), type(error).__name__)
 
     async def attempt(self, call: Callable[[], Awaitable[tuple[Done, Doc]]],
                       doc: Doc, what: str, remote: str = "") -> tuple[Done, Doc]:

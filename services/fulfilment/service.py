@@ -30,6 +30,7 @@ from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
 from schemas.task import HumanTask, TaskCreated
 from services.common.clock import Clock
 from services.common.errors import describe
+from services.common.links import CustomerLinks
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.mongo import Doc, insert_new, stored
 from services.common.outbox import record_then_publish
@@ -143,6 +144,7 @@ class FulfilmentService:
     gateway: PaymentGateway = field(default_factory=LedgerGateway)
     channels: Mapping[Channel, MessageChannel] = field(default_factory=dict)
     remote: RemoteEffects | None = None
+    links: CustomerLinks | None = None
 
     def __post_init__(self) -> None:
         if self.remote is None:
@@ -175,7 +177,8 @@ class FulfilmentService:
         new = await self.store.record_decisions([
             {"_id": run.ref, "decision_id": run.decision.decision_id,
              "revision": run.decision.revision, "customer_id": run.decision.incident.customer.id,
-             "created_at": now, "origin": _origin(run.record),
+             "tenant": run.decision.incident.tenant, "created_at": now,
+             "origin": _origin(run.record),
              "decision": run.decision.model_dump_json()} for run in runs.values()])
         # A decision's first revision seen for the first time has no effects yet: only the
         # others' outcomes are looked up (on FerretDB v1 that lookup reads every outcome).
@@ -218,7 +221,9 @@ class FulfilmentService:
                                f"action {key} ({action.kind.value}) of decision "
                                f"{run.decision.decision_id}: {done.error}"))
                 parts.append(_in_round(key, batch.rounds.get(key, 0)))
-        new = await self._publish(outcomes, batch.now, batch.rounds)
+        tenants = {run.decision.decision_id: run.decision.incident.tenant
+                   for run, _, _ in batch.results.values()}
+        new = await self._publish(outcomes, batch.now, batch.rounds, tenants)
         for key, (run, done) in batch.follow_ups.items():
             if done.error is not None and done.fresh:  # a follow-up has no outcome
                 part = _in_round(key, batch.rounds.get(key, 0))
@@ -268,6 +273,7 @@ class FulfilmentService:
 
     def _base(self, run: Run, action: Action, now: datetime) -> Doc:
         return {"_id": action.idempotency_key, "customer_id": run.decision.incident.customer.id,
+                "tenant": run.decision.incident.tenant,
                 "decision_id": run.decision.decision_id, "decision_ref": run.ref,
                 "position": action.position, "origin": _origin(run.record), "created_at": now}
 
@@ -291,7 +297,7 @@ class FulfilmentService:
                     currency=(action.amount or action.value).currency, issued_at=batch.now,
                     expires_at=action.expires_at or batch.now + timedelta(
                         days=self.settings.voucher_expiry_days),
-                    reason=decision.incident.type.value)))
+                    tenant=decision.incident.tenant, reason=_voucher_reason(decision, action))))
                 return None
             case RemedyKind.free_delivery:
                 batch.perks.append({**base, "kind": action.kind.value,
@@ -434,14 +440,13 @@ class FulfilmentService:
         decision = run.decision
         customer = decision.incident.customer
         path = route(customer.contact, self.channels)
-        choice_url = (self.settings.choice_url.replace("{decision_id}", decision.decision_id)
-                      if self.settings.choice_url else None)
+        page, token = self._page(decision, now)
         rendered = render_apology(decision, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature,
-            choice_url=choice_url, now=now), actions=given)
+            page_url=page, now=now), actions=given)
         doc = {**self._base(run, action, now), "incident_type": decision.incident.type.value,
                "channel": path.name, "locale": rendered.locale, "subject": rendered.subject,
-               "text": rendered.text, "html": rendered.html}
+               "text": _at_rest(rendered.text, token), "html": _at_rest(rendered.html, token)}
         if path.channel is None:
             detail = "apology recorded (no delivery channel is configured)"
             return Job(action.idempotency_key,
@@ -452,6 +457,24 @@ class FulfilmentService:
                                      metadata={"decision_id": decision.decision_id,
                                                "incident_id": decision.incident.incident_id})
         return Job(action.idempotency_key, doc, perform=self._sender(path, message))
+
+    def _page(self, decision: Decision, now: datetime) -> tuple[str | None, str | None]:
+        """The customer's page for this decision with a signed link, and the link's token;
+        none when no key signs links (then no message mentions a page)."""
+        if self.links is None or not self.links.enabled:
+            return None, None
+        token = self.links.sign(decision.incident.customer.id, decision.decision_id, now)
+        return (self.settings.customer_page_url.replace("{decision_id}", decision.decision_id)
+                .replace("{token}", token)), token
+
+    def _to_send(self, stored_text: str, decision: Decision) -> str:
+        """A stored message's text with a fresh token in its link (the stored copy has none:
+        see `_at_rest`)."""
+        if LINK_MARK not in stored_text:
+            return stored_text
+        _, token = self._page(decision, self.clock())
+        # Keys withdrawn since it was rendered: the link opens nothing, as the keys intend.
+        return stored_text.replace(LINK_MARK, token or "")
 
     def _sender(self, path: Route, message: OutgoingMessage, what: str = "apology",
                 ) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
@@ -529,15 +552,17 @@ class FulfilmentService:
         decision = run.decision
         customer = decision.incident.customer
         path = route(customer.contact, self.channels)
+        page, token = self._page(decision, now)
         rendered = render_follow_up(decision, given, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature, now=now,
-            states=states))
-        doc = {"_id": key, "customer_id": customer.id, "decision_id": decision.decision_id,
+            states=states, page_url=page))
+        doc = {"_id": key, "customer_id": customer.id, "tenant": decision.incident.tenant,
+               "decision_id": decision.decision_id,
                "decision_ref": run.ref, "kind": FOLLOW_UP, "revision": decision.revision,
                "origin": _origin(run.record), "created_at": now,
                "incident_type": decision.incident.type.value, "channel": path.name,
-               "locale": rendered.locale, "subject": rendered.subject, "text": rendered.text,
-               "html": rendered.html}
+               "locale": rendered.locale, "subject": rendered.subject,
+               "text": _at_rest(rendered.text, token), "html": _at_rest(rendered.html, token)}
         if path.channel is None:
             detail = "follow-up recorded (no delivery channel is configured)"
             return Job(key, doc | {"status": EffectState.succeeded.value, "detail": detail,
@@ -569,7 +594,8 @@ class FulfilmentService:
                  "sent_at": now, "channel": path.name}))
         message = OutgoingMessage(
             idempotency_key=doc["_id"], recipient=path.recipient, subject=doc["subject"],
-            text=doc["text"], html=doc["html"], locale=doc["locale"],
+            text=self._to_send(doc["text"], run.decision),
+            html=self._to_send(doc["html"], run.decision), locale=doc["locale"],
             customer_id=incident.customer.id, kind=FOLLOW_UP,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
@@ -682,7 +708,8 @@ class FulfilmentService:
             return Job(action.idempotency_key, doc, perform=job.perform)
         message = OutgoingMessage(
             idempotency_key=action.idempotency_key, recipient=path.recipient,
-            subject=doc["subject"], text=doc["text"], html=doc["html"], locale=doc["locale"],
+            subject=doc["subject"], text=self._to_send(doc["text"], run.decision),
+            html=self._to_send(doc["html"], run.decision), locale=doc["locale"],
             customer_id=incident.customer.id,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
@@ -703,7 +730,8 @@ class FulfilmentService:
     # --- outcomes ----------------------------------------------------------------------------
 
     async def _publish(self, outcomes: Sequence[Outcome], now: datetime,
-                       rounds: Mapping[str, int]) -> set[str]:
+                       rounds: Mapping[str, int],
+                       tenants: Mapping[str, str | None] | None = None) -> set[str]:
         """Record and publish each outcome once; an effect tried again after a redrive has
         one more outcome per round. Returns the ids of those new now."""
         items: list[tuple[Doc, Outgoing]] = []
@@ -711,9 +739,10 @@ class FulfilmentService:
         for outcome in outcomes:
             record_id = _in_round(outcome.idempotency_key,
                                   rounds.get(outcome.idempotency_key, 0))
-            event = OutcomeRecorded(id=record_id, source="amends/fulfilment",
-                                    time=now, subject=outcome.customer_id, data=outcome)
-            doc = {"_id": record_id, "customer_id": outcome.customer_id,
+            tenant = (tenants or {}).get(outcome.decision_id)
+            event = OutcomeRecorded(id=record_id, source="amends/fulfilment", time=now,
+                                    subject=outcome.customer_id, tenant=tenant, data=outcome)
+            doc = {"_id": record_id, "customer_id": outcome.customer_id, "tenant": tenant,
                    "created_at": now, "outcome": outcome.model_dump_json()}
             items.append((doc, outgoing(self.settings.outcomes_topic, event)))
             ids.append(record_id)
@@ -749,6 +778,13 @@ class FulfilmentService:
 
 
 FOLLOW_UP = "follow_up"
+# Where a stored message's link had its token: a customer link is a bearer secret, so it is
+# not kept at rest; a message sent again gets a fresh one.
+LINK_MARK = "{customer_link_token}"
+
+
+def _at_rest(text: str, token: str | None) -> str:
+    return text.replace(token, LINK_MARK) if token else text
 
 
 def redrive_of(record: Record) -> str | None:
@@ -797,6 +833,14 @@ def _status(key: str, known: Mapping[str, Outcome], batch: Batch) -> ActionStatu
         return known[key].status
     result = batch.results.get(key)
     return result[2].status if result is not None else None
+
+
+def _voucher_reason(decision: Decision, action: Action) -> str:
+    """A voucher's reason: the operator's note for a manual voucher (an action no policy
+    rule granted), else the incident's type."""
+    if action.rule_id is None and action.note:
+        return action.note
+    return decision.incident.type.value
 
 
 def _origin(record: Record) -> list[Any]:

@@ -53,9 +53,11 @@ class FulfilmentSettings(ServiceSettings):
     webhook_secret: SecretStr | None = Field(default=None, repr=False)
     message_signature: str | None = Field(default=None, max_length=80,
                                           description="the sign-off under every apology")
-    choice_url: str | None = Field(
-        default=None, description="where a customer picks an offer's option; "
-        "{decision_id} is replaced")
+    customer_page_url: str = Field(
+        default="http://127.0.0.1:8003/v1/customer/decisions/{decision_id}?token={token}",
+        description="the customer's page, linked from every message that offers a choice or "
+        "shows what they got: {decision_id} and {token} (a signed, expiring customer link) "
+        "are replaced; no link is sent while no customer_link_keys are configured")
     send_concurrency: int = Field(default=16, ge=1,
                                   description="messages and refunds in flight at once")
 
@@ -91,6 +93,13 @@ class FulfilmentSettings(ServiceSettings):
             raise ValueError("payment_gateway_api_key: required with payment_gateway_url")
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("webhook_secret: required with webhook_url")
+        page = self.customer_page_url
+        if "{token}" not in page or "{decision_id}" not in page:
+            raise ValueError("customer_page_url: must contain {decision_id} and {token}")
+        if any(c in page for c in "&<>\"' \t\r\n"):
+            # Messages escape these (a plain-text message keeps `&` as `&amp;`): a link with
+            # one would not open. One query parameter is enough, the decision goes in the path.
+            raise ValueError("customer_page_url: no &, <, >, quotes or spaces")
         if self.smtp_username and self.smtp_password is None:
             raise ValueError("smtp_password: required with smtp_username")
         # A batch stops starting calls at its deadline; the calls then in flight end within

@@ -56,6 +56,7 @@ class Voucher(BaseModel):
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     reason: str = ""
+    tenant: str | None = None
     status: VoucherStatus = VoucherStatus.active
     redeemed_at: AwareDatetime | None = None
     redeemed_order_id: str | None = None
@@ -102,11 +103,12 @@ class VoucherStore:
 
     async def issue(self, *, action_key: str, customer_id: str, amount: Money | None,
                     percent: Decimal | None, currency: str, issued_at: datetime,
-                    expires_at: datetime, reason: str) -> Voucher:
+                    expires_at: datetime, reason: str, tenant: str | None = None) -> Voucher:
         """Issue the voucher of an action, or return the one issued for it before."""
         request = Voucher(code="", customer_id=customer_id, action_key=action_key,
                           amount=amount, percent=percent, currency=currency,
-                          issued_at=issued_at, expires_at=expires_at, reason=reason)
+                          issued_at=issued_at, expires_at=expires_at, reason=reason,
+                          tenant=tenant)
         return (await self.issue_all([request]))[action_key]
 
     async def issue_all(self, requests: Sequence[Voucher]) -> dict[str, Voucher]:

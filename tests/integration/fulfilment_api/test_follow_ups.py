@@ -111,13 +111,17 @@ async def test_a_choice_its_default_and_an_approval_each_reach_the_customer(
                                      json={"option": 0, "token": token})
         assert chosen.status_code == 200, chosen.text
         [confirmation] = [m for m in (await mails(handler, 3))[2:] if to(chooser)(m)]
-        case = (await fulfilment.get(f"/v1/customers/{chooser}/case")).json()
+        case = (await fulfilment.get(f"/v1/customers/{chooser}/case",
+                                     headers=auth.headers(Role.viewer))).json()
         [voucher] = case["vouchers"]
         assert confirmation["Subject"] == "Ваш выбор подтверждён"
         text = body(confirmation, "plain")
         assert f"промокод {voucher['code']}" in text
         assert "15,00" in text
         assert "1" + "\u00a0" + "500" not in text  # the other option is not what they have
+        # The confirmation links to the customer's page of that decision, as the apology did.
+        for mail in (confirmation, *[m for m in first if to(chooser)(m)]):
+            assert f"/v1/customer/decisions/{ids[chooser]}?token=" in body(mail, "plain")
 
         # Three days pass. The held decision is approved now, after its offer's deadline:
         # the customer gets the whole 72 hours from now, and the apology states the date.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.fulfilment.app import create_app as fulfilment_app
 from services.fulfilment.remote import Done, Job, RemoteEffects, new_claim
-from services.fulfilment.service import FulfilmentService
+from services.fulfilment.service import LINK_MARK, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
 from tests.clock import FakeClock
 from tests.factories import incident
@@ -39,6 +40,7 @@ from tests.pipeline import Topics, lifespans, running_pipeline, settings_for
 
 pytestmark = pytest.mark.integration
 
+PAGE = re.compile(r"/v1/customer/decisions/(?P<decision>[\w-]+)\?token=(?P<token>[\w.-]+)")
 POLICY = refund_policy("slow-and-refused-test", """  - id: sorry-for-the-wait
     when: {type: [support_wait_exceeded]}
     grant:
@@ -121,6 +123,17 @@ async def test_a_batch_stops_starting_calls_at_its_deadline_and_the_sweep_sends_
         assert Counter(o.kind.value for o in finished) == {"apology": 6 - sent}
         assert len(handler.envelopes) == 6
         assert len({parsed(e)["To"] for e in handler.envelopes}) == 6
+        # Sent at once or by the sweep, each apology links to its customer's page with a
+        # valid token; the stored copies keep no token (a bearer secret at rest).
+        for envelope in handler.envelopes:
+            mail = parsed(envelope)
+            found = PAGE.search(body(mail, "plain"))
+            assert found is not None, body(mail, "plain")
+            grant = app.state.runtime.links.verify(found["token"], found["decision"], clock())
+            assert f"{grant.customer_id}@example.org" == mail["To"]
+        stored = [doc async for doc in db["messages"].find({})]
+        assert all(LINK_MARK in doc["text"] and LINK_MARK in doc["html"] for doc in stored)
+        assert not [doc for doc in stored if "token=eyJ" in doc["text"] + doc["html"]]
     await mongo.drop_database(settings.mongo_db)
 
 
