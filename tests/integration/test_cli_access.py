@@ -29,7 +29,7 @@ from services.fulfilment.app import create_app as fulfilment_app
 from tests import auth
 from tests.infra import Infra, new_suffix
 from tests.kafka_tools import collect, produce
-from tests.operator_api import decision_api, with_whoami
+from tests.operator_api import decision_api
 from tests.pipeline import Topics, settings_for
 from tests.servers import served
 
@@ -86,8 +86,7 @@ def test_without_credentials_a_command_says_where_to_get_them(
     assert "no credentials: set AMENDS_TOKEN" in result.output
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c[0] not in {"review", "case"}],
-                         ids=" ".join)
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_an_unknown_key_is_refused_with_the_services_check(
         peers: Peers, tmp_path: Path, command: tuple[str, ...]) -> None:
     result = _run(peers, tmp_path, *command, token=UNKNOWN_KEY)
@@ -258,7 +257,7 @@ def test_the_cli_uses_the_local_stacks_dev_key_on_a_service_it_started(
     assert settings.auth_api_keys == []  # the dev key's digest comes from the file alone
     cli_env = {"AMENDS_TOKEN": None, "AMENDS_CONFIG": str(tmp_path / "none.toml"),
                "AMENDS_STACK_STATE_DIR": str(state)}
-    with served(with_whoami(decision_app(settings)), "decision") as url:
+    with served(decision_app(settings), "decision") as url:
         cli_env["AMENDS_DECISION_URL"] = url
         me = CliRunner().invoke(cli, ["whoami"], env=cli_env)
         assert me.exit_code == 0, me.output

@@ -6,6 +6,7 @@ is fixed, and completes; redriving the same letter again changes nothing."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -15,9 +16,12 @@ from amends import ops
 from amends.cli import app as cli
 from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
 from amends.gateway_peer import create_app as gateway_app
+from services.common.access import Role
+from tests import auth
 from tests.infra import Infra
 from tests.integration.fulfilment_api.refunds import PAID, double_charge, refund_policy
 from tests.kafka_tools import collect, incident_events, produce
+from tests.operator_api import decision_api
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -25,18 +29,27 @@ pytestmark = pytest.mark.integration
 POLICY = refund_policy("redrive-test")
 
 
-
 async def test_redriving_a_fulfilment_dead_letter_retries_its_failed_refund(
         infra: Infra, suffix: str) -> None:
     peer_app = gateway_app(Behaviour(payments={"o-red": PAID}, settle_after_polls=0,
                                      failing_orders=frozenset({"o-red"})))
+    # The CLI checks its operator's credentials with a decision service over HTTP.
+    with decision_api(infra) as decision_url:
+        await _redrive(infra, suffix, peer_app, decision_url)
+
+
+async def _redrive(infra: Infra, suffix: str, peer_app: Any, decision_url: str) -> None:
     peer = peer_app.state.peer
     async with serving(peer_app) as gateway_url, running_pipeline(
             infra, suffix, policy=POLICY, fulfilment={
             "payment_gateway_url": gateway_url,
             "payment_gateway_api_key": SecretStr(DEFAULT_API_KEY),
             "retry_base_s": 0.01, "retry_cap_s": 0.05}) as pipeline:
-        env = {"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        operator = {"AMENDS_DECISION_URL": decision_url,
+                    "AMENDS_AUDIT_TOPIC": pipeline.topics.audit,
+                    "AMENDS_TOKEN": auth.headers(Role.admin)["Authorization"].removeprefix(
+                        "Bearer ")}
+        env = {**operator, "AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
                "AMENDS_MONGO_URL": infra.mongo_url,
                "AMENDS_DEADLETTER_TOPIC": pipeline.topics.deadletter,
                "AMENDS_OPS_DB": f"ops_{suffix}"}
