@@ -259,10 +259,12 @@ class Letter:
 
 
 async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
-    """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
+    """Every dead letter on `topic`, oldest first (unreadable entries are skipped). The topic
+    is compacted by dead letter id: a later letter under the same id (an erased one)
+    replaces the earlier, here as after compaction (docs/adr/0008)."""
     consumer = _kafka(bootstrap).consumer()
     await consumer.start()
-    letters: list[Letter] = []
+    latest: dict[str, Letter] = {}
     try:
         try:
             partitions = await partitions_of(bootstrap, topic)
@@ -280,7 +282,7 @@ async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
                         event = MessageDeadLettered.model_validate_json(record.value)
                     except ValidationError:
                         continue
-                    letters.append(Letter(event.data, record.offset))
+                    latest[event.data.dead_letter_id] = Letter(event.data, record.offset)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     todo.discard(tp)
             if not batch:
@@ -288,8 +290,7 @@ async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
                 todo = {tp for tp in todo if positions[tp] < ends[tp]}
     finally:
         await consumer.stop()
-    letters.sort(key=lambda item: item.letter.failed_at)
-    return letters
+    return sorted(latest.values(), key=lambda item: item.letter.failed_at)
 
 
 # How long a redrive waits for the broker to return one original record.
@@ -404,12 +405,16 @@ async def redrive(bootstrap: str | Kafka, letters: Sequence[Letter]) -> RedriveS
     whose original is gone, or cannot be published, is refused with the reason and the others
     go on."""
     summary = RedriveSummary()
-    originals = await read_originals(bootstrap, [i for i in letters if i.letter.truncated])
+    originals = await read_originals(
+        bootstrap, [i for i in letters if i.letter.truncated and not i.letter.erased])
     sendable: list[tuple[Letter, Original]] = []
     for item in letters:
         whole = originals.get(item.letter.dead_letter_id,
                               Original(item.key, item.original, item.headers))
-        if isinstance(whole, str):
+        if item.letter.erased:
+            summary.refused.append(Refusal(item, "a customer's data was erased from it: "
+                                                 "there is nothing whole to send back"))
+        elif isinstance(whole, str):
             summary.refused.append(Refusal(item, whole))
         else:
             sendable.append((item, whole))

@@ -11,9 +11,11 @@ from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
 from services.common.clock import Clock
+from services.common.erasure import install_erasure
 from services.common.messaging import Record
 from services.common.mongo import Doc
-from services.decision import http
+from services.common.retention import install_retention, rules_of
+from services.decision import erasure, http, retention
 from services.decision.adapters.budget import MongoBudget
 from services.decision.adapters.mongo import DecisionStore
 from services.decision.domain.policy import Policy, load_policy
@@ -54,10 +56,13 @@ def create_app(settings: DecisionSettings | None = None, *,
             log.info("applied the default of %d offers past their deadline", settled)
 
     runtime.every(settings.offer_sweep_seconds, apply_defaults, name="offer-defaults")
+    erasure_trail = install_erasure(runtime)
+    install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic],
                       produces=[settings.decisions_topic])
     app.include_router(http.router(service, store))
+    app.include_router(erasure.router(runtime, erasure_trail))
     app.state.service = service
     return app
