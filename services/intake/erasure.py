@@ -39,7 +39,12 @@ class ErasedCustomers:
                                registry=registry)
 
     async def load(self) -> None:
-        self._since = {doc["_id"]: doc["at"] async for doc in self.collection.find({})}
+        """Read the erased set; what this instance added while it was read is kept."""
+        read = {doc["_id"]: doc["at"] async for doc in self.collection.find({})}
+        for pseudonym, at in self._since.items():
+            if pseudonym not in read or read[pseudonym] < at:
+                read[pseudonym] = at
+        self._since = read
 
     async def add(self, request: ErasureRequest, pseudonym: str) -> int:
         """Remember the erasure (durably first); returns 1 when it was new here."""
