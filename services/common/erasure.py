@@ -60,7 +60,7 @@ CONTACT_FIELDS = frozenset({"email", "phone", "webhook_url", "recipient", "recip
 # Free text the customer or an operator wrote about them: emptied.
 FREE_TEXT_FIELDS = frozenset({"body", "text", "html", "description", "reason", "note",
                               "notes", "comment", "comments", "summary", "message"})
-ERASED_TEXT = ""
+ERASED_TEXT = "[erased]"  # not empty: contracts require some free text (a review's reason)
 # Collections that hold no customer data (marks listing ids, the erased set itself).
 SKIPPED_SUFFIXES = ("_published",)
 
@@ -115,8 +115,12 @@ class Scrub:
             self._remember(value)
             return None if isinstance(value, str) else type(value)()
         if name in self.free_text_fields and isinstance(value, str):
-            return ERASED_TEXT
+            return ERASED_TEXT if value else value
         if isinstance(value, dict):
+            if "rule_id" in value:  # the policy's own words (a rule's reason, an action's
+                # note) explain the money and were never about the customer
+                return {key: (item if key in self.free_text_fields and isinstance(item, str)
+                              else self.value(item, str(key))) for key, item in value.items()}
             return {key: self.value(item, str(key)) for key, item in value.items()}
         if isinstance(value, list):
             return [self.value(item) for item in value]

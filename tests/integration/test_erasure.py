@@ -23,8 +23,10 @@ from typer.testing import CliRunner
 
 from amends import ops
 from amends.cli import app as cli
+from schemas.decision import Decision
+from schemas.incident import Incident
 from services.common.access import Role
-from services.common.mongo import Doc
+from services.common.mongo import Doc, stored
 from tests import auth
 from tests.factories import order_delivered
 from tests.infra import Infra
@@ -189,6 +191,12 @@ async def test_an_erased_customer_leaves_no_contact_anywhere(
             text = json.dumps(docs, default=str)
             assert not _holds(text, person), collection
             assert who not in text, collection
+        # What is kept still reads as its contract.
+        for doc in after[f"{pipeline.db('decision')}.decisions"] + after[
+                f"{pipeline.db('fulfilment')}.decisions"]:
+            Decision.model_validate(stored(doc["decision"]))
+        for doc in after[f"{pipeline.db('intake')}.incidents"]:
+            Incident.model_validate(stored(doc["incident"]))
         # The money records stay, pseudonymised: the budget and the ledgers add up as before.
         assert await _sums(mongo, pipeline) == sums
         assert sum(len(d) for d in after.values()) >= sum(

@@ -61,6 +61,24 @@ def test_contacts_names_and_free_text_go_and_the_money_stays() -> None:
     assert scrub.value(clean) == clean  # idempotent
 
 
+def test_scrubbed_contracts_still_validate_and_keep_the_policy_s_words() -> None:
+    from schemas.decision import Action, Review, RuleTrace
+
+    scrub = Scrub("c-1", PSEUDONYMS.of("c-1"))
+    review = Review.model_validate(scrub.value(
+        {"verdict": "approved", "reviewer": "r-1", "reason": "Ada called, sounded upset",
+         "at": AT.isoformat()}))
+    assert review.reason == "[erased]"
+    trace = RuleTrace.model_validate(scrub.value(
+        {"rule_id": "late-2h", "matched": True, "reason": "delay of 150 min >= 120"}))
+    assert trace.reason == "delay of 150 min >= 120"
+    action = Action.model_validate(scrub.value(
+        {"position": 0, "idempotency_key": "k", "kind": "points", "points": 200,
+         "value": {"amount": "2.00", "currency": "EUR"}, "note": "200 points",
+         "rule_id": "late-2h"}))
+    assert action.note == "200 points"
+
+
 def test_records_of_another_tenant_are_not_the_customer_s() -> None:
     request = ErasureRequest(erasure_id="e-1", customer_id="c-1", tenant="shop-a",
                              requested_by="admin", requested_at=AT)
