@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from services.common.clock import Clock
 from services.decision.app import create_app as decision_app
@@ -22,9 +21,6 @@ from services.intake.settings import IntakeSettings
 from tests import auth
 from tests.infra import Infra
 from tests.kafka_tools import collect
-
-# The key of erased customers' pseudonyms, the same in the three services of a test.
-PSEUDONYM_KEY = SecretStr("pseudonym-key-for-tests-00000001")
 
 
 @dataclass(frozen=True)
@@ -70,8 +66,7 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
     common: dict[str, Any] = {
         "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
         "deadletter_topic": topics.deadletter, "audit_topic": topics.audit,
-        "erasures_topic": topics.erasures, "batch_timeout_ms": 20} | auth.settings(
-    ) | {"erasure_pseudonym_key": PSEUDONYM_KEY}
+        "erasures_topic": topics.erasures, "batch_timeout_ms": 20} | auth.settings()
     return (
         IntakeSettings(**common, consumer_group=f"{prefix}_intake", mongo_db=f"{prefix}_intake",
                        orders_topic=topics.orders,

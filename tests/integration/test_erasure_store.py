@@ -14,9 +14,9 @@ from pymongo import AsyncMongoClient
 from schemas.erasure import ErasureRequest
 from services.common.erasure import Pseudonyms, Scrub, erase_in_database
 from services.common.mongo import Doc
+from tests.auth import PSEUDONYM_KEY
 from tests.factories import customer
 from tests.infra import Infra
-from tests.pipeline import PSEUDONYM_KEY
 
 pytestmark = pytest.mark.integration
 AT = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)

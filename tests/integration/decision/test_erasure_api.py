@@ -19,10 +19,11 @@ from services.common.mongo import Doc
 from services.decision.app import create_app as decision_app
 from services.decision.settings import DecisionSettings
 from tests import auth
+from tests.auth import PSEUDONYM_KEY
 from tests.infra import Infra
 from tests.integration.test_erasure import served
 from tests.kafka_tools import collect
-from tests.pipeline import PSEUDONYM_KEY, Topics, lifespans, settings_for
+from tests.pipeline import Topics, lifespans, settings_for
 
 pytestmark = pytest.mark.integration
 BODY = {"reason": "GDPR art. 17, ticket T-42"}
