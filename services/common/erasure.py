@@ -57,11 +57,11 @@ CONTACT_FIELDS = frozenset({"email", "phone", "webhook_url", "recipient", "recip
                             "cc", "bcc", "address", "addresses", "street", "postcode",
                             "postal_code", "city", "name", "first_name", "last_name",
                             "full_name", "display_name"})
-# Free text the customer or an operator wrote about them: emptied.
+# Free text the customer or an operator wrote about them: replaced by ERASED_TEXT.
 FREE_TEXT_FIELDS = frozenset({"body", "text", "html", "description", "reason", "note",
                               "notes", "comment", "comments", "summary", "message"})
 ERASED_TEXT = "[erased]"  # not empty: contracts require some free text (a review's reason)
-# Collections that hold no customer data (marks listing ids, the erased set itself).
+# Collections that hold no customer data: the outboxes' marks, lists of record ids.
 SKIPPED_SUFFIXES = ("_published",)
 
 
@@ -323,8 +323,10 @@ async def latest_dead_letters(settings: ServiceSettings) -> dict[str, tuple[Dead
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
     if not partitions:
         return found
+    # "earliest": an offset reset racing the seek below must not start at the end.
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest",
                                 **kafka_client_options(settings))
     await consumer.start()
     try:

@@ -203,11 +203,13 @@ async def test_an_erased_customer_leaves_no_contact_anywhere(
             len(d) for n, d in before.items() if not n.endswith(("checks", "customers_seen")))
 
         # No dead letter, as the operators' tool reads them, holds them.
-        for letter in await ops.read_dead_letters(infra.kafka_bootstrap, topics.deadletter):
+        read = await ops.read_dead_letters(infra.kafka_bootstrap, topics.deadletter)
+        assert [letter.letter.erased for letter in read] == [True], result.output
+        for letter in read:
             text = " ".join([letter.original.decode(errors="replace"),
                              (letter.key or b"").decode(errors="replace"), letter.letter.error,
                              *(v.decode(errors="replace") for _, v in letter.headers)])
-            assert not _holds(text, person)
+            assert not _holds(text, person), result.output
             assert who not in text
 
         # The three reports and the request are on the audit topic.
