@@ -61,6 +61,7 @@ CONTACT_FIELDS = frozenset({"email", "phone", "webhook_url", "recipient", "recip
 FREE_TEXT_FIELDS = frozenset({"body", "text", "html", "description", "reason", "note",
                               "notes", "comment", "comments", "summary", "message"})
 ERASED_TEXT = "[erased]"  # not empty: contracts require some free text (a review's reason)
+_CODE = re.compile(r"[a-z0-9_]*")
 # Collections that hold no customer data: the outboxes' marks, lists of record ids.
 SKIPPED_SUFFIXES = ("_published",)
 
@@ -115,7 +116,8 @@ class Scrub:
             self._remember(value)
             return None if isinstance(value, str) else type(value)()
         if name in self.free_text_fields and isinstance(value, str):
-            return ERASED_TEXT if value else value
+            # A code (an incident type as a ledger entry's reason) is not free text.
+            return value if _CODE.fullmatch(value) else ERASED_TEXT
         if isinstance(value, dict):
             if "rule_id" in value:  # the policy's own words (a rule's reason, an action's
                 # note) explain the money and were never about the customer

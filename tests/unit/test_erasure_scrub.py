@@ -77,6 +77,10 @@ def test_scrubbed_contracts_still_validate_and_keep_the_policy_s_words() -> None
          "value": {"amount": "2.00", "currency": "EUR"}, "note": "200 points",
          "rule_id": "late-2h"}))
     assert action.note == "200 points"
+    credit = scrub.value({"customer_id": "c-1", "points": 200, "reason": "delivery_delayed",
+                          "note": "Called, she was upset"})
+    assert credit["reason"] == "delivery_delayed"  # a code, not free text
+    assert credit["note"] == "[erased]"
 
 
 def test_records_of_another_tenant_are_not_the_customer_s() -> None:
