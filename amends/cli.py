@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from amends import cli_bench, cli_case, cli_ops, cli_policy, cli_review, stack
+from amends import cli_bench, cli_case, cli_customer, cli_ops, cli_policy, cli_review, stack
 from amends.cli_auth import Operator
 
 app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
@@ -20,6 +20,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
+app.add_typer(cli_customer.customer_app, name="customer")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)

@@ -261,7 +261,8 @@ class Letter:
 
 async def read_to_end(bootstrap: str | Kafka, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record on `topic` now, partition by partition (none when it does not exist)."""
-    consumer = _kafka(bootstrap).consumer()
+    # "earliest": an offset reset racing the seek below must not start at the end.
+    consumer = _kafka(bootstrap).consumer(auto_offset_reset="earliest")
     await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:
@@ -288,16 +289,17 @@ async def read_to_end(bootstrap: str | Kafka, topic: str) -> list[ConsumerRecord
 
 
 async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
-    """Every dead letter on `topic`, oldest first (unreadable entries are skipped)."""
-    letters: list[Letter] = []
+    """Every dead letter on `topic`, oldest first (unreadable entries are skipped). The topic
+    is compacted by dead letter id: a later letter under the same id (an erased one)
+    replaces the earlier, here as after compaction (docs/adr/0008)."""
+    latest: dict[str, Letter] = {}
     for record in await read_to_end(bootstrap, topic):
         try:
             event = MessageDeadLettered.model_validate_json(record.value)
         except ValidationError:
             continue
-        letters.append(Letter(event.data, record.offset))
-    letters.sort(key=lambda item: item.letter.failed_at)
-    return letters
+        latest[event.data.dead_letter_id] = Letter(event.data, record.offset)
+    return sorted(latest.values(), key=lambda item: item.letter.failed_at)
 
 
 # --- the audit trail ---------------------------------------------------------------------------
@@ -442,12 +444,16 @@ async def redrive(bootstrap: str | Kafka, letters: Sequence[Letter]) -> RedriveS
     whose original is gone, or cannot be published, is refused with the reason and the others
     go on."""
     summary = RedriveSummary()
-    originals = await read_originals(bootstrap, [i for i in letters if i.letter.truncated])
+    originals = await read_originals(
+        bootstrap, [i for i in letters if i.letter.truncated and not i.letter.erased])
     sendable: list[tuple[Letter, Original]] = []
     for item in letters:
         whole = originals.get(item.letter.dead_letter_id,
                               Original(item.key, item.original, item.headers))
-        if isinstance(whole, str):
+        if item.letter.erased:
+            summary.refused.append(Refusal(item, "a customer's data was erased from it: "
+                                                 "there is nothing whole to send back"))
+        elif isinstance(whole, str):
             summary.refused.append(Refusal(item, whole))
         else:
             sendable.append((item, whole))

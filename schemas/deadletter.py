@@ -46,6 +46,10 @@ class DeadLetter(Contract):
     value_bytes: int | None = Field(default=None, ge=0,
                                     description="the size of the original value in bytes")
     failed_at: AwareDatetime
+    erased: bool = Field(
+        default=False, description="a customer's personal data was removed from this letter "
+        "(it replaces the letter of the same id, which compaction then deletes); its "
+        "original bytes are no longer whole, so it cannot be redriven")
 
 
 class MessageDeadLettered(CloudEvent[DeadLetter]):

@@ -10,6 +10,7 @@ from schemas import topics
 from schemas.audit import AuditRecorded
 from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
+from schemas.erasure import ErasureRequested
 from schemas.incident import IncidentDetected
 from schemas.outcome import OutcomeRecorded
 from schemas.task import TaskCreated
@@ -24,6 +25,7 @@ CONTRACTS: dict[str, Any] = {
     "message-deadlettered": MessageDeadLettered,
     "task-created": TaskCreated,
     "audit-recorded": AuditRecorded,
+    "erasure-requested": ErasureRequested,
 }
 
 # default topic -> the contract name of what travels on it
@@ -38,6 +40,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.TASKS: "task-created",
     topics.DEADLETTER: "message-deadlettered",
     topics.AUDIT: "audit-recorded",
+    topics.ERASURES: "erasure-requested",
 }
 
 

@@ -11,6 +11,8 @@ from pydantic import SecretStr
 from services.common.access import EVERY_TENANT, ApiKey, Role, key_digest, new_api_key
 
 LINK_KEY_ID = "test-1"
+# The key of erased customers' pseudonyms, the same in every service of a test.
+PSEUDONYM_KEY = SecretStr("pseudonym-key-for-tests-00000001")
 # Tenants the keys are made for; any other tenant has no key.
 TENANTS = (EVERY_TENANT, "default", "shop-a", "shop-b")
 
@@ -44,6 +46,8 @@ def subject(role: Role = Role.admin, tenant: str = EVERY_TENANT, who: int = 1) -
 
 
 def settings() -> dict[str, Any]:
-    """Settings every service of a test takes: the keys above and the link key."""
+    """Settings every service of a test takes: the keys above, the link key and the
+    pseudonym key."""
     return {"auth_api_keys": api_keys(),
-            "customer_link_keys": {LINK_KEY_ID: SecretStr("customer-link-key-for-tests-0001")}}
+            "customer_link_keys": {LINK_KEY_ID: SecretStr("customer-link-key-for-tests-0001")},
+            "erasure_pseudonym_key": PSEUDONYM_KEY}

@@ -35,12 +35,13 @@ class Topics:
     tasks: str
     deadletter: str
     audit: str
+    erasures: str
 
     @classmethod
     def unique(cls, suffix: str) -> Topics:
         return cls(*(f"{name}.{suffix}" for name in (
             "orders", "support", "payments", "outages", "incidents", "decisions", "outcomes",
-            "tasks", "deadletter", "audit")))
+            "tasks", "deadletter", "audit", "erasures")))
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
     common: dict[str, Any] = {
         "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
         "deadletter_topic": topics.deadletter, "audit_topic": topics.audit,
-        "batch_timeout_ms": 20} | auth.settings()
+        "erasures_topic": topics.erasures, "batch_timeout_ms": 20} | auth.settings()
     return (
         IntakeSettings(**common, consumer_group=f"{prefix}_intake", mongo_db=f"{prefix}_intake",
                        orders_topic=topics.orders,

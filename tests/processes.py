@@ -30,6 +30,8 @@ def service_env(infra: Infra, topics: Topics, suffix: str) -> dict[str, str]:
         "AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
         "AMENDS_MONGO_URL": infra.mongo_url,
         "AMENDS_DEADLETTER_TOPIC": topics.deadletter,
+        "AMENDS_AUDIT_TOPIC": topics.audit,
+        "AMENDS_ERASURES_TOPIC": topics.erasures,
         "AMENDS_INTAKE_MONGO_DB": f"e2e_intake_{suffix}",
         "AMENDS_DECISION_MONGO_DB": f"e2e_decision_{suffix}",
         "AMENDS_FULFILMENT_MONGO_DB": f"e2e_fulfilment_{suffix}",

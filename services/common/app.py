@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.access import Authenticator, install_problem_handler
 from services.common.clock import Clock, system_clock
+from services.common.errors import redact_driver_errors
 from services.common.http import ops_router
 from services.common.links import CustomerLinks
 from services.common.logs import install_log_privacy
@@ -66,6 +67,7 @@ class Runtime:
         install_log_privacy()
         registry = registry or CollectorRegistry()
         clock = clock or system_clock
+        redact_driver_errors()
         broker = make_broker(settings, registry)
         publisher = KafkaPublisher(broker, registry)
         return cls(

@@ -47,7 +47,7 @@ from schemas.deadletter import (
 )
 from schemas.envelope import CONTENT_TYPE, CloudEvent
 from services.common.clock import Clock
-from services.common.errors import TransientError
+from services.common.errors import TransientError, describe_error
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -260,8 +260,9 @@ class DeadLetters:
         )
         event = MessageDeadLettered(id=letter.dead_letter_id, source=f"amends/{self._service}",
                                     time=now, subject=letter.topic, data=letter)
-        text = key.decode(errors="replace") if key is not None else ""
-        return Outgoing(self._topic, text, event.model_dump_json().encode())
+        # Keyed by its own id, not the record's key: the topic is compacted by it, so that an
+        # erased copy replaces the letter for good (docs/adr/0008).
+        return Outgoing(self._topic, letter.dead_letter_id, event.model_dump_json().encode())
 
     async def send(self, letters: Sequence[tuple[Record, DeadLetterReason, str]], *,
                    parts: Sequence[str] | None = None) -> None:
@@ -418,7 +419,7 @@ class BatchGuard:
                 if is_outage(exc):
                     raise
                 self.metrics.batch_failures.labels(self.name).inc()
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe_error(exc)  # no document bodies: codes and ids
                 log.warning("%s: %d records failed (attempt %d of %d): %s", self.name,
                             len(records), attempt, attempts, error[:300],
                             exc_info=attempt == attempts)

@@ -79,6 +79,28 @@ class ServiceSettings(BaseSettings):
     customer_link_kid: str | None = Field(
         default=None, description="the key id that signs new links (default: the greatest)")
     customer_link_ttl_days: int = Field(default=30, ge=1, le=365)
+    erasures_topic: str = topics.ERASURES
+    erasure_pseudonym_key: SecretStr | None = Field(
+        default=None, repr=False, description="HMAC key of the pseudonym an erased "
+        "customer's money records keep (the same in every service); erasure is refused "
+        "without one")
+    retention_receipts_days: float = Field(
+        default=30, gt=0, description="HTTP receipts and dedup claims (webhook retries)")
+    retention_marks_days: float = Field(
+        default=400, gt=0, description="settled-subject and published marks, customers seen")
+    retention_messages_days: float = Field(
+        default=90, gt=0, description="messages sent to customers (recipients and bodies)")
+    retention_dead_letters_days: float = Field(
+        default=30, gt=0, description="dead letters (the dead-letter topic's retention.ms)")
+    retention_records_days: float = Field(
+        default=400, gt=0, description="incidents and the decisions' working records")
+    retention_money_days: float = Field(
+        default=3650, gt=0, description="money records: decisions, ledgers, refunds, "
+        "vouchers, outcomes (bookkeeping law)")
+    retention_audit_days: float = Field(default=3650, gt=0,
+                                        description="the audit trail")
+    retention_sweep_seconds: float = Field(default=3600, gt=0,
+                                           description="how often the retention sweep runs")
     consumer_group: str | None = Field(
         default=None, description="the Kafka consumer group (default: the service's name); "
         "give each environment sharing a cluster its own")

@@ -12,9 +12,11 @@ from pymongo import AsyncMongoClient
 from services.common.app import Runtime
 from services.common.audit import AuditTrail
 from services.common.clock import Clock
+from services.common.erasure import install_erasure
 from services.common.messaging import Record
 from services.common.mongo import Doc
-from services.decision import http
+from services.common.retention import install_retention, rules_of
+from services.decision import erasure, http, retention
 from services.decision.adapters.budget import MongoBudget
 from services.decision.adapters.mongo import DecisionStore, quiet_write_errors
 from services.decision.domain.policy import Policy, load_policy
@@ -70,11 +72,14 @@ def create_app(settings: DecisionSettings | None = None, *,
             log.info("applied the default of %d offers past their deadline", settled)
 
     runtime.every(settings.offer_sweep_seconds, apply_defaults, name="offer-defaults")
+    erasure_trail = install_erasure(runtime)
+    install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic, settings.audit_topic],
-                      produces=[settings.decisions_topic, settings.audit_topic])
+                      produces=[settings.decisions_topic])  # the audit topic: by install_erasure
     http.install_refusals(app)
     app.include_router(http.router(service, store, runtime.access, runtime.links))
+    app.include_router(erasure.router(runtime, erasure_trail))
     app.state.service = service
     return app

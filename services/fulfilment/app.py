@@ -10,9 +10,11 @@ from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
 from services.common.clock import Clock
+from services.common.erasure import install_erasure
 from services.common.messaging import Record
 from services.common.mongo import Doc
-from services.fulfilment import http
+from services.common.retention import install_retention, rules_of
+from services.fulfilment import http, retention
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.edges import message_channels, payment_gateway
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
@@ -57,6 +59,8 @@ def create_app(settings: FulfilmentSettings | None = None, *,
 
     runtime.consume([settings.decisions_topic],
                     when_decisions_made, name="when_decisions_made")
+    install_erasure(runtime)
+    install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends fulfilment",
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],

@@ -12,10 +12,13 @@ from pymongo import AsyncMongoClient
 
 from services.common.app import Runtime
 from services.common.clock import Clock
+from services.common.erasure import Pseudonyms, install_erasure
 from services.common.messaging import Record
 from services.common.mongo import Doc
-from services.intake import http
+from services.common.retention import install_retention, rules_of
+from services.intake import http, retention
 from services.intake.adapters.mongo import IntakeStore
+from services.intake.erasure import ErasedCustomers
 from services.intake.logs import keep_payloads_out_of_logs
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
@@ -40,7 +43,15 @@ def create_app(settings: IntakeSettings | None = None, *,
     service = IntakeService(settings=settings, store=store, publisher=runtime.publisher,
                             dead_letters=runtime.dead_letters, clock=runtime.clock,
                             metrics=IntakeMetrics(runtime.registry), event_time=event_time)
-    runtime.on_start.append(store.create_indexes)
+    erased = service.erased = ErasedCustomers(
+        runtime.db, Pseudonyms(settings.erasure_pseudonym_key), runtime.registry)
+    runtime.on_start.extend([store.create_indexes, erased.load])
+    # Pending checks and the customers seen (for outage segments) go: nothing is to be told
+    # to an erased customer. The erased set itself holds pseudonyms only.
+    install_erasure(runtime, delete={"checks", "customers_seen"}, skip={"erased"},
+                    before=erased.add)
+    runtime.every(settings.erased_refresh_seconds, erased.load, name="erased-refresh")
+    install_retention(runtime, rules_of(settings, retention.RETENTION))
 
     async def when_upstream_events_arrive(records: list[Record]) -> None:
         # Not read to their end while their records are processed.

@@ -42,6 +42,7 @@ from services.common.outbox import record_then_publish
 from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
+from services.intake.erasure import ErasedCustomers
 from services.intake.settings import IntakeSettings
 from services.intake.watermark import EventTime
 
@@ -111,6 +112,8 @@ class IntakeService:
     # How far the upstream partitions are read; without the consumer's progress (the app
     # wires it) no partition is known to be read, and no check fires.
     event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
+    # Customers erased: their events from before the erasure are dropped (`erasure.py`).
+    erased: ErasedCustomers | None = None
     # Events posted over HTTP being processed now, by receipt: a second request with the
     # same event waits for the first one's incidents instead of racing it to publish them.
     _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
@@ -138,7 +141,8 @@ class IntakeService:
         for record in records:
             parsed = self.parse(record)
             if isinstance(parsed, tuple):
-                rejected.append((record, *parsed))
+                if not self._erased_raw(record.value):
+                    rejected.append((record, *parsed))
             else:
                 events.append(parsed)
                 read.append((record.topic, record.partition, parsed.time))
@@ -250,6 +254,9 @@ class IntakeService:
         now = self.clock()
         out = Processed()
         numbered = list(enumerate(events))
+        if self.erased is not None:
+            numbered = [(i, e) for i, e in numbered if not self._erased(e)]
+            events = [e for _, e in numbered]
         for _, event in numbered:
             self.metrics.events.labels(event.type).inc()
         await self._see_customers(events)
@@ -423,6 +430,9 @@ class IntakeService:
 
         async def fan_out(customers: Sequence[CustomerSnapshot]) -> None:
             fresh = [c for c in customers if c.id not in seen]
+            if self.erased is not None:
+                kept = self.erased.keep([c.id for c in fresh], event.time, "outage_fan_out")
+                fresh = [c for c, keep in zip(fresh, kept, strict=True) if keep]
             seen.update(c.id for c in fresh)
             incidents = rules.outage_incidents(event, fresh, now, minutes)
             created = await self.publish(incidents)
@@ -546,6 +556,29 @@ class IntakeService:
             ran += len(done)
             if len(found) < limit or not done:
                 return ran
+
+    # --- erased customers ---------------------------------------------------------------
+
+    def _erased(self, event: UpstreamEvent) -> bool:
+        customer: CustomerSnapshot | None = getattr(event.data, "customer", None)
+        if customer is None or self.erased is None:
+            return False
+        return not self.erased.keep([customer.id], event.time, event.type)[0]
+
+    def _erased_raw(self, raw: bytes) -> bool:
+        """Whether a message that is not a valid event is about an erased customer from
+        before the erasure: then it is dropped, not dead-lettered with their data."""
+        if self.erased is None:
+            return False
+        try:
+            body = json.loads(raw)
+            customer_id = body["data"]["customer"]["id"]
+            at = datetime.fromisoformat(body["time"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        if not isinstance(customer_id, str) or at.tzinfo is None:
+            return False
+        return not self.erased.keep([customer_id], at, "invalid")[0]
 
     # --- recording and publishing --------------------------------------------------------
 

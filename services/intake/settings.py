@@ -108,6 +108,10 @@ class IntakeSettings(ServiceSettings):
     write_chunk: int = Field(default=1000, ge=1, le=1000,
                              description="documents per bulk write (outage fan-out)")
 
+    erased_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="how often the erased customers are read again (an "
+        "erasure another instance handled is known here within this time)")
+
     # --- HTTP intake ---------------------------------------------------------------------------
     hmac_secrets: dict[str, Secrets] = Field(default_factory=dict, repr=False)
     sources: dict[str, SourcePolicy] = Field(default_factory=dict)

@@ -40,6 +40,7 @@ def intake_settings(infra: Infra, topics: Topics, db: str, **overrides: Any) -> 
     return IntakeSettings.model_validate({
         "kafka_bootstrap": infra.kafka_bootstrap, "mongo_url": infra.mongo_url,
         "mongo_db": db, "deadletter_topic": topics.deadletter, "batch_timeout_ms": 20,
+        "audit_topic": topics.audit, "erasures_topic": topics.erasures,
         "orders_topic": topics.orders, "support_topic": topics.support,
         "payments_topic": topics.payments, "outages_topic": topics.outages,
         "incidents_topic": topics.incidents, "delivery_grace_minutes": 10,

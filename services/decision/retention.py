@@ -1,0 +1,14 @@
+"""What decision keeps and for how long (`services/common/retention.py`): (kind,
+collection, time field). Decisions and what settles them are money records. The marks
+`incidents_seen` and `customers_decided` carry no time: a missing mark is taken as proof
+that nothing was decided, so they stay as long as the decisions do; so does the budget's
+ledger, whose entries chain per day."""
+
+RETENTION = (
+    ("money", "decisions", "decided_at"),
+    ("money", "revisions", "decided_at"),
+    ("money", "reviews", "at"),
+    ("money", "choices", "at"),
+    ("money", "outcomes", "at"),
+    ("audit", "audit", "at"),
+)
