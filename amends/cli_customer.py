@@ -5,11 +5,9 @@ audit topic), and print it. Exits 1 when a service does not report in time."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Annotated, Any, ClassVar
 
-import httpx
 import typer
 from aiokafka import TopicPartition
 from pydantic import ValidationError
@@ -19,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from amends import ops
+from amends.cli_auth import Operator
 from schemas.audit import AuditEntry, AuditRecorded
 from schemas.erasure import erasure_target
 from services.common.messaging import kafka_client_options
@@ -37,40 +36,6 @@ class CustomerToolSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AMENDS_", extra="ignore")
     service_name: ClassVar[str] = "ops"
 
-    decision_url: str = "http://127.0.0.1:8002"
-
-
-def operator_headers() -> dict[str, str]:
-    """The operator's credentials: a bearer token (a JWT or an API key) from `AMENDS_TOKEN`.
-    The one place the tool looks for them."""
-    token = os.environ.get("AMENDS_TOKEN", "").strip()
-    if not token:
-        console.print("[red]error:[/red] no credentials: set AMENDS_TOKEN to an admin's token "
-                      "or API key")
-        raise typer.Exit(2)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _request(settings: CustomerToolSettings, customer_id: str, tenant: str | None,
-             reason: str) -> dict[str, Any]:
-    url = f"{settings.decision_url}/v1/customers/{customer_id}/erasure"
-    body: dict[str, Any] = {"reason": reason} | ({"tenant": tenant} if tenant else {})
-    try:
-        response = httpx.post(url, json=body, headers=operator_headers(), timeout=15)
-    except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/red] the decision service at {settings.decision_url} "
-                      f"did not answer: {exc}")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text[:300]
-        console.print(f"[red]refused ({response.status_code}):[/red] {detail}",
-                      highlight=False)
-        raise typer.Exit(1)
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 async def _audit_ends(kafka: ops.Kafka, topic: str) -> dict[TopicPartition, int]:
@@ -156,7 +121,9 @@ def erase(customer_id: Annotated[str, typer.Argument(help="the customer's id")],
     except ValueError as exc:  # no audit topic: no service has started
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    accepted = _request(settings, customer_id, tenant, reason)
+    body: dict[str, Any] = {"reason": reason} | ({"tenant": tenant} if tenant else {})
+    accepted = Operator().call("decision", "POST", f"/v1/customers/{customer_id}/erasure",
+                               body)
     erasure = accepted["erasure_id"]
     console.print(f"erasure [bold]{erasure}[/bold] requested (tenant {accepted['tenant']})",
                   highlight=False)

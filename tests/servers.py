@@ -1,5 +1,6 @@
-"""Serving an app for real over HTTP in a test: uvicorn on a free port, in a thread with its
-own event loop, so synchronous clients (schemathesis, the CLI) can call it."""
+"""Serving an app for real over HTTP in a test, as the services serve it: uvicorn on a free
+port, in a thread with its own event loop (for synchronous clients: schemathesis, the CLI) or
+in the test's loop."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 from fastapi import FastAPI
+
+from services.common.runtime import server_config
 
 
 @contextlib.contextmanager
@@ -20,8 +23,7 @@ def served(app: FastAPI, name: str = "the app") -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None,
-                                           access_log=False))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
                               daemon=True, name=f"serve {name}")
     thread.start()
@@ -36,3 +38,22 @@ def served(app: FastAPI, name: str = "the app") -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def served_here(app: FastAPI) -> AsyncIterator[str]:
+    """An app whose lifespan runs already, served over HTTP on a free port in this event
+    loop (async clients only); yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), "the server stopped before it started"
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

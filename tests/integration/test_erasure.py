@@ -8,16 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
@@ -33,29 +28,11 @@ from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce
 from tests.mail import Inbox
 from tests.pipeline import Pipeline, decided_and_done, running_pipeline
+from tests.servers import served_here
 
 pytestmark = pytest.mark.integration
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """An app whose lifespan runs already, served over HTTP on a free port in this loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
-                                           access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), "the server stopped before it started"
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _person(customer_id: str, suffix: str) -> dict[str, str]:
@@ -171,7 +148,7 @@ async def test_an_erased_customer_leaves_no_contact_anywhere(
         assert any(person["email"] in rcpt for e in mail.envelopes for rcpt in e.rcpt_tos)
         sums = await _sums(mongo, pipeline)
 
-        async with served(pipeline.decision) as url:
+        async with served_here(pipeline.decision) as url:
             env = {"AMENDS_TOKEN": auth.headers(Role.admin, "default")["Authorization"]
                    .removeprefix("Bearer "),
                    "AMENDS_DECISION_URL": url, "AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,

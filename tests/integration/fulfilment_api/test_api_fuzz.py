@@ -4,10 +4,6 @@ without, never get a server error, and without credentials nothing answers 2xx."
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,15 +11,14 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 
 from services.common.access import Role
-from services.common.runtime import server_config
 from services.fulfilment.app import create_app
 from tests import auth
 from tests.infra import Infra, new_suffix
 from tests.pipeline import Topics, settings_for
+from tests.servers import served
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +31,8 @@ def base_url(infra: Infra) -> Iterator[str]:
     synchronous schemathesis calls do not block it."""
     suffix = new_suffix()
     *_, fulfilment = settings_for(infra, Topics.unique(suffix), f"amends_test_{suffix}")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(create_app(fulfilment), "127.0.0.1", port))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "fulfilment stopped before it started"
-        assert time.monotonic() < deadline, "fulfilment did not start within 60 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with served(create_app(fulfilment), "fulfilment") as url:
+        yield url
 
 
 OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "api" / "fulfilment.openapi.json"
