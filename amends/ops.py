@@ -291,7 +291,7 @@ async def read_to_end(bootstrap: str | Kafka, topic: str) -> list[ConsumerRecord
 async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:
     """Every dead letter on `topic`, oldest first (unreadable entries are skipped). The topic
     is compacted by dead letter id: a later letter under the same id (an erased one)
-    replaces the earlier, here as after compaction (docs/adr/0008)."""
+    replaces the earlier, here as after compaction (docs/adr/0007)."""
     latest: dict[str, Letter] = {}
     for record in await read_to_end(bootstrap, topic):
         try:

@@ -401,11 +401,13 @@ class DevCredentials:
     api_key_file: Path
     api_keys_file: Path
     link_keys: dict[str, str]
+    pseudonym_key: str
 
 
 def dev_credentials(settings: StackSettings) -> DevCredentials:
-    """The local stack's dev API key and customer-link key, made on first use and kept under
-    the run dir (mode 0600). The services are given the key's SHA-256 only."""
+    """The local stack's dev API key, customer-link key and erasure pseudonym key, made on
+    first use and kept under the run dir (mode 0600). The services are given the API key's
+    SHA-256 only."""
     from services.common.access import (  # noqa: PLC0415 - keeps `amends stack` start-up light
         ApiKey,
         Role,
@@ -417,13 +419,16 @@ def dev_credentials(settings: StackSettings) -> DevCredentials:
     api_key = _secret_file(key_file, new_api_key)
     link_key = _secret_file(settings.run_dir / "customer-link-key",
                             lambda: secrets.token_urlsafe(32))
+    pseudonym_key = _secret_file(settings.run_dir / "erasure-pseudonym-key",
+                                 lambda: secrets.token_urlsafe(32))
     keys_file = settings.run_dir / "api-keys.json"
     dev = ApiKey(name=DEV_KEY_NAME, sha256=key_digest(api_key), roles=[Role.admin],
                  tenant="*")
     known = [{**dev.model_dump(mode="json"), "roles": [r.name for r in dev.roles]}]
     keys_file.write_text(json.dumps(known, indent=2) + "\n")
     keys_file.chmod(0o600)
-    return DevCredentials(api_key, key_file, keys_file, {DEV_LINK_KID: link_key})
+    return DevCredentials(api_key, key_file, keys_file, {DEV_LINK_KID: link_key},
+                          pseudonym_key)
 
 
 # --- both --------------------------------------------------------------------------------------
@@ -473,13 +478,15 @@ def _http_ok(url: str) -> bool:
 
 def service_env(settings: StackSettings, base: Mapping[str, str]) -> dict[str, str]:
     """The environment the stack starts each service with: the local broker and database,
-    127.0.0.1 only, the dev API key (by digest) and the customer-link key."""
+    127.0.0.1 only, the dev API key (by digest), the customer-link key and the erasure
+    pseudonym key."""
     dev = dev_credentials(settings)
     return {**base, "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "AMENDS_MONGO_URL": settings.mongo_url, "AMENDS_HTTP_HOST": "127.0.0.1",
             "AMENDS_AUTH_API_KEYS_FILE": str(dev.api_keys_file),
             "AMENDS_CUSTOMER_LINK_KEYS": json.dumps(dev.link_keys),
-            "AMENDS_CUSTOMER_LINK_KID": DEV_LINK_KID, "PYTHONUNBUFFERED": "1"}
+            "AMENDS_CUSTOMER_LINK_KID": DEV_LINK_KID,
+            "AMENDS_ERASURE_PSEUDONYM_KEY": dev.pseudonym_key, "PYTHONUNBUFFERED": "1"}
 
 
 def service_argv(name: str) -> list[str]:

@@ -358,7 +358,7 @@ async def erase_dead_letters(settings: ServiceSettings, publisher: Publisher,
                              scrub: Scrub) -> int:
     """Publish an erased replacement, under the same key, of each of this service's dead
     letters that holds the customer's id or a detail removed from its stores; compaction
-    then deletes the original (docs/adr/0008). Returns how many were replaced."""
+    then deletes the original (docs/adr/0007). Returns how many were replaced."""
     replaced: list[Outgoing] = []
     for letter, event in (await latest_dead_letters(settings)).values():
         if (letter.service != settings.service_name or letter.erased

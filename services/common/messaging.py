@@ -261,7 +261,7 @@ class DeadLetters:
         event = MessageDeadLettered(id=letter.dead_letter_id, source=f"amends/{self._service}",
                                     time=now, subject=letter.topic, data=letter)
         # Keyed by its own id, not the record's key: the topic is compacted by it, so that an
-        # erased copy replaces the letter for good (docs/adr/0008).
+        # erased copy replaces the letter for good (docs/adr/0007).
         return Outgoing(self._topic, letter.dead_letter_id, event.model_dump_json().encode())
 
     async def send(self, letters: Sequence[tuple[Record, DeadLetterReason, str]], *,

@@ -2,7 +2,7 @@
 then deleted by a sweep, in bulk, by the time field it was written with.
 
 FerretDB v1 (the local stack) has no TTL indexes, so the services sweep themselves; on real
-MongoDB a TTL index on the same field would do the same (docs/adr/0009). A sweep never
+MongoDB a TTL index on the same field would do the same (docs/adr/0008). A sweep never
 touches the hot path: it runs every `retention_sweep_seconds` and deletes with one
 `delete_many` per rule. Marks whose absence a hot path takes as proof (decision's
 `incidents_seen`, `customers_decided`; the outboxes' published marks) carry no time and are

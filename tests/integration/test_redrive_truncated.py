@@ -120,7 +120,7 @@ async def test_a_truncated_letter_is_redriven_whole_and_one_whose_original_is_go
         # as a letter of its own with the original's full size.
         again = await collect(infra.kafka_bootstrap, topics.deadletter, lambda s: len(s) >= 3,
                               settle_s=1)
-        # (Letters are keyed by their own id, ADR 0008: the new one may come first.)
+        # (Letters are keyed by their own id, ADR 0007: the new one may come first.)
         first_two = {gone.dead_letter_id, kept.dead_letter_id}
         assert [(d["data"]["offset"], d["data"]["value_bytes"]) for d in again
                 if d["data"]["dead_letter_id"] not in first_two] == [(2, len(second))]

@@ -294,13 +294,15 @@ def test_compose_fulfilment_sends_mail_to_the_catcher(compose: Doc) -> None:
 
 # --- Helm chart: rendering -----------------------------------------------------------------
 
-# What the chart cannot default: how operators authenticate, and the customer-link key.
+# What the chart cannot default: how operators authenticate, the customer-link key and the
+# erasure pseudonym key.
 DEV_KEY = "amk_" + "k" * 43
 LINK_KEY = "a-link-key-of-more-than-32-random-characters"
 REQUIRED: Doc = {
     "auth": {"apiKeys": [{"name": "deployer", "sha256": hashlib.sha256(DEV_KEY.encode())
                           .hexdigest(), "roles": ["admin"], "tenant": "*"}]},
     "customerLinks": {"keys": {"k1": LINK_KEY}},
+    "erasure": {"pseudonymKey": "a-pseudonym-key-of-more-than-32-random-characters"},
 }
 
 CHART_VALUES: dict[str, Doc] = {
@@ -312,6 +314,7 @@ CHART_VALUES: dict[str, Doc] = {
                  "tenantClaim": "brand", "apiKeys": REQUIRED["auth"]["apiKeys"]},
         "customerLinks": {"keys": {"k1": LINK_KEY, "k2": LINK_KEY[::-1]}, "kid": "k2",
                           "ttlDays": 14},
+        "erasure": REQUIRED["erasure"],
         "networkPolicy": {
             "intakeFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
             "operatorsFrom": [{"namespaceSelector": {"matchLabels": {
@@ -421,6 +424,9 @@ def _merged(base: Doc, over: Doc) -> Doc:
     ({"customerLinks": {"keys": {"k1": "short-but-real"}}},
      "customerLinks.keys.k1 is shorter than 32 characters"),
     ({"customerLinks": {"kid": "k9"}}, 'customerLinks.kid "k9" is not among'),
+    ({"erasure": {"pseudonymKey": ""}}, "erasure.pseudonymKey is empty or a placeholder"),
+    ({"erasure": {"pseudonymKey": "short-but-real"}},
+     "erasure.pseudonymKey is shorter than 32 characters"),
     ({"auth": {"jwtKey": "secret"}}, "auth.jwtKey is empty or a placeholder"),
     ({"auth": {"apiKeys": [{"name": "ci", "sha256": DEV_KEY, "roles": ["admin"]}]}},
      "auth.apiKeys[0]: give name, sha256"),

@@ -39,11 +39,13 @@ def test_the_dev_key_is_made_once_and_readable_by_its_owner_only(
     assert first.api_key.startswith("amk_")
     assert first.api_key_file == stack.dev_key_path(settings)
     for path in (first.api_key_file, first.api_keys_file,
-                 settings.run_dir / "customer-link-key"):
+                 settings.run_dir / "customer-link-key",
+                 settings.run_dir / "erasure-pseudonym-key"):
         assert _mode(path) == 0o600, path
     again = stack.dev_credentials(settings)
     assert again.api_key == first.api_key
     assert again.link_keys == first.link_keys
+    assert again.pseudonym_key == first.pseudonym_key
     # The services get the key's digest, never the key.
     (known,) = json.loads(first.api_keys_file.read_text())
     assert known == {"name": stack.DEV_KEY_NAME, "sha256": key_digest(first.api_key),
@@ -78,6 +80,9 @@ def test_the_services_listen_on_loopback_and_know_the_dev_key(
         stack.DEV_KEY_NAME, Role.admin, "*")
     assert set(service.customer_link_keys) == {stack.DEV_LINK_KID}
     assert service.customer_link_kid == stack.DEV_LINK_KID
+    # Erasure works on the local stack: every service pseudonymises with the same key.
+    assert service.erasure_pseudonym_key is not None
+    assert service.erasure_pseudonym_key.get_secret_value() == dev.pseudonym_key
     links = CustomerLinks(service.customer_link_keys, service.customer_link_kid,
                           timedelta(days=1))
     now = datetime.now(UTC)

@@ -128,7 +128,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_consumer_moves_on(
         assert "data.total.amount" in by_reason["invalid"]["error"]
         assert "data.total.currency" in by_reason["invalid"]["error"]
         assert "order.teleported" in by_reason["unknown_type"]["error"]
-        # Letters are keyed by their own id (compaction, ADR 0008): one record's letters may
+        # Letters are keyed by their own id (compaction, ADR 0007): one record's letters may
         # land on different partitions of the dead-letter topic, so their order is not kept.
         assert sorted(d["data"]["offset"] for d in letters) == [0, 1, 2]
         assert {d["data"]["topic"] for d in letters} == {intake.topics.orders}

@@ -138,8 +138,10 @@ when the cluster can be asked for it. */}}
 {{- $found := lookup "v1" "Secret" .Release.Namespace .Values.secrets.existingSecret -}}
 {{- if $found -}}
 {{- $data := $found.data | default dict -}}
-{{- if not (hasKey $data "AMENDS_CUSTOMER_LINK_KEYS") -}}
-{{- fail (printf "Secret %s has no AMENDS_CUSTOMER_LINK_KEYS" .Values.secrets.existingSecret) -}}
+{{- range (list "AMENDS_CUSTOMER_LINK_KEYS" "AMENDS_ERASURE_PSEUDONYM_KEY") -}}
+{{- if not (hasKey $data .) -}}
+{{- fail (printf "Secret %s has no %s" $.Values.secrets.existingSecret .) -}}
+{{- end -}}
 {{- end -}}
 {{- if not (or $a.jwksUrl (hasKey $data "AMENDS_AUTH_API_KEYS") (hasKey $data "AMENDS_AUTH_JWT_KEY")) -}}
 {{- fail (printf "Secret %s has neither AMENDS_AUTH_API_KEYS nor AMENDS_AUTH_JWT_KEY, and auth.jwksUrl is empty: every operator endpoint would answer 401" .Values.secrets.existingSecret) -}}
@@ -158,6 +160,7 @@ when the cluster can be asked for it. */}}
 {{- range $kid, $key := $links.keys -}}
 {{- include "amends.requireSecret" (dict "what" (printf "customerLinks.keys.%s" $kid) "value" $key "min" 32) -}}
 {{- end -}}
+{{- include "amends.requireSecret" (dict "what" "erasure.pseudonymKey" "value" .Values.erasure.pseudonymKey "min" 32) -}}
 {{- with $a.jwtKey -}}
 {{- if not (hasPrefix "-----BEGIN" (trim .)) -}}
 {{- include "amends.requireSecret" (dict "what" "auth.jwtKey" "value" . "min" 32) -}}
