@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.access import Authenticator, install_problem_handler
+from services.common.access import Authenticator, Role, install_problem_handler, operator
 from services.common.clock import Clock, system_clock
 from services.common.errors import redact_driver_errors
 from services.common.http import ops_router
@@ -125,9 +127,12 @@ class Runtime:
         await self.mongo.admin.command("ping")
 
     def app(self, *, title: str, topics: Sequence[str], produces: Sequence[str],
-            version: str = "1") -> FastAPI:
+            version: str = "1", open_docs: bool = False) -> FastAPI:
         """The service's ASGI app; `topics` are created at start when missing, `produces`
-        are the topics it publishes to (declared so the AsyncAPI document lists them)."""
+        are the topics it publishes to (declared so the AsyncAPI document lists them).
+        Unless `open_docs` (intake's API is for upstream systems), the OpenAPI document is
+        served to operators only and the browsable docs not at all: only /metrics, /health
+        and /alive answer without credentials."""
         for topic in [*produces, self.settings.deadletter_topic]:
             self.broker.publisher(topic, title=f"{topic}:Publisher")
 
@@ -150,8 +155,18 @@ class Runtime:
                 if self.owns_mongo:
                     await self.mongo.close()
 
-        app = FastAPI(title=title, version=version, lifespan=lifespan)
+        docs: dict[str, Any] = {} if open_docs else {"openapi_url": None, "docs_url": None,
+                                                      "redoc_url": None}
+        app = FastAPI(title=title, version=version, lifespan=lifespan, **docs)
         install_problem_handler(app)
+        if not open_docs:
+            reader = operator(self.access, Role.viewer)
+
+            @app.get("/openapi.json", include_in_schema=False)
+            async def openapi(request: Request) -> JSONResponse:
+                await reader(request, None)
+                return JSONResponse(app.openapi())
+
         app.include_router(ops_router(self.registry, {"kafka": self._ping_broker,
                                                       "mongodb": self._ping_mongo}))
         app.state.runtime = self

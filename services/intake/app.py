@@ -68,7 +68,7 @@ def create_app(settings: IntakeSettings | None = None, *,
 
     if sweep:
         runtime.every(settings.check_sweep_seconds, run_checks, name="due-checks")
-    app = runtime.app(title="Amends intake",
+    app = runtime.app(title="Amends intake", open_docs=True,
                       topics=[*settings.upstream_topics, settings.incidents_topic],
                       produces=[settings.incidents_topic])
     app.include_router(http.router(service, settings, runtime.clock, runtime.registry))

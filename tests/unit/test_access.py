@@ -127,3 +127,33 @@ def test_a_customer_link_names_one_decision_expires_and_survives_key_rotation() 
     with pytest.raises(AccessDeniedError) as caught:
         rotated.verify(forged.sign("c-1", "d-1", NOW), "d-1", NOW)
     assert (caught.value.status, caught.value.check) == (401, "link")
+
+
+@pytest.mark.parametrize("service", ["decision", "fulfilment"])
+async def test_the_operator_apis_document_themselves_to_operators_only(service: str) -> None:
+    import httpx
+
+    from services.decision.app import create_app as decision_app
+    from services.decision.settings import DecisionSettings
+    from services.fulfilment.app import create_app as fulfilment_app
+    from services.fulfilment.settings import FulfilmentSettings
+    from services.intake.app import create_app as intake_app
+    from services.intake.settings import IntakeSettings
+    from tests import auth
+
+    app = (decision_app(DecisionSettings(**auth.settings())) if service == "decision"
+           else fulfilment_app(FulfilmentSettings(**auth.settings())))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://service") as client:
+        refused = await client.get("/openapi.json")
+        assert (refused.status_code, refused.json()["check"]) == (401, "credentials")
+        document = await client.get("/openapi.json", headers=auth.headers(Role.viewer))
+        assert document.json()["info"]["title"] == f"Amends {service}"
+        for browsable in ("/docs", "/redoc"):
+            assert (await client.get(browsable)).status_code == 404
+        assert (await client.get("/alive")).status_code == 200
+    # Intake's document is for the upstream systems that post to it: open.
+    intake = intake_app(IntakeSettings(hmac_secrets={}, sources={}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=intake),
+                                 base_url="http://intake") as client:
+        assert (await client.get("/openapi.json")).status_code == 200

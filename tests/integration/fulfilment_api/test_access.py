@@ -85,7 +85,8 @@ async def test_every_endpoint_needs_an_operator_with_the_role_and_tenant(
         assert redeemed.status_code == 200, redeemed.text
         for open_path in ("/metrics", "/alive", "/health"):
             assert (await api.get(open_path)).status_code == 200, open_path
-        document = (await api.get("/openapi.json")).json()
+        assert (await api.get("/openapi.json")).status_code == 401
+        document = (await api.get("/openapi.json", headers=auth.headers(Role.viewer))).json()
 
     # Every operator operation declares the bearer scheme; the customer's page does not
     # (its token is the link's).
