@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from schemas.audit import AuditEntry, AuditRecorded
 from schemas.deadletter import REDRIVE_HEADER, DeadLetter, MessageDeadLettered
+from services.common import topic_reader
 
 Progress = Callable[[int], None]
 
@@ -121,20 +122,8 @@ class ReplaySummary:
 
 async def partitions_of(bootstrap: str | Kafka, topic: str) -> list[TopicPartition]:
     """The topic's partitions; ValueError when the topic does not exist."""
-    admin = _kafka(bootstrap).admin()
-    await admin.start()
-    try:
-        # Asking for a topic by name creates it where the broker auto-creates topics: a
-        # mistyped or deleted topic is looked for among the existing ones first.
-        if topic not in await admin.list_topics():
-            raise ValueError(f"topic {topic!r} does not exist")
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise ValueError(f"topic {topic!r} does not exist")
-    return [TopicPartition(topic, p["partition"])
-            for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+    kafka = _kafka(bootstrap)
+    return await topic_reader.partitions_of(kafka.bootstrap, kafka.options, topic)
 
 
 async def _resolve(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition],
@@ -261,31 +250,8 @@ class Letter:
 
 async def read_to_end(bootstrap: str | Kafka, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record on `topic` now, partition by partition (none when it does not exist)."""
-    # "earliest": an offset reset racing the seek below must not start at the end.
-    consumer = _kafka(bootstrap).consumer(auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        try:
-            partitions = await partitions_of(bootstrap, topic)
-        except ValueError:
-            return []
-        ends = await consumer.end_offsets(partitions)
-        todo = {tp for tp in partitions if ends[tp] > 0}
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        while todo:
-            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for tp, records in batch.items():
-                found.extend(r for r in records if r.offset < ends[tp])
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    todo.discard(tp)
-            if not batch:
-                positions = {tp: await consumer.position(tp) for tp in todo}
-                todo = {tp for tp in todo if positions[tp] < ends[tp]}
-    finally:
-        await consumer.stop()
-    return found
+    kafka = _kafka(bootstrap)
+    return await topic_reader.read_to_end(kafka.bootstrap, kafka.options, topic)
 
 
 async def read_dead_letters(bootstrap: str | Kafka, topic: str) -> list[Letter]:

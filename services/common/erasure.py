@@ -26,8 +26,6 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Counter
 from pydantic import SecretStr, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
@@ -46,6 +44,7 @@ from services.common.messaging import (
 )
 from services.common.mongo import Doc, insert_new
 from services.common.settings import ServiceSettings
+from services.common.topic_reader import read_to_end
 
 if TYPE_CHECKING:
     from services.common.app import Runtime
@@ -310,47 +309,14 @@ def erased_letter(letter: DeadLetter, scrub: Scrub) -> DeadLetter:
 async def latest_dead_letters(settings: ServiceSettings) -> dict[str, tuple[DeadLetter, Any]]:
     """Every dead letter on the topic, the latest per id (the topic is compacted by id, and
     an erased letter replaces the one before it), with its envelope."""
-    topic = settings.deadletter_topic
     found: dict[str, tuple[DeadLetter, Any]] = {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **kafka_client_options(settings))
-    await admin.start()
-    try:
-        # Looked for among the existing topics first: asking by name may create it.
-        if topic not in await admin.list_topics():
-            return found
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    if not partitions:
-        return found
-    # "earliest": an offset reset racing the seek below must not start at the end.
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest",
-                                **kafka_client_options(settings))
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        todo = {tp for tp in partitions if ends[tp] > 0}
-        while todo:
-            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for tp, records in batch.items():
-                for record in records:
-                    try:
-                        event = MessageDeadLettered.model_validate_json(record.value or b"")
-                    except ValidationError:
-                        continue
-                    found[event.data.dead_letter_id] = (event.data, event)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    todo.discard(tp)
-            if not batch:
-                todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
+    for record in await read_to_end(settings.kafka_bootstrap, kafka_client_options(settings),
+                                    settings.deadletter_topic):
+        try:
+            event = MessageDeadLettered.model_validate_json(record.value or b"")
+        except ValidationError:
+            continue
+        found[event.data.dead_letter_id] = (event.data, event)
     return found
 
 

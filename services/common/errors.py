@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,8 +45,9 @@ def _ids(values: Iterable[Any]) -> str:
 _SHOWN_IDS = 10
 
 
-def driver_error(exc: BaseException) -> PyMongoError | None:
-    """The database driver's error in `exc`'s chain, if any."""
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, what caused it (`__cause__`, `__context__`) and what an exception group holds,
+    each once."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -54,10 +55,15 @@ def driver_error(exc: BaseException) -> PyMongoError | None:
         if id(error) in seen:
             continue
         seen.add(id(error))
-        if isinstance(error, PyMongoError):
-            return error
+        yield error
+        if isinstance(error, BaseExceptionGroup):
+            todo.extend(error.exceptions)
         todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
-    return None
+
+
+def driver_error(exc: BaseException) -> PyMongoError | None:
+    """The database driver's error in `exc`'s chain, if any."""
+    return next((e for e in chain(exc) if isinstance(e, PyMongoError)), None)
 
 
 def describe_error(exc: BaseException) -> str:

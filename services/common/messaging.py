@@ -47,7 +47,7 @@ from schemas.deadletter import (
 )
 from schemas.envelope import CONTENT_TYPE, CloudEvent
 from services.common.clock import Clock
-from services.common.errors import TransientError, describe_error
+from services.common.errors import TransientError, chain, describe_error
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -356,19 +356,8 @@ def is_outage(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) means the infrastructure is unreachable, the
     database or the broker: then the records are fine and must wait, never be
     dead-lettered."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        error = todo.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        if isinstance(error, _OUTAGES) or (isinstance(error, KafkaError) and error.retriable):
-            return True
-        if isinstance(error, BaseExceptionGroup):
-            todo.extend(error.exceptions)
-        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
-    return False
+    return any(isinstance(error, _OUTAGES)
+               or (isinstance(error, KafkaError) and error.retriable) for error in chain(exc))
 
 
 Failed = tuple[Record, DeadLetterReason, str]
