@@ -141,13 +141,16 @@ async def test_every_endpoint_needs_credentials_and_the_role_it_names(
             ("POST", f"/v1/offers/{held}/choice", {"option": 0}, Role.support),
             ("POST", "/v1/manual-vouchers", voucher("r-1", f"{suffix}-m"), Role.support),
             ("POST", "/v1/offers/apply-defaults", None, Role.admin),
+            ("POST", f"/v1/customers/{suffix}-gone/erasure", {"reason": "T-1"}, Role.admin),
         ]
         # Every operator route of the app is in the table: a new one cannot slip by.
         routes = {(method.upper(), path)
                   for path, operations in d.app.openapi()["paths"].items()
                   if path.startswith("/v1/") and not path.startswith("/v1/customer/")
                   for method in operations}
-        assert routes == {(m, p.replace(held, "{decision_id}")) for m, p, _, _ in endpoints}
+        assert routes == {(m, p.replace(held, "{decision_id}").replace(f"{suffix}-gone",
+                                                                       "{customer_id}"))
+                          for m, p, _, _ in endpoints}
 
         async with d.client() as anonymous:
             for method, path, body, _ in endpoints:
