@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from services.common.access import Role
 from services.decision.app import create_app as decision_app
+from tests import auth
 from tests.infra import Infra, new_suffix
 from tests.pipeline import Topics, settings_for
 from tests.servers import served
@@ -20,3 +22,13 @@ def decision_api(infra: Infra) -> Iterator[str]:
     _, settings, _ = settings_for(infra, Topics.unique(suffix), f"amends_test_{suffix}")
     with served(decision_app(settings), "decision") as url:
         yield url
+
+
+@contextlib.contextmanager
+def operator_env(infra: Infra, **more: str) -> Iterator[dict[str, str]]:
+    """The environment of an admin's `amends` command: its token, and a decision service
+    that checks it; `more` adds variables (topics)."""
+    with decision_api(infra) as url:
+        yield {"AMENDS_DECISION_URL": url,
+               "AMENDS_TOKEN": auth.headers(Role.admin)["Authorization"].removeprefix(
+                   "Bearer "), **more}

@@ -26,19 +26,11 @@ from services.decision.settings import DecisionSettings
 log = logging.getLogger(__name__)
 
 
-def quiet_driver_logs() -> None:
-    """PyMongo logs every command with its documents at DEBUG (customers' contact details
-    among them): its loggers stop at INFO whatever the service's level."""
-    driver = logging.getLogger("pymongo")
-    driver.setLevel(max(logging.INFO, driver.level))
-
-
 def create_app(settings: DecisionSettings | None = None, *,
                mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None) -> FastAPI:
     settings = settings or DecisionSettings()
-    quiet_driver_logs()
     policy = policy or load_policy(settings.policy_path)
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = DecisionStore(runtime.db)

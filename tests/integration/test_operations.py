@@ -14,13 +14,11 @@ from typer.testing import CliRunner
 
 from amends import ops
 from amends.cli import app as cli
-from services.common.access import Role
 from services.common.mongo import Doc
-from tests import auth
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce, until_timeout
-from tests.operator_api import decision_api
+from tests.operator_api import operator_env
 from tests.pipeline import Pipeline, decided_and_done, running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -46,13 +44,11 @@ async def test_replaying_the_incidents_topic_creates_nothing_new(
         counts = await _counts(mongo, pipeline)
 
         # The CLI, as an operator would run it, replays every incident into the pipeline.
-        with decision_api(infra) as decision:
+        with operator_env(infra, AMENDS_AUDIT_TOPIC=pipeline.topics.audit) as operator:
             result = await asyncio.to_thread(
                 CliRunner().invoke, cli,
                 ["replay", "--topic", pipeline.topics.incidents, "--from", "earliest"],
-                env={"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
-                     "AMENDS_AUDIT_TOPIC": pipeline.topics.audit,
-                     **_operator(decision)})
+                env={"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, **operator})
         assert result.exit_code == 0, result.output
         assert "published 6 messages" in result.output
 
@@ -132,16 +128,10 @@ async def test_dead_letters_are_listed_shown_and_redriven_byte_for_byte(
     assert raw.count(bad[1][1]) == 2
 
 
-def _operator(decision_url: str) -> dict[str, str]:
-    """An admin's credentials, checked by the decision service at `decision_url`."""
-    return {"AMENDS_DECISION_URL": decision_url,
-            "AMENDS_TOKEN": auth.headers(Role.admin)["Authorization"].removeprefix("Bearer ")}
-
-
 @contextlib.asynccontextmanager
 async def _operator_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
-    with decision_api(infra) as decision:
-        yield _operator(decision)
+    with operator_env(infra) as operator:
+        yield operator
 
 
 async def _raw_values(bootstrap: str, topic: str) -> list[bytes]:

@@ -22,6 +22,7 @@ from tests import factories as f
 from tests.infra import Infra
 from tests.integration.intake.helpers import running_intake
 from tests.kafka_tools import collect, produce_compressed
+from tests.operator_api import operator_env
 
 pytestmark = pytest.mark.integration
 
@@ -68,69 +69,71 @@ async def records_of(bootstrap: str, topic: str) -> list[
 
 async def test_a_truncated_letter_is_redriven_whole_and_one_whose_original_is_gone_refused(
         infra: Infra, suffix: str) -> None:
-    key = f"{suffix}-c1"
-    first, second = (huge_report(key, "o-1", "it broke "),
-                     huge_report(key, "o-2", "it broke again "))
-    env = {"AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "AMENDS_MONGO_URL": infra.mongo_url,
-           "AMENDS_OPS_DB": f"ops_{suffix}"}
-    runner = CliRunner()
-    async with running_intake(infra, suffix) as intake:
-        topics = intake.topics
-        env["AMENDS_DEADLETTER_TOPIC"] = topics.deadletter
-        await produce_compressed(infra.kafka_bootstrap, topics.orders,
-                                 [(key, first), (key, second)])
-        await collect(infra.kafka_bootstrap, topics.deadletter, lambda s: len(s) >= 2)
-        letters = await ops.read_dead_letters(infra.kafka_bootstrap, topics.deadletter)
-        by_offset = {i.letter.offset: i.letter for i in letters}
-        gone, kept = by_offset[0], by_offset[1]
-        assert (gone.truncated, kept.truncated) == (True, True)
-        assert kept.value_bytes == len(second)
-        tp = TopicPartition(topics.orders, kept.partition)
+    # The CLI checks its operator with a decision service over HTTP.
+    with operator_env(infra) as operator:
+        key = f"{suffix}-c1"
+        first, second = (huge_report(key, "o-1", "it broke "),
+                         huge_report(key, "o-2", "it broke again "))
+        env = {**operator, "AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+               "AMENDS_MONGO_URL": infra.mongo_url, "AMENDS_OPS_DB": f"ops_{suffix}"}
+        runner = CliRunner()
+        async with running_intake(infra, suffix) as intake:
+            topics = intake.topics
+            env["AMENDS_DEADLETTER_TOPIC"] = topics.deadletter
+            await produce_compressed(infra.kafka_bootstrap, topics.orders,
+                                     [(key, first), (key, second)])
+            await collect(infra.kafka_bootstrap, topics.deadletter, lambda s: len(s) >= 2)
+            letters = await ops.read_dead_letters(infra.kafka_bootstrap, topics.deadletter)
+            by_offset = {i.letter.offset: i.letter for i in letters}
+            gone, kept = by_offset[0], by_offset[1]
+            assert (gone.truncated, kept.truncated) == (True, True)
+            assert kept.value_bytes == len(second)
+            tp = TopicPartition(topics.orders, kept.partition)
 
-        shown = await asyncio.to_thread(runner.invoke, cli, ["dlq", "show",
-                                                             kept.dead_letter_id], env=env)
-        assert shown.exit_code == 0, shown.output
-        assert "truncated:" in shown.output
-        assert f"{len(second):,} bytes" in shown.output
-        assert f"first {64 * 1024:,} bytes" in shown.output
+            shown = await asyncio.to_thread(runner.invoke, cli, ["dlq", "show",
+                                                                 kept.dead_letter_id], env=env)
+            assert shown.exit_code == 0, shown.output
+            assert "truncated:" in shown.output
+            assert f"{len(second):,} bytes" in shown.output
+            assert f"first {64 * 1024:,} bytes" in shown.output
 
-        # Retention takes the first one away.
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_records({tp: RecordsToDelete(before_offset=1)})
-        finally:
-            await admin.close()
+            # Retention takes the first one away.
+            admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+            await admin.start()
+            try:
+                await admin.delete_records({tp: RecordsToDelete(before_offset=1)})
+            finally:
+                await admin.close()
 
-        redrive = ["dlq", "redrive", gone.dead_letter_id, kept.dead_letter_id]
-        result = await asyncio.to_thread(runner.invoke, cli, redrive, env=env)
-        assert result.exit_code == 1, result.output
-        output = " ".join(result.output.split())
-        assert (f"refused {gone.dead_letter_id}: its original at {topics.orders}"
-                f"[{tp.partition}]@0 is gone: the partition now begins at offset 1 "
-                "(retention or deleted records)") in output
-        assert "redrove 1 dead letters" in output
-        assert "refused 1: not sent back, not marked redriven" in output
+            redrive = ["dlq", "redrive", gone.dead_letter_id, kept.dead_letter_id]
+            result = await asyncio.to_thread(runner.invoke, cli, redrive, env=env)
+            assert result.exit_code == 1, result.output
+            output = " ".join(result.output.split())
+            assert (f"refused {gone.dead_letter_id}: its original at {topics.orders}"
+                    f"[{tp.partition}]@0 is gone: the partition now begins at offset 1 "
+                    "(retention or deleted records)") in output
+            assert "redrove 1 dead letters" in output
+            assert "refused 1: not sent back, not marked redriven" in output
 
-        value, headers = await record_at(infra.kafka_bootstrap, tp, 2)
-        assert value == second  # the whole 2 MB, not the 64 KiB excerpt
-        assert headers[REDRIVE_HEADER] == kept.dead_letter_id.encode()
+            value, headers = await record_at(infra.kafka_bootstrap, tp, 2)
+            assert value == second  # the whole 2 MB, not the 64 KiB excerpt
+            assert headers[REDRIVE_HEADER] == kept.dead_letter_id.encode()
 
-        # Intake reads it whole again (still too large for the contract), so it comes back
-        # as a letter of its own with the original's full size.
-        again = await collect(infra.kafka_bootstrap, topics.deadletter, lambda s: len(s) >= 3,
-                              settle_s=1)
-        # (Letters are keyed by their own id, ADR 0007: the new one may come first.)
-        first_two = {gone.dead_letter_id, kept.dead_letter_id}
-        assert [(d["data"]["offset"], d["data"]["value_bytes"]) for d in again
-                if d["data"]["dead_letter_id"] not in first_two] == [(2, len(second))]
+            # Intake reads it whole again (still too large for the contract), so it comes back
+            # as a letter of its own with the original's full size.
+            again = await collect(infra.kafka_bootstrap, topics.deadletter, lambda s: len(s) >= 3,
+                                  settle_s=1)
+            # (Letters are keyed by their own id, ADR 0007: the new one may come first.)
+            first_two = {gone.dead_letter_id, kept.dead_letter_id}
+            assert [(d["data"]["offset"], d["data"]["value_bytes"]) for d in again
+                    if d["data"]["dead_letter_id"] not in first_two] == [(2, len(second))]
 
-        # The redriven one is marked so; the refused one is not, and is refused again.
-        result = await asyncio.to_thread(runner.invoke, cli, redrive, env=env)
-        output = " ".join(result.output.split())
-        assert result.exit_code == 1, result.output
-        assert f"refused {gone.dead_letter_id}" in output
-        assert "redrove 0 dead letters" in output
+            # The redriven one is marked so; the refused one is not, and is refused again.
+            result = await asyncio.to_thread(runner.invoke, cli, redrive, env=env)
+            output = " ".join(result.output.split())
+            assert result.exit_code == 1, result.output
+            assert f"refused {gone.dead_letter_id}" in output
+            assert "redrove 0 dead letters" in output
 
 
 def _letter(suffix: str, name: str, topic: str, value: bytes, *, truncated: bool,

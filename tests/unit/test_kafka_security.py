@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 import typer
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from pydantic import SecretStr
 
 from amends import ops
 from amends.cli_ops import OpsSettings
 from schemas.audit import AuditAction, AuditEntry
+from services.common import topic_reader
 from services.common.messaging import kafka_security
 from services.decision.settings import DecisionSettings
 
@@ -92,7 +94,12 @@ async def test_the_audit_trail_is_read_and_written_as_the_services_reach_kafka(
 
         return made_one
 
-    monkeypatch.setattr(ops.Kafka, "consumer", keep(ops.Kafka.consumer, "_client"))
+    def admin(**options: Any) -> Any:
+        made.append(AIOKafkaAdminClient(**options)._client)
+        raise _MadeError
+
+    # The trail is read by the whole-topic reader the services share; written by the tool.
+    monkeypatch.setattr(topic_reader, "AIOKafkaAdminClient", admin)
     monkeypatch.setattr(ops.Kafka, "producer", keep(ops.Kafka.producer, "client"))
     kafka = OpsSettings().kafka
     with pytest.raises(_MadeError):

@@ -16,12 +16,10 @@ from amends import ops
 from amends.cli import app as cli
 from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
 from amends.gateway_peer import create_app as gateway_app
-from services.common.access import Role
-from tests import auth
 from tests.infra import Infra
 from tests.integration.fulfilment_api.refunds import PAID, double_charge, refund_policy
 from tests.kafka_tools import collect, incident_events, produce
-from tests.operator_api import decision_api
+from tests.operator_api import operator_env
 from tests.pipeline import running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -34,21 +32,18 @@ async def test_redriving_a_fulfilment_dead_letter_retries_its_failed_refund(
     peer_app = gateway_app(Behaviour(payments={"o-red": PAID}, settle_after_polls=0,
                                      failing_orders=frozenset({"o-red"})))
     # The CLI checks its operator's credentials with a decision service over HTTP.
-    with decision_api(infra) as decision_url:
-        await _redrive(infra, suffix, peer_app, decision_url)
+    with operator_env(infra) as operator:
+        await _redrive(infra, suffix, peer_app, operator)
 
 
-async def _redrive(infra: Infra, suffix: str, peer_app: Any, decision_url: str) -> None:
+async def _redrive(infra: Infra, suffix: str, peer_app: Any, operator: dict[str, str]) -> None:
     peer = peer_app.state.peer
     async with serving(peer_app) as gateway_url, running_pipeline(
             infra, suffix, policy=POLICY, fulfilment={
             "payment_gateway_url": gateway_url,
             "payment_gateway_api_key": SecretStr(DEFAULT_API_KEY),
             "retry_base_s": 0.01, "retry_cap_s": 0.05}) as pipeline:
-        operator = {"AMENDS_DECISION_URL": decision_url,
-                    "AMENDS_AUDIT_TOPIC": pipeline.topics.audit,
-                    "AMENDS_TOKEN": auth.headers(Role.admin)["Authorization"].removeprefix(
-                        "Bearer ")}
+        operator = {**operator, "AMENDS_AUDIT_TOPIC": pipeline.topics.audit}
         env = {**operator, "AMENDS_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
                "AMENDS_MONGO_URL": infra.mongo_url,
                "AMENDS_DEADLETTER_TOPIC": pipeline.topics.deadletter,
