@@ -37,6 +37,11 @@ class ServiceSettings(BaseSettings):
         default=None, description="CA bundle for the broker's TLS (default: the system's)")
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "amends"
+    store_backend: Literal["auto", "ferretdb", "mongodb"] = Field(
+        default="auto", description="which storage adapter the service uses: the one for "
+        "FerretDB (marks instead of updates, bodies as JSON text) or the one for MongoDB "
+        "(nested documents, conditional updates, transactions on a replica set); `auto` asks "
+        "the server what it is")
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     create_topics: bool = Field(default=True, description="create missing topics at start")
