@@ -29,8 +29,8 @@ from amends.cli_ops import OpsSettings
 from schemas import topics
 from schemas.decision import Action
 from schemas.incident import Incident, IncidentDetected
+from services.common.adapters.mongo import stored
 from services.common.errors import describe
-from services.common.mongo import stored
 from services.decision.backtest import Tally, backtest, backtest_generated
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory

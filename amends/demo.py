@@ -18,7 +18,7 @@ from pymongo import AsyncMongoClient
 
 from schemas import topics
 from schemas.common import deterministic_id
-from services.common.mongo import stored
+from services.common.adapters.mongo import stored
 
 Event = dict[str, Any]
 Story = Callable[["Scene"], list[tuple[str, Event]]]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.common.mongo import Doc, make_client
+from services.common.adapters.mongo import Doc, make_client
 from tests.infra import Infra, new_suffix, provide, swept
 from tests.mail import Inbox, smtp_server
 

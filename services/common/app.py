@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.access import Authenticator, Role, install_problem_handler, operator
+from services.common.adapters.mongo import Doc, make_client
 from services.common.clock import Clock, system_clock
 from services.common.errors import redact_driver_errors
 from services.common.http import ops_router
@@ -34,7 +35,6 @@ from services.common.messaging import (
     make_broker,
     subscribe_batches,
 )
-from services.common.mongo import Doc, make_client
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from schemas.audit import AuditAction, AuditEntry, AuditRecorded
 from schemas.common import deterministic_id
 from services.common.access import Principal
+from services.common.adapters.mongo import Doc
+from services.common.adapters.outbox import MongoOutbox, record_then_publish
 from services.common.clock import Clock
 from services.common.messaging import Publisher, outgoing
-from services.common.mongo import Doc
-from services.common.outbox import MongoOutbox, record_then_publish
 
 
 class AuditTrail:

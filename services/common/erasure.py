@@ -34,6 +34,7 @@ from schemas.audit import AuditAction
 from schemas.deadletter import DeadLetter, DeadLetterHeader, MessageDeadLettered
 from schemas.erasure import ErasureRequest, ErasureRequested, erasure_target
 from services.common.access import Principal, Role
+from services.common.adapters.mongo import Doc, insert_new
 from services.common.audit import AuditTrail
 from services.common.messaging import (
     Outgoing,
@@ -42,7 +43,6 @@ from services.common.messaging import (
     ensure_topics,
     kafka_client_options,
 )
-from services.common.mongo import Doc, insert_new
 from services.common.settings import ServiceSettings
 from services.common.topic_reader import read_to_end
 

@@ -26,9 +26,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter
 
+from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
 from services.common.messaging import kafka_client_options
-from services.common.mongo import Doc
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

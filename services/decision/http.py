@@ -30,8 +30,8 @@ from services.common.access import (
     operator,
     problem,
 )
+from services.common.adapters.mongo import Doc, stored
 from services.common.links import CustomerLinks
-from services.common.mongo import Doc, stored
 from services.decision.adapters.mongo import DecisionStore, without_documents
 from services.decision.service import (
     DecisionNotFoundError,

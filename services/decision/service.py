@@ -35,6 +35,8 @@ from schemas.decision import (
 from schemas.incident import Detection, Incident, IncidentDetected, IncidentType
 from schemas.outcome import ActionStatus, OutcomeRecorded
 from services.common.access import Principal
+from services.common.adapters.mongo import Doc, stored
+from services.common.adapters.outbox import record_then_publish
 from services.common.audit import AuditTrail
 from services.common.clock import Clock
 from services.common.errors import describe
@@ -46,8 +48,6 @@ from services.common.messaging import (
     outgoing,
     outgoing_with_data,
 )
-from services.common.mongo import Doc, stored
-from services.common.outbox import record_then_publish
 from services.decision.adapters.budget import Budget
 from services.decision.adapters.mongo import DecisionStore, decision_doc, goodwill, refunded
 from services.decision.domain.engine import decide

@@ -8,11 +8,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
+from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Record
-from services.common.mongo import Doc
 from services.common.retention import install_retention, rules_of
 from services.fulfilment import http, retention
 from services.fulfilment.adapters.mongo import FulfilmentStore

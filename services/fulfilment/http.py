@@ -17,9 +17,9 @@ from pydantic import AwareDatetime, BaseModel, Field
 from schemas.common import DecimalText, Money
 from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
 from services.common.access import AccessDeniedError, Principal, Role, operator
+from services.common.adapters.mongo import Doc, stored
 from services.common.app import Runtime
 from services.common.clock import Clock
-from services.common.mongo import Doc, stored
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.remote import EffectState
 from services.fulfilment.service import LINK_MARK

@@ -42,8 +42,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from schemas.outcome import ActionStatus
+from services.common.adapters.mongo import BULK_STATEMENTS, Doc, insert_new, write_failure
 from services.common.clock import Clock
-from services.common.mongo import BULK_STATEMENTS, Doc, insert_new, write_failure
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.retry import Sleep, retry
 from services.fulfilment.settings import FulfilmentSettings

@@ -28,12 +28,12 @@ from schemas.deadletter import REDRIVE_HEADER, DeadLetterReason
 from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
 from schemas.task import HumanTask, TaskCreated
+from services.common.adapters.mongo import Doc, insert_new, stored
+from services.common.adapters.outbox import record_then_publish
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.links import CustomerLinks
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
-from services.common.mongo import Doc, insert_new, stored
-from services.common.outbox import record_then_publish
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.channels import MessageChannel, OutgoingMessage
 from services.fulfilment.edges import RECORD_ONLY, Route, route

@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from schemas.common import DecimalText, Money
-from services.common.mongo import Doc, insert_new
+from services.common.adapters.mongo import Doc, insert_new
 
 # Crockford-style alphabet: no I, L, O, U, so codes survive being read over the phone.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

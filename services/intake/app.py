@@ -10,11 +10,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
+from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import Pseudonyms, install_erasure
 from services.common.messaging import Record
-from services.common.mongo import Doc
 from services.common.retention import install_retention, rules_of
 from services.intake import http, retention
 from services.intake.adapters.mongo import IntakeStore

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.erasure import ErasureRequest
+from services.common.adapters.mongo import Doc, insert_new
 from services.common.erasure import Pseudonyms
-from services.common.mongo import Doc, insert_new
 
 COLLECTION = "erased"
 

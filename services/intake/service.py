@@ -34,11 +34,11 @@ from schemas.upstream import (
     UpstreamEvent,
     upstream_event_adapter,
 )
+from services.common.adapters.mongo import Doc, chunks
+from services.common.adapters.outbox import record_then_publish
 from services.common.clock import Clock
 from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
-from services.common.mongo import Doc, chunks
-from services.common.outbox import record_then_publish
 from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds

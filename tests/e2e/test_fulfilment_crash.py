@@ -14,7 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from schemas.incident import Incident
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.policy import parse_policy

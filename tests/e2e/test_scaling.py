@@ -15,7 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from schemas.common import Money
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.decision.adapters.budget import MongoBudget
 from tests.factories import incident
 from tests.infra import Infra

@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient
 
 from amends.demo import FINE, SCENARIO, Scene
 from schemas import topics
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from tests.infra import Infra
 from tests.kafka_tools import collect, produce
 from tests.pipeline import running_pipeline

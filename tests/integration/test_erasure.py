@@ -21,7 +21,7 @@ from amends.cli import app as cli
 from schemas.decision import Decision
 from schemas.incident import Incident
 from services.common.access import Role
-from services.common.mongo import Doc, stored
+from services.common.adapters.mongo import Doc, stored
 from tests import auth
 from tests.factories import order_delivered
 from tests.infra import Infra

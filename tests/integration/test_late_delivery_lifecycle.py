@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.decision import RemedyKind
 from schemas.incident import Incident, IncidentType, incident_id
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.policy import load_policy

@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
-from services.common.mongo import Doc, StoreWriteError, insert_new
+from services.common.adapters.mongo import Doc, StoreWriteError, insert_new
 from services.common.runtime import server_config
 from services.decision.domain.policy import parse_policy
 from tests.clock import FakeClock

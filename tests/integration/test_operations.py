@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from amends import ops
 from amends.cli import app as cli
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce, until_timeout

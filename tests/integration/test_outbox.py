@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 from pymongo import AsyncMongoClient
 
+from services.common.adapters.mongo import Doc
+from services.common.adapters.outbox import MongoOutbox, record_then_publish
 from services.common.messaging import Outgoing
-from services.common.mongo import Doc
-from services.common.outbox import MongoOutbox, record_then_publish
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pymongo import AsyncMongoClient
 
+from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
-from services.common.mongo import Doc
 from services.common.retention import RetentionSweep, ensure_dead_letter_topic, rules_of
 from services.intake import retention as intake_retention
 from services.intake.settings import IntakeSettings

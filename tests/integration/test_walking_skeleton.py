@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from tests.factories import late_and_on_time
 from tests.infra import Infra
 from tests.kafka_tools import as_json, collect, produce

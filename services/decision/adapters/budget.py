@@ -39,8 +39,8 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.common import Money
 from schemas.common import minor_exponent as exponent
+from services.common.adapters.mongo import Doc, insert_new, mark_all
 from services.common.errors import TransientError
-from services.common.mongo import Doc, insert_new, mark_all
 
 MAX_ATTEMPTS = 200
 

@@ -35,9 +35,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from schemas.decision import Decision, RemedyKind
 from schemas.incident import Detection, IncidentType
+from services.common.adapters.mongo import Doc, insert_new, mark_all, stored
+from services.common.adapters.outbox import MongoOutbox
 from services.common.errors import describe
-from services.common.mongo import Doc, insert_new, mark_all, stored
-from services.common.outbox import MongoOutbox
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.topup import given_by
 

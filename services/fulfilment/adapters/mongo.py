@@ -10,8 +10,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.outcome import Outcome
-from services.common.mongo import Doc, insert_new, stored
-from services.common.outbox import MongoOutbox
+from services.common.adapters.mongo import Doc, insert_new, stored
+from services.common.adapters.outbox import MongoOutbox
 
 
 class FulfilmentStore:

@@ -35,8 +35,8 @@ from pymongo.errors import BulkWriteError
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
-from services.common.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
-from services.common.outbox import MongoOutbox
+from services.common.adapters.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
+from services.common.adapters.outbox import MongoOutbox
 from services.intake.domain.detection import (
     Capture,
     Check,

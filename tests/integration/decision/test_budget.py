@@ -12,7 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from schemas.common import Money
-from services.common.mongo import Doc, make_client
+from services.common.adapters.mongo import Doc, make_client
 from services.decision.adapters.budget import MongoBudget, to_minor
 from tests.infra import Infra
 

@@ -15,8 +15,8 @@ from pymongo import AsyncMongoClient
 from schemas.common import Money
 from schemas.decision import decision_id
 from services.common.access import Principal, Role
+from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
-from services.common.mongo import Doc
 from services.decision.adapters.budget import Budget
 from services.decision.app import create_app as decision_app
 from services.decision.domain.policy import Policy, load_policy

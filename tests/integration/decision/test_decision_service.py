@@ -17,8 +17,8 @@ from pymongo import AsyncMongoClient
 
 from schemas.decision import decision_id
 from services.common.access import Role
+from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
-from services.common.mongo import Doc
 from services.decision.app import create_app as decision_app
 from services.decision.domain.policy import load_policy
 from services.decision.service import DecisionService

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from amends.cli import app as cli
 from services.common.access import Role
+from services.common.adapters.mongo import Doc
 from services.common.erasure import Pseudonyms
-from services.common.mongo import Doc
 from services.decision.app import create_app as decision_app
 from services.decision.settings import DecisionSettings
 from tests import auth

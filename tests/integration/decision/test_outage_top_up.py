@@ -12,8 +12,8 @@ from pymongo import AsyncMongoClient
 
 from schemas.decision import Decision, decision_id
 from schemas.incident import IncidentType, incident_id
+from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
-from services.common.mongo import Doc
 from services.decision.app import create_app as decision_app
 from services.decision.service import DecisionService
 from tests.clock import FakeClock

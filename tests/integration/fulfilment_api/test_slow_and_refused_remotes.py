@@ -22,8 +22,8 @@ from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
 from amends.gateway_peer import create_app as gateway_app
 from schemas.incident import Incident
 from schemas.outcome import ActionStatus
+from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
-from services.common.mongo import Doc
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.fulfilment.app import create_app as fulfilment_app

@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.common import Money
 from services.common.access import Role
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.fulfilment.vouchers import Voucher, VoucherError, VoucherStatus, VoucherStore
 from tests import auth
 from tests.factories import late_and_on_time

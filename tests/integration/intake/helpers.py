@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.adapters.mongo import Doc
 from services.common.clock import Clock
-from services.common.mongo import Doc
 from services.intake.adapters.mongo import IntakeStore
 from services.intake.app import create_app
 from services.intake.auth import sign

@@ -13,8 +13,8 @@ from pymongo import AsyncMongoClient
 
 from schemas.erasure import ErasureRequest
 from schemas.upstream import upstream_event_adapter
+from services.common.adapters.mongo import Doc
 from services.common.erasure import Pseudonyms
-from services.common.mongo import Doc
 from services.intake.erasure import ErasedCustomers
 from tests import factories as f
 from tests.auth import PSEUDONYM_KEY

@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.incident import Incident
 from schemas.upstream import OrderDeliveredEvent, UpstreamEvent
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.intake.service import Processed
 from tests import factories as f
 from tests.clock import FakeClock

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.intake.app import create_app
 from tests import factories as f
 from tests.clock import FakeClock

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo.errors import BulkWriteError
 
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra

@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot
 from schemas.upstream import UpstreamEvent, upstream_event_adapter
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra

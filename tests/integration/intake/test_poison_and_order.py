@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 
 from amends.ops import partitions_of
 from schemas.upstream import upstream_event_adapter
+from services.common.adapters.mongo import Doc
 from services.common.messaging import (
     ConsumerMetrics,
     DeadLetters,
@@ -24,7 +25,6 @@ from services.common.messaging import (
     make_broker,
     subscribe_batches,
 )
-from services.common.mongo import Doc
 from services.common.settings import ServiceSettings
 from tests import factories as f
 from tests.clock import FakeClock

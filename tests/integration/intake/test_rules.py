@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.incident import IncidentType, incident_id
 from schemas.upstream import upstream_event_adapter
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 from services.intake.app import create_app
 from tests import factories as f
 from tests.clock import FakeClock

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pymongo import AsyncMongoClient
 
-from services.common.mongo import Doc
+from services.common.adapters.mongo import Doc
 
 Backend = Literal["ferretdb", "mongodb"]
 

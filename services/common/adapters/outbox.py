@@ -18,8 +18,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from schemas.common import deterministic_id
+from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, insert_new
 from services.common.messaging import Outgoing, Publisher
-from services.common.mongo import MAX_CHUNK, Doc, chunks, insert_new
 
 
 class Outbox(Protocol):
