@@ -11,16 +11,17 @@ from schemas.audit import AuditAction, AuditEntry, AuditRecorded
 from schemas.common import deterministic_id
 from services.common.access import Principal
 from services.common.adapters.mongo import Doc
-from services.common.adapters.outbox import MongoOutbox, record_then_publish
+from services.common.adapters.outbox import MongoOutbox, as_document
 from services.common.clock import Clock
 from services.common.messaging import Publisher, outgoing
+from services.common.outbox import record_then_publish
 
 
 class AuditTrail:
     def __init__(self, service: str, db: AsyncDatabase[Doc], publisher: Publisher,
                  topic: str, clock: Clock) -> None:
         self.service = service
-        self.outbox = MongoOutbox(db["audit"])
+        self.outbox = MongoOutbox(db["audit"], as_document)
         self.publisher = publisher
         self.topic = topic
         self.clock = clock
@@ -49,5 +50,5 @@ class AuditTrail:
         doc = {"_id": audit_id, "at": now, "action": action.value, "actor": entry.actor,
                "entry": entry.model_dump_json()}
         await record_then_publish(self.outbox, self.publisher,
-                                  [(doc, outgoing(self.topic, event))])
+                                  [(audit_id, doc, outgoing(self.topic, event))])
         return entry

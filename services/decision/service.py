@@ -36,7 +36,6 @@ from schemas.incident import Detection, Incident, IncidentDetected, IncidentType
 from schemas.outcome import ActionStatus, OutcomeRecorded
 from services.common.access import Principal
 from services.common.adapters.mongo import Doc, stored
-from services.common.adapters.outbox import record_then_publish
 from services.common.audit import AuditTrail
 from services.common.clock import Clock
 from services.common.errors import describe
@@ -48,6 +47,7 @@ from services.common.messaging import (
     outgoing,
     outgoing_with_data,
 )
+from services.common.outbox import record_then_publish
 from services.decision.adapters.budget import Budget
 from services.decision.adapters.mongo import DecisionStore, decision_doc, goodwill, refunded
 from services.decision.domain.engine import decide
@@ -218,7 +218,7 @@ class DecisionService:
         made = await self._decide(fresh, histories, now) if fresh else []
 
         docs = {d.decision_id: decision_doc(d, reservation=_reservation(d)) for d in made}
-        new = await self.store.decisions.add_new(list(docs.values()))
+        new = await self.store.decisions.add_new(list(docs.items()))
         lost = [did for did in docs if did not in new]  # a racing decider recorded it first
         if lost:
             known.update(await self.store.find(lost))
@@ -361,7 +361,8 @@ class DecisionService:
         doc = decision_doc(revision, reservation=reservation)
         doc["_id"] = f"{revision.decision_id}:{revision.revision}"
         await record_then_publish(self.store.revisions, self.publisher, [
-            (doc, outgoing_with_data(self.settings.decisions_topic, _event(revision, now),
+            (doc["_id"], doc, outgoing_with_data(self.settings.decisions_topic,
+                                                _event(revision, now),
                                      doc["decision"]))])
         await self.store.update_current(revision, reservation)
 
@@ -663,7 +664,7 @@ class DecisionService:
         decision = self._manual_decision(voucher, did=did, iid=iid, worth=worth, held=held,
                                          by=by, now=now)
         doc = decision_doc(decision, reservation=reservation)
-        if not await self.store.decisions.add_new([doc]):  # a racing retry recorded it
+        if not await self.store.decisions.add_new([(did, doc)]):  # a racing retry recorded it
             kept = await self.store.get(did)
             assert kept is not None
             return await self._manual_again(kept, voucher, value, by)

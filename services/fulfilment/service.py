@@ -29,11 +29,11 @@ from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
 from schemas.task import HumanTask, TaskCreated
 from services.common.adapters.mongo import Doc, insert_new, stored
-from services.common.adapters.outbox import record_then_publish
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.links import CustomerLinks
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
+from services.common.outbox import record_then_publish
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.channels import MessageChannel, OutgoingMessage
 from services.fulfilment.edges import RECORD_ONLY, Route, route
@@ -116,7 +116,7 @@ class Batch:
     now: datetime
     credits: list[Doc] = field(default_factory=list)
     perks: list[Doc] = field(default_factory=list)
-    tasks: list[tuple[Doc, Outgoing]] = field(default_factory=list)
+    tasks: list[tuple[str, Doc, Outgoing]] = field(default_factory=list)
     refunds: list[Job] = field(default_factory=list)
     messages: list[Job] = field(default_factory=list)
     vouchers: list[tuple[Run, Action, Voucher]] = field(default_factory=list)
@@ -308,7 +308,7 @@ class FulfilmentService:
                             f"free delivery on the next {action.quantity or 1} order(s)")
             case _:
                 task = self._task(decision, action, batch.now)
-                batch.tasks.append(({**base, "kind": action.kind.value,
+                batch.tasks.append((base["_id"], {**base, "kind": action.kind.value,
                                      "due_by": task.due_by},
                                     outgoing(self.settings.tasks_topic, TaskCreated(
                                         id=task.task_id, source="amends/fulfilment",
@@ -734,7 +734,7 @@ class FulfilmentService:
                        tenants: Mapping[str, str | None] | None = None) -> set[str]:
         """Record and publish each outcome once; an effect tried again after a redrive has
         one more outcome per round. Returns the ids of those new now."""
-        items: list[tuple[Doc, Outgoing]] = []
+        items: list[tuple[str, Doc, Outgoing]] = []
         ids: list[str] = []
         for outcome in outcomes:
             record_id = _in_round(outcome.idempotency_key,
@@ -744,7 +744,7 @@ class FulfilmentService:
                                     subject=outcome.customer_id, tenant=tenant, data=outcome)
             doc = {"_id": record_id, "customer_id": outcome.customer_id, "tenant": tenant,
                    "created_at": now, "outcome": outcome.model_dump_json()}
-            items.append((doc, outgoing(self.settings.outcomes_topic, event)))
+            items.append((record_id, doc, outgoing(self.settings.outcomes_topic, event)))
             ids.append(record_id)
         new = await record_then_publish(self.store.outcomes, self.publisher, items)
         for outcome, record_id in zip(outcomes, ids, strict=True):

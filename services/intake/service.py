@@ -35,10 +35,10 @@ from schemas.upstream import (
     upstream_event_adapter,
 )
 from services.common.adapters.mongo import Doc, chunks
-from services.common.adapters.outbox import record_then_publish
 from services.common.clock import Clock
 from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
+from services.common.outbox import record_then_publish
 from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
@@ -587,7 +587,7 @@ class IntakeService:
         now = self.clock()
         new: set[str] = set()
         for part in chunks(incidents, self.store.chunk):
-            items: list[tuple[Doc, Outgoing]] = []
+            items: list[tuple[str, Doc, Outgoing]] = []
             for incident in part:
                 event = IncidentDetected(id=incident.incident_id, source="amends/intake",
                                          time=now, subject=incident.customer.id,
@@ -596,7 +596,8 @@ class IntakeService:
                        "type": incident.type.value, "detected_at": incident.detected_at,
                        "outage_id": incident.outage_id,
                        "incident": incident.model_dump_json()}
-                items.append((doc, outgoing(self.settings.incidents_topic, event)))
+                items.append((incident.incident_id, doc,
+                              outgoing(self.settings.incidents_topic, event)))
             new |= await record_then_publish(self.store.incidents, self.publisher, items)
         counted: set[str] = set()
         for incident in incidents:

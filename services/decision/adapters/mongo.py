@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from schemas.decision import Decision, RemedyKind
 from schemas.incident import Detection, IncidentType
 from services.common.adapters.mongo import Doc, insert_new, mark_all, stored
-from services.common.adapters.outbox import MongoOutbox
+from services.common.adapters.outbox import MongoOutbox, as_document
 from services.common.errors import describe
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.topup import given_by
@@ -158,8 +158,8 @@ _OUTAGE = IncidentType.service_outage.value
 class DecisionStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
-        self.decisions = MongoOutbox(db["decisions"])
-        self.revisions = MongoOutbox(db["revisions"])
+        self.decisions = MongoOutbox(db["decisions"], as_document)
+        self.revisions = MongoOutbox(db["revisions"], as_document)
         self.reviews = db["reviews"]
         self.choices = db["choices"]
         self.approvals = db["approvals"]

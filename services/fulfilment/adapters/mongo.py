@@ -11,7 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.outcome import Outcome
 from services.common.adapters.mongo import Doc, insert_new, stored
-from services.common.adapters.outbox import MongoOutbox
+from services.common.adapters.outbox import MongoOutbox, as_document
 
 
 class FulfilmentStore:
@@ -26,8 +26,8 @@ class FulfilmentStore:
         self.messages = db["messages"]
         self.refunds = db["refunds"]
         self.perks = db["perks"]
-        self.tasks = MongoOutbox(db["tasks"])
-        self.outcomes = MongoOutbox(db["outcomes"])
+        self.tasks = MongoOutbox(db["tasks"], as_document)
+        self.outcomes = MongoOutbox(db["outcomes"], as_document)
 
     async def create_indexes(self) -> None:
         for name in ("decisions", "points_ledger", "messages", "refunds", "perks", "tasks",

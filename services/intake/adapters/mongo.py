@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
 from services.common.adapters.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
-from services.common.adapters.outbox import MongoOutbox
+from services.common.adapters.outbox import MongoOutbox, as_document
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -76,7 +76,7 @@ class IntakeStore:
     def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
         self.db = db
         self.chunk = min(chunk, MAX_CHUNK)
-        self.incidents = MongoOutbox(db["incidents"], chunk=self.chunk)
+        self.incidents = MongoOutbox(db["incidents"], as_document, chunk=self.chunk)
         self.checks = db["checks"]
         self.settled = db["settled"]
         self.charges = db["charges"]
