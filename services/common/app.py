@@ -20,7 +20,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.access import Authenticator, Role, install_problem_handler, operator
+from services.common.adapters.audit import audit_entries
 from services.common.adapters.mongo import Doc, make_client
+from services.common.audit import AuditTrail
 from services.common.clock import Clock, system_clock
 from services.common.errors import redact_driver_errors
 from services.common.http import ops_router
@@ -83,6 +85,13 @@ class Runtime:
             links=CustomerLinks(settings.customer_link_keys, settings.customer_link_kid,
                                 timedelta(days=settings.customer_link_ttl_days)),
         )
+
+    def audit_trail(self) -> AuditTrail:
+        """The service's audit trail, in its own `audit` store (indexed at start)."""
+        entries = audit_entries(self.db)
+        self.on_start.append(entries.create_indexes)
+        return AuditTrail(self.settings.service_name, entries, self.publisher,
+                          self.settings.audit_topic, self.clock)
 
     def consume(self, topics: Sequence[str], handle: BatchHandler, *, name: str) -> None:
         """Consume `topics` in batches in the service's consumer group (see

@@ -1,33 +1,26 @@
-"""Recording a human action: an append-only entry in the service's own `audit` collection,
-then an event on the audit topic (`amends.audit.v1`), the trail `amends audit` reads."""
+"""Recording a human action: an append-only entry in the service's own audit store, then an
+event on the audit topic (`amends.audit.v1`), the trail `amends audit` reads."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from schemas.audit import AuditAction, AuditEntry, AuditRecorded
 from schemas.common import deterministic_id
 from services.common.access import Principal
-from services.common.adapters.mongo import Doc
-from services.common.adapters.outbox import MongoOutbox, as_document
 from services.common.clock import Clock
 from services.common.messaging import Publisher, outgoing
-from services.common.outbox import record_then_publish
+from services.common.outbox import Outbox, record_then_publish
 
 
 class AuditTrail:
-    def __init__(self, service: str, db: AsyncDatabase[Doc], publisher: Publisher,
+    def __init__(self, service: str, entries: Outbox[AuditEntry], publisher: Publisher,
                  topic: str, clock: Clock) -> None:
         self.service = service
-        self.outbox = MongoOutbox(db["audit"], as_document)
+        self.entries = entries
         self.publisher = publisher
         self.topic = topic
         self.clock = clock
-
-    async def create_indexes(self) -> None:
-        await self.outbox.create_indexes()
 
     async def record(self, principal: Principal, action: AuditAction, target: str, *,
                      customer_id: str | None = None, reason: str = "",
@@ -47,8 +40,6 @@ class AuditTrail:
             before=before or {}, after=after or {})
         event = AuditRecorded(id=audit_id, source=f"amends/{self.service}", time=now,
                               subject=customer_id or target, data=entry)
-        doc = {"_id": audit_id, "at": now, "action": action.value, "actor": entry.actor,
-               "entry": entry.model_dump_json()}
-        await record_then_publish(self.outbox, self.publisher,
-                                  [(audit_id, doc, outgoing(self.topic, event))])
+        await record_then_publish(self.entries, self.publisher,
+                                  [(audit_id, entry, outgoing(self.topic, event))])
         return entry

@@ -6,11 +6,11 @@ replaced by a pseudonym: an HMAC of the id under a key every service shares, so 
 money records of one customer still belong together (budget and ledgers still add up) and
 nobody without the key can tell whose they were.
 
-The scrubbing is generic on purpose: stores keep contract bodies as JSON text, and a new
-field holding a contact detail must not escape erasure because nobody listed it here. It
-walks each matched document (and the JSON text inside it) and scrubs by field name. It is
-idempotent: a scrubbed record no longer matches the customer, so a replayed request changes
-nothing and reports zero.
+The scrubbing is generic on purpose: a new field holding a contact detail must not escape
+erasure because nobody listed it here. `Scrub` walks a record (and the JSON text inside it)
+and scrubs by field name; the stores' adapter (services/common/adapters/erasure.py) finds the
+customer's records and writes them back. It is idempotent: a scrubbed record no longer
+matches the customer, so a replayed request changes nothing and reports zero.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from pydantic import SecretStr, ValidationError
-from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.audit import AuditAction
 from schemas.deadletter import DeadLetter, DeadLetterHeader, MessageDeadLettered
 from schemas.erasure import ErasureRequest, ErasureRequested, erasure_target
 from services.common.access import Principal, Role
-from services.common.adapters.mongo import Doc, insert_new
+from services.common.adapters.erasure import MongoErasure
 from services.common.audit import AuditTrail
 from services.common.messaging import (
     Outgoing,
@@ -61,8 +60,6 @@ FREE_TEXT_FIELDS = frozenset({"body", "text", "html", "description", "reason", "
                               "notes", "comment", "comments", "summary", "message"})
 ERASED_TEXT = "[erased]"  # not empty: contracts require some free text (a review's reason)
 _CODE = re.compile(r"[a-z0-9_]*")
-# Collections that hold no customer data: the outboxes' marks, lists of record ids.
-SKIPPED_SUFFIXES = ("_published",)
 
 
 class ErasureKeyMissingError(RuntimeError):
@@ -148,34 +145,6 @@ class Scrub:
         return [self.customer_id, *sorted(self.removed)]
 
 
-def tenant_of(value: Any, depth: int = 0) -> str | None:
-    """The first `tenant` named in a document or the JSON text inside it (None: none)."""
-    if depth > 4:
-        return None
-    if isinstance(value, str) and value.lstrip()[:1] == "{":
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    if not isinstance(value, dict):
-        return None
-    tenant = value.get("tenant")
-    if isinstance(tenant, str):
-        return tenant
-    for item in value.values():
-        if isinstance(item, dict | str):
-            found = tenant_of(item, depth + 1)
-            if found is not None:
-                return found
-    return None
-
-
-def belongs(doc: Doc, request: ErasureRequest, default_tenant: str) -> bool:
-    """Whether a record of the customer's id is of the request's tenant (a record without a
-    tenant is the default tenant's)."""
-    return (tenant_of(doc) or default_tenant) == request.tenant
-
-
 @dataclass
 class ErasureReport:
     """What one service touched: records scrubbed (kept, pseudonymised) and deleted, per
@@ -190,75 +159,6 @@ class ErasureReport:
         return {"phase": "done", "scrubbed": dict(sorted(self.scrubbed.items())),
                 "deleted": dict(sorted(self.deleted.items())),
                 "dead_letters": self.dead_letters, "in_memory": self.in_memory}
-
-
-_LINKS = ("_id", "decision_id", "incident_id", "action_key", "key")
-
-
-async def erase_in_database(db: AsyncDatabase[Doc], request: ErasureRequest, scrub: Scrub, *,
-                            default_tenant: str, delete: Collection[str] = (),
-                            skip: Collection[str] = (), text_scan: Collection[str] = (),
-                            check_tenant: bool = True,
-                            report: ErasureReport | None = None) -> ErasureReport:
-    """Scrub (or, for the collections in `delete`, delete) every record of the customer in
-    every collection of `db`: those naming the customer (`customer_id`, `customer.id`, or
-    their `_id`), then those linked to them by id (a decision's review, its choice); in the
-    collections of `text_scan`, every record whose text names the customer.
-
-    Every collection is read in full once or twice: an erasure is rare and off the hot path,
-    and on FerretDB v1 an indexed read costs the same."""
-    report = report or ErasureReport()
-    cid = request.customer_id
-    names = [n for n in sorted(await db.list_collection_names())
-             if n not in skip and not n.startswith("system.")
-             and not n.endswith(SKIPPED_SUFFIXES)]
-    matched: dict[str, list[Doc]] = {}
-    linked: set[str] = set()
-    for name in names:
-        if name in text_scan:
-            docs = [doc async for doc in db[name].find({})
-                    if scrub.names_customer(json.dumps(doc, default=str))]
-        else:
-            docs = [doc async for doc in db[name].find(
-                {"$or": [{"customer_id": cid}, {"customer.id": cid}, {"_id": cid}]})]
-        if check_tenant:
-            docs = [d for d in docs if belongs(d, request, default_tenant)]
-        if docs:
-            matched[name] = docs
-            for doc in docs:
-                linked.update(str(doc[k]) for k in _LINKS if isinstance(doc.get(k), str))
-    linked.discard(cid)
-    if linked:
-        wanted = sorted(linked)
-        for name in names:
-            known = {d["_id"] for d in matched.get(name, [])}
-            async for doc in db[name].find({"$or": [{"_id": {"$in": wanted}},
-                                                    {"decision_id": {"$in": wanted}}]}):
-                if doc["_id"] not in known:
-                    matched.setdefault(name, []).append(doc)
-    for name, docs in matched.items():
-        collection = db[name]
-        if name in delete:
-            ids = [d["_id"] for d in docs]
-            result = await collection.delete_many({"_id": {"$in": ids}})
-            report.deleted[name] = report.deleted.get(name, 0) + result.deleted_count
-            for doc in docs:  # what they held still marks the customer's dead letters
-                scrub.value(doc)
-            continue
-        changed = 0
-        for doc in docs:
-            clean = scrub.value(doc)
-            if clean == doc:
-                continue
-            if clean["_id"] != doc["_id"]:  # keyed by the customer: kept under the pseudonym
-                await insert_new(collection, [clean])
-                await collection.delete_one({"_id": doc["_id"]})
-            else:
-                await collection.replace_one({"_id": doc["_id"]}, clean)
-            changed += 1
-        if changed:
-            report.scrubbed[name] = report.scrubbed.get(name, 0) + changed
-    return report
 
 
 # --- dead letters ------------------------------------------------------------------------
@@ -359,9 +259,8 @@ def install_erasure(runtime: Runtime, *, delete: Collection[str] = (),
     as an audit entry (action `erasure`, target `erasure:<id>`)."""
     settings = runtime.settings
     pseudonyms = Pseudonyms(settings.erasure_pseudonym_key)
-    trail = AuditTrail(settings.service_name, runtime.db, runtime.publisher,
-                       settings.audit_topic, runtime.clock)
-    runtime.on_start.append(trail.create_indexes)
+    trail = runtime.audit_trail()
+    stores = MongoErasure(runtime.db, default_tenant=settings.auth_default_tenant)
     runtime.broker.publisher(settings.audit_topic, title=f"{settings.audit_topic}:Publisher")
 
     async def create_topics() -> None:
@@ -382,18 +281,13 @@ def install_erasure(runtime: Runtime, *, delete: Collection[str] = (),
             if before is not None:
                 report.in_memory = await before(request, pseudonym)
             scrub = Scrub(request.customer_id, pseudonym)
-            await erase_in_database(runtime.db, request, scrub,
-                                    default_tenant=settings.auth_default_tenant,
-                                    delete=delete, skip={*skip, "audit"}, report=report)
+            await stores.erase(request, scrub, delete=delete, skip={*skip, "audit"},
+                               report=report)
             # The trail keeps who acted and from where (an operator's address is not the
             # customer's); the customer's id and free text go.
             audit_scrub = Scrub(request.customer_id, pseudonym, removed=scrub.removed,
                                 contact_fields=CONTACT_FIELDS - {"address"})
-            await erase_in_database(runtime.db, request, audit_scrub,
-                                    default_tenant=settings.auth_default_tenant,
-                                    skip=[n for n in await runtime.db.list_collection_names()
-                                          if n != "audit"], text_scan={"audit"},
-                                    check_tenant=False, report=report)
+            await stores.erase_audit(request, audit_scrub, report=report)
             report.dead_letters = await erase_dead_letters(settings, runtime.publisher, scrub)
             actor = Principal(subject=request.requested_by, roles=frozenset({Role.admin}),
                               tenant=request.tenant, via="jwt")

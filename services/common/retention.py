@@ -19,14 +19,15 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter
 
-from services.common.adapters.mongo import Doc
+from services.common.adapters.retention import MongoPurge
 from services.common.app import Runtime
 from services.common.messaging import kafka_client_options
 from services.common.settings import ServiceSettings
@@ -46,7 +47,7 @@ class Rule:
     collection: str
     time_field: str
     days: float
-    also: Doc = field(default_factory=dict)
+    also: dict[str, Any] = field(default_factory=dict)  # further conditions, by field
 
 
 def rules_of(settings: ServiceSettings, kinds: Sequence[tuple[str, str, str]]) -> list[Rule]:
@@ -55,9 +56,16 @@ def rules_of(settings: ServiceSettings, kinds: Sequence[tuple[str, str, str]]) -
             for kind, collection, field_name in kinds]
 
 
+class Purge(Protocol):
+    async def delete_before(self, rule: Rule, cutoff: datetime) -> int:
+        """Delete what `rule` names written before `cutoff`; returns how many records."""
+
+
 class RetentionSweep:
-    def __init__(self, runtime: Runtime, rules: Sequence[Rule]) -> None:
+    def __init__(self, runtime: Runtime, rules: Sequence[Rule],
+                 purge: Purge | None = None) -> None:
         self.runtime = runtime
+        self.purge = purge or MongoPurge(runtime.db)
         self.rules = list(rules)
         self.deleted = Counter("amends_retention_deleted_total",
                                "Records deleted past their retention period", ["kind"],
@@ -71,11 +79,10 @@ class RetentionSweep:
         done: dict[str, int] = {}
         for rule in self.rules:
             cutoff = now - timedelta(days=rule.days)
-            result = await self.runtime.db[rule.collection].delete_many(
-                {rule.time_field: {"$lt": cutoff}, **rule.also})
-            if result.deleted_count:
-                self.deleted.labels(rule.kind).inc(result.deleted_count)
-                done[rule.kind] = done.get(rule.kind, 0) + result.deleted_count
+            deleted = await self.purge.delete_before(rule, cutoff)
+            if deleted:
+                self.deleted.labels(rule.kind).inc(deleted)
+                done[rule.kind] = done.get(rule.kind, 0) + deleted
         if done:
             log.info("retention sweep deleted %s", done)
         return done

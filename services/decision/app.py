@@ -11,7 +11,6 @@ from pymongo import AsyncMongoClient
 
 from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
-from services.common.audit import AuditTrail
 from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Record
@@ -35,14 +34,12 @@ def create_app(settings: DecisionSettings | None = None, *,
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
     store = DecisionStore(runtime.db)
     budget = MongoBudget(runtime.db)
-    audit = AuditTrail(settings.service_name, runtime.db, runtime.publisher,
-                       settings.audit_topic, runtime.clock)
+    audit = runtime.audit_trail()
     service = DecisionService(settings=settings, policy=policy, store=store, budget=budget,
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
                               audit=audit)
-    runtime.on_start.extend([store.create_indexes, budget.create_indexes,
-                             audit.create_indexes])
+    runtime.on_start.extend([store.create_indexes, budget.create_indexes])
 
     async def when_incidents_detected(records: list[Record]) -> None:
         with quiet_write_errors():

@@ -12,8 +12,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from schemas.erasure import ErasureRequest
+from services.common.adapters.erasure import erase_in_database
 from services.common.adapters.mongo import Doc
-from services.common.erasure import Pseudonyms, Scrub, erase_in_database
+from services.common.erasure import Pseudonyms, Scrub
 from tests.auth import PSEUDONYM_KEY
 from tests.factories import customer
 from tests.infra import Infra

@@ -13,13 +13,8 @@ from pydantic import SecretStr
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas.erasure import ErasureRequest
-from services.common.erasure import (
-    ErasureKeyMissingError,
-    Pseudonyms,
-    Scrub,
-    belongs,
-    erased_letter,
-)
+from services.common.adapters.erasure import belongs
+from services.common.erasure import ErasureKeyMissingError, Pseudonyms, Scrub, erased_letter
 from services.common.errors import describe_error, redact_driver_errors
 from tests.factories import customer, order_delivered
 
