@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from pymongo import AsyncMongoClient
 
-from amends.demo import FINE, SCENARIO, Scene
+from devtools.demo import FINE, SCENARIO, Scene
 from schemas import topics
 from services.common.adapters.mongo import Doc
 from tests.infra import Infra
