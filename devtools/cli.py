@@ -92,7 +92,7 @@ def stack_status() -> None:
 @app.command()
 def demo() -> None:
     """Bring everything up, play a short scenario, and show what happened."""
-    from devtools.demo import FINE, SCENARIO, play  # noqa: PLC0415 - Kafka when needed
+    from devtools.demo import FINE, SCENARIO, play_on_stack  # noqa: PLC0415 - Kafka when needed
 
     settings = stack.StackSettings()
     try:
@@ -102,8 +102,9 @@ def demo() -> None:
             status.update(f"playing the scenario: {len(SCENARIO)} customers, "
                           f"{len(SCENARIO) - len(FINE)} of them let down")
             token = stack.dev_credentials(settings).api_key
-            rows = asyncio.run(play(settings.kafka_bootstrap,
-                                    f"http://127.0.0.1:{stack.SERVICES['fulfilment']}", token))
+            rows = asyncio.run(play_on_stack(
+                settings.kafka_bootstrap, f"http://127.0.0.1:{stack.SERVICES['fulfilment']}",
+                token))
     except stack.StackError as exc:
         raise _fail(exc) from None
     table = Table(title="what happened")

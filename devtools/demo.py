@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -148,19 +148,22 @@ class Row:
     event_to_apology_ms: float | None
 
 
-async def play(kafka_bootstrap: str, fulfilment_url: str, token: str, *,
-               timeout_s: float = 60.0) -> list[Row]:
-    """Send the scenario's events, wait until every customer let down has a message, and
-    return a row per customer."""
+async def play(kafka_bootstrap: str, fulfilment: httpx.AsyncClient, *,
+               topics_as: Mapping[str, str] | None = None, timeout_s: float = 60.0
+               ) -> list[Row]:
+    """Send the scenario's events (to `topics_as[topic]` where given), wait until every
+    customer let down has a message, and return a row per customer. `fulfilment` is a client
+    of fulfilment's operator API that sends an operator's credentials."""
     now = datetime.now(UTC)
     scene = Scene(now.strftime("%H%M%S"), now)
     sends = [item for *_, story in SCENARIO for item in story(scene)]
+    rename = topics_as or {}
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
     await producer.start()
     try:
         sent_at = time.time()
         for topic, event in sends:
-            await producer.send(topic, json.dumps(event).encode(),
+            await producer.send(rename.get(topic, topic), json.dumps(event).encode(),
                                 key=event["subject"].encode())
         await producer.flush()
     finally:
@@ -169,17 +172,22 @@ async def play(kafka_bootstrap: str, fulfilment_url: str, token: str, *,
     customers = [scene.customer(name, tier)["id"] for name, tier, *_ in SCENARIO]
     let_down = [c for c, (name, *_) in zip(customers, SCENARIO, strict=True)
                 if name not in FINE]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cases = [await _case(fulfilment, c) for c in let_down]
+        if all(case["messages"] for case in cases):
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # let the last outcomes land
+    return [row(customer, tier, story, await _case(fulfilment, customer), sent_at)
+            for customer, (_, tier, story, _) in zip(customers, SCENARIO, strict=True)]
+
+
+async def play_on_stack(kafka_bootstrap: str, fulfilment_url: str, token: str) -> list[Row]:
+    """The demo on the local stack, read back with its dev key."""
     async with httpx.AsyncClient(base_url=fulfilment_url, timeout=15,
-                                 headers={"Authorization": f"Bearer {token}"}) as api:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            cases = [await _case(api, c) for c in let_down]
-            if all(case["messages"] for case in cases):
-                break
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(0.5)  # let the last outcomes land
-        return [row(customer, tier, story, await _case(api, customer), sent_at)
-                for customer, (_, tier, story, _) in zip(customers, SCENARIO, strict=True)]
+                                 headers={"Authorization": f"Bearer {token}"}) as fulfilment:
+        return await play(kafka_bootstrap, fulfilment)
 
 
 async def _case(api: httpx.AsyncClient, customer: str) -> dict[str, Any]:
