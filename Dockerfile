@@ -25,6 +25,7 @@ RUN mkdir amends schemas services \
     && /opt/amends/bin/pip install --constraint requirements.txt . \
     && /opt/amends/bin/pip uninstall --yes amends
 
+# The product only: devtools/ (local stack, bench, demo, fake gateway) stays out of the image.
 COPY amends ./amends
 COPY schemas ./schemas
 COPY services ./services

@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
+# The development tools (local stack, demo, bench) run from the checkout, not installed.
+DEVTOOLS := $(BIN)/python -m devtools
 
 .DEFAULT_GOAL := install
 
@@ -13,7 +15,7 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and install Amends (and the `amends` command) into it
+install: $(STAMP) ## create .venv and install Amends (the `amends` command) and the dev tools' dependencies
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,16 +25,16 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $@
 
 up: install ## start the local stack (Kafka + FerretDB) and the three services
-	$(BIN)/amends stack up --services
+	$(DEVTOOLS) stack up --services
 
 down: install ## stop everything the local stack started (data is kept)
-	$(BIN)/amends stack down
+	$(DEVTOOLS) stack down
 
 status: install ## show what the local stack runs
-	$(BIN)/amends stack status
+	$(DEVTOOLS) stack status
 
 demo: install ## bring everything up, play a short scenario, print what happened
-	$(BIN)/amends demo
+	$(DEVTOOLS) demo
 
 tools: ## the system tools the tests need (promtool and prometheus, from Debian's packages)
 	@scripts/system-tools
@@ -50,16 +52,16 @@ test-integration: install ## tests against real Kafka and MongoDB
 
 lint: install ## ruff and mypy --strict
 	$(BIN)/ruff check .
-	$(BIN)/mypy amends schemas services tests
+	$(BIN)/mypy amends devtools schemas services tests
 
 fmt: install ## fix what ruff can fix
 	$(BIN)/ruff check --fix .
 
 bench: install ## measure throughput and latency on the local stack (a table and a JSON file)
-	$(BIN)/amends bench
+	$(DEVTOOLS) bench
 
 bench-quick: install ## a smoke run of the benchmark (small counts, a couple of minutes)
-	$(BIN)/amends bench --quick
+	$(DEVTOOLS) bench --quick
 
 schemas: install ## regenerate the JSON Schemas and the AsyncAPI documents
 	$(BIN)/python -m schemas.generate

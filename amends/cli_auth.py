@@ -4,8 +4,9 @@ come from, how they are sent, and what a refusal looks like.
 In order: `AMENDS_TOKEN` (a JWT from the company's issuer, or an API key `amk_...`); the
 config file (`AMENDS_CONFIG`, default `~/.config/amends/config.toml`: `token`,
 `decision_url`, `fulfilment_url`), refused when others may read it; else the local stack's dev
-key (written by `amends stack up`). The services' URLs come from the environment
-(`AMENDS_DECISION_URL`, `AMENDS_FULFILMENT_URL`), then the file, then the local defaults.
+key (written by `make up`; where, `amends.dev_key` says). The services' URLs come from the
+environment (`AMENDS_DECISION_URL`, `AMENDS_FULFILMENT_URL`), then the file, then the local
+defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from amends import dev_key
 from services.common.access import EVERY_TENANT, Role
 
 console = Console(width=None if Console().is_terminal else 140)
@@ -64,13 +66,6 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise CredentialsError(f"{path} is not valid TOML: {exc}") from None
 
 
-def dev_key_file() -> Path:
-    """Where the local stack keeps its dev API key (see `amends.stack`)."""
-    from amends.stack import StackSettings, dev_key_path  # noqa: PLC0415 - light start-up
-
-    return dev_key_path(StackSettings())
-
-
 def load() -> Credentials:
     config_path = _config_path()
     config = _read_config(config_path)
@@ -80,7 +75,7 @@ def load() -> Credentials:
         return Credentials(token, "AMENDS_TOKEN", urls)
     if token := str(config.get("token") or "").strip():
         return Credentials(token, str(config_path), urls)
-    dev = dev_key_file()
+    dev = dev_key.dev_key_file()
     # The dev key is for the local stack's services only: never sent to another host.
     if dev.exists() and all(_loopback(url) for url in urls.values()):
         return Credentials(dev.read_text().strip(), f"the local stack's dev key ({dev})", urls)
@@ -154,7 +149,7 @@ class Operator:
         if token is None:
             raise _fail("no credentials: set AMENDS_TOKEN (a JWT or an API key), write "
                         f"`token = \"...\"` to {_config_path()} (mode 600), or start the "
-                        "local stack (`amends stack up`) for its dev key")
+                        "local stack (`make up`) for its dev key")
         url = f"{self.credentials.urls[service].rstrip('/')}{path}"
         if httpx.URL(url).scheme != "https" and not _loopback(url):
             errors.print(f"[yellow]warning:[/yellow] sending credentials to {escape(url)} "

@@ -55,7 +55,7 @@ def provide() -> Iterator[Infra]:
                 mongo = mongo_c.get_connection_url()
             yield Infra(kafka, mongo, "testcontainers")
             return
-        from amends import stack as local
+        from devtools import stack as local
 
         settings = stack.enter_context(local.running(progress=_say))
         yield Infra(kafka or settings.kafka_bootstrap, mongo or settings.mongo_url,
@@ -103,7 +103,7 @@ def swept(infra: Infra) -> Iterator[None]:
     Each test keeps its own until then (to read after a failure); without the sweep a
     long-lived stack piles them up until Kafka runs out of open files (20,000 partition
     directories after a few dozen sessions)."""
-    from amends.stack import forget
+    from devtools.stack import forget
 
     topics, databases = asyncio.run(_names(infra))
     yield

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from amends import ops, stack
+from amends import ops
 from amends.cli import app as cli
+from devtools import stack
 from schemas.audit import AuditAction
 from schemas.deadletter import DeadLetter, DeadLetterReason, MessageDeadLettered
 from services.common.access import Role

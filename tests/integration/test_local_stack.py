@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from pymongo import MongoClient
 
-from amends import stack
+from devtools import stack
 from tests.kafka_tools import produce
 
 pytestmark = pytest.mark.integration

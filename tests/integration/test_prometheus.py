@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from amends.gateway_peer import serving
+from devtools.gateway_peer import serving
 from tests.factories import order_delivered
 from tests.infra import Infra
 from tests.kafka_tools import as_json, produce

@@ -1,5 +1,5 @@
-"""The pure parts of `amends bench`: percentiles, medians and spreads, targets, the shape of
-the results file. The benchmarks themselves are not tests: they run with `make bench`."""
+"""The pure parts of `python -m devtools bench`: percentiles, medians and spreads, targets, the
+shape of the results file. The benchmarks themselves are not tests: they run with `make bench`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from amends.bench_stats import SCHEMA, Figure, percentile, ratio, results_doc, shown, target_text
+from devtools.bench_stats import SCHEMA, Figure, percentile, ratio, results_doc, shown, target_text
 
 pytestmark = pytest.mark.unit
 

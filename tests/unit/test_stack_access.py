@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from amends import cli_auth, stack
+from amends import cli_auth, dev_key
 from amends.cli import app as cli
+from devtools import stack
+from devtools.cli import app as devtools_cli
 from services.common.access import Authenticator, Role, key_digest
 from services.common.links import CustomerLinks
 from services.decision.settings import DecisionSettings
@@ -112,9 +114,21 @@ def test_the_cli_falls_back_to_the_dev_key(settings: stack.StackSettings,
     found = cli_auth.load()
     assert found.token == dev.api_key
     assert found.source == f"the local stack's dev key ({dev.api_key_file})"
-    shown = CliRunner().invoke(cli, ["stack", "token"])
+    shown = CliRunner().invoke(devtools_cli, ["stack", "token"])
     assert shown.exit_code == 0, shown.output
     assert shown.output == f"{dev.api_key}\n"
+
+
+def test_the_cli_and_the_stack_agree_on_the_dev_keys_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator CLI finds the key by a shared convention, not by importing the stack."""
+    monkeypatch.delenv("AMENDS_STACK_STATE_DIR", raising=False)
+    assert stack.StackSettings().state_dir == dev_key.DEFAULT_STATE_DIR
+    assert stack.dev_key_path(stack.StackSettings()) == dev_key.dev_key_file()
+    monkeypatch.setenv("AMENDS_STACK_STATE_DIR", str(tmp_path / "elsewhere"))
+    assert stack.dev_key_path(stack.StackSettings()) == dev_key.dev_key_file() == (
+        tmp_path / "elsewhere" / "run" / "dev-api-key")
+    assert "devtools" not in Path(cli_auth.__file__).read_text()
 
 
 def test_the_dev_key_is_never_sent_to_another_host(settings: stack.StackSettings,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from amends import stack
+from devtools import stack
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from amends import ops
 from amends.cli import app as cli
-from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
-from amends.gateway_peer import create_app as gateway_app
+from devtools.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
+from devtools.gateway_peer import create_app as gateway_app
 from tests.infra import Infra
 from tests.integration.fulfilment_api.refunds import PAID, double_charge, refund_policy
 from tests.kafka_tools import collect, incident_events, produce

@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
-from amends.gateway_peer import create_app as gateway_app
+from devtools.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
+from devtools.gateway_peer import create_app as gateway_app
 from schemas.common import Money
 from services.decision.domain.policy import parse_policy
 from tests.factories import eur, incident

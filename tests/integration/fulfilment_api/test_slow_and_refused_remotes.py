@@ -18,8 +18,8 @@ import pytest
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
-from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
-from amends.gateway_peer import create_app as gateway_app
+from devtools.gateway_peer import DEFAULT_API_KEY, Behaviour, serving
+from devtools.gateway_peer import create_app as gateway_app
 from schemas.incident import Incident
 from schemas.outcome import ActionStatus
 from services.common.adapters.mongo import Doc

@@ -23,7 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request, Response
 
-from amends.gateway_peer import serving
+from devtools.gateway_peer import serving
 from schemas.common import Money
 from schemas.decision import Action, Decision, DecisionStatus, RemedyKind, action_key
 from schemas.incident import Incident

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from amends.gateway_peer import DEFAULT_API_KEY, Behaviour, Peer, create_app, serving
+from devtools.gateway_peer import DEFAULT_API_KEY, Behaviour, Peer, create_app, serving
 from schemas.common import Money
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.gateway import (
@@ -210,10 +210,10 @@ async def test_the_ledger_gateway_succeeds_at_once_with_an_id_from_the_key() -> 
 
 @pytest.fixture
 def peer_process() -> Iterator[str]:
-    """`python -m amends.gateway_peer` as a process of its own, stopped by its pid."""
+    """`python -m devtools.gateway_peer` as a process of its own, stopped by its pid."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "amends.gateway_peer", "--port", str(port),
+        [sys.executable, "-m", "devtools.gateway_peer", "--port", str(port),
          "--payment", "o-7=20.00:EUR", "--settle-after-polls", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base_url = f"http://127.0.0.1:{port}"

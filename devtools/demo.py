@@ -1,24 +1,25 @@
 """A short scenario played through the running services: one customer per kind of failure
 (and two who are fine), an outage that hits three more; then what happened to each, read
-back from the services' own records."""
+through fulfilment's operator API (`GET /v1/customers/{id}/case`, as `amends case` reads it)
+with the local stack's dev key."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 from aiokafka import AIOKafkaProducer
-from pymongo import AsyncMongoClient
 
 from schemas import topics
 from schemas.common import deterministic_id
-from services.common.adapters.mongo import stored
 
 Event = dict[str, Any]
 Story = Callable[["Scene"], list[tuple[str, Event]]]
@@ -147,37 +148,53 @@ class Row:
     event_to_apology_ms: float | None
 
 
-async def play(kafka_bootstrap: str, mongo_url: str, *, timeout_s: float = 60.0) -> list[Row]:
+async def play(kafka_bootstrap: str, fulfilment: httpx.AsyncClient, *,
+               topics_as: Mapping[str, str] | None = None, timeout_s: float = 60.0
+               ) -> list[Row]:
+    """Send the scenario's events (to `topics_as[topic]` where given), wait until every
+    customer let down has a message, and return a row per customer. `fulfilment` is a client
+    of fulfilment's operator API that sends an operator's credentials."""
     now = datetime.now(UTC)
     scene = Scene(now.strftime("%H%M%S"), now)
     sends = [item for *_, story in SCENARIO for item in story(scene)]
+    rename = topics_as or {}
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
     await producer.start()
     try:
         sent_at = time.time()
         for topic, event in sends:
-            await producer.send(topic, json.dumps(event).encode(),
+            await producer.send(rename.get(topic, topic), json.dumps(event).encode(),
                                 key=event["subject"].encode())
         await producer.flush()
     finally:
         await producer.stop()
 
     customers = [scene.customer(name, tier)["id"] for name, tier, *_ in SCENARIO]
-    expected = sum(1 for name, *_ in SCENARIO if name not in FINE)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    try:
-        fulfilment = client["amends_fulfilment"]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            done = await fulfilment["messages"].count_documents(
-                {"customer_id": {"$in": customers}})
-            if done >= expected:
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(0.5)  # let the last outcomes land
-        return await _rows(client, customers, sent_at)
-    finally:
-        await client.close()
+    let_down = [c for c, (name, *_) in zip(customers, SCENARIO, strict=True)
+                if name not in FINE]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cases = [await _case(fulfilment, c) for c in let_down]
+        if all(case["messages"] for case in cases):
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # let the last outcomes land
+    return [row(customer, tier, story, await _case(fulfilment, customer), sent_at)
+            for customer, (_, tier, story, _) in zip(customers, SCENARIO, strict=True)]
+
+
+async def play_on_stack(kafka_bootstrap: str, fulfilment_url: str, token: str) -> list[Row]:
+    """The demo on the local stack, read back with its dev key."""
+    async with httpx.AsyncClient(base_url=fulfilment_url, timeout=15,
+                                 headers={"Authorization": f"Bearer {token}"}) as fulfilment:
+        return await play(kafka_bootstrap, fulfilment)
+
+
+async def _case(api: httpx.AsyncClient, customer: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/customers/{quote(customer, safe='')}/case")
+    response.raise_for_status()
+    case: dict[str, Any] = response.json()
+    return case
 
 
 def _remedy(action: dict[str, Any]) -> str | None:
@@ -208,32 +225,23 @@ def _remedies(decision: dict[str, Any]) -> str:
     return ", ".join(given) or "-"
 
 
-async def _rows(client: AsyncMongoClient[dict[str, Any]], customers: list[str],
-                sent_at: float) -> list[Row]:
-    query = {"customer_id": {"$in": customers}}
-    incidents = {d["customer_id"]: d
-                 async for d in client["amends_intake"]["incidents"].find(query)}
-    decisions = {d["customer_id"]: d
-                 async for d in client["amends_decision"]["decisions"].find(query)}
-    messages = {m["customer_id"]: m
-                async for m in client["amends_fulfilment"]["messages"].find(query)}
-    rows = []
-    for customer, (_, tier, story, _) in zip(customers, SCENARIO, strict=True):
-        incident = incidents.get(customer)
-        decision = decisions.get(customer)
-        message = messages.get(customer)
-        latency = None
-        if message is not None and message.get("sent_at") is not None:
-            latency = max(0.0, (message["sent_at"].timestamp() - sent_at) * 1000)
-        rows.append(Row(
-            customer=customer, tier=tier, story=story,
-            incident=(f"{incident['type']} ({stored(incident['incident'])['detection']})"
-                      if incident else "-"),
-            decision=decision["status"] if decision else "-",
-            remedies=_remedies(stored(decision["decision"])) if decision else "-",
-            apology=(("recorded" if message["channel"] == "record"
-                      else f"sent by {message['channel']}") + f" ({message['locale']})"
-                     if message else "-"),
-            event_to_apology_ms=latency,
-        ))
-    return rows
+def row(customer: str, tier: str, story: str, case: dict[str, Any], sent_at: float) -> Row:
+    """One customer's row from their case (newest records first); the apology is their first
+    message."""
+    incident = case["incidents"][0] if case["incidents"] else None
+    decision = case["decisions"][0] if case["decisions"] else None
+    message = case["messages"][-1] if case["messages"] else None
+    latency = None
+    if message is not None and message.get("sent_at") is not None:
+        sent = datetime.fromisoformat(message["sent_at"]).timestamp()
+        latency = max(0.0, (sent - sent_at) * 1000)
+    return Row(
+        customer=customer, tier=tier, story=story,
+        incident=f"{incident['type']} ({incident['detection']})" if incident else "-",
+        decision=decision["status"] if decision else "-",
+        remedies=_remedies(decision) if decision else "-",
+        apology=(("recorded" if message["channel"] == "record"
+                  else f"sent by {message['channel']}") + f" ({message['locale']})"
+                 if message else "-"),
+        event_to_apology_ms=latency,
+    )

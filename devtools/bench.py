@@ -1,7 +1,8 @@
-"""`amends bench` on the local stack: the raw Kafka ceiling, the pipeline's throughput and
-event-to-apology latency, and an outage's fan-out, each run on fresh topics and databases.
+"""`python -m devtools bench` on the local stack: the raw Kafka ceiling, the pipeline's
+throughput and event-to-apology latency, and an outage's fan-out, each run on fresh topics and
+databases.
 
-The ceiling is three plain consume-and-forward hops (`amends.bench_hop`) over the same
+The ceiling is three plain consume-and-forward hops (`devtools.bench_hop`) over the same
 partitions with messages the size of the pipeline's own. The pipeline is the three services
 as processes (`python -m services.<name>`), exactly as deployed. A run that does not finish
 within its time limit is reported as unfinished, with how far it got, instead of hanging.
@@ -29,8 +30,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from amends import stack
-from amends.bench_stats import percentile
+from devtools import stack
+from devtools.bench_stats import percentile
 from schemas.common import deterministic_id
 from schemas.incident import IncidentType, incident_id
 from schemas.topics import DEFAULT_PARTITIONS
@@ -40,9 +41,7 @@ SERVICES = ("intake", "decision", "fulfilment")
 PORTS = {"intake": 18101, "decision": 18102, "fulfilment": 18103}
 Say = Callable[[str], None]
 
-# Message sizes on the pipeline's topics (bytes, measured on a bench run of the default
-# policy): the ceiling's hops forward messages of these sizes, and as many outcomes per
-# incident as the pipeline produces, so both move the same bytes.
+# The pipeline's own message sizes (docs/performance.md): the ceiling moves the same bytes.
 INCIDENT_BYTES = 1_100
 DECISION_BYTES = 7_000
 OUTCOME_BYTES = 600
@@ -318,7 +317,7 @@ async def ceiling(bootstrap: str, count: int, logs: Path, *, limit_s: float,
             (t.incidents, t.decisions, DECISION_BYTES, 1),
             (t.decisions, t.outcomes, OUTCOME_BYTES, OUTCOMES_PER_INCIDENT)]
     commands: list[tuple[list[str], dict[str, str]]] = [
-        ([sys.executable, "-m", "amends.bench_hop", a, b, f"hop-{run}-{n}", bootstrap,
+        ([sys.executable, "-m", "devtools.bench_hop", a, b, f"hop-{run}-{n}", bootstrap,
           str(size), str(copies)], {"AMENDS_BENCH_NAME": f"hop-{n}"})
         for n, (a, b, size, copies) in enumerate(hops)]
     try:
@@ -371,12 +370,12 @@ PROFILE_ENV = "AMENDS_BENCH_PROFILE"
 
 def profiled(logs: Path, service: str) -> list[str]:
     """The interpreter arguments that run `service`; with AMENDS_BENCH_PROFILE=1 under
-    pyinstrument and with its database commands timed (`amends.bench_mongo`), both written
+    pyinstrument and with its database commands timed (`devtools.bench_mongo`), both written
     next to its log when it stops."""
     if os.environ.get(PROFILE_ENV) != "1":
         return ["-m", f"services.{service}"]
     return ["-m", "pyinstrument", "--renderer", "text", "--outfile",
-            str(logs / f"{service}.profile.txt"), "-m", "amends.bench_mongo",
+            str(logs / f"{service}.profile.txt"), "-m", "devtools.bench_mongo",
             str(logs / f"{service}.mongo.json"), service]
 
 

@@ -1,4 +1,4 @@
-"""The engine's share of `amends bench`: policy decisions per second on one core, and a
+"""The engine's share of `python -m devtools bench`: policy decisions per second on one core, and a
 backtest over generated incidents. No broker and no database: pure code in this process."""
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from amends import dev_key
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_DIR = REPO_ROOT / "deploy"
 # A fixed cluster id: the storage is formatted once and the same id is expected on restart.
@@ -41,7 +43,7 @@ class StackSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AMENDS_STACK_", populate_by_name=True)
 
-    state_dir: Path = REPO_ROOT / ".amends"
+    state_dir: Path = dev_key.DEFAULT_STATE_DIR
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "1g"
@@ -380,7 +382,7 @@ DEV_LINK_KID = "local-1"
 
 def dev_key_path(settings: StackSettings) -> Path:
     """The dev API key (admin, every tenant) the local stack made; the CLI falls back to it."""
-    return settings.run_dir / "dev-api-key"
+    return dev_key.dev_key_file(settings.state_dir)
 
 
 def _secret_file(path: Path, make: Callable[[], str]) -> str:
@@ -408,7 +410,7 @@ def dev_credentials(settings: StackSettings) -> DevCredentials:
     """The local stack's dev API key, customer-link key and erasure pseudonym key, made on
     first use and kept under the run dir (mode 0600). The services are given the API key's
     SHA-256 only."""
-    from services.common.access import (  # noqa: PLC0415 - keeps `amends stack` start-up light
+    from services.common.access import (  # noqa: PLC0415 - keeps `python -m devtools stack` start-up light
         ApiKey,
         Role,
         key_digest,
@@ -468,7 +470,7 @@ def down(settings: StackSettings | None = None,
 
 
 def _http_ok(url: str) -> bool:
-    import httpx  # noqa: PLC0415 - keeps `amends stack` start-up light
+    import httpx  # noqa: PLC0415 - keeps `python -m devtools stack` start-up light
 
     try:
         return httpx.get(url, timeout=1.0).status_code == 200

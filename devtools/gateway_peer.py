@@ -1,6 +1,6 @@
 """A payment gateway on this machine, to refund against in tests and demos.
 
-    python -m amends.gateway_peer --port 8090 --payment o-1=42.00:EUR
+    python -m devtools.gateway_peer --port 8090 --payment o-1=42.00:EUR
 
 It speaks the Stripe-style API `HttpGateway` expects and behaves like a careful gateway:
 
@@ -310,7 +310,7 @@ def _payment(text: str) -> tuple[str, Money]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m amends.gateway_peer",
+    parser = argparse.ArgumentParser(prog="python -m devtools.gateway_peer",
                                      description="A local payment gateway to refund against.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)

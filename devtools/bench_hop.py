@@ -1,5 +1,5 @@
 """The benchmark's ceiling: a plain aiokafka consume-and-forward hop with no logic and no
-database — `python -m amends.bench_hop IN_TOPIC OUT_TOPIC GROUP BOOTSTRAP [SIZE [COPIES]]`.
+database — `python -m devtools.bench_hop IN_TOPIC OUT_TOPIC GROUP BOOTSTRAP [SIZE [COPIES]]`.
 
 It batches, publishes and commits like the services do (the forwarded messages packed per
 partition by `send_packed`, offsets committed after they are acknowledged), and forwards each

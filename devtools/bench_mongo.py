@@ -1,7 +1,7 @@
-"""Where a service's database time goes: `python -m amends.bench_mongo OUT SERVICE` runs
+"""Where a service's database time goes: `python -m devtools.bench_mongo OUT SERVICE` runs
 `services.SERVICE` with a pymongo command listener and, when the service stops, writes the
 count and total time of each database command (per collection) to OUT as JSON. Used by
-`amends bench --profile`."""
+`python -m devtools bench --profile`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`amends bench` (and `make bench`): measure, then print a table and write a JSON file."""
+"""`python -m devtools bench` (and `make bench`): measure, then print a table and write a JSON
+file."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from amends import bench, bench_engine, stack
-from amends.bench_stats import Figure, ratio, results_doc, shown, target_text
+from devtools import bench, bench_engine, stack
+from devtools.bench_stats import Figure, ratio, results_doc, shown, target_text
 
 console = Console(width=None if Console().is_terminal else 160)
 ALL = ("ceiling", "pipeline", "latency", "engine", "backtest", "fanout")

@@ -1,5 +1,5 @@
-"""The pure side of `amends bench`: figures measured several times, their median and spread,
-percentiles, targets, and the shape of the JSON results file."""
+"""The pure side of `python -m devtools bench`: figures measured several times, their median and
+spread, percentiles, targets, and the shape of the JSON results file."""
 
 from __future__ import annotations
 
