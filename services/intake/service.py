@@ -34,16 +34,16 @@ from schemas.upstream import (
     UpstreamEvent,
     upstream_event_adapter,
 )
-from services.common.adapters.mongo import Doc, chunks
 from services.common.clock import Clock
 from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.outbox import record_then_publish
-from services.intake.adapters.mongo import IntakeStore
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
+from services.intake.domain.outages import Declaration, Outage, Resolution
 from services.intake.erasure import ErasedCustomers
 from services.intake.settings import IntakeSettings
+from services.intake.store import IntakeStore
 from services.intake.watermark import EventTime
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ class Processed:
     new: list[Incident] = field(default_factory=list)
 
 
+def chunks(items: Sequence[E], size: int) -> list[Sequence[E]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
 def _of(events: Sequence[tuple[int, UpstreamEvent]], kind: type[E]) -> list[tuple[int, E]]:
     return [(i, e) for i, e in events if isinstance(e, kind)]
 
@@ -118,6 +122,11 @@ class IntakeService:
     # same event waits for the first one's incidents instead of racing it to publish them.
     _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
                                                              init=False, repr=False)
+
+    @property
+    def chunk(self) -> int:
+        """Records per write: bounded, so no single request grows without limit."""
+        return min(self.settings.write_chunk, 1000)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -417,13 +426,10 @@ class IntakeService:
     async def _outage_declared(self, event: OutageDeclaredEvent, now: datetime
                                ) -> tuple[list[str], list[Incident]]:
         data = event.data
-        record = await self.store.outage_declared(data.outage_id, {
-            "service": data.service, "severity": data.severity.value,
-            "started_at": data.started_at, "tenant": event.tenant,
-            "declared_event_id": event.id, "declared_at": now})
-        minutes = None
-        if record.get("resolved_at") is not None:
-            minutes = rules.minutes_between(data.started_at, record["resolved_at"])
+        outage = await self.store.outage_declared(data.outage_id, Declaration(
+            service=data.service, severity=data.severity.value, started_at=data.started_at,
+            tenant=event.tenant, event_id=event.id, declared_at=now))
+        minutes = outage.minutes
         ids: list[str] = []
         new: list[Incident] = []
         seen: set[str] = set()
@@ -440,17 +446,13 @@ class IntakeService:
             new.extend(i for i in incidents if i.incident_id in created)
 
         if data.affected_customers:
-            for part in chunks(data.affected_customers, self.store.chunk):
+            for part in chunks(data.affected_customers, self.chunk):
                 await fan_out(part)
         if data.segment is not None:
             since = now - timedelta(hours=data.segment.seen_within_hours)
             async for part in self.store.seen_since(since, event.tenant):
                 await fan_out(part)
-        fields: Doc = {"affected_customers": len(seen)}
-        if minutes is not None:
-            fields["outage_minutes"] = minutes
-            fields["duration_told"] = True
-        await self.store.outage_set(data.outage_id, fields)
+        await self.store.outage_fanned_out(data.outage_id, len(seen), minutes is not None)
         self.metrics.fan_out.observe(len(seen))
         log.info("outage %s: %d affected customers, %d new incidents", data.outage_id,
                  len(seen), len(new))
@@ -458,8 +460,8 @@ class IntakeService:
             # Resolved elsewhere (another partition, another instance) during the fan-out:
             # what that resolution did not see yet is told here.
             after = await self.store.outage(data.outage_id)
-            if after is not None and after.get("resolved_at") is not None:
-                told, fresh = await self._tell_duration(data.outage_id, after, now)
+            if after is not None and after.minutes is not None:
+                told, fresh = await self._tell_duration(after, now)
                 ids.extend(told)
                 new.extend(fresh)
         return ids, new
@@ -469,38 +471,35 @@ class IntakeService:
         """Record the resolution; when its customers were told the outage was going on, tell
         each of them its duration (an incident of the resolved stage: decision tops up)."""
         data = event.data
-        record = await self.store.outage_resolved(data.outage_id, {
-            "resolved_at": data.resolved_at, "resolved_source": event.source,
-            "resolved_event_id": event.id})
-        started = record.get("started_at")
-        if started is None:  # declared later: the declaration fills the duration in
+        outage = await self.store.outage_resolved(data.outage_id, Resolution(
+            resolved_at=data.resolved_at, source=event.source, event_id=event.id))
+        if outage.minutes is None:  # declared later: the declaration fills the duration in
             return [], []
-        minutes = rules.minutes_between(started, data.resolved_at)
-        await self.store.outage_set(data.outage_id, {"outage_minutes": minutes})
-        log.info("outage %s resolved after %d minutes", data.outage_id, minutes)
-        if record.get("duration_told"):  # a redelivery, or a fan-out that knew the duration
+        log.info("outage %s resolved after %d minutes", data.outage_id, outage.minutes)
+        if outage.duration_told:  # a redelivery, or a fan-out that knew the duration
             return [], []
-        return await self._tell_duration(data.outage_id, record, now)
+        return await self._tell_duration(outage, now)
 
-    async def _tell_duration(self, outage_id: str, record: Doc, now: datetime
+    async def _tell_duration(self, outage: Outage, now: datetime
                              ) -> tuple[list[str], list[Incident]]:
         """Fan out the resolved stage to the customers whose incidents of the outage had no
         duration, a chunk at a time, publishing each chunk in bulk; idempotent (the stage's
         ids are deterministic)."""
-        minutes = rules.minutes_between(record["started_at"], record["resolved_at"])
+        minutes, resolution = outage.minutes, outage.resolution
+        if minutes is None or resolution is None:
+            return [], []
         ids: list[str] = []
         new: list[Incident] = []
-        source = record.get("resolved_source") or "amends/intake"  # recorded by an older intake
-        async for part in self.store.outage_incidents(outage_id):
+        async for part in self.store.outage_incidents(outage.outage_id):
             incidents = rules.outage_resolved_incidents(
-                outage_id, part, minutes, now, source=source,
-                source_event_id=record.get("resolved_event_id"))
+                outage.outage_id, part, minutes, now, source=resolution.source,
+                source_event_id=resolution.event_id)
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
             new.extend(i for i in incidents if i.incident_id in created)
-        await self.store.outage_set(outage_id, {"duration_told": True})
-        log.info("outage %s: %d customers told it lasted %d minutes", outage_id, len(ids),
-                 minutes)
+        await self.store.duration_told(outage.outage_id)
+        log.info("outage %s: %d customers told it lasted %d minutes", outage.outage_id,
+                 len(ids), minutes)
         return ids, new
 
     # --- scheduled checks ----------------------------------------------------------------
@@ -586,17 +585,13 @@ class IntakeService:
         """Record each incident once and publish it once, in chunks; returns the new ids."""
         now = self.clock()
         new: set[str] = set()
-        for part in chunks(incidents, self.store.chunk):
-            items: list[tuple[str, Doc, Outgoing]] = []
+        for part in chunks(incidents, self.chunk):
+            items: list[tuple[str, Incident, Outgoing]] = []
             for incident in part:
                 event = IncidentDetected(id=incident.incident_id, source="amends/intake",
                                          time=now, subject=incident.customer.id,
                                          tenant=incident.tenant, data=incident)
-                doc = {"_id": incident.incident_id, "customer_id": incident.customer.id,
-                       "type": incident.type.value, "detected_at": incident.detected_at,
-                       "outage_id": incident.outage_id,
-                       "incident": incident.model_dump_json()}
-                items.append((incident.incident_id, doc,
+                items.append((incident.incident_id, incident,
                               outgoing(self.settings.incidents_topic, event)))
             new |= await record_then_publish(self.store.incidents, self.publisher, items)
         counted: set[str] = set()

@@ -184,8 +184,8 @@ async def test_the_sweep_runs_due_checks_in_the_background(infra: Infra, suffix:
             ("support_wait_exceeded", "t-1", 241)]
 
 
-async def test_a_ticket_answered_within_the_sla_settles_its_check(infra: Infra,
-                                                                  suffix: str) -> None:
+async def test_a_ticket_answered_within_the_sla_settles_its_check(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
     clock = FakeClock(T0)
     async with running_intake(infra, suffix, clock=clock) as intake:
         service = intake.service
@@ -199,7 +199,7 @@ async def test_a_ticket_answered_within_the_sla_settles_its_check(infra: Infra,
         await service.process([waiting])  # a redelivery of the first update
         clock.now = T0 + timedelta(days=1)
         await service.run_due_checks()
-        assert await intake.service.store.incidents.collection.count_documents({}) == 0
+        assert await intake.db(mongo)["incidents"].count_documents({}) == 0
 
 
 async def test_concurrent_consumers_see_one_double_charge_per_extra_capture(
