@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from schemas.common import INPUT_CONTEXT, CustomerSnapshot, deterministic_id
 from schemas.deadletter import DeadLetterReason
-from schemas.incident import Incident, IncidentDetected, IncidentType
+from schemas.incident import Incident, IncidentDetected
 from schemas.report import IncidentReport
 from schemas.upstream import (
     UPSTREAM_EVENT_TYPES,
@@ -38,6 +38,7 @@ from services.common.clock import Clock
 from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.outbox import record_then_publish
+from services.intake.domain import batches
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
 from services.intake.domain.outages import Declaration, Outage, Resolution
@@ -50,9 +51,6 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
-_ORDER_MONEY = frozenset({IncidentType.double_charge, IncidentType.order_cancelled,
-                          IncidentType.item_missing, IncidentType.item_defective,
-                          IncidentType.wrong_item})
 _CLAIM_ROUNDS = 20  # rounds of claiming capture slots against other instances
 
 
@@ -241,12 +239,10 @@ class IntakeService:
             return incident, False
         future = self._in_flight[incident.incident_id] = _future()
         try:
-            if report.order_id and incident.type in _ORDER_MONEY:
+            if report.order_id and incident.type in batches.CARRY_CAPTURED:
                 # What the decision may refund for the order across all its incidents.
                 payments = await self.store.order_payments([report.order_id])
-                captured = payments[report.order_id].captured()
-                if captured is not None:
-                    incident = incident.model_copy(update={"captured_amount": captured})
+                incident = batches.with_captured(incident, payments.get(report.order_id))
             new = await self.publish([incident])
         except BaseException as exc:
             future.set_exception(exc)
@@ -295,15 +291,7 @@ class IntakeService:
         return out
 
     async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
-        latest: dict[str, tuple[CustomerSnapshot, str | None, datetime]] = {}
-        for event in events:
-            customer: CustomerSnapshot | None = getattr(event.data, "customer", None)
-            if customer is None:
-                continue
-            known = latest.get(customer.id)
-            if known is None or event.time >= known[2]:
-                latest[customer.id] = (customer, event.tenant, event.time)
-        await self.store.see(list(latest.values()))
+        await self.store.see(batches.customers_seen(events))
 
     async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]]
                              ) -> list[tuple[int, Incident]]:
@@ -320,19 +308,7 @@ class IntakeService:
             return []
         orders = list(dict.fromkeys(e.data.order_id for _, e in captures))
         state = await self._record_captures([e for _, e in captures], orders)
-        found = []
-        for index, event in captures:
-            payments = state[event.data.order_id]
-            verdict = payments.verdict(event.data.payment_id)
-            if verdict is None:
-                continue
-            first = payments.captures[0].amount
-            capture = next(c for c in payments.captures
-                           if c.payment_id == event.data.payment_id)
-            incident = rules.double_charge(event, verdict, capture.order_total or first, now)
-            if incident is not None:
-                found.append((index, incident))
-        return found
+        return batches.double_charges(captures, state, now)
 
     async def _record_captures(self, events: Sequence[PaymentCapturedEvent],
                                orders: Sequence[str]) -> dict[str, rules.OrderPayments]:
@@ -353,16 +329,7 @@ class IntakeService:
                 state[order].total = total
         state |= await self.store.order_payments([o for o in orders if o not in claimed])
         for _ in range(_CLAIM_ROUNDS):
-            slots: list[tuple[str, int, rules.Capture, datetime]] = []
-            for event in events:
-                payments = state[event.data.order_id]
-                if payments.knows(event.data.payment_id):
-                    continue
-                capture = rules.capture_of(event, payments.total)
-                slots.append((event.data.order_id, payments.next_slot, capture,
-                              event.data.captured_at))
-                payments.captures.append(capture)
-                payments.next_slot += 1
+            slots = batches.claim_slots(events, state)
             if not slots or await self.store.record_captures(slots) == len(slots):
                 return state
             state = await self.store.order_payments(orders)
@@ -533,27 +500,16 @@ class IntakeService:
             if not due:
                 return ran
             closed = await self.store.closed([c.closed_id for c in due])
-            incidents: list[Incident] = []
-            following: list[rules.Check] = []
-            done: list[str] = []
-            for check in due:
-                if check.closed_id in closed:
-                    done.append(check.check_id)
-                    continue
-                read_to = marks.of(self._topic_of(check.kind), check.customer.id)
-                incident, after = rules.run_check(check, now, self.thresholds, read_to)
-                if incident is not None:
-                    incidents.append(incident)
-                    self.metrics.checks.labels(check.kind.value).inc()
-                if after is not None and after.check_id != check.check_id:
-                    following.append(after)
-                if after is None or after.check_id != check.check_id:
-                    done.append(check.check_id)
-            await self.publish(incidents)
-            await self.store.schedule(following)
-            await self.store.ran(done)
-            ran += len(done)
-            if len(found) < limit or not done:
+            sweep = batches.run_due(
+                due, closed, now, self.thresholds,
+                lambda check: marks.of(self._topic_of(check.kind), check.customer.id))
+            for check in sweep.fired:
+                self.metrics.checks.labels(check.kind.value).inc()
+            await self.publish(sweep.incidents)
+            await self.store.schedule(sweep.following)
+            await self.store.ran(sweep.done)
+            ran += len(sweep.done)
+            if len(found) < limit or not sweep.done:
                 return ran
 
     # --- erased customers ---------------------------------------------------------------
