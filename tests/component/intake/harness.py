@@ -17,6 +17,7 @@ from schemas.incident import Incident
 from services.common.erasure import Pseudonyms
 from services.common.messaging import BatchGuard, ConsumerMetrics, DeadLetters, Record
 from services.intake import http
+from services.intake.auth import sign
 from services.intake.erasure import ErasedCustomers
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
@@ -120,6 +121,15 @@ class Intake:
 
     def metric(self, name: str, labels: dict[str, str]) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
+
+
+def signed(source: str, body: Any, at: int, *, secret: str | None = None
+           ) -> tuple[bytes, dict[str, str]]:
+    """The raw body and the headers of a request signed by `source`."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    key = secret or SECRETS[source][0]
+    return raw, {"X-Amends-Source": source, "X-Amends-Signature": sign(key, at, raw),
+                 "Content-Type": "application/json"}
 
 
 def intake(now: datetime, **overrides: Any) -> Intake:

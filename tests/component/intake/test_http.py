@@ -14,8 +14,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests import factories as f
-from tests.component.intake.harness import Intake, intake
-from tests.integration.intake.helpers import signed
+from tests.component.intake.harness import Intake, intake, signed
 
 pytestmark = pytest.mark.component
 
