@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any, cast
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -17,35 +18,52 @@ from services.common.erasure import Pseudonyms, install_erasure
 from services.common.messaging import Record
 from services.common.retention import install_retention, rules_of
 from services.intake import http, retention
-from services.intake.adapters.mongo import IntakeStore
+from services.intake.adapters.choice import open_store
 from services.intake.erasure import ErasedCustomers
 from services.intake.logs import keep_payloads_out_of_logs
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
+from services.intake.store import IntakeStore
 from services.intake.watermark import EventTime, KafkaProgress
 
 log = logging.getLogger(__name__)
 
 
+class _NotOpen:
+    """The store before the lifespan opens it (the adapter depends on the server)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("intake's store opens with the app's lifespan")
+
+
 def create_app(settings: IntakeSettings | None = None, *,
-               mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
-               registry: CollectorRegistry | None = None, sweep: bool = True) -> FastAPI:
-    """`sweep=False` leaves running the due checks to the caller (tests call
+               mongo: AsyncMongoClient[Doc] | None = None, store: IntakeStore | None = None,
+               clock: Clock | None = None, registry: CollectorRegistry | None = None,
+               sweep: bool = True) -> FastAPI:
+    """`store` replaces the adapter the lifespan would choose by the server;
+    `sweep=False` leaves running the due checks to the caller (tests call
     `service.run_due_checks()` themselves)."""
     settings = settings or IntakeSettings()
     keep_payloads_out_of_logs()
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
-    store = IntakeStore(runtime.db, settings.write_chunk)
+    given = store
     event_time = EventTime(
         event_lateness=timedelta(seconds=settings.event_lateness_seconds),
         idle_fallback=timedelta(seconds=settings.idle_fallback_seconds),
         progress=KafkaProgress(runtime.broker, settings.upstream_topics))
-    service = IntakeService(settings=settings, store=store, publisher=runtime.publisher,
+    service = IntakeService(settings=settings, store=given or cast(IntakeStore, _NotOpen()),
+                            publisher=runtime.publisher,
                             dead_letters=runtime.dead_letters, clock=runtime.clock,
                             metrics=IntakeMetrics(runtime.registry), event_time=event_time)
     erased = service.erased = ErasedCustomers(
-        runtime.db, Pseudonyms(settings.erasure_pseudonym_key), runtime.registry)
-    runtime.on_start.extend([store.create_indexes, erased.load])
+        service.store, Pseudonyms(settings.erasure_pseudonym_key), runtime.registry)
+
+    async def open_the_store() -> None:
+        chosen = given or await open_store(runtime.mongo, settings)
+        service.store = erased.store = app.state.store = chosen
+        await chosen.create_indexes()
+
+    runtime.on_start.extend([open_the_store, erased.load])
     # Pending checks and the customers seen (for outage segments) go: nothing is to be told
     # to an erased customer. The erased set itself holds pseudonyms only.
     install_erasure(runtime, delete={"checks", "customers_seen"}, skip={"erased"},
@@ -74,5 +92,5 @@ def create_app(settings: IntakeSettings | None = None, *,
     app.include_router(http.router(service, settings, runtime.clock, runtime.registry))
     http.install_openapi(app)
     app.state.service = service
-    app.state.store = store
+    app.state.store = service.store
     return app

@@ -5,11 +5,11 @@ redelivery, a webhook retry) is dropped, and an outage's fan-out skips them, so 
 incident, decision or message holds their contact details again. An event from after the
 erasure is a customer who came back, and is processed as any other.
 
-The set is durable (`erased`: one document per customer, under the pseudonym, never the id)
+The set is durable (in the store: one record per customer, under the pseudonym, never the id)
 and held in memory: the hot path computes an HMAC per event only while the set is not
-empty and reads nothing. The collection is read whole at start and every
-`erased_refresh_seconds` (it grows by one document per erasure, and only the sweep reads
-it), so an erasure handled by another instance of intake is known here within that time.
+empty and reads nothing. It is read whole at start and every `erased_refresh_seconds` (it
+grows by one record per erasure, and only the sweep reads it), so an erasure handled by
+another instance of intake is known here within that time.
 """
 
 from __future__ import annotations
@@ -18,19 +18,16 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter
-from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.erasure import ErasureRequest
-from services.common.adapters.mongo import Doc, insert_new
 from services.common.erasure import Pseudonyms
-
-COLLECTION = "erased"
+from services.intake.store import IntakeStore
 
 
 class ErasedCustomers:
-    def __init__(self, db: AsyncDatabase[Doc], pseudonyms: Pseudonyms,
+    def __init__(self, store: IntakeStore, pseudonyms: Pseudonyms,
                  registry: CollectorRegistry) -> None:
-        self.collection = db[COLLECTION]
+        self.store = store
         self.pseudonyms = pseudonyms
         self._since: dict[str, datetime] = {}  # pseudonym -> erased at
         self.dropped = Counter("amends_erased_events_dropped_total",
@@ -40,7 +37,7 @@ class ErasedCustomers:
 
     async def load(self) -> None:
         """Read the erased set; what this instance added while it was read is kept."""
-        read = {doc["_id"]: doc["at"] async for doc in self.collection.find({})}
+        read = await self.store.erased()
         for pseudonym, at in self._since.items():
             if pseudonym not in read or read[pseudonym] < at:
                 read[pseudonym] = at
@@ -48,7 +45,7 @@ class ErasedCustomers:
 
     async def add(self, request: ErasureRequest, pseudonym: str) -> int:
         """Remember the erasure (durably first); returns 1 when it was new here."""
-        await insert_new(self.collection, [{"_id": pseudonym, "at": request.requested_at}])
+        await self.store.add_erased(pseudonym, request.requested_at)
         known = self._since.get(pseudonym)
         if known is None or known < request.requested_at:
             self._since[pseudonym] = request.requested_at

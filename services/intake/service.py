@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from schemas.common import INPUT_CONTEXT, CustomerSnapshot, deterministic_id
 from schemas.deadletter import DeadLetterReason
-from schemas.incident import Incident, IncidentDetected, IncidentType
+from schemas.incident import Incident, IncidentDetected
 from schemas.report import IncidentReport
 from schemas.upstream import (
     UPSTREAM_EVENT_TYPES,
@@ -34,25 +34,23 @@ from schemas.upstream import (
     UpstreamEvent,
     upstream_event_adapter,
 )
-from services.common.adapters.mongo import Doc, chunks
 from services.common.clock import Clock
 from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.outbox import record_then_publish
-from services.intake.adapters.mongo import IntakeStore
+from services.intake.domain import batches
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
+from services.intake.domain.outages import Declaration, Outage, Resolution
 from services.intake.erasure import ErasedCustomers
 from services.intake.settings import IntakeSettings
+from services.intake.store import IntakeStore
 from services.intake.watermark import EventTime
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
-_ORDER_MONEY = frozenset({IncidentType.double_charge, IncidentType.order_cancelled,
-                          IncidentType.item_missing, IncidentType.item_defective,
-                          IncidentType.wrong_item})
 _CLAIM_ROUNDS = 20  # rounds of claiming capture slots against other instances
 
 
@@ -83,6 +81,10 @@ class Processed:
 
     incident_ids: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     new: list[Incident] = field(default_factory=list)
+
+
+def chunks(items: Sequence[E], size: int) -> list[Sequence[E]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def _of(events: Sequence[tuple[int, UpstreamEvent]], kind: type[E]) -> list[tuple[int, E]]:
@@ -118,6 +120,11 @@ class IntakeService:
     # same event waits for the first one's incidents instead of racing it to publish them.
     _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
                                                              init=False, repr=False)
+
+    @property
+    def chunk(self) -> int:
+        """Records per write: bounded, so no single request grows without limit."""
+        return min(self.settings.write_chunk, 1000)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -232,12 +239,10 @@ class IntakeService:
             return incident, False
         future = self._in_flight[incident.incident_id] = _future()
         try:
-            if report.order_id and incident.type in _ORDER_MONEY:
+            if report.order_id and incident.type in batches.CARRY_CAPTURED:
                 # What the decision may refund for the order across all its incidents.
                 payments = await self.store.order_payments([report.order_id])
-                captured = payments[report.order_id].captured()
-                if captured is not None:
-                    incident = incident.model_copy(update={"captured_amount": captured})
+                incident = batches.with_captured(incident, payments.get(report.order_id))
             new = await self.publish([incident])
         except BaseException as exc:
             future.set_exception(exc)
@@ -286,15 +291,7 @@ class IntakeService:
         return out
 
     async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
-        latest: dict[str, tuple[CustomerSnapshot, str | None, datetime]] = {}
-        for event in events:
-            customer: CustomerSnapshot | None = getattr(event.data, "customer", None)
-            if customer is None:
-                continue
-            known = latest.get(customer.id)
-            if known is None or event.time >= known[2]:
-                latest[customer.id] = (customer, event.tenant, event.time)
-        await self.store.see(list(latest.values()))
+        await self.store.see(batches.customers_seen(events))
 
     async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]]
                              ) -> list[tuple[int, Incident]]:
@@ -311,19 +308,7 @@ class IntakeService:
             return []
         orders = list(dict.fromkeys(e.data.order_id for _, e in captures))
         state = await self._record_captures([e for _, e in captures], orders)
-        found = []
-        for index, event in captures:
-            payments = state[event.data.order_id]
-            verdict = payments.verdict(event.data.payment_id)
-            if verdict is None:
-                continue
-            first = payments.captures[0].amount
-            capture = next(c for c in payments.captures
-                           if c.payment_id == event.data.payment_id)
-            incident = rules.double_charge(event, verdict, capture.order_total or first, now)
-            if incident is not None:
-                found.append((index, incident))
-        return found
+        return batches.double_charges(captures, state, now)
 
     async def _record_captures(self, events: Sequence[PaymentCapturedEvent],
                                orders: Sequence[str]) -> dict[str, rules.OrderPayments]:
@@ -344,16 +329,7 @@ class IntakeService:
                 state[order].total = total
         state |= await self.store.order_payments([o for o in orders if o not in claimed])
         for _ in range(_CLAIM_ROUNDS):
-            slots: list[tuple[str, int, rules.Capture, datetime]] = []
-            for event in events:
-                payments = state[event.data.order_id]
-                if payments.knows(event.data.payment_id):
-                    continue
-                capture = rules.capture_of(event, payments.total)
-                slots.append((event.data.order_id, payments.next_slot, capture,
-                              event.data.captured_at))
-                payments.captures.append(capture)
-                payments.next_slot += 1
+            slots = batches.claim_slots(events, state)
             if not slots or await self.store.record_captures(slots) == len(slots):
                 return state
             state = await self.store.order_payments(orders)
@@ -417,13 +393,10 @@ class IntakeService:
     async def _outage_declared(self, event: OutageDeclaredEvent, now: datetime
                                ) -> tuple[list[str], list[Incident]]:
         data = event.data
-        record = await self.store.outage_declared(data.outage_id, {
-            "service": data.service, "severity": data.severity.value,
-            "started_at": data.started_at, "tenant": event.tenant,
-            "declared_event_id": event.id, "declared_at": now})
-        minutes = None
-        if record.get("resolved_at") is not None:
-            minutes = rules.minutes_between(data.started_at, record["resolved_at"])
+        outage = await self.store.outage_declared(data.outage_id, Declaration(
+            service=data.service, severity=data.severity.value, started_at=data.started_at,
+            tenant=event.tenant, event_id=event.id, declared_at=now))
+        minutes = outage.minutes
         ids: list[str] = []
         new: list[Incident] = []
         seen: set[str] = set()
@@ -440,17 +413,13 @@ class IntakeService:
             new.extend(i for i in incidents if i.incident_id in created)
 
         if data.affected_customers:
-            for part in chunks(data.affected_customers, self.store.chunk):
+            for part in chunks(data.affected_customers, self.chunk):
                 await fan_out(part)
         if data.segment is not None:
             since = now - timedelta(hours=data.segment.seen_within_hours)
             async for part in self.store.seen_since(since, event.tenant):
                 await fan_out(part)
-        fields: Doc = {"affected_customers": len(seen)}
-        if minutes is not None:
-            fields["outage_minutes"] = minutes
-            fields["duration_told"] = True
-        await self.store.outage_set(data.outage_id, fields)
+        await self.store.outage_fanned_out(data.outage_id, len(seen), minutes is not None)
         self.metrics.fan_out.observe(len(seen))
         log.info("outage %s: %d affected customers, %d new incidents", data.outage_id,
                  len(seen), len(new))
@@ -458,8 +427,8 @@ class IntakeService:
             # Resolved elsewhere (another partition, another instance) during the fan-out:
             # what that resolution did not see yet is told here.
             after = await self.store.outage(data.outage_id)
-            if after is not None and after.get("resolved_at") is not None:
-                told, fresh = await self._tell_duration(data.outage_id, after, now)
+            if after is not None and after.minutes is not None:
+                told, fresh = await self._tell_duration(after, now)
                 ids.extend(told)
                 new.extend(fresh)
         return ids, new
@@ -469,38 +438,35 @@ class IntakeService:
         """Record the resolution; when its customers were told the outage was going on, tell
         each of them its duration (an incident of the resolved stage: decision tops up)."""
         data = event.data
-        record = await self.store.outage_resolved(data.outage_id, {
-            "resolved_at": data.resolved_at, "resolved_source": event.source,
-            "resolved_event_id": event.id})
-        started = record.get("started_at")
-        if started is None:  # declared later: the declaration fills the duration in
+        outage = await self.store.outage_resolved(data.outage_id, Resolution(
+            resolved_at=data.resolved_at, source=event.source, event_id=event.id))
+        if outage.minutes is None:  # declared later: the declaration fills the duration in
             return [], []
-        minutes = rules.minutes_between(started, data.resolved_at)
-        await self.store.outage_set(data.outage_id, {"outage_minutes": minutes})
-        log.info("outage %s resolved after %d minutes", data.outage_id, minutes)
-        if record.get("duration_told"):  # a redelivery, or a fan-out that knew the duration
+        log.info("outage %s resolved after %d minutes", data.outage_id, outage.minutes)
+        if outage.duration_told:  # a redelivery, or a fan-out that knew the duration
             return [], []
-        return await self._tell_duration(data.outage_id, record, now)
+        return await self._tell_duration(outage, now)
 
-    async def _tell_duration(self, outage_id: str, record: Doc, now: datetime
+    async def _tell_duration(self, outage: Outage, now: datetime
                              ) -> tuple[list[str], list[Incident]]:
         """Fan out the resolved stage to the customers whose incidents of the outage had no
         duration, a chunk at a time, publishing each chunk in bulk; idempotent (the stage's
         ids are deterministic)."""
-        minutes = rules.minutes_between(record["started_at"], record["resolved_at"])
+        minutes, resolution = outage.minutes, outage.resolution
+        if minutes is None or resolution is None:
+            return [], []
         ids: list[str] = []
         new: list[Incident] = []
-        source = record.get("resolved_source") or "amends/intake"  # recorded by an older intake
-        async for part in self.store.outage_incidents(outage_id):
+        async for part in self.store.outage_incidents(outage.outage_id):
             incidents = rules.outage_resolved_incidents(
-                outage_id, part, minutes, now, source=source,
-                source_event_id=record.get("resolved_event_id"))
+                outage.outage_id, part, minutes, now, source=resolution.source,
+                source_event_id=resolution.event_id)
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
             new.extend(i for i in incidents if i.incident_id in created)
-        await self.store.outage_set(outage_id, {"duration_told": True})
-        log.info("outage %s: %d customers told it lasted %d minutes", outage_id, len(ids),
-                 minutes)
+        await self.store.duration_told(outage.outage_id)
+        log.info("outage %s: %d customers told it lasted %d minutes", outage.outage_id,
+                 len(ids), minutes)
         return ids, new
 
     # --- scheduled checks ----------------------------------------------------------------
@@ -534,27 +500,16 @@ class IntakeService:
             if not due:
                 return ran
             closed = await self.store.closed([c.closed_id for c in due])
-            incidents: list[Incident] = []
-            following: list[rules.Check] = []
-            done: list[str] = []
-            for check in due:
-                if check.closed_id in closed:
-                    done.append(check.check_id)
-                    continue
-                read_to = marks.of(self._topic_of(check.kind), check.customer.id)
-                incident, after = rules.run_check(check, now, self.thresholds, read_to)
-                if incident is not None:
-                    incidents.append(incident)
-                    self.metrics.checks.labels(check.kind.value).inc()
-                if after is not None and after.check_id != check.check_id:
-                    following.append(after)
-                if after is None or after.check_id != check.check_id:
-                    done.append(check.check_id)
-            await self.publish(incidents)
-            await self.store.schedule(following)
-            await self.store.ran(done)
-            ran += len(done)
-            if len(found) < limit or not done:
+            sweep = batches.run_due(
+                due, closed, now, self.thresholds,
+                lambda check: marks.of(self._topic_of(check.kind), check.customer.id))
+            for check in sweep.fired:
+                self.metrics.checks.labels(check.kind.value).inc()
+            await self.publish(sweep.incidents)
+            await self.store.schedule(sweep.following)
+            await self.store.ran(sweep.done)
+            ran += len(sweep.done)
+            if len(found) < limit or not sweep.done:
                 return ran
 
     # --- erased customers ---------------------------------------------------------------
@@ -586,17 +541,13 @@ class IntakeService:
         """Record each incident once and publish it once, in chunks; returns the new ids."""
         now = self.clock()
         new: set[str] = set()
-        for part in chunks(incidents, self.store.chunk):
-            items: list[tuple[str, Doc, Outgoing]] = []
+        for part in chunks(incidents, self.chunk):
+            items: list[tuple[str, Incident, Outgoing]] = []
             for incident in part:
                 event = IncidentDetected(id=incident.incident_id, source="amends/intake",
                                          time=now, subject=incident.customer.id,
                                          tenant=incident.tenant, data=incident)
-                doc = {"_id": incident.incident_id, "customer_id": incident.customer.id,
-                       "type": incident.type.value, "detected_at": incident.detected_at,
-                       "outage_id": incident.outage_id,
-                       "incident": incident.model_dump_json()}
-                items.append((incident.incident_id, doc,
+                items.append((incident.incident_id, incident,
                               outgoing(self.settings.incidents_topic, event)))
             new |= await record_then_publish(self.store.incidents, self.publisher, items)
         counted: set[str] = set()

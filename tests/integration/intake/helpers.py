@@ -15,11 +15,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.adapters.mongo import Doc
 from services.common.clock import Clock
-from services.intake.adapters.mongo import IntakeStore
 from services.intake.app import create_app
 from services.intake.auth import sign
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
+from services.intake.store import IntakeStore
 from tests.infra import Infra
 from tests.pipeline import Topics, lifespans
 

@@ -15,6 +15,7 @@ from schemas.erasure import ErasureRequest
 from schemas.upstream import upstream_event_adapter
 from services.common.adapters.mongo import Doc
 from services.common.erasure import Pseudonyms
+from services.intake.adapters.ferretdb import FerretIntakeStore
 from services.intake.erasure import ErasedCustomers
 from tests import factories as f
 from tests.auth import PSEUDONYM_KEY
@@ -78,7 +79,7 @@ async def test_an_erased_customer_s_earlier_events_are_dropped_and_later_ones_ke
     # Durable, and under the pseudonym only: another instance knows it after a read.
     db = intake.db(mongo)
     assert gone not in str(await db["erased"].find({}).to_list())
-    other = ErasedCustomers(db, pseudonyms, CollectorRegistry())
+    other = ErasedCustomers(FerretIntakeStore(db), pseudonyms, CollectorRegistry())
     assert not other.covers(gone, ERASED_AT)
     await other.load()
     assert other.covers(gone, ERASED_AT)

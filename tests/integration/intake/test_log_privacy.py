@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo.errors import BulkWriteError
 
-from services.common.adapters.mongo import Doc
+from schemas.incident import Incident
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
@@ -34,11 +34,13 @@ async def test_a_refused_bulk_write_reaches_logs_and_dead_letters_as_codes_and_i
     caplog.set_level(logging.DEBUG)
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(hours=3)),
                               log_level="DEBUG", batch_attempts=1) as intake:
-        async def refuse(docs: Sequence[Doc]) -> set[Any]:
+        async def refuse(records: Sequence[tuple[str, Incident]]) -> set[Any]:
             # What PyMongo raises when the server refuses documents: each one in `op`.
             raise BulkWriteError({"writeErrors": [
-                {"index": i, "code": 2, "errmsg": "refused", "op": dict(doc)}
-                for i, doc in enumerate(docs)], "writeConcernErrors": [], "nInserted": 0})
+                {"index": i, "code": 2, "errmsg": "refused",
+                 "op": {"_id": key, "incident": incident.model_dump(mode="json")}}
+                for i, (key, incident) in enumerate(records)],
+                "writeConcernErrors": [], "nInserted": 0})
 
         monkeypatch.setattr(intake.service.store.incidents, "add_new", refuse)
         await produce(infra.kafka_bootstrap, intake.topics.orders, as_json([late]))

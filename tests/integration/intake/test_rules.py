@@ -43,8 +43,10 @@ async def incidents_on_topic(infra: Infra, intake: Intake, n: int,
     return [m["data"] for m in found]
 
 
+# The MongoDB adapter too, on the same server (FerretDB here): the same contract end to end.
+@pytest.mark.parametrize("backend", ["auto", "mongodb"])
 async def test_every_rule_from_the_upstream_topics_and_replays_add_nothing(
-        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str, backend: str) -> None:
     c = f"{suffix}-c"
     orders = [
         f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # late_2h
@@ -77,7 +79,7 @@ async def test_every_rule_from_the_upstream_topics_and_replays_add_nothing(
                         "wrong_item": 1, "item_missing": 1, "double_charge": 1,
                         "support_wait_exceeded": 1, "service_outage": 2})
     clock = FakeClock(T0 + minutes(10))
-    async with running_intake(infra, suffix, clock=clock) as intake:
+    async with running_intake(infra, suffix, clock=clock, store_backend=backend) as intake:
         # Payments first, so the capture of o-captured is known when its cancellation comes.
         await produce(infra.kafka_bootstrap, intake.topics.payments, as_json(payments))
         await incidents_on_topic(infra, intake, 1, settle_s=0)
@@ -184,8 +186,8 @@ async def test_the_sweep_runs_due_checks_in_the_background(infra: Infra, suffix:
             ("support_wait_exceeded", "t-1", 241)]
 
 
-async def test_a_ticket_answered_within_the_sla_settles_its_check(infra: Infra,
-                                                                  suffix: str) -> None:
+async def test_a_ticket_answered_within_the_sla_settles_its_check(
+        infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
     clock = FakeClock(T0)
     async with running_intake(infra, suffix, clock=clock) as intake:
         service = intake.service
@@ -199,7 +201,7 @@ async def test_a_ticket_answered_within_the_sla_settles_its_check(infra: Infra,
         await service.process([waiting])  # a redelivery of the first update
         clock.now = T0 + timedelta(days=1)
         await service.run_due_checks()
-        assert await intake.service.store.incidents.collection.count_documents({}) == 0
+        assert await intake.db(mongo)["incidents"].count_documents({}) == 0
 
 
 async def test_concurrent_consumers_see_one_double_charge_per_extra_capture(

@@ -1,4 +1,4 @@
-"""Intake's MongoDB collections and their indexes.
+"""Intake's store (`services/intake/store.py`) on FerretDB v1: its collections and indexes.
 
 - `incidents`: every incident intake raised, by its deterministic id (the outbox), and
   `incidents_published`: the ids of those published, a document per published batch;
@@ -16,10 +16,14 @@
 - `outages`: one record per outage, with its duration once resolved, and whether its
   customers were told it (`duration_told`);
 - `received`: events accepted over HTTP, by source and event id (webhook retries), and the
-  claims (`claim:<receipt>`) of the instance processing one.
+  claims (`claim:<receipt>`) of the instance processing one;
+- `erased`: the customers erased, one document per pseudonym (never the id).
 
-The hot paths only insert (claims under unique ids, ADR 0002) and delete by id: on the local
-stack's FerretDB an update costs milliseconds per document and large bulk updates stall it.
+The hot paths only insert (claims under unique ids, ADR 0002) and delete by id: on FerretDB
+an update costs milliseconds per document and large bulk updates stall it, and every read
+scans the whole collection. Contracts (incidents, customer snapshots) are kept as JSON text:
+FerretDB stores a string four times faster than the same body as nested fields, and nothing
+queries inside them (the fields queries need sit beside them).
 Bulk writes go in chunks of at most `chunk` (<= 1000) documents.
 """
 
@@ -27,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -35,8 +38,8 @@ from pymongo.errors import BulkWriteError
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
-from services.common.adapters.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new, stored
-from services.common.adapters.outbox import MongoOutbox, as_document
+from services.common.adapters.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new
+from services.common.adapters.outbox import MongoOutbox
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -44,6 +47,7 @@ from services.intake.domain.detection import (
     OrderPayments,
     closed_id,
 )
+from services.intake.domain.outages import Declaration, Outage, Resolution
 
 
 def _money(value: Money | None) -> Doc | None:
@@ -72,11 +76,49 @@ def hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-class IntakeStore:
+def incident_text(incident_id: str, incident: Incident) -> Doc:
+    """An incident in the outbox: its JSON text, as published, and the fields queried."""
+    return {"_id": incident_id, "customer_id": incident.customer.id,
+            "type": incident.type.value, "detected_at": incident.detected_at,
+            "outage_id": incident.outage_id, "incident": incident.model_dump_json()}
+
+
+def declaration_doc(declaration: Declaration) -> Doc:
+    return {"service": declaration.service, "severity": declaration.severity,
+            "started_at": declaration.started_at, "tenant": declaration.tenant,
+            "declared_event_id": declaration.event_id,
+            "declared_at": declaration.declared_at}
+
+
+def resolution_doc(resolution: Resolution) -> Doc:
+    return {"resolved_at": resolution.resolved_at, "resolved_source": resolution.source,
+            "resolved_event_id": resolution.event_id}
+
+
+def outage_of(doc: Doc) -> Outage:
+    """An outage from its flat document (both adapters keep it flat: it is small, and the
+    retention sweep reads `declared_at`)."""
+    declaration = None
+    if doc.get("started_at") is not None:
+        declaration = Declaration(
+            service=doc["service"], severity=doc["severity"], started_at=doc["started_at"],
+            tenant=doc.get("tenant"), event_id=doc["declared_event_id"],
+            declared_at=doc["declared_at"])
+    resolution = None
+    if doc.get("resolved_at") is not None:
+        resolution = Resolution(resolved_at=doc["resolved_at"], source=doc["resolved_source"],
+                                event_id=doc["resolved_event_id"])
+    return Outage(outage_id=doc["_id"], declaration=declaration, resolution=resolution,
+                  affected_customers=doc.get("affected_customers"),
+                  duration_told=bool(doc.get("duration_told")))
+
+
+class FerretIntakeStore:
     def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
         self.db = db
         self.chunk = min(chunk, MAX_CHUNK)
-        self.incidents = MongoOutbox(db["incidents"], as_document, chunk=self.chunk)
+        self.incidents: MongoOutbox[Incident] = MongoOutbox(db["incidents"], incident_text,
+                                                            chunk=self.chunk)
         self.checks = db["checks"]
         self.settled = db["settled"]
         self.charges = db["charges"]
@@ -84,6 +126,7 @@ class IntakeStore:
         self.customers = db["customers_seen"]
         self.outages = db["outages"]
         self.received = db["received"]
+        self.erased_customers = db["erased"]
 
     async def create_indexes(self) -> None:
         await self.db["incidents"].create_index([("customer_id", ASCENDING)])
@@ -95,9 +138,9 @@ class IntakeStore:
 
     # --- scheduled checks ----------------------------------------------------------------
 
-    async def schedule(self, checks: Sequence[Check]) -> set[Any]:
+    async def schedule(self, checks: Sequence[Check]) -> set[str]:
         """Insert the checks that are new (a replayed order keeps its first check)."""
-        new: set[Any] = set()
+        new: set[str] = set()
         for part in chunks(checks, self.chunk):
             new |= await insert_new(self.checks, [check_doc(c) for c in part])
         return new
@@ -221,7 +264,7 @@ class IntakeStore:
         snapshot of the hour is kept)."""
         docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
                     "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
-                    "customer": customer.model_dump_json()}  # text: see `stored`
+                    "customer": customer.model_dump_json()}
                 for customer, tenant, at in seen}
         for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], self.chunk):
             await insert_new(self.customers, part)
@@ -241,7 +284,7 @@ class IntakeStore:
             if doc["customer_id"] in given:
                 continue
             given.add(doc["customer_id"])
-            chunk.append(CustomerSnapshot.model_validate(stored(doc["customer"])))
+            chunk.append(CustomerSnapshot.model_validate_json(doc["customer"]))
             if len(chunk) >= self.chunk:
                 yield chunk
                 chunk = []
@@ -250,24 +293,33 @@ class IntakeStore:
 
     # --- outages -------------------------------------------------------------------------
 
-    async def outage_declared(self, outage_id: str, fields: Doc) -> Doc:
-        """Record the outage (an `outage.resolved` may have come first); returns it."""
+    async def outage_declared(self, outage_id: str, declaration: Declaration) -> Outage:
+        return await self._outage_set(outage_id, declaration_doc(declaration))
+
+    async def outage_resolved(self, outage_id: str, resolution: Resolution) -> Outage:
+        return await self._outage_set(outage_id, resolution_doc(resolution))
+
+    async def _outage_set(self, outage_id: str, fields: Doc) -> Outage:
         await self.outages.update_one({"_id": outage_id}, {"$set": fields}, upsert=True)
         doc = await self.outages.find_one({"_id": outage_id})
-        return doc or {"_id": outage_id, **fields}
+        outage = outage_of(doc or {"_id": outage_id, **fields})
+        if outage.minutes is not None:  # for the operators reading the collection
+            await self.outages.update_one({"_id": outage_id},
+                                          {"$set": {"outage_minutes": outage.minutes}})
+        return outage
 
-    async def outage_resolved(self, outage_id: str, fields: Doc) -> Doc:
-        """Record the resolution (`resolved_at`, and the event that told it); returns the
-        outage."""
-        await self.outages.update_one({"_id": outage_id}, {"$set": fields}, upsert=True)
-        doc = await self.outages.find_one({"_id": outage_id})
-        return doc or {"_id": outage_id, **fields}
-
-    async def outage_set(self, outage_id: str, fields: Doc) -> None:
+    async def outage_fanned_out(self, outage_id: str, affected: int, told: bool) -> None:
+        fields: Doc = {"affected_customers": affected}
+        if told:
+            fields["duration_told"] = True
         await self.outages.update_one({"_id": outage_id}, {"$set": fields})
 
-    async def outage(self, outage_id: str) -> Doc | None:
-        return await self.outages.find_one({"_id": outage_id})
+    async def duration_told(self, outage_id: str) -> None:
+        await self.outages.update_one({"_id": outage_id}, {"$set": {"duration_told": True}})
+
+    async def outage(self, outage_id: str) -> Outage | None:
+        doc = await self.outages.find_one({"_id": outage_id})
+        return outage_of(doc) if doc is not None else None
 
     async def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
         """The incidents raised for an outage, a chunk at a time. One read of what grows,
@@ -285,25 +337,26 @@ class IntakeStore:
 
     # --- events received over HTTP -------------------------------------------------------
 
-    async def received_before(self, ids: Sequence[str]) -> dict[str, list[str]]:
+    async def received_before(self, receipts: Sequence[str]) -> dict[str, list[str]]:
         """Of these receipts, those completed before, with the incident ids they produced."""
+        ids = receipts
         if not ids:
             return {}
         cursor = self.received.find({"_id": {"$in": list(ids)}, "done": True})
         return {doc["_id"]: list(doc["incident_ids"]) async for doc in cursor}
 
-    async def claim_receipts(self, ids: Sequence[str], at: datetime) -> set[str]:
+    async def claim_receipts(self, receipts: Sequence[str], at: datetime) -> set[str]:
         """Claim these receipts for processing; returns those claimed now (the others are
         being processed, or were, by another request)."""
         claimed: set[str] = set()
-        for part in chunks(list(dict.fromkeys(ids)), self.chunk):
+        for part in chunks(list(dict.fromkeys(receipts)), self.chunk):
             new = await insert_new(self.received, [{"_id": f"claim:{receipt}", "at": at}
                                                    for receipt in part])
             claimed |= {str(i).removeprefix("claim:") for i in new}
         return claimed
 
-    async def release_receipts(self, ids: Sequence[str]) -> None:
-        for part in chunks(list(ids), self.chunk):
+    async def release_receipts(self, receipts: Sequence[str]) -> None:
+        for part in chunks(list(receipts), self.chunk):
             await self.received.delete_many({"_id": {"$in": [f"claim:{r}" for r in part]}})
 
     async def mark_received(self, receipts: Sequence[tuple[str, list[str]]],
@@ -313,3 +366,12 @@ class IntakeStore:
                 for receipt, incident_ids in dict(receipts).items()]
         for part in chunks(docs, self.chunk):
             await insert_new(self.received, part)
+
+    # --- customers erased ----------------------------------------------------------------
+
+    async def erased(self) -> dict[str, datetime]:
+        # Read whole, and only by the refresh sweep: it grows by one document per erasure.
+        return {doc["_id"]: doc["at"] async for doc in self.erased_customers.find({})}
+
+    async def add_erased(self, pseudonym: str, at: datetime) -> None:
+        await insert_new(self.erased_customers, [{"_id": pseudonym, "at": at}])

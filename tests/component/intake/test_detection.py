@@ -1,0 +1,206 @@
+"""Intake's detection in memory: each incident type from upstream records, replays that add
+nothing, scheduled delivery and support checks, and double charges."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.incident import IncidentType, incident_id
+from tests import factories as f
+from tests.component.intake.harness import intake
+
+pytestmark = pytest.mark.component
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+async def test_every_rule_from_the_upstream_records_and_replays_add_nothing() -> None:
+    c = "c"
+    orders = [
+        f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # late_2h
+        f.delivered(f"{c}2", "o-ok", at=T0 + minutes(5), promised=T0),        # in the grace
+        f.order_cancelled(f"{c}3", "o-cancel", at=T0),                        # merchant, paid
+        f.order_cancelled(f"{c}4", "o-mine", at=T0, by="customer"),           # the customer's
+        f.order_cancelled(f"{c}5", "o-captured", at=T0 + minutes(9), paid=False),
+        f.item_reported(f"{c}6", "o-items", at=T0, problem="defective", sku="a"),
+        f.item_reported(f"{c}6", "o-items", at=T0, problem="wrong_item", sku="b"),
+        f.item_reported(f"{c}6", "o-items", at=T0, problem="missing", sku="c"),
+    ]
+    payments = [
+        f.payment_captured(f"{c}5", "o-captured", "p-5", at=T0),
+        f.payment_captured(f"{c}7", "o-twice", "p-1", at=T0),
+        f.payment_captured(f"{c}7", "o-twice", "p-2", at=T0 + minutes(1)),
+        f.payment_captured(f"{c}8", "o-once", "p-3", at=T0),
+    ]
+    support = [
+        f.ticket_updated(f"{c}9", "t-late", opened=T0 - minutes(600), at=T0,
+                         status="answered", first_response=T0 - minutes(100)),
+        f.ticket_updated(f"{c}10", "t-ok", opened=T0 - minutes(60), at=T0,
+                         status="answered", first_response=T0 - minutes(30)),
+    ]
+    outages = [
+        f.outage_declared("out", at=T0 - minutes(90), customers=[f"{c}11", f"{c}12", f"{c}11"]),
+        f.outage_resolved("out", at=T0 - minutes(15)),
+    ]
+    expected = Counter({"delivery_delayed": 1, "order_cancelled": 2, "item_defective": 1,
+                        "wrong_item": 1, "item_missing": 1, "double_charge": 1,
+                        "support_wait_exceeded": 1, "service_outage": 2})
+    app = intake(T0 + minutes(10))
+    await app.consume(payments)  # first, so the capture of o-captured is known
+    for events in (orders, support, outages):
+        await app.consume(events)
+    incidents = app.incidents()
+    assert Counter(i["type"] for i in incidents) == expected
+    by_type = {i["type"]: i for i in incidents}
+    late = by_type["delivery_delayed"]
+    assert (late["delay_band"], late["delay_minutes"]) == ("late_2h", 300)
+    assert late["delivered_at"] is not None
+    assert late["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-late", "late_2h")
+    assert {i["order_id"] for i in incidents if i["type"] == "order_cancelled"} == {
+        "o-cancel", "o-captured"}
+    assert by_type["double_charge"]["charged_amount"] == f.eur("42.00")
+    assert by_type["support_wait_exceeded"]["wait_minutes"] == 500
+    detection = {i["type"]: i["detection"] for i in incidents}
+    assert detection["item_defective"] == "customer_reported"
+    assert {detection[t] for t in expected if not t.startswith(("item", "wrong"))} == {
+        "proactive"}
+    outage = await app.store.outage("out")
+    assert outage is not None
+    assert (outage.affected_customers, outage.minutes) == (2, 75)
+    assert app.metric("amends_incidents_detected_total",
+                      {"type": "double_charge", "detection": "proactive"}) == 1
+
+    # Everything again, twice over: nothing new is published or kept.
+    for _ in range(2):
+        for events in (payments, orders, support, outages):
+            assert await app.consume(events) == []
+    assert len(app.incidents()) == sum(expected.values())
+    assert len(app.store.incidents.kept) == sum(expected.values())
+
+
+async def test_a_late_order_is_apologised_for_before_delivery_then_topped_up() -> None:
+    app = intake(T0)
+    customer = "c"
+    await app.consume([f.order_placed(customer, "o-1", at=T0, promised=T0 + minutes(60)),
+                       f.order_placed(customer, "o-2", at=T0, promised=T0 + minutes(60)),
+                       f.order_placed(customer, "o-3", at=T0, promised=None)])
+    assert sorted(app.store.checks) == ["delivery:o-1:0", "delivery:o-2:0"]
+    await app.consume([f.delivered(customer, "o-2", at=T0 + minutes(55),
+                                   promised=T0 + minutes(60))])
+    assert "delivery:o-2:closed" in app.store.settled
+    assert await app.service.run_due_checks() == 0  # nothing is due yet
+
+    # The promise, its grace period and the idle fallback (two minutes) passed.
+    app.clock.now = T0 + minutes(60 + 11 + 2)
+    assert await app.service.run_due_checks() == 1  # o-1 only: the delivery settled o-2
+    [first] = app.incidents()
+    assert (first["order_id"], first["delay_band"], first["detection"]) == (
+        "o-1", "late", "proactive")
+    assert first["order_value"] == f.eur("42.00")
+    app.clock.now = T0 + minutes(60 + 250)  # into a worse band: a top-up
+    assert await app.service.run_due_checks() == 1
+    assert await app.service.run_due_checks() == 0
+    # The delivery finally arrives in the band already raised: nothing more.
+    await app.consume([f.delivered(customer, "o-1", at=app.clock.now, total=None)])
+    both = app.incidents()
+    assert [i["delay_band"] for i in both] == ["late", "late_2h"]
+    assert [i["delay_minutes"] for i in both] == [11, 248]  # as far as intake had read
+    assert both[1]["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-1",
+                                                 "late_2h")
+    app.clock.now = T0 + timedelta(days=10)
+    assert await app.service.run_due_checks() == 0  # the delivery settled the rest
+    assert app.metric("amends_intake_checks_run_total", {"kind": "delivery"}) == 2
+
+
+async def test_a_delivery_without_its_promise_takes_it_from_the_pending_check() -> None:
+    app = intake(T0 + minutes(200))
+    await app.consume([f.order_placed("c", "o-1", at=T0, promised=T0 + minutes(30),
+                                      total="55.00")])
+    await app.consume([f.delivered("c", "o-1", at=T0 + minutes(200), total=None)])
+    [late] = app.incidents()
+    assert (late["delay_minutes"], late["order_value"]) == (170, f.eur("55.00"))
+
+
+async def test_a_ticket_answered_within_the_sla_settles_its_check() -> None:
+    app = intake(T0)
+    waiting = f.ticket_updated("c", "t-1", opened=T0, at=T0)
+    answered = f.ticket_updated("c", "t-1", opened=T0, at=T0 + minutes(100),
+                                status="answered", first_response=T0 + minutes(100))
+    await app.consume([waiting])
+    assert list(app.store.checks) == ["support:t-1:0"]
+    await app.consume([answered])
+    await app.consume([waiting])  # a redelivery of the first update
+    app.clock.now = T0 + timedelta(days=1)
+    await app.service.run_due_checks()
+    assert app.incidents() == []
+    assert app.store.incidents.kept == {}
+
+
+async def test_a_ticket_left_unanswered_past_the_sla_is_an_incident_when_due() -> None:
+    app = intake(T0)
+    await app.consume([f.ticket_updated("c", "t-1", opened=T0, at=T0)])
+    app.clock.now = T0 + timedelta(days=1)
+    assert await app.service.run_due_checks() == 1
+    [incident] = app.incidents()
+    assert (incident["type"], incident["detection"]) == ("support_wait_exceeded", "proactive")
+
+
+async def test_only_real_double_charges_are_incidents_with_what_was_captured() -> None:
+    """Split shipments, partial captures within the total and re-authorisations are not
+    double charges; the same amount twice and captures above the total are, for what they
+    took too much; a merchant's cancellation carries everything captured for its order."""
+    c = "c"
+
+    def capture(order: str, payment: str, amount: str, **data: Any) -> dict[str, Any]:
+        body = f.payment_captured(c, order, payment, at=T0, amount=amount)
+        body["data"].update(data)
+        return body
+
+    placed = [f.order_placed(c, "o-split", at=T0, promised=None, total="42.00"),
+              f.order_placed(c, "o-above", at=T0, promised=None, total="42.00")]
+    captures = [
+        capture("o-split", "p-s1", "21.00"), capture("o-split", "p-s2", "21.00"),
+        capture("o-partial", "p-p1", "20.00", order_total=f.eur("42.00")),
+        capture("o-partial", "p-p2", "22.00", order_total=f.eur("42.00")),
+        capture("o-reauth", "p-r1", "42.00"),
+        capture("o-reauth", "p-r2", "42.00", replaces_payment_id="p-r1"),
+        capture("o-twice", "p-t1", "42.00"), capture("o-twice", "p-t2", "42.00"),
+        capture("o-above", "p-a1", "30.00"), capture("o-above", "p-a2", "30.00"),
+    ]
+    app = intake(T0)
+    await app.consume(placed)
+    await app.consume(captures[:4])
+    await app.consume(captures)  # the same captures again (a replay) and the rest
+    await app.consume([f.order_cancelled(c, "o-above", at=T0 + minutes(5), paid=False)])
+    found = app.incidents()
+    by_order = {(i["order_id"], i["type"]): i for i in found}
+    assert len(found) == 3
+    assert set(by_order) == {("o-twice", "double_charge"), ("o-above", "double_charge"),
+                             ("o-above", "order_cancelled")}
+    twice = by_order["o-twice", "double_charge"]
+    assert (twice["charged_amount"], twice["captured_amount"]) == (f.eur("42.00"),
+                                                                   f.eur("84.00"))
+    assert twice["incident_id"] == incident_id(IncidentType.double_charge, "o-twice", "p-t2")
+    above = by_order["o-above", "double_charge"]
+    assert (above["charged_amount"], above["captured_amount"]) == (f.eur("18.00"),
+                                                                   f.eur("60.00"))
+    assert above["order_value"] == f.eur("42.00")
+    assert by_order["o-above", "order_cancelled"]["captured_amount"] == f.eur("60.00")
+
+
+async def test_captures_across_batches_judge_each_extra_capture_once() -> None:
+    app = intake(T0)
+    for payment in ("p-1", "p-2", "p-3"):
+        await app.consume([f.payment_captured("c", "o-1", payment, at=T0)])
+    charges = [i for i in app.incidents() if i["type"] == "double_charge"]
+    assert [i["incident_id"] for i in charges] == [
+        incident_id(IncidentType.double_charge, "o-1", p) for p in ("p-2", "p-3")]
+    assert [i["captured_amount"] for i in charges] == [f.eur("84.00"), f.eur("126.00")]
