@@ -19,13 +19,14 @@ from typing import IO, Any
 
 from schemas.common import CustomerSnapshot, Money, Tier
 from schemas.decision import RemedyKind
-from schemas.incident import Detection, Incident, IncidentType, Severity
-from services.decision.domain.engine import applying_rules, evaluate, rules_read_compensation
+from schemas.incident import Incident, IncidentType, Severity
 from services.decision.domain.history import ZERO, CustomerHistory, PastIncident
 from services.decision.domain.ids import deterministic_id
 from services.decision.domain.policy import Policy
-from services.decision.domain.remedies import Item, built, built_from, restitution
 from services.decision.domain.topup import given_by_items
+from services.decision.fast.engine import applying_rules, evaluate, rules_read_compensation
+from services.decision.fast.remedies import Item, built, built_from, restitution
+from services.registry.incident_types import INCIDENT_TYPES
 
 
 @dataclass
@@ -317,16 +318,8 @@ _INCIDENT_DEFAULTS: dict[str, Any] = {
     for name, info in Incident.model_fields.items()
     if not info.is_required()
 }
-_TYPES = [
-    (IncidentType.delivery_delayed, 45),
-    (IncidentType.item_defective, 10),
-    (IncidentType.wrong_item, 6),
-    (IncidentType.item_missing, 6),
-    (IncidentType.order_cancelled, 5),
-    (IncidentType.double_charge, 3),
-    (IncidentType.support_wait_exceeded, 15),
-    (IncidentType.service_outage, 10),
-]
+# The types drawn, in the registry's order, with their weights and own draws.
+_TYPES = [(kind, entry.generated) for kind, entry in INCIDENT_TYPES.items()]
 _TIERS = [(Tier.standard, 60), (Tier.silver, 25), (Tier.gold, 12), (Tier.platinum, 3)]
 
 
@@ -378,9 +371,9 @@ class _Generated:
 
     def draws(self) -> Iterator[_Draw]:
         rng = random.Random(self.seed)
-        randrange, choices, expovariate = rng.randrange, rng.choices, rng.expovariate
+        randrange, choices = rng.randrange, rng.choices
         pool = self.customers or max(1, self.count // 3)
-        type_cum = list(accumulate(weight for _, weight in _TYPES))
+        type_cum = list(accumulate(generated.weight for _, generated in _TYPES))
         tier_cum = list(accumulate(weight for _, weight in _TIERS))
         type_positions, tier_positions = range(len(_TYPES)), range(len(_TIERS))
         seen: set[int] = set()
@@ -393,17 +386,9 @@ class _Generated:
                 tier = choices(tier_positions, cum_weights=tier_cum)[0]
                 first = (tier, randrange(0, 500_000))
             position = choices(type_positions, cum_weights=type_cum)[0]
-            kind = _TYPES[position][0]
+            kind, generated = _TYPES[position]
             order_cents = randrange(500, 30_000)
-            own: int | None = None
-            if kind is _DELAYED:
-                own = int(expovariate(1 / 240))
-            elif kind in _ABOUT_AN_ITEM:
-                own = randrange(10, 100)
-            elif kind is _SUPPORT_WAIT:
-                own = int(expovariate(1 / 600))
-            elif kind is _OUTAGE:
-                own = int(expovariate(1 / 90))
+            own = generated.draw(rng)
             incident_id = deterministic_id("incident", _TYPE_NAMES[kind], "generated", seed, str(n))
             yield number, first, position, order_cents, own, incident_id
 
@@ -441,23 +426,13 @@ class _Builder:
                 contact=None,
                 customer_since=None,
             )
-        kind = _TYPES[position][0]
+        kind, generated = _TYPES[position]
         incident = self.fields.copy()
-        incident["order_value"] = order = self.money(order_cents)
-        if kind is _DELAYED:
-            incident["delay_minutes"] = own
-        elif kind in _ABOUT_AN_ITEM:
-            assert own is not None
-            incident["item_value"] = self.money(_share(order_cents, own))
-        elif kind is _DOUBLE_CHARGE:
-            incident["charged_amount"] = order
-        elif kind is _SUPPORT_WAIT:
-            incident["wait_minutes"] = own
-        elif kind is _OUTAGE:
-            incident["outage_minutes"] = own
+        incident["order_value"] = self.money(order_cents)
+        incident.update(generated.fields(own, order_cents, self.money))
         incident["incident_id"] = incident_id
         incident["type"] = kind
-        incident["detection"] = _REPORTED if kind in _ABOUT_AN_ITEM else _PROACTIVE
+        incident["detection"] = generated.detection
         incident["customer"] = customer
         incident["occurred_at"] = incident["detected_at"] = at
         incident["order_id"] = f"gen-order-{n}"
@@ -471,20 +446,6 @@ class _Builder:
         return made
 
 
-def _share(cents: int, percent: int) -> int:
-    """`percent` of `cents`, rounded to a cent half to even: the same as
-    `(Decimal(cents).scaleb(-2) * percent / 100).quantize(Decimal("0.01"))` in the default
-    decimal context, in cents, without the decimals."""
-    whole, rest = divmod(cents * percent, 100)
-    return whole + (rest > 50 or (rest == 50 and whole % 2 == 1))
-
-
 # the incident's fields without a default, in the order they were first built in
 _REQUIRED = ("incident_id", "type", "detection", "customer", "occurred_at", "detected_at", "source")
-_DELAYED, _DOUBLE_CHARGE = IncidentType.delivery_delayed, IncidentType.double_charge
-_SUPPORT_WAIT, _OUTAGE = IncidentType.support_wait_exceeded, IncidentType.service_outage
-_ABOUT_AN_ITEM = frozenset(
-    {IncidentType.item_defective, IncidentType.wrong_item, IncidentType.item_missing}
-)
-_REPORTED, _PROACTIVE = Detection.customer_reported, Detection.proactive
 _TYPE_NAMES = {kind: kind.value for kind in IncidentType}

@@ -20,7 +20,7 @@ from schemas.decision import RemedyKind, RuleTrace
 from schemas.incident import Detection, Incident, IncidentType
 from services.decision.domain.history import ZERO, WindowFacts
 from services.decision.domain.policy import Policy, Range, Rule, When
-from services.decision.domain.remedies import (
+from services.decision.fast.remedies import (
     Item,
     Make,
     amount_in,
