@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
 
 from schemas.common import Money
 from schemas.decision import (
@@ -28,13 +27,14 @@ from schemas.decision import (
     RuleTrace,
     action_key,
 )
-from schemas.incident import Detection, Incident, IncidentType
+from schemas.incident import Incident
+from services.decision.domain.conditions import matches
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
-from services.decision.domain.policy import Grant, Policy, Range, ReviewTrigger, Rule, When
+from services.decision.domain.policy import Grant, Policy, ReviewTrigger, Rule
+from services.decision.domain.refunds import refund_room, within_captured
 from services.decision.domain.remedies import (
     Item,
-    amount_in,
     cent,
     goodwill,
     paid,
@@ -74,60 +74,6 @@ class Draft:
 
 
 # --- 1. the rules ------------------------------------------------------------------------
-
-_AMOUNTS = {"order_value": "order_value", "item_value": "item_value",
-            "lifetime_value": "lifetime_value"}
-
-
-def condition_value(name: str, incident: Incident, facts: WindowFacts, currency: str) -> Any:
-    """The value a condition of `When` looks at (None: unknown)."""
-    match name:
-        case "tier" | "locale":
-            return getattr(incident.customer, name)
-        case "lifetime_value":
-            return amount_in(incident.customer.lifetime_value, currency)
-        case "order_value" | "item_value":
-            return amount_in(getattr(incident, name), currency)
-        case "incidents_in_window":
-            return facts.incidents
-        case "same_type_in_window":
-            return facts.same_type
-        case "claims_in_window":  # this one included
-            return facts.claims + (incident.detection is not Detection.proactive)
-        case "compensation_in_window":
-            return facts.compensation
-        case _:
-            return getattr(incident, name)
-
-
-def judged(name: str, wanted: Range | list[Any], value: Any) -> tuple[bool, str]:
-    """Whether `value` satisfies one condition, and the words naming what decided it."""
-    if value is None:
-        return False, f"{name} unknown"
-    if isinstance(wanted, Range):
-        failure = wanted.failure(value)
-        if failure is not None:
-            return False, f"{name} {failure}"
-        return True, f"{name} {value} ({wanted})"
-    if value not in wanted:
-        return False, f"{name} {value} not in {', '.join(str(v) for v in wanted)}"
-    return True, f"{name} {value}"
-
-
-def matches(when: When, incident: Incident, facts: WindowFacts, currency: str
-            ) -> tuple[bool, str]:
-    """Whether all conditions of `when` hold (in the order of its fields), and why."""
-    held = []
-    for name in type(when).model_fields:
-        wanted = getattr(when, name)
-        if wanted is None:
-            continue
-        ok, words = judged(name, wanted, condition_value(name, incident, facts, currency))
-        if not ok:
-            return False, words
-        held.append(words)
-    return True, "; ".join(held) or "no conditions"
-
 
 def apply_rules(policy: Policy, incident: Incident, facts: WindowFacts) -> Draft:
     """Every rule, in file order, traced; of a group only the first that matches applies;
@@ -184,7 +130,7 @@ def _made(grants: list[Grant], rule: Rule, policy: Policy, incident: Incident, *
     return items
 
 
-# --- 2. combining, top-ups, the refund ceiling --------------------------------------------
+# --- 2. combining (then top-ups: topup.py; the refund ceiling: refunds.py) ------------------
 
 
 def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
@@ -208,73 +154,6 @@ def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
         if item.kind is RemedyKind.refund and ceiling is not None and item.value > ceiling:
             item.amount = item.value = ceiling
     return list(out.values())
-
-
-def refund_room(incident: Incident, history: CustomerHistory, currency: str
-                ) -> tuple[Decimal | None, str]:
-    """What may still be refunded for the incident's order (None: no known ceiling), and why:
-    what was captured for it (else the order value, plus a duplicate charge), less what its
-    other incidents refunded; a duplicate charge at most once, whoever reported it."""
-    captured = amount_in(incident.captured_amount, currency)
-    order = amount_in(incident.order_value, currency)
-    charged = amount_in(incident.charged_amount, currency)
-    duplicate = incident.type is IncidentType.double_charge
-    before = duplicates = ZERO
-    if incident.order_id is not None:
-        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
-    basis: Decimal | None
-    if captured is not None:
-        basis, taken = captured, before
-    elif duplicate and charged is not None:
-        basis, taken = (order or ZERO) + charged, before
-    else:
-        basis, taken = (order if order is not None else charged), before - duplicates
-    room = None if basis is None else max(ZERO, basis - taken)
-    why = (f"{taken} {currency} of the {basis} {currency} paid for order "
-           f"{incident.order_id} is refunded already")
-    if duplicate:
-        excess = (max(ZERO, captured - order) if captured is not None and order is not None
-                  else charged)
-        if excess is not None and (room is None or excess - duplicates < room):
-            room = max(ZERO, excess - duplicates)
-            why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for "
-                   f"order {incident.order_id} is refunded already")
-    return room, why
-
-
-def within_captured(draft: Draft, incident: Incident, history: CustomerHistory,
-                    currency: str) -> None:
-    """No refund passes what was captured for the order: the remedies outside an offer
-    first, then each option with what they leave."""
-    room, why = refund_room(incident, history, currency)
-    if room is None:
-        return
-    room = room.quantize(cent(currency), rounding=ROUND_DOWN)  # never a fraction of a cent
-    draft.base, left = _refunds_within(draft.base, room, why, currency,
-                                          notes=draft.notes, where="")
-    draft.options = [(label, _refunds_within(items, left, why, currency,
-                                             notes=draft.notes, where=f" ({label})")[0])
-                     for label, items in draft.options]
-
-
-def _refunds_within(items: list[Item], room: Decimal, why: str, currency: str, *,
-                    notes: list[str], where: str) -> tuple[list[Item], Decimal]:
-    kept = []
-    for item in items:
-        if item.kind is not RemedyKind.refund:
-            kept.append(item)
-        elif item.value <= room:
-            room -= item.value
-            kept.append(item)
-        else:
-            if room > 0:
-                smaller = item.copy()
-                smaller.amount = smaller.value = room
-                kept.append(smaller)
-            notes.append(f"{item.rule_id}{where}: {item.value - room} {currency} of a refund "
-                         f"of {item.value} {currency}, as {why}")
-            room = ZERO
-    return kept, room
 
 
 # --- 4. caps ---------------------------------------------------------------------------
@@ -462,7 +341,8 @@ def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: 
         if not draft.options:
             draft.offer_rule = None
         draft.granted = before.goodwill
-    within_captured(draft, incident, history, currency)
+    draft.base, draft.options = within_captured(draft.base, draft.options, incident, history,
+                                                currency, notes=draft.notes)
     owed = restitution(draft.base) + dearest(draft.options, restitution)
     value = apply_caps(draft, policy, facts, budget_remaining)
     reason = review_reason(draft, policy, incident, facts, value)

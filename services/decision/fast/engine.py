@@ -56,6 +56,7 @@ from schemas.incident import Incident, IncidentType
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
+from services.decision.domain.refunds import within_captured
 from services.decision.domain.topup import Earlier, earlier, top_up
 from services.decision.fast.compiled import (
     CompiledPolicy,
@@ -67,9 +68,7 @@ from services.decision.fast.compiled import (
 )
 from services.decision.fast.remedies import (
     Item,
-    amount_in,
     built,
-    cent,
     describe,
     dressed,
     goodwill,
@@ -317,86 +316,11 @@ def _merged(items: list[Item]) -> list[Item]:
 # --- never more than was paid ------------------------------------------------------------
 
 
-def refund_room(
-    incident: Incident, history: CustomerHistory, currency: str
-) -> tuple[Decimal | None, str]:
-    """What may still be refunded for the incident's order (None: no known ceiling), and why.
-
-    The ceiling is everything captured for the order (`captured_amount`) less what its other
-    incidents refunded. Without it: for a double charge, the order value plus the duplicate
-    charge, less all refunds; otherwise the order value (the order's own price), less the
-    refunds other than of duplicate charges (those came out of the excess). A duplicate
-    charge is refunded at most once: its refunds never pass the excess captured (the captured
-    amount above the order value; without it, the duplicate charge) less what the order's
-    other double charges refunded, whoever reported them."""
-    captured = amount_in(incident.captured_amount, currency)
-    order = amount_in(incident.order_value, currency)
-    charged = amount_in(incident.charged_amount, currency)
-    duplicate = incident.type is _DOUBLE_CHARGE
-    before = duplicates = ZERO
-    if incident.order_id is not None and history.incidents:
-        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
-    basis: Decimal | None
-    if captured is not None:
-        basis, taken = captured, before
-    elif duplicate and charged is not None:
-        basis, taken = (order or ZERO) + charged, before
-    else:
-        basis, taken = (order if order is not None else charged), before - duplicates
-    room = None if basis is None else max(ZERO, basis - taken)
-    why = (f"{taken} {currency} of the {basis} {currency} paid for order "
-           f"{incident.order_id} is refunded already")
-    if duplicate:
-        excess = (
-            max(ZERO, captured - order) if captured is not None and order is not None else charged
-        )
-        if excess is not None and (room is None or excess - duplicates < room):
-            room = max(ZERO, excess - duplicates)
-            why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for "
-                   f"order {incident.order_id} is refunded already")
-    return room, why
-
-
 def _within_captured(
     draft: Draft, incident: Incident, history: CustomerHistory, currency: str
 ) -> None:
-    """No refund for an order goes above what was captured for it, across all its incidents
-    and decisions: the remedies outside an offer first, then each option with what they
-    leave."""
-    room, why = refund_room(incident, history, currency)
-    if room is None:
-        return
-    room = room.quantize(cent(currency), rounding=ROUND_DOWN)  # never a fraction of a cent
-    notes = draft.notes
-    draft.base, left = _refunds_within(draft.base, room, why, currency, notes=notes, where="")
-    draft.options = [
-        (label, _refunds_within(items, left, why, currency, notes=notes, where=f" ({label})")[0])
-        for label, items in draft.options
-    ]
-
-
-def _refunds_within(
-    items: list[Item], room: Decimal, why: str, currency: str, *, notes: list[str], where: str
-) -> tuple[list[Item], Decimal]:
-    """`items` with their refunds cut to `room` in all; returns them and the room left."""
-    kept = []
-    for item in items:
-        if item.kind is not _REFUND:
-            kept.append(item)
-        elif item.value <= room:
-            room -= item.value
-            kept.append(item)
-        else:
-            if room > 0:
-                smaller = item.copy()
-                smaller.amount = smaller.value = room
-                kept.append(smaller)
-            notes.append(
-                f"{item.rule_id}{where}: {item.value - room} {currency} of a refund of "
-                f"{item.value} {currency}, as {why}"
-            )
-            room = ZERO
-    return kept, room
+    draft.base, draft.options = within_captured(draft.base, draft.options, incident, history,
+                                                currency, notes=draft.notes)
 
 
 # --- caps ------------------------------------------------------------------------------
