@@ -1,12 +1,13 @@
 """The reference policy engine: `decide(incident, history, policy, now)`, pure and deterministic.
 
-It reads like docs/policy.md, step by step: (1) the rules, traced; (2) what the applying rules
-grant, combined per kind, a refund never above what was paid; a later stage of a failure gets
-only the difference (a top-up); no refund passes what was captured for the order; (3) the
-first offer; (4) the caps on goodwill, cut as `cut_order` says; (5) the review triggers. The
-engine's own invariants are named checks at the end. What each incident type and remedy kind
-does is asked of the registries (`services/registry/`). `services/decision/fast/` makes the
-same decisions sooner; a test holds the two to the same bytes."""
+It follows the steps of docs/policy.md ("Semantics"), in their order and under their numbers:
+1. the rules, traced, and 4. the first offer (`apply_rules`); 2. the apology (`decide`);
+3. combining per kind (`combine`) and, for a later stage of a failure, only the difference
+(`topup.top_up`); 5. no refund above what was captured (`refunds.within_captured`), then the
+caps on goodwill (`apply_caps`); 6. the review triggers (`review_reason`). `evaluate` runs them
+and the engine's own invariants, named checks. What an incident type or a remedy kind does is
+asked of the registries (`services/registry/`). `services/decision/fast/` makes the same
+decisions sooner; `tests/unit/decision/test_fast_engine.py` holds the two to the same bytes."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class Draft:
     granted: Decimal = ZERO  # goodwill the earlier stages of the same failure granted
 
 
-# --- 1. the rules ------------------------------------------------------------------------
+# --- 1. and 4. the rules and the offer ----------------------------------------------------
 
 def apply_rules(policy: Policy, incident: Incident, facts: WindowFacts) -> Draft:
     """Every rule, in file order, traced; of a group only the first that matches applies;
@@ -130,7 +131,7 @@ def _made(grants: list[Grant], rule: Rule, policy: Policy, incident: Incident, *
     return items
 
 
-# --- 2. combining (then top-ups: topup.py; the refund ceiling: refunds.py) ------------------
+# --- 3. combining (then the top-up: topup.py) ---------------------------------------------
 
 
 def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
@@ -156,7 +157,7 @@ def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
     return list(out.values())
 
 
-# --- 4. caps ---------------------------------------------------------------------------
+# --- 5. caps (after the refund ceiling: refunds.py) ---------------------------------------
 
 
 def dearest(options: Options, worth: Callable[[list[Item]], Decimal] = goodwill) -> Decimal:
@@ -239,7 +240,7 @@ def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal,
     return f"{limit} {currency} left in today's budget"
 
 
-# --- 5. review -------------------------------------------------------------------------
+# --- 6. review ----------------------------------------------------------------------------
 
 
 def review_reason(draft: Draft, policy: Policy, incident: Incident, facts: WindowFacts,
@@ -270,7 +271,7 @@ def _goodwill_refunds(items: list[Item]) -> Decimal:
                ZERO)
 
 
-# --- the engine's invariants ---------------------------------------------------------------
+# --- the engine's invariants --------------------------------------------------------------
 
 
 def restitution_never_cut(draft: Draft, owed: Decimal) -> None:
@@ -298,7 +299,7 @@ def top_up_within_worse_band(before: Decimal, after: Decimal) -> None:
         raise AssertionError(f"a top-up of {after} passes the worse band's {before}")
 
 
-# --- the decision ------------------------------------------------------------------------
+# --- the decision -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +407,7 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
         top_up_of=list(before.decision_ids) if before is not None else [])
 
 
-# --- words -------------------------------------------------------------------------------
+# --- words --------------------------------------------------------------------------------
 
 
 def _listing(parts: list[str]) -> str:
