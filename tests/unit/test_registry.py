@@ -14,6 +14,7 @@ from jinja2 import DictLoader, Environment
 
 from schemas.decision import RemedyKind
 from schemas.incident import IncidentType
+from schemas.upstream import UPSTREAM_EVENT_TYPES
 from services.fulfilment.messages import LOCALES, Formatter, Remedy, environment
 from services.registry.incident_types import (
     INCIDENT_TYPES,
@@ -70,6 +71,12 @@ def test_every_task_remedy_has_the_words_hours_and_priority_fulfilment_uses() ->
     assert set(tasks) == {RemedyKind.personal_call, RemedyKind.priority_support,
                           RemedyKind.free_upgrade, RemedyKind.replacement, RemedyKind.gift}
     assert all(task is not None and "{note}" in task.words for task in tasks.values())
+
+
+def test_every_trigger_is_an_upstream_event_type() -> None:
+    unknown = {f"{kind.value}: {trigger}" for kind, entry in INCIDENT_TYPES.items()
+               for trigger in entry.triggers if trigger not in UPSTREAM_EVENT_TYPES}
+    assert not unknown
 
 
 def test_generated_weights_are_those_of_the_backtest() -> None:

@@ -227,8 +227,10 @@ def apply_caps(draft: Draft, policy: Policy, facts: WindowFacts,
     return value
 
 
-def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal,
+def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal, *,
                granted: Decimal = ZERO) -> str:
+    """The words of a cap that cut something (`compensation`: granted before in the window;
+    `granted`: by the earlier stages of the same failure, which the incident cap counts)."""
     guards, currency = policy.guards, policy.currency
     if cap == "incident":
         before = (f", {granted} {currency} granted before for the same failure"
@@ -390,7 +392,7 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
     caps = [CapApplied(cap=cut.cap, limit=_money(cut.limit, currency),
                        cut=_money(cut.cut, currency),
                        detail=cap_detail(cut.cap, policy, result.facts.compensation, cut.limit,
-                                         draft.granted)
+                                         granted=draft.granted)
                        + ("" if cut.option is None else f"; option {cut.option!r}"))
             for cut in draft.cuts]
     before = earlier(history, incident)
@@ -403,14 +405,14 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
         rules=draft.traces, caps=caps, offer=offer, review_reason=result.review_reason,
         review=None, approvals=[], requested_by=None, choice=None,
         explanation=explain(incident, policy, draft, [a.note for a in actions[1:]], caps=caps,
-                            offer=offer, result=result) + _topped_up(incident, before),
+                            offer=offer, result=result) + topped_up(incident, before),
         top_up_of=list(before.decision_ids) if before is not None else [])
 
 
 # --- words --------------------------------------------------------------------------------
 
 
-def _listing(parts: list[str]) -> str:
+def listing(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
@@ -424,10 +426,10 @@ def explain(incident: Incident, policy: Policy, draft: Draft, described: list[st
         last_of_reason = n == len(draft.base) - 1 or draft.base[n + 1].because != item.because
         gifts.append(f"{described[n]} {item.because}" if item.because and last_of_reason
                      else described[n])
-    text = [f"We are sorry: {harm}. Under policy {policy.version} you get {_listing(gifts)}."]
+    text = [f"We are sorry: {harm}. Under policy {policy.version} you get {listing(gifts)}."]
     if offer is not None:
         labels = [label for label, _ in draft.options]
-        text.append(f"You can also choose between {_listing(labels)}; without a choice by "
+        text.append(f"You can also choose between {listing(labels)}; without a choice by "
                     f"{offer.deadline:%Y-%m-%d %H:%M} UTC you get {labels[offer.default_option]}.")
     if draft.applied:
         incidents = result.facts.incidents
@@ -442,7 +444,7 @@ def explain(incident: Incident, policy: Policy, draft: Draft, described: list[st
     return " ".join(text)
 
 
-def _topped_up(incident: Incident, before: Earlier | None) -> str:
+def topped_up(incident: Incident, before: Earlier | None) -> str:
     if before is None:
         return ""
     failure = (f"order {incident.order_id}" if incident.order_id is not None

@@ -53,17 +53,17 @@ from schemas.decision import (
     action_key,
 )
 from schemas.incident import Incident, IncidentType
+from services.decision.domain.engine import cap_detail, listing, topped_up
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
 from services.decision.domain.refunds import within_captured
-from services.decision.domain.topup import Earlier, earlier, top_up
+from services.decision.domain.topup import earlier, top_up
 from services.decision.fast.compiled import (
     CompiledPolicy,
     Granted,
     RuleStep,
     TypeRules,
-    cap_detail,
     compiled,
 )
 from services.decision.fast.remedies import (
@@ -780,28 +780,12 @@ def decide(
             review_reason=review_reason,
             facts=evaluation.facts,
         )
-        + _topped_up(incident, before),
+        + topped_up(incident, before),
         top_up_of=list(before.decision_ids) if before is not None else [],
     )
 
 
-def _topped_up(incident: Incident, before: Earlier | None) -> str:
-    if before is None:
-        return ""
-    failure = (f"order {incident.order_id}" if incident.order_id is not None
-               else f"outage {incident.outage_id}")
-    return (
-        f" This adds to what we gave before for {failure}: what the policy "
-        f"grants now, less what {len(before.decision_ids)} earlier "
-        f"decision{'s' if len(before.decision_ids) > 1 else ''} gave."
-    )
-
-
 # --- words -----------------------------------------------------------------------------
-
-def _listing(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
 
 def explain(
     incident: Incident,
@@ -827,11 +811,11 @@ def explain(
             gifts.append(f"{described[n]} {because}")
         else:
             gifts.append(described[n])
-    text = [f"We are sorry: {harm}. Under policy {policy.version} you get {_listing(gifts)}."]
+    text = [f"We are sorry: {harm}. Under policy {policy.version} you get {listing(gifts)}."]
     if offer is not None:
         labels = [label for label, _ in draft.options]
         text.append(
-            f"You can also choose between {_listing(labels)}; without a choice by "
+            f"You can also choose between {listing(labels)}; without a choice by "
             f"{offer.deadline:%Y-%m-%d %H:%M} UTC you get "
             f"{labels[offer.default_option]}."
         )
