@@ -18,8 +18,14 @@ from schemas.common import Money
 from schemas.common import deterministic_id as schema_id
 from schemas.decision import RemedyKind, decision_id
 from schemas.incident import Incident, IncidentType, incident_id
-from services.decision import backtest as backtests
-from services.decision.backtest import Tally, backtest, backtest_generated, generate_incidents
+from services.decision.backtest import (
+    Tally,
+    backtest,
+    backtest_generated,
+    generate_incidents,
+    generated,
+    processes,
+)
 from services.decision.domain import engine as reference
 from services.decision.domain import ids
 from services.decision.domain import remedies as reference_remedies
@@ -328,8 +334,8 @@ def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.Mon
     def not_here(_: object) -> None:
         raise AssertionError("the incidents were drawn in this process")
 
-    monkeypatch.setattr(backtests, "_WORTH_A_PROCESS", 0)
-    monkeypatch.setattr(backtests._Generated, "incidents", not_here)
+    monkeypatch.setattr(processes, "_WORTH_A_PROCESS", 0)
+    monkeypatch.setattr(generated.GeneratedIncidents, "incidents", not_here)
     advanced: list[int] = []
     shared = backtest_generated(
         3000, policies, start=START, days=2, seed=4, progress=advanced.append, every=500
@@ -343,7 +349,7 @@ def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.Mon
 def test_a_backtest_of_rules_that_look_at_compensation_stays_in_one_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(backtests, "_WORTH_A_PROCESS", 0)
+    monkeypatch.setattr(processes, "_WORTH_A_PROCESS", 0)
     policy = variant(
         rules=[
             {
