@@ -38,7 +38,8 @@ class IncidentEntry:
     triggers: tuple[str, ...]  # the upstream event types that make it
     detectors: tuple[Callable[..., Any], ...]  # the pure functions of intake that make it
     harm: Callable[[Incident], str]  # "We are sorry: <harm>."
-    template_facts: tuple[str, ...]  # the type's own facts its messages show (may be none)
+    template_facts: tuple[str, ...]  # the facts of fulfilment's `_facts` only this type
+    # has (beyond the order), which its templates show; may be none
     generated: Generated
 
 
@@ -103,39 +104,48 @@ _REPORTED, _PROACTIVE = Detection.customer_reported, Detection.proactive
 
 INCIDENT_TYPES: dict[IncidentType, IncidentEntry] = {
     IncidentType.delivery_delayed: IncidentEntry(
-        IncidentType.delivery_delayed, ("order.placed", "order.delivered"),
-        (detection.run_check, detection.late_delivery), _delay_words, ("delay", "order"),
-        Generated(45, _PROACTIVE, _minutes(240), _field("delay_minutes"))),
+        type=IncidentType.delivery_delayed,
+        triggers=("order.placed", "order.delivered"),
+        detectors=(detection.run_check, detection.late_delivery),
+        harm=_delay_words, template_facts=("delay",),
+        generated=Generated(45, _PROACTIVE, _minutes(240), _field("delay_minutes"))),
     IncidentType.item_defective: IncidentEntry(
-        IncidentType.item_defective, _ITEM_TRIGGERS, (detection.item_reported,),
-        lambda _i: "an item in your order arrived defective", ("order",),
-        Generated(10, _REPORTED, _item_share, _item)),
+        type=IncidentType.item_defective, triggers=_ITEM_TRIGGERS,
+        detectors=(detection.item_reported,),
+        harm=lambda _i: "an item in your order arrived defective", template_facts=(),
+        generated=Generated(10, _REPORTED, _item_share, _item)),
     IncidentType.wrong_item: IncidentEntry(
-        IncidentType.wrong_item, _ITEM_TRIGGERS, (detection.item_reported,),
-        lambda _i: "we sent you the wrong item", ("order",),
-        Generated(6, _REPORTED, _item_share, _item)),
+        type=IncidentType.wrong_item, triggers=_ITEM_TRIGGERS,
+        detectors=(detection.item_reported,),
+        harm=lambda _i: "we sent you the wrong item", template_facts=(),
+        generated=Generated(6, _REPORTED, _item_share, _item)),
     IncidentType.item_missing: IncidentEntry(
-        IncidentType.item_missing, _ITEM_TRIGGERS, (detection.item_reported,),
-        lambda _i: "an item was missing from your order", ("order",),
-        Generated(6, _REPORTED, _item_share, _item)),
+        type=IncidentType.item_missing, triggers=_ITEM_TRIGGERS,
+        detectors=(detection.item_reported,),
+        harm=lambda _i: "an item was missing from your order", template_facts=(),
+        generated=Generated(6, _REPORTED, _item_share, _item)),
     IncidentType.order_cancelled: IncidentEntry(
-        IncidentType.order_cancelled, ("order.cancelled",), (detection.merchant_cancellation,),
-        lambda _i: "we cancelled your order after you had paid", ("order",),
-        Generated(5, _PROACTIVE, _nothing, _no_fields)),
+        type=IncidentType.order_cancelled, triggers=("order.cancelled",),
+        detectors=(detection.merchant_cancellation,),
+        harm=lambda _i: "we cancelled your order after you had paid", template_facts=(),
+        generated=Generated(5, _PROACTIVE, _nothing, _no_fields)),
     IncidentType.double_charge: IncidentEntry(
-        IncidentType.double_charge, ("payment.captured",), (detection.double_charge,),
-        lambda _i: "we charged you twice for one order", ("charged", "order"),
-        Generated(3, _PROACTIVE, _nothing,
-                  lambda _own, cents, money: {"charged_amount": money(cents)})),
+        type=IncidentType.double_charge, triggers=("payment.captured",),
+        detectors=(detection.double_charge,),
+        harm=lambda _i: "we charged you twice for one order", template_facts=("charged",),
+        generated=Generated(3, _PROACTIVE, _nothing,
+                            lambda _own, cents, money: {"charged_amount": money(cents)})),
     IncidentType.support_wait_exceeded: IncidentEntry(
-        IncidentType.support_wait_exceeded, ("support.ticket_updated",),
-        (detection.support_ticket,),
-        lambda i: f"your request waited {i.wait_minutes} minutes for our first answer",
-        ("wait", "ticket"), Generated(15, _PROACTIVE, _minutes(600), _field("wait_minutes"))),
+        type=IncidentType.support_wait_exceeded, triggers=("support.ticket_updated",),
+        detectors=(detection.support_ticket,),
+        harm=lambda i: f"your request waited {i.wait_minutes} minutes for our first answer",
+        template_facts=("wait", "ticket"),
+        generated=Generated(15, _PROACTIVE, _minutes(600), _field("wait_minutes"))),
     IncidentType.service_outage: IncidentEntry(
-        IncidentType.service_outage, ("outage.declared", "outage.resolved"),
-        (detection.outage_incidents, detection.outage_resolved_incidents),
-        lambda i: (f"our service was unavailable for {i.outage_minutes} minutes"
-                   if i.outage_minutes else "our service was unavailable"),
-        ("outage",), Generated(10, _PROACTIVE, _minutes(90), _field("outage_minutes"))),
+        type=IncidentType.service_outage, triggers=("outage.declared", "outage.resolved"),
+        detectors=(detection.outage_incidents, detection.outage_resolved_incidents),
+        harm=lambda i: (f"our service was unavailable for {i.outage_minutes} minutes"
+                        if i.outage_minutes else "our service was unavailable"),
+        template_facts=("outage",),
+        generated=Generated(10, _PROACTIVE, _minutes(90), _field("outage_minutes"))),
 }

@@ -33,7 +33,7 @@ from services.decision.domain.policy import (
 )
 from services.decision.domain.remedies import Item, amount_in, cent, rounded
 
-Combines = Literal["adds_up", "most_generous", "once"]
+Combines = Literal["adds_up", "most_generous", "once", "once_per_item"]
 Cut = Literal["reduced", "reduced_if_amount", "dropped", "never"]
 Effect = Literal["message", "refund", "ledger", "voucher", "perk", "task"]
 Make = Callable[[Grant, Rule, Policy, Incident], "Item | str"]
@@ -55,9 +55,9 @@ class RemedyEntry:
     grant: type[BaseModel] | type[int] | None  # the policy's grant model (None: never granted)
     make: Make | None  # None: never granted by a rule (the apology)
     valuation: str  # how its money equivalent is computed, in words
-    combines: Combines
+    combines: Combines  # once_per_item: once per gift or upgrade named
     merge: Callable[[Item, Item], None]  # adds the second to the first, as `combines` says
-    cut: Cut
+    cut: Cut  # never: outside the default cut_order (a policy listing it drops it whole)
     can_be_restitution: bool
     describe: Callable[[Item, str], str]  # English words, with the policy's currency
     effect: Effect
@@ -230,50 +230,73 @@ def _free_delivery_words(item: Item, _currency: str) -> str:
 
 REMEDY_KINDS: dict[RemedyKind, RemedyEntry] = {
     RemedyKind.apology: RemedyEntry(
-        RemedyKind.apology, None, None, "nothing: every decision has one", "once", _once,
-        "never", False, lambda _i, _c: "an apology", "message", None, None),
+        kind=RemedyKind.apology, grant=None, make=None,
+        valuation="nothing: every decision has one",
+        combines="once", merge=_once, cut="never", can_be_restitution=False,
+        describe=lambda _i, _c: "an apology",
+        effect="message", task=None, macro_branch=None),
     RemedyKind.refund: RemedyEntry(
-        RemedyKind.refund, RefundGrant, _refund,
-        "its amount: a percent of the order, the item or the charge, or fixed; at most max",
-        "adds_up", _add_amount, "reduced", True,
-        lambda i, c: f"a refund of {i.amount} {c}", "refund", None, "refund"),
+        kind=RemedyKind.refund, grant=RefundGrant, make=_refund,
+        valuation="its amount: a percent of the order, the item or the charge, or fixed; at "
+        "most max",
+        combines="adds_up", merge=_add_amount, cut="reduced", can_be_restitution=True,
+        describe=lambda i, c: f"a refund of {i.amount} {c}",
+        effect="refund", task=None, macro_branch="refund"),
     RemedyKind.points: RemedyEntry(
-        RemedyKind.points, int, _points, "points times values.point", "adds_up", _add_points,
-        "reduced", False,
-        lambda i, c: f"{i.points} loyalty points (worth {i.value} {c})", "ledger", None,
-        "points"),
+        kind=RemedyKind.points, grant=int, make=_points,
+        valuation="points times values.point",
+        combines="adds_up", merge=_add_points, cut="reduced", can_be_restitution=False,
+        describe=lambda i, c: f"{i.points} loyalty points (worth {i.value} {c})",
+        effect="ledger", task=None, macro_branch="points"),
     RemedyKind.voucher: RemedyEntry(
-        RemedyKind.voucher, VoucherGrant, _voucher,
-        "its amount; a percent voucher: that percent of the order (or values.typical_order)",
-        "adds_up", _add_voucher, "reduced_if_amount", False, _voucher_words, "voucher", None,
-        "voucher"),
+        kind=RemedyKind.voucher, grant=VoucherGrant, make=_voucher,
+        valuation="its amount; a percent voucher: that percent of the order (or "
+        "values.typical_order)",
+        combines="adds_up", merge=_add_voucher, cut="reduced_if_amount",
+        can_be_restitution=False, describe=_voucher_words,
+        effect="voucher", task=None, macro_branch="voucher"),
     RemedyKind.free_delivery: RemedyEntry(
-        RemedyKind.free_delivery, FreeDeliveryGrant, _free_delivery,
-        "orders times values.free_delivery", "adds_up", _add_quantity, "dropped", False,
-        _free_delivery_words, "perk", None, "free_delivery"),
+        kind=RemedyKind.free_delivery, grant=FreeDeliveryGrant, make=_free_delivery,
+        valuation="orders times values.free_delivery",
+        combines="adds_up", merge=_add_quantity, cut="dropped", can_be_restitution=False,
+        describe=_free_delivery_words,
+        effect="perk", task=None, macro_branch="free_delivery"),
     RemedyKind.replacement: RemedyEntry(
-        RemedyKind.replacement, ReplacementGrant, _replacement,
-        "the item's value (else the order's, else values.replacement_without_value)", "once",
-        _once, "dropped", False,
-        lambda i, _c: "a replacement sent by express" if i.label else "a replacement", "task",
-        Task("Ship {note} for the affected item, at no charge.", 24, "high"), "replacement"),
+        kind=RemedyKind.replacement, grant=ReplacementGrant, make=_replacement,
+        valuation="the item's value (else the order's, else "
+        "values.replacement_without_value)",
+        combines="once", merge=_once, cut="dropped", can_be_restitution=False,
+        describe=lambda i, _c: "a replacement sent by express" if i.label else "a replacement",
+        effect="task", task=Task("Ship {note} for the affected item, at no charge.", 24, "high"),
+        macro_branch="replacement"),
     RemedyKind.gift: RemedyEntry(
-        RemedyKind.gift, GiftGrant, _gift, "the gift's value", "once", _once, "dropped", False,
-        lambda i, _c: f"a gift ({i.label})", "task",
-        Task("Send the customer {note} with a handwritten thank-you.", 72, "normal"), "gift"),
+        kind=RemedyKind.gift, grant=GiftGrant, make=_gift,
+        valuation="the gift's value",
+        combines="once_per_item", merge=_once, cut="dropped", can_be_restitution=False,
+        describe=lambda i, _c: f"a gift ({i.label})",
+        effect="task",
+        task=Task("Send the customer {note} with a handwritten thank-you.", 72, "normal"),
+        macro_branch="gift"),
     RemedyKind.priority_support: RemedyEntry(
-        RemedyKind.priority_support, PrioritySupportGrant, _priority_support,
-        "values.priority_support", "most_generous", _longest, "never", False,
-        lambda i, _c: f"priority support for {i.quantity} days", "task",
-        Task("Route the customer's requests to the priority queue: {note}.", 1, "normal"),
-        "priority_support"),
+        kind=RemedyKind.priority_support, grant=PrioritySupportGrant, make=_priority_support,
+        valuation="values.priority_support",
+        combines="most_generous", merge=_longest, cut="never", can_be_restitution=False,
+        describe=lambda i, _c: f"priority support for {i.quantity} days",
+        effect="task",
+        task=Task("Route the customer's requests to the priority queue: {note}.", 1, "normal"),
+        macro_branch="priority_support"),
     RemedyKind.free_upgrade: RemedyEntry(
-        RemedyKind.free_upgrade, FreeUpgradeGrant, _free_upgrade, "the upgrade's value", "once",
-        _once, "dropped", False, lambda i, _c: f"a free upgrade to {i.label}", "task",
-        Task("Give the customer {note}.", 24, "normal"), "free_upgrade"),
+        kind=RemedyKind.free_upgrade, grant=FreeUpgradeGrant, make=_free_upgrade,
+        valuation="the upgrade's value",
+        combines="once_per_item", merge=_once, cut="dropped", can_be_restitution=False,
+        describe=lambda i, _c: f"a free upgrade to {i.label}",
+        effect="task", task=Task("Give the customer {note}.", 24, "normal"),
+        macro_branch="free_upgrade"),
     RemedyKind.personal_call: RemedyEntry(
-        RemedyKind.personal_call, PersonalCallGrant, _personal_call, "values.personal_call",
-        "most_generous", _soonest, "never", False,
-        lambda i, _c: f"a call from a manager within {i.due_hours} hours", "task",
-        Task("Call the customer to apologise in person: {note}.", 24, "high"), "personal_call"),
+        kind=RemedyKind.personal_call, grant=PersonalCallGrant, make=_personal_call,
+        valuation="values.personal_call",
+        combines="most_generous", merge=_soonest, cut="never", can_be_restitution=False,
+        describe=lambda i, _c: f"a call from a manager within {i.due_hours} hours",
+        effect="task", task=Task("Call the customer to apologise in person: {note}.", 24, "high"),
+        macro_branch="personal_call"),
 }

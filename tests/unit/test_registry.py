@@ -15,6 +15,7 @@ from jinja2 import DictLoader, Environment
 from schemas.decision import RemedyKind
 from schemas.incident import IncidentType
 from schemas.upstream import UPSTREAM_EVENT_TYPES
+from services.decision.domain.policy import CUTTABLE
 from services.fulfilment.messages import LOCALES, Formatter, Remedy, environment
 from services.registry.incident_types import (
     INCIDENT_TYPES,
@@ -71,6 +72,16 @@ def test_every_task_remedy_has_the_words_hours_and_priority_fulfilment_uses() ->
     assert set(tasks) == {RemedyKind.personal_call, RemedyKind.priority_support,
                           RemedyKind.free_upgrade, RemedyKind.replacement, RemedyKind.gift}
     assert all(task is not None and "{note}" in task.words for task in tasks.values())
+
+
+def test_what_a_cap_cuts_is_the_default_cut_order() -> None:
+    assert {k for k, e in REMEDY_KINDS.items() if e.cut != "never"} == set(CUTTABLE)
+    assert {k for k, e in REMEDY_KINDS.items() if e.can_be_restitution} == {RemedyKind.refund}
+
+
+def test_template_facts_are_facts_the_messages_have() -> None:
+    known = {"delay", "wait", "outage", "charged", "ticket"}  # fulfilment's `_facts`
+    assert {f for e in INCIDENT_TYPES.values() for f in e.template_facts} <= known
 
 
 def test_every_trigger_is_an_upstream_event_type() -> None:

@@ -139,7 +139,7 @@ def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
     apart), merged as its entry says; a refund never exceeds what was paid."""
     out: dict[tuple[RemedyKind, str], Item] = {}
     for item in items:
-        sub = (item.label if item.kind in (RemedyKind.gift, RemedyKind.free_upgrade)
+        sub = (item.label if REMEDY_KINDS[item.kind].combines == "once_per_item"
                else "percent" if item.percent is not None
                else "restitution" if item.restitution else "")
         have = out.get((item.kind, sub))
