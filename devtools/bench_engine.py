@@ -11,9 +11,9 @@ from pathlib import Path
 
 from schemas.incident import Incident
 from services.decision.backtest import backtest_generated, generate_incidents
-from services.decision.domain.engine import decide, evaluate
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.policy import Policy, load_policy
+from services.decision.fast.engine import decide, evaluate
 
 DEFAULT_POLICY = Path("deploy/policy/default.yaml")
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -50,10 +50,10 @@ from services.common.messaging import (
 from services.common.outbox import record_then_publish
 from services.decision.adapters.budget import Budget
 from services.decision.adapters.mongo import DecisionStore, decision_doc, goodwill, refunded
-from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.policy import Policy
 from services.decision.domain.topup import given_by
+from services.decision.fast.engine import decide
 from services.decision.settings import DecisionSettings
 
 log = logging.getLogger(__name__)

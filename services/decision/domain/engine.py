@@ -1,45 +1,22 @@
-"""The policy engine: `decide(incident, history, policy, now)`, pure and deterministic.
+"""The reference policy engine: `decide(incident, history, policy, now)`, pure and deterministic.
 
-Semantics, in the order they are applied (docs/policy.md has examples):
-
-1. Every rule is considered in file order and traced. A rule matches when all its
-   conditions hold. Of the rules sharing a `group`, only the first that matches applies;
-   rules without a group all apply.
-2. Every decision starts with an apology. The remedies of the applying rules are combined
-   per kind: amounts, points and free-delivery orders add up; for percent vouchers,
-   priority-support days and call deadlines the most generous wins; a replacement, and a
-   gift or an upgrade of one item, is given once. No refund for an order passes what was
-   captured for it, across all its incidents (`refund_room`).
-3. The first applying rule with an `offer` makes the decision an offer: its options are
-   valued, and the decision waits for the customer's choice (or the default at the
-   deadline); the remedies outside the offer are carried out at once.
-4. Caps on goodwill, in order: the per-incident cap (for a later stage of a failure, what the
-   earlier stages left of it: the cap bounds the whole failure), the customer's room under
-   the per-customer cap for the window, and the day's remaining budget. When the goodwill is
-   worth more than a cap, the cut follows `cut_order`: refunds, points and amount vouchers
-   are reduced, the other remedies dropped whole, until the total fits. Options of an offer
-   are cut against what the remedies outside it leave. The apology and restitution (refunds
-   the policy marks `restitution`) are never cut (`restitution_never_cut`).
-5. Review triggers are checked last; if one fires the decision is held, with its reason,
-   and nothing (not even the apology) goes out until a reviewer approves or rejects it.
-   Their thresholds count goodwill only. An incident in a currency other than the policy's
-   is held too.
-
-How it runs: a policy is compiled once (`compiled.py`) into, per incident type, the rules to
-evaluate with their conditions as functions and the remedies and traces that do not depend
-on the incident; what the engine makes often (traces, combined remedies) is kept and shared.
-Kept things are never changed, so none of it changes a decision: the same inputs give the
-same decision, byte for byte.
-"""
+It follows the steps of docs/policy.md ("Semantics"), in their order and under their numbers:
+1. the rules, traced, and 4. the first offer (`apply_rules`); 2. the apology (`decide`);
+3. combining per kind (`combine`) and, for a later stage of a failure, only the difference
+(`topup.top_up`); 5. no refund above what was captured (`refunds.within_captured`), then the
+caps on goodwill (`apply_caps`); 6. the review triggers (`review_reason`). `evaluate` runs them
+and the engine's own invariants, named checks. What an incident type or a remedy kind does is
+asked of the registries (`services/registry/`). `services/decision/fast/` makes the same
+decisions sooner; `tests/unit/decision/test_fast_engine.py` holds the two to the same bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
-from typing import NamedTuple
 
+from schemas.common import Money
 from schemas.decision import (
     Action,
     CapApplied,
@@ -51,63 +28,31 @@ from schemas.decision import (
     RuleTrace,
     action_key,
 )
-from schemas.incident import Incident, IncidentType
-from services.decision.domain.compiled import (
-    CompiledPolicy,
-    Granted,
-    RuleStep,
-    TypeRules,
-    cap_detail,
-    compiled,
-)
+from schemas.incident import Incident
+from services.decision.domain.conditions import matches
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
-from services.decision.domain.policy import Policy, Rule
+from services.decision.domain.policy import Grant, Policy, ReviewTrigger, Rule
+from services.decision.domain.refunds import refund_room, within_captured
 from services.decision.domain.remedies import (
     Item,
-    amount_in,
-    built,
     cent,
-    describe,
-    dressed,
     goodwill,
-    money,
     paid,
     restitution,
     rounded,
     total,
 )
 from services.decision.domain.topup import Earlier, earlier, top_up
+from services.registry.incident_types import INCIDENT_TYPES
+from services.registry.remedy_kinds import REMEDY_KINDS
 
-__all__ = [
-    "Cut",
-    "Draft",
-    "Evaluation",
-    "Item",
-    "applying_rules",
-    "built",
-    "decide",
-    "describe",
-    "evaluate",
-    "explain",
-    "rules_read_compensation",
-]
-
-# Enum members as module constants: attribute access on an enum class is slow on the hot path.
-_REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
-_DOUBLE_CHARGE = IncidentType.double_charge
-_LABELLED = frozenset({RemedyKind.gift, RemedyKind.free_upgrade})
-_APOLOGY = RemedyKind.apology
-_HELD, _AWAITING, _APPROVED = (
-    DecisionStatus.held,
-    DecisionStatus.awaiting_choice,
-    DecisionStatus.approved,
-)
+Options = list[tuple[str, list[Item]]]
 
 
-class Cut(NamedTuple):
-    """What a cap cut, from the remedies outside an offer or from one of its options (a
-    `CapApplied`, without the words until a decision needs them)."""
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What a cap cut, from the remedies outside an offer or from one option (`option`)."""
 
     cap: str
     limit: Decimal
@@ -117,857 +62,393 @@ class Cut(NamedTuple):
 
 @dataclass(slots=True)
 class Draft:
-    base: list[Item]
-    options: list[tuple[str, list[Item]]]
-    offer_rule: Rule | None
-    traces: list[RuleTrace]
-    cuts: list[Cut]
-    notes: list[str]
-    applied: list[str]  # the rules that matched, in order
+    """What the policy grants, as the steps shape it."""
+
+    base: list[Item] = field(default_factory=list)
+    options: Options = field(default_factory=list)
+    offer_rule: Rule | None = None
+    traces: list[RuleTrace] = field(default_factory=list)
+    cuts: list[Cut] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)  # the rules that matched, in order
     granted: Decimal = ZERO  # goodwill the earlier stages of the same failure granted
 
 
-# --- rules -----------------------------------------------------------------------------
+# --- 1. and 4. the rules and the offer ----------------------------------------------------
 
-
-def _apply_rules(
-    plan: CompiledPolicy,
-    incident: Incident,
-    facts: WindowFacts,
-    trace: bool,
-    applying: Sequence[int] | None = None,
-) -> Draft:
-    rules = plan.rules[incident.type]
-    traces: list[RuleTrace] = []
-    if trace:
-        applying = _traced_rules(rules, incident, facts, traces)
-    elif applying is None:
-        applying = _applying(rules, incident, facts)
-    draft = _granted(plan, rules, incident, applying)
-    draft.traces = traces
-    return draft
-
-
-def _applying(rules: TypeRules, incident: Incident, facts: WindowFacts) -> list[int]:
-    """The rules that apply, by position among the rules of the incident's type."""
-    groups: set[str] = set()  # that a rule applied in
-    applying = []
-    for position, (group, test, _) in enumerate(rules.quick):
-        if group is not None and group in groups:
-            continue
-        if test is not None and not test(incident, facts):
-            continue
-        if group is not None:
-            groups.add(group)
-        applying.append(position)
-    return applying
-
-
-def _traced_rules(
-    rules: TypeRules, incident: Incident, facts: WindowFacts, traces: list[RuleTrace]
-) -> list[int]:
-    """`_applying`, keeping the trace of every rule of the policy in `traces`."""
-    applying = []
+def apply_rules(policy: Policy, incident: Incident, facts: WindowFacts) -> Draft:
+    """Every rule, in file order, traced; of a group only the first that matches applies;
+    the first rule with an offer makes it."""
+    draft = Draft()
     groups: dict[str, str] = {}  # the rule that applied, by group
-    offered_by: str | None = None  # the rule whose offer is made
-    for position, (ruled_out, step) in enumerate(rules.steps):
-        if ruled_out:
-            traces.extend(ruled_out)
-        group = step.group
-        if group is not None and group in groups:
-            traces.append(step.passed_over_for(groups[group]))
+    for rule in policy.rules:
+        types = rule.when.type
+        if types is not None and incident.type not in types:
+            draft.traces.append(RuleTrace(rule_id=rule.id, matched=False, reason=(
+                f"type {incident.type.value} not in {', '.join(str(t) for t in types)}")))
             continue
-        remembered = step.remembered  # looked up here: most traces are remembered
-        known = None if remembered is None else remembered.get(step.key(incident, facts))
-        matched, rule_trace = known if known is not None else step.traced(incident, facts)
-        if matched and step.offers:
-            if offered_by is None:
-                offered_by = step.rule_id
-            else:
-                rule_trace = built(
-                    RuleTrace,
-                    rule_id=step.rule_id,
-                    matched=True,
-                    reason=f"{rule_trace.reason}; its offer is ignored: "
-                    f"{offered_by} made one first",
-                )
-        traces.append(rule_trace)
-        if not matched:
+        if rule.group is not None and rule.group in groups:
+            draft.traces.append(RuleTrace(rule_id=rule.id, matched=False, reason=(
+                f"group {rule.group} already applied by {groups[rule.group]}")))
             continue
-        if group is not None:
-            groups[group] = step.rule_id
-        applying.append(position)
-    traces.extend(rules.tail)
-    return applying
-
-
-def _granted(
-    plan: CompiledPolicy, rules: TypeRules, incident: Incident, applying: Sequence[int]
-) -> Draft:
-    """What the rules `applying` grant, combined. When none depends on the incident, that
-    is made once per set of rules and kept, with the words and money of its remedies."""
-    key = tuple(applying)
-    known = rules.granted.get(key)
-    if known is not None:
-        return Draft(
-            list(known.base),
-            [(label, list(items)) for label, items in known.options],
-            known.offer_rule,
-            [],
-            [],
-            [],
-            list(known.applied),
-        )
-    draft = Draft([], [], None, [], [], [], [])
-    steps = rules.quick
-    constant = True
-    for position in applying:
-        step = steps[position][2]
-        constant = constant and step.constant
-        _grant(step, incident, draft)
-    currency = plan.policy.currency
-    draft.base = combine(draft.base, incident, currency)
-    if draft.options:
-        draft.options = [
-            (label, combine(items, incident, currency)) for label, items in draft.options
-        ]
-    if constant and len(rules.granted) < _KEPT:
-        for item in draft.base + [item for _, items in draft.options for item in items]:
-            if item.dressed is None:  # a sum of templates: from now on shared too
-                item.dressed = dressed(item, currency)
-        rules.granted[key] = Granted(
-            tuple(draft.base),
-            tuple((label, tuple(items)) for label, items in draft.options),
-            draft.offer_rule,
-            tuple(draft.applied),
-        )
+        matched, reason = matches(rule.when, incident, facts, policy.currency)
+        if matched and rule.offer is not None and draft.offer_rule is not None:
+            reason += f"; its offer is ignored: {draft.offer_rule.id} made one first"
+        draft.traces.append(RuleTrace(rule_id=rule.id, matched=matched, reason=reason))
+        if matched:
+            if rule.group is not None:
+                groups[rule.group] = rule.id
+            grant(rule, policy, incident, draft)
     return draft
 
 
-_KEPT = 1024  # sets of rules whose grants are kept, per incident type
+def grant(rule: Rule, policy: Policy, incident: Incident, draft: Draft) -> None:
+    """What an applying rule grants (each remedy made by its kind's entry), and its offer
+    if it is the first."""
+    draft.applied.append(rule.id)
+    draft.base += _made(rule.grant, rule, policy, incident, notes=draft.notes,
+                        prefix=f"{rule.id}: ")
+    if rule.offer is not None and draft.offer_rule is None:
+        draft.offer_rule = rule
+        draft.options = [
+            (option.label, _made(option.grant, rule, policy, incident, notes=draft.notes,
+                                 prefix=f"{rule.id} ({option.label}): "))
+            for option in rule.offer.options
+        ]
 
 
-def _grant(step: RuleStep, incident: Incident, draft: Draft) -> None:
-    """What a rule that applies grants: its remedies, and its offer if it is the first."""
-    rule_id = step.rule_id
-    draft.applied.append(rule_id)
-    if step.fixed is not None:
-        draft.base.extend(step.fixed)
-    else:
-        for grant in step.grants:
-            made = grant if isinstance(grant, Item) else grant(incident)
-            if isinstance(made, str):
-                draft.notes.append(f"{rule_id}: {made}")
-            else:
-                draft.base.append(made)
-    if step.offers and draft.offer_rule is None:
-        draft.offer_rule = step.rule
-        for label, grants in step.options:
-            option_items = []
-            for grant in grants:
-                made = grant if isinstance(grant, Item) else grant(incident)
-                if isinstance(made, str):
-                    draft.notes.append(f"{rule_id} ({label}): {made}")
-                else:
-                    option_items.append(made)
-            draft.options.append((label, option_items))
+def _made(grants: list[Grant], rule: Rule, policy: Policy, incident: Incident, *,
+          notes: list[str], prefix: str) -> list[Item]:
+    items = []
+    for one in grants:
+        make = REMEDY_KINDS[one.kind].make
+        assert make is not None, "the registry names what makes every granted kind"
+        made = make(one, rule, policy, incident)
+        if isinstance(made, str):
+            notes.append(prefix + made)  # why it cannot be given
+        else:
+            items.append(made)
+    return items
 
 
-def _joined(a: str, b: str) -> str:
-    return a if b in a.split("+") else f"{a}+{b}"
+# --- 3. combining (then the top-up: topup.py) ---------------------------------------------
 
 
 def combine(items: list[Item], incident: Incident, currency: str) -> list[Item]:
-    """One remedy per kind (per item for gifts and upgrades, per type for vouchers); a refund
-    never exceeds what was paid."""
-    combined = items if len(items) < 2 else _merged(items)
-    for n, item in enumerate(combined):
-        if item.kind is _REFUND:
-            ceiling = paid(incident, currency)
-            if ceiling is not None and item.value > ceiling:
-                if item.dressed is not None:
-                    item = combined[n] = item.copy()  # noqa: PLW2901 - the copy replaces it
-                item.amount = item.value = ceiling
-    return combined
-
-
-def _merged(items: list[Item]) -> list[Item]:
+    """One remedy per kind (per item for gifts and upgrades; percent, amount and restitution
+    apart), merged as its entry says; a refund never exceeds what was paid."""
     out: dict[tuple[RemedyKind, str], Item] = {}
     for item in items:
-        kind = item.kind
-        sub = (item.label if kind in _LABELLED
+        sub = (item.label if REMEDY_KINDS[item.kind].combines == "once_per_item"
                else "percent" if item.percent is not None
                else "restitution" if item.restitution else "")
-        key = (kind, sub)
-        have = out.get(key)
+        have = out.get((item.kind, sub))
         if have is None:
-            out[key] = item
+            out[item.kind, sub] = item.copy()
             continue
-        if have.dressed is not None:  # a policy's template: the sum is a new item
-            have = out[key] = have.copy()
-        have.rule_id = _joined(have.rule_id, item.rule_id)
+        if item.rule_id not in have.rule_id.split("+"):
+            have.rule_id = f"{have.rule_id}+{item.rule_id}"
         have.because = have.because or item.because
-        match item.kind:
-            case RemedyKind.refund:
-                have.amount = (have.amount or ZERO) + (item.amount or ZERO)
-                have.value = have.amount
-            case RemedyKind.points:
-                have.points = (have.points or 0) + (item.points or 0)
-                have.value += item.value
-            case RemedyKind.voucher if have.percent is None:
-                have.amount = (have.amount or ZERO) + (item.amount or ZERO)
-                have.value = have.amount
-                have.expires_days = max(have.expires_days or 0, item.expires_days or 0)
-            case RemedyKind.voucher:
-                if (item.percent or ZERO) > (have.percent or ZERO):
-                    have.percent, have.value = item.percent, item.value
-                have.expires_days = max(have.expires_days or 0, item.expires_days or 0)
-            case RemedyKind.free_delivery:
-                have.quantity = (have.quantity or 0) + (item.quantity or 0)
-                have.value += item.value
-            case RemedyKind.priority_support:
-                have.quantity = max(have.quantity or 0, item.quantity or 0)
-            case RemedyKind.personal_call:
-                have.due_hours = min(have.due_hours or 24, item.due_hours or 24)
-            case _:
-                pass  # a replacement, or the same gift or upgrade: given once
+        REMEDY_KINDS[item.kind].merge(have, item)
+    ceiling = paid(incident, currency)
+    for item in out.values():
+        if item.kind is RemedyKind.refund and ceiling is not None and item.value > ceiling:
+            item.amount = item.value = ceiling
     return list(out.values())
 
 
-# --- never more than was paid ------------------------------------------------------------
+# --- 5. caps (after the refund ceiling: refunds.py) ---------------------------------------
 
 
-def refund_room(
-    incident: Incident, history: CustomerHistory, currency: str
-) -> tuple[Decimal | None, str]:
-    """What may still be refunded for the incident's order (None: no known ceiling), and why.
-
-    The ceiling is everything captured for the order (`captured_amount`) less what its other
-    incidents refunded. Without it: for a double charge, the order value plus the duplicate
-    charge, less all refunds; otherwise the order value (the order's own price), less the
-    refunds other than of duplicate charges (those came out of the excess). A duplicate
-    charge is refunded at most once: its refunds never pass the excess captured (the captured
-    amount above the order value; without it, the duplicate charge) less what the order's
-    other double charges refunded, whoever reported them."""
-    captured = amount_in(incident.captured_amount, currency)
-    order = amount_in(incident.order_value, currency)
-    charged = amount_in(incident.charged_amount, currency)
-    duplicate = incident.type is _DOUBLE_CHARGE
-    before = duplicates = ZERO
-    if incident.order_id is not None and history.incidents:
-        before, duplicates = history.refunded(incident.order_id, incident.incident_id)
-    basis: Decimal | None
-    if captured is not None:
-        basis, taken = captured, before
-    elif duplicate and charged is not None:
-        basis, taken = (order or ZERO) + charged, before
-    else:
-        basis, taken = (order if order is not None else charged), before - duplicates
-    room = None if basis is None else max(ZERO, basis - taken)
-    why = (f"{taken} {currency} of the {basis} {currency} paid for order "
-           f"{incident.order_id} is refunded already")
-    if duplicate:
-        excess = (
-            max(ZERO, captured - order) if captured is not None and order is not None else charged
-        )
-        if excess is not None and (room is None or excess - duplicates < room):
-            room = max(ZERO, excess - duplicates)
-            why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for "
-                   f"order {incident.order_id} is refunded already")
-    return room, why
-
-
-def _within_captured(
-    draft: Draft, incident: Incident, history: CustomerHistory, currency: str
-) -> None:
-    """No refund for an order goes above what was captured for it, across all its incidents
-    and decisions: the remedies outside an offer first, then each option with what they
-    leave."""
-    room, why = refund_room(incident, history, currency)
-    if room is None:
-        return
-    room = room.quantize(cent(currency), rounding=ROUND_DOWN)  # never a fraction of a cent
-    notes = draft.notes
-    draft.base, left = _refunds_within(draft.base, room, why, currency, notes=notes, where="")
-    draft.options = [
-        (label, _refunds_within(items, left, why, currency, notes=notes, where=f" ({label})")[0])
-        for label, items in draft.options
-    ]
-
-
-def _refunds_within(
-    items: list[Item], room: Decimal, why: str, currency: str, *, notes: list[str], where: str
-) -> tuple[list[Item], Decimal]:
-    """`items` with their refunds cut to `room` in all; returns them and the room left."""
-    kept = []
-    for item in items:
-        if item.kind is not _REFUND:
-            kept.append(item)
-        elif item.value <= room:
-            room -= item.value
-            kept.append(item)
-        else:
-            if room > 0:
-                smaller = item.copy()
-                smaller.amount = smaller.value = room
-                kept.append(smaller)
-            notes.append(
-                f"{item.rule_id}{where}: {item.value - room} {currency} of a refund of "
-                f"{item.value} {currency}, as {why}"
-            )
-            room = ZERO
-    return kept, room
-
-
-# --- caps ------------------------------------------------------------------------------
-
-
-def _dearest(
-    options: list[tuple[str, list[Item]]], worth: Callable[[list[Item]], Decimal] = goodwill
-) -> Decimal:
+def dearest(options: Options, worth: Callable[[list[Item]], Decimal] = goodwill) -> Decimal:
     """The `worth` of the dearest option (goodwill unless told), or zero."""
-    dearest: Decimal | None = None
-    for _, items in options:
-        value = worth(items)
-        if dearest is None or value > dearest:
-            dearest = value
-    return ZERO if dearest is None else dearest
+    return max((worth(items) for _, items in options), default=ZERO)
 
 
-def cut_to(items: list[Item], limit: Decimal, plan: CompiledPolicy) -> tuple[list[Item], Decimal]:
-    """Cut the goodwill of `items` to be worth at most `limit`; returns what is left and what
-    was cut. Restitution is never cut. Items reduced are copies; the others are returned as
-    they are."""
+def cut_to(items: list[Item], limit: Decimal, policy: Policy) -> tuple[list[Item], Decimal]:
+    """The goodwill of `items` cut to `limit`, as `cut_order` says (the last of a kind first):
+    divisible remedies reduced, the others dropped whole, restitution never; and what was
+    cut."""
     excess = goodwill(items) - limit
-    if excess <= 0:
-        return items, ZERO
-    if limit <= 0:
-        whole = _cut_whole(items, plan)
-        if whole is not None:
-            return whole
     left: list[Item | None] = list(items)  # None: dropped whole
-    kinds = {item.kind for item in items}
-    cut = ZERO
-    point, unit = plan.policy.values.point, plan.cent
-    for kind in plan.policy.cut_order:
-        if excess <= 0:
-            break
-        if kind not in kinds:
-            continue
-        for n in range(len(left) - 1, -1, -1):  # the last of a kind first
+    cut, point, unit = ZERO, policy.values.point, cent(policy.currency)
+    for kind in policy.cut_order:
+        for n in range(len(left) - 1, -1, -1):
             item = left[n]
-            if item is None or item.kind is not kind or item.value <= 0 or item.restitution:
+            if excess <= 0 or item is None or item.kind is not kind or item.value <= 0 \
+                    or item.restitution:
                 continue
-            if excess <= 0:
-                break
             before, value = item.value, ZERO
-            if item.divisible and before > excess:
+            if _divisible(item) and before > excess:
                 item = item.copy()
-                if item.kind is _POINTS:
-                    item.points = (
-                        int(((before - excess) / point).to_integral_value(rounding=ROUND_DOWN))
-                        if point > 0
-                        else 0
-                    )
+                if kind is RemedyKind.points:
+                    item.points = (int(((before - excess) / point).to_integral_value(
+                        rounding=ROUND_DOWN)) if point > 0 else 0)
                     item.value = rounded(item.points * point, unit)
                 else:
-                    item.amount = (before - excess).quantize(unit, rounding=ROUND_DOWN)
-                    item.value = item.amount
-                if item.value > 0:
-                    value = item.value
+                    item.amount = item.value = (before - excess).quantize(unit, ROUND_DOWN)
+                value = item.value if item.value > 0 else ZERO
             left[n] = item if value > 0 else None
             cut += before - value
             excess -= before - value
-    return [i for i in left if i is not None], cut
+    return [item for item in left if item is not None], cut
 
 
-def _cut_whole(items: list[Item], plan: CompiledPolicy) -> tuple[list[Item], Decimal] | None:
-    """`cut_to` a limit of zero or less, when no item has a negative value: then everything
-    a cap can cut is cut whole (the excess is never less than the item being cut)."""
-    cuttable = plan.cuttable
-    kept: list[Item] = []
-    cut = ZERO
-    for item in items:
-        value = item.value
-        if value < 0:
-            return None
-        if value > 0 and item.kind in cuttable and not item.restitution:
-            cut += value
-        else:
-            kept.append(item)
-    return kept, cut
+def _divisible(item: Item) -> bool:
+    how = REMEDY_KINDS[item.kind].cut
+    return how == "reduced" or (how == "reduced_if_amount" and item.amount is not None)
 
 
-def _cap_applied(
-    plan: CompiledPolicy, facts: WindowFacts, cut: Cut, granted: Decimal = ZERO
-) -> CapApplied:
-    """`granted`: the goodwill the earlier stages of the same failure gave."""
-    currency = plan.policy.currency
-    known = plan.caps.get(cut.cap)
-    if known is not None and known[0] is cut.limit:  # the incident cap, or no budget left
-        limit, detail = known[1], known[2]
-    else:
-        limit = money(cut.limit, currency)
-        detail = cap_detail(cut.cap, plan.policy, facts.compensation, cut.limit,
-                            granted=granted)
-    return built(
-        CapApplied,
-        cap=cut.cap,
-        limit=limit,
-        cut=money(cut.cut, currency),
-        detail=detail if cut.option is None else f"{detail}; option {cut.option!r}",
-    )
-
-
-def _apply_caps(
-    draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None
-) -> Decimal:
-    """Cut the draft's goodwill to the caps, in order; returns what is left of it (the
-    remedies outside an offer and its dearest option). Restitution is never cut. The
-    incident cap bounds the whole failure: a later stage gets what its earlier stages
-    (`draft.granted`) left of it, never less than nothing."""
-    guards = plan.policy.guards
-    value = goodwill(draft.base) + _dearest(draft.options)
-    limit = guards.incident_cap  # itself, when nothing was granted: its words are kept
-    if draft.granted > 0:
-        limit = max(ZERO, limit - draft.granted)
-    if value > limit:
-        value = _cut(draft, plan, "incident", limit)
-    limit = max(ZERO, guards.customer_cap - facts.compensation)
-    if value > limit:
-        value = _cut(draft, plan, "customer", limit)
+def apply_caps(draft: Draft, policy: Policy, facts: WindowFacts,
+               budget_remaining: Decimal | None) -> Decimal:
+    """The incident cap (less what the earlier stages of the failure granted), the customer's
+    room under the per-customer cap, the day's budget, in order; returns the goodwill left."""
+    guards = policy.guards
+    limits = [("incident", max(ZERO, guards.incident_cap - draft.granted)
+               if draft.granted > 0 else guards.incident_cap),
+              ("customer", max(ZERO, guards.customer_cap - facts.compensation))]
     if budget_remaining is not None:
-        limit = max(ZERO, budget_remaining)
+        limits.append(("budget", max(ZERO, budget_remaining)))
+    value = goodwill(draft.base) + dearest(draft.options)
+    for cap, limit in limits:
         if value > limit:
-            value = _cut(draft, plan, "budget", limit)
+            draft.base, cut = cut_to(draft.base, limit, policy)
+            value = goodwill(draft.base)
+            options = []
+            for label, items in draft.options:  # cut against what the base leaves
+                kept, option_cut = cut_to(items, limit - value, policy)
+                options.append((label, kept))
+                if option_cut > 0:
+                    draft.cuts.append(Cut(cap, limit, option_cut, label))
+            draft.options = options
+            if cut > 0:
+                draft.cuts.append(Cut(cap, limit, cut, None))
+            value += dearest(draft.options)
     return value
 
 
-def _cut(draft: Draft, plan: CompiledPolicy, cap: str, limit: Decimal) -> Decimal:
-    """Cut the remedies outside an offer to `limit`, and each option to what they leave;
-    returns the value left."""
-    draft.base, cut = cut_to(draft.base, limit, plan)
-    base_total = goodwill(draft.base)
-    if draft.options:
-        room = limit - base_total
-        options = []
-        for label, items in draft.options:
-            kept, option_cut = cut_to(items, room, plan)
-            options.append((label, kept))
-            if option_cut > 0:
-                draft.cuts.append(Cut(cap, limit, option_cut, label))
-        draft.options = options
-    if cut > 0:
-        draft.cuts.append(Cut(cap, limit, cut, None))
-    return base_total + _dearest(draft.options)
+def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal, *,
+               granted: Decimal = ZERO) -> str:
+    """The words of a cap that cut something (`compensation`: granted before in the window;
+    `granted`: by the earlier stages of the same failure, which the incident cap counts)."""
+    guards, currency = policy.guards, policy.currency
+    if cap == "incident":
+        before = (f", {granted} {currency} granted before for the same failure"
+                  if granted > 0 else "")
+        return f"at most {guards.incident_cap} {currency} per incident{before}"
+    if cap == "customer":
+        return (f"at most {guards.customer_cap} {currency} per customer in "
+                f"{policy.window_days} days, {compensation} {currency} granted before")
+    return f"{limit} {currency} left in today's budget"
 
 
-# --- review ----------------------------------------------------------------------------
+# --- 6. review ----------------------------------------------------------------------------
 
 
-def _refunded(items: list[Item], *, goodwill_only: bool = True) -> Decimal:
-    """Refunds among `items`: those that are goodwill, which size-based review triggers
-    count (a restitution is never held for its size), or all of them."""
-    value = ZERO
-    for item in items:
-        if item.kind is _REFUND and not (goodwill_only and item.restitution):
-            value += item.value
-    return value
-
-
-def _review(
-    draft: Draft, plan: CompiledPolicy, incident: Incident, facts: WindowFacts, value: Decimal
-) -> str | None:
-    refund: Decimal | None = None
-    for trigger in plan.review:
-        if trigger.test is not None and not trigger.test(incident, facts):
-            continue
-        if trigger.refund_above is not None:
-            if refund is None:
-                refund = _refunded(draft.base) + max(
-                    (_refunded(items) for _, items in draft.options), default=ZERO
-                )
-            if refund <= trigger.refund_above:
-                continue
-        if trigger.total_above is not None and value <= trigger.total_above:
-            continue
-        return trigger.reason
+def review_reason(draft: Draft, policy: Policy, incident: Incident, facts: WindowFacts,
+                  value: Decimal) -> str | None:
+    """Why the decision is held: an amount in another currency, or the first trigger that
+    fires (its sizes count goodwill only)."""
+    currency = policy.currency
+    for name in ("order_value", "item_value", "charged_amount"):
+        money: Money | None = getattr(incident, name)
+        if money is not None and money.currency != currency:
+            return f"{name} is in {money.currency}, the policy in {currency}"
+    refunds = _goodwill_refunds(draft.base) + dearest(draft.options, _goodwill_refunds)
+    for trigger in policy.guards.review:
+        if _fires(trigger, incident, facts, currency, refunds=refunds, value=value):
+            return f"{trigger.reason} ({trigger.id})"
     return None
 
 
-def _foreign_currency(incident: Incident, currency: str) -> str | None:
-    order, item, charged = incident.order_value, incident.item_value, incident.charged_amount
-    if (
-        (order is None or order.currency == currency)
-        and (item is None or item.currency == currency)
-        and (charged is None or charged.currency == currency)
-    ):
-        return None
-    for name, value in (
-        ("order_value", incident.order_value),
-        ("item_value", incident.item_value),
-        ("charged_amount", incident.charged_amount),
-    ):
-        if value is not None and value.currency != currency:
-            return f"{name} is in {value.currency}, the policy in {currency}"
-    return None
+def _fires(trigger: ReviewTrigger, incident: Incident, facts: WindowFacts, currency: str, *,
+           refunds: Decimal, value: Decimal) -> bool:
+    return ((trigger.when is None or matches(trigger.when, incident, facts, currency)[0])
+            and (trigger.refund_above is None or refunds > trigger.refund_above)
+            and (trigger.total_above is None or value > trigger.total_above))
 
 
-# --- the decision ----------------------------------------------------------------------
+def _goodwill_refunds(items: list[Item]) -> Decimal:
+    return sum((i.value for i in items if i.kind is RemedyKind.refund and not i.restitution),
+               ZERO)
 
 
-class Evaluation(NamedTuple):
-    """What the policy grants, before it is dressed as a `Decision` (immutable, and cheaper
-    to make as a named tuple than as a frozen dataclass)."""
-
-    draft: Draft
-    facts: WindowFacts
-    review_reason: str | None
-    value: Decimal  # goodwill: the remedies outside an offer and its dearest option
-    plan: CompiledPolicy
-    restitution: Decimal  # given back: outside an offer, and the most an option gives back
-
-    @property
-    def total(self) -> Decimal:
-        """What the decision may cost: the remedies outside an offer and its dearest option,
-        restitution and goodwill together."""
-        draft = self.draft
-        return total(draft.base) + _dearest(draft.options, total)
-
-    @property
-    def caps(self) -> list[CapApplied]:
-        """What the caps cut, as a decision records it."""
-        granted = self.draft.granted
-        return [_cap_applied(self.plan, self.facts, cut, granted) for cut in self.draft.cuts]
-
-    @property
-    def status(self) -> DecisionStatus:
-        return (
-            _HELD
-            if self.review_reason
-            else _AWAITING
-            if self.draft.offer_rule is not None
-            else _APPROVED
-        )
-
-
-def _evaluate(
-    plan: CompiledPolicy,
-    incident: Incident,
-    history: CustomerHistory,
-    now: datetime,
-    *,
-    budget_remaining: Decimal | None,
-    trace: bool,
-    applying: Sequence[int] | None = None,
-) -> Evaluation:
-    policy = plan.policy
-    facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
-                           order_id=incident.order_id, outage_id=incident.outage_id)
-    draft = _apply_rules(plan, incident, facts, trace, applying)
-    before = earlier(history, incident)
-    if before is not None:  # a later stage of the same failure: only the difference
-        draft.base, draft.options = top_up(draft.base, draft.options, before.given,
-                                           policy.values.point, plan.cent)
-        if not draft.options:
-            draft.offer_rule = None
-        draft.granted = before.goodwill  # the incident cap counts it
-    owed, refunds = ZERO, _refunds(draft)
-    if refunds:
-        _within_captured(draft, incident, history, policy.currency)
-        owed = restitution(draft.base) + _dearest(draft.options, restitution)
-    value = _apply_caps(draft, plan, facts, budget_remaining)
-    review_reason = _foreign_currency(incident, policy.currency) or _review(
-        draft, plan, incident, facts, value
-    )
-    if refunds:
-        restitution_never_cut(draft, owed)
-    return Evaluation(draft, facts, review_reason, value, plan, owed)
-
-
-def _refunds(draft: Draft) -> bool:
-    for item in draft.base:
-        if item.kind is _REFUND:
-            return True
-    return any(item.kind is _REFUND for _, items in draft.options for item in items)
+# --- the engine's invariants --------------------------------------------------------------
 
 
 def restitution_never_cut(draft: Draft, owed: Decimal) -> None:
-    """The engine's invariant: caps and budgets leave restitution as it was owed."""
-    left = restitution(draft.base) + _dearest(draft.options, restitution)
+    """Caps and budgets leave restitution as it was owed."""
+    left = restitution(draft.base) + dearest(draft.options, restitution)
     if left != owed:  # pragma: no cover - a defect of the engine, never a policy's doing
         raise AssertionError(f"restitution of {owed} was cut to {left}")
 
 
-def evaluate(
-    incident: Incident,
-    history: CustomerHistory,
-    policy: Policy,
-    now: datetime,
-    *,
-    budget_remaining: Decimal | None = None,
-    trace: bool = True,
-    applying: Sequence[int] | None = None,
-) -> Evaluation:
-    """Rules, caps and review triggers for `incident` (see the module's docstring); without
-    `trace`, the rules' traces are not kept (a backtest needs only the sums). `applying`,
-    when given, is what `applying_rules` found for the same incident and history, computed
-    beforehand (without traces only)."""
-    if applying is not None and trace:
-        raise ValueError("rules found beforehand leave no traces: give trace=False")
-    plan = compiled(policy)
-    return _evaluate(
-        plan,
-        incident,
-        history,
-        now,
-        budget_remaining=budget_remaining,
-        trace=trace,
-        applying=applying,
-    )
+def refunds_within_captured(draft: Draft, incident: Incident, history: CustomerHistory,
+                            currency: str) -> None:
+    """No refund passes what was paid, nor, with the order's other refunds, what was
+    captured for it."""
+    ceiling, (room, _) = paid(incident, currency), refund_room(incident, history, currency)
+    for items in [draft.base, *(items for _, items in draft.options)]:
+        refunds = [item.value for item in items if item.kind is RemedyKind.refund]
+        if any(ceiling is not None and value > ceiling for value in refunds) or (
+                room is not None and sum(refunds, ZERO) > room):  # pragma: no cover
+            raise AssertionError(f"refunds of {refunds} pass what was paid or captured")
 
 
-def applying_rules(
-    incident: Incident, history: CustomerHistory, policy: Policy, now: datetime
-) -> tuple[int, ...]:
-    """The rules that apply to `incident`, by position among the rules of its type, for
-    `evaluate(..., applying=...)`. Unless the rules look at the compensation granted before
-    (`rules_read_compensation`), the values in `history` play no part: the rules can be
-    found before the earlier decisions are settled (a backtest does it in another process)."""
-    plan = compiled(policy)
+def top_up_within_worse_band(before: Decimal, after: Decimal) -> None:
+    """A top-up gives at most what the worse stage grants on its own."""
+    if after > before:  # pragma: no cover - a defect of the engine
+        raise AssertionError(f"a top-up of {after} passes the worse band's {before}")
+
+
+# --- the decision -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    draft: Draft
+    facts: WindowFacts
+    review_reason: str | None
+    value: Decimal  # goodwill: the remedies outside an offer and its dearest option
+    restitution: Decimal  # given back: outside an offer, and the most an option gives back
+
+    @property
+    def total(self) -> Decimal:
+        return total(self.draft.base) + dearest(self.draft.options, total)
+
+    @property
+    def status(self) -> DecisionStatus:
+        if self.review_reason:
+            return DecisionStatus.held
+        if self.draft.offer_rule is not None:
+            return DecisionStatus.awaiting_choice
+        return DecisionStatus.approved
+
+
+def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
+             budget_remaining: Decimal | None = None) -> Evaluation:
+    """The steps of docs/policy.md, in order, before the result is dressed as a decision."""
+    currency = policy.currency
     facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
                            order_id=incident.order_id, outage_id=incident.outage_id)
-    return tuple(_applying(plan.rules[incident.type], incident, facts))
+    draft = apply_rules(policy, incident, facts)
+    draft.base = combine(draft.base, incident, currency)
+    draft.options = [(label, combine(items, incident, currency))
+                     for label, items in draft.options]
+    before = earlier(history, incident)
+    if before is not None:  # a later stage of the same failure: only the difference
+        worse_band = goodwill(draft.base) + dearest(draft.options)
+        draft.base, draft.options = top_up(draft.base, draft.options, before.given,
+                                           policy.values.point, cent(currency))
+        top_up_within_worse_band(worse_band, goodwill(draft.base) + dearest(draft.options))
+        if not draft.options:
+            draft.offer_rule = None
+        draft.granted = before.goodwill
+    draft.base, draft.options = within_captured(draft.base, draft.options, incident, history,
+                                                currency, notes=draft.notes)
+    owed = restitution(draft.base) + dearest(draft.options, restitution)
+    value = apply_caps(draft, policy, facts, budget_remaining)
+    reason = review_reason(draft, policy, incident, facts, value)
+    restitution_never_cut(draft, owed)
+    refunds_within_captured(draft, incident, history, currency)
+    return Evaluation(draft, facts, reason, value, owed)
 
 
-def rules_read_compensation(policy: Policy) -> bool:
-    """Whether a rule of `policy` looks at the compensation granted in the window."""
-    return compiled(policy).rules_read_compensation
-
-
-# Spans by their length: a policy names few (expiries, deadlines, call windows).
-_DAYS: dict[int, timedelta] = {}
-_HOURS: dict[int, timedelta] = {}
-
-
-def _days(n: int) -> timedelta:
-    span = _DAYS.get(n)
-    if span is None:
-        span = _DAYS[n] = timedelta(days=n)
-    return span
-
-
-def _hours(n: int) -> timedelta:
-    span = _HOURS.get(n)
-    if span is None:
-        span = _HOURS[n] = timedelta(hours=n)
-    return span
+def _money(amount: Decimal, currency: str) -> Money:
+    return Money(amount=amount, currency=currency)
 
 
 def _action(item: Item, did: str, position: int, currency: str, now: datetime) -> Action:
-    ready = item.dressed
-    if ready is not None:
-        note, value, amount = ready.note, ready.value, ready.amount
-    else:
-        note, value = describe(item, currency), money(item.value, currency)
-        amount = None if item.amount is None else money(item.amount, currency)
-    return built(
-        Action,
-        position=position,
-        idempotency_key=action_key(did, position),
-        kind=item.kind,
-        amount=amount,
-        percent=item.percent,
-        points=item.points,
-        expires_at=now + _days(item.expires_days) if item.expires_days else None,
-        value=value,
-        note=note,
-        rule_id=item.rule_id,
+    return Action(
+        position=position, idempotency_key=action_key(did, position), kind=item.kind,
+        amount=None if item.amount is None else _money(item.amount, currency),
+        percent=item.percent, points=item.points,
+        expires_at=now + timedelta(days=item.expires_days) if item.expires_days else None,
+        value=_money(item.value, currency),
+        note=REMEDY_KINDS[item.kind].describe(item, currency), rule_id=item.rule_id,
         quantity=item.quantity,
-        due_by=now + _hours(item.due_hours) if item.due_hours else None,
-        restitution=item.restitution,
-    )
+        due_by=now + timedelta(hours=item.due_hours) if item.due_hours else None,
+        restitution=item.restitution)
 
 
-def decide(
-    incident: Incident,
-    history: CustomerHistory,
-    policy: Policy,
-    now: datetime,
-    *,
-    budget_remaining: Decimal | None = None,
-) -> Decision:
+def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
+           budget_remaining: Decimal | None = None) -> Decision:
     """The decision the policy makes for `incident`, given the customer's history and, if
     known, what is left of today's budget. Pure: the same inputs give the same decision."""
-    plan = compiled(policy)
-    evaluation = _evaluate(
-        plan, incident, history, now, budget_remaining=budget_remaining, trace=True
-    )
-    draft, review_reason, caps = evaluation.draft, evaluation.review_reason, evaluation.caps
-    currency = policy.currency
-    did = decision_id(incident.incident_id)
-    before = earlier(history, incident)
-
-    actions = [
-        built(
-            Action,
-            position=0,
-            idempotency_key=action_key(did, 0),
-            kind=_APOLOGY,
-            amount=None,
-            percent=None,
-            points=None,
-            expires_at=None,
-            value=plan.zero,
-            note="an apology",
-            rule_id=None,
-            quantity=None,
-            due_by=None,
-            restitution=False,
-        )
-    ]
+    result = evaluate(incident, history, policy, now, budget_remaining=budget_remaining)
+    draft, currency, did = result.draft, policy.currency, decision_id(incident.incident_id)
+    actions = [Action(position=0, idempotency_key=action_key(did, 0), kind=RemedyKind.apology,
+                      value=_money(ZERO, currency), note="an apology")]
     actions += [_action(item, did, n, currency, now) for n, item in enumerate(draft.base, 1)]
-    described = [action.note for action in actions[1:]]
     offer = None
     if draft.offer_rule is not None and draft.offer_rule.offer is not None:
-        position = len(actions)
-        options = []
+        spec, position, options = draft.offer_rule.offer, len(actions), []
         for label, items in draft.options:
-            option_actions = [
-                _action(item, did, position + n, currency, now) for n, item in enumerate(items)
-            ]
+            options.append(OfferOption(label=label, actions=[
+                _action(item, did, position + n, currency, now) for n, item in enumerate(items)]))
             position += len(items)
-            options.append(built(OfferOption, label=label, actions=option_actions))
-        spec = draft.offer_rule.offer
-        offer = built(
-            Offer,
-            offer_id=did,
-            options=options,
-            default_option=spec.default,
-            deadline=now + _hours(spec.deadline_hours),
-        )
-    return built(
-        Decision,
-        decision_id=did,
-        revision=0,
-        incident=incident,
-        policy_version=policy.version,
-        decided_at=now,
-        status=evaluation.status,
-        actions=actions,
-        total_value=money(evaluation.total, currency),
-        goodwill_value=money(evaluation.value, currency),
-        restitution_value=money(evaluation.restitution, currency),
-        rules=draft.traces,
-        caps=caps,
-        offer=offer,
-        review_reason=review_reason,
-        review=None,
-        approvals=[],
-        requested_by=None,
-        choice=None,
-        explanation=explain(
-            incident,
-            policy,
-            draft,
-            described,
-            caps,
-            offer=offer,
-            review_reason=review_reason,
-            facts=evaluation.facts,
-        )
-        + _topped_up(incident, before),
-        top_up_of=list(before.decision_ids) if before is not None else [],
-    )
+        offer = Offer(offer_id=did, options=options, default_option=spec.default,
+                      deadline=now + timedelta(hours=spec.deadline_hours))
+    caps = [CapApplied(cap=cut.cap, limit=_money(cut.limit, currency),
+                       cut=_money(cut.cut, currency),
+                       detail=cap_detail(cut.cap, policy, result.facts.compensation, cut.limit,
+                                         granted=draft.granted)
+                       + ("" if cut.option is None else f"; option {cut.option!r}"))
+            for cut in draft.cuts]
+    before = earlier(history, incident)
+    return Decision(
+        decision_id=did, revision=0, incident=incident, policy_version=policy.version,
+        decided_at=now, status=result.status, actions=actions,
+        total_value=_money(result.total, currency),
+        goodwill_value=_money(result.value, currency),
+        restitution_value=_money(result.restitution, currency),
+        rules=draft.traces, caps=caps, offer=offer, review_reason=result.review_reason,
+        review=None, approvals=[], requested_by=None, choice=None,
+        explanation=explain(incident, policy, draft, [a.note for a in actions[1:]], caps=caps,
+                            offer=offer, result=result) + topped_up(incident, before),
+        top_up_of=list(before.decision_ids) if before is not None else [])
 
 
-def _topped_up(incident: Incident, before: Earlier | None) -> str:
+# --- words --------------------------------------------------------------------------------
+
+
+def listing(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def explain(incident: Incident, policy: Policy, draft: Draft, described: list[str], *,
+            caps: list[CapApplied], offer: Offer | None, result: Evaluation) -> str:
+    """One paragraph in plain language: the harm (its type's entry says it), what is given
+    and why, what cut it, why it is held."""
+    harm = INCIDENT_TYPES[incident.type].harm(incident)
+    gifts = ["an apology"]
+    for n, item in enumerate(draft.base):
+        last_of_reason = n == len(draft.base) - 1 or draft.base[n + 1].because != item.because
+        gifts.append(f"{described[n]} {item.because}" if item.because and last_of_reason
+                     else described[n])
+    text = [f"We are sorry: {harm}. Under policy {policy.version} you get {listing(gifts)}."]
+    if offer is not None:
+        labels = [label for label, _ in draft.options]
+        text.append(f"You can also choose between {listing(labels)}; without a choice by "
+                    f"{offer.deadline:%Y-%m-%d %H:%M} UTC you get {labels[offer.default_option]}.")
+    if draft.applied:
+        incidents = result.facts.incidents
+        text.append(f"Rules applied: {', '.join(draft.applied)}" + (
+            f" (this is incident {incidents + 1} in {policy.window_days} days)."
+            if incidents else "."))
+    text.extend(f"The {cap.cap} cap ({cap.detail}) cut {cap.cut}." for cap in caps)
+    text.extend(f"Not given: {note}." for note in draft.notes)
+    if result.review_reason:
+        text.append("A person reviews this decision before anything is sent, because "
+                    f"{result.review_reason}.")
+    return " ".join(text)
+
+
+def topped_up(incident: Incident, before: Earlier | None) -> str:
     if before is None:
         return ""
     failure = (f"order {incident.order_id}" if incident.order_id is not None
                else f"outage {incident.outage_id}")
-    return (
-        f" This adds to what we gave before for {failure}: what the policy "
-        f"grants now, less what {len(before.decision_ids)} earlier "
-        f"decision{'s' if len(before.decision_ids) > 1 else ''} gave."
-    )
-
-
-# --- words -----------------------------------------------------------------------------
-
-_HARM: dict[IncidentType, Callable[[Incident], str]] = {
-    IncidentType.delivery_delayed: lambda i: (
-        f"your delivery was {i.delay_minutes} minutes later than we promised"
-        if i.delivered_at is not None or i.delay_band is None
-        else f"your delivery is already {i.delay_minutes} minutes later than we promised"
-    ),
-    IncidentType.item_defective: lambda _: "an item in your order arrived defective",
-    IncidentType.wrong_item: lambda _: "we sent you the wrong item",
-    IncidentType.item_missing: lambda _: "an item was missing from your order",
-    IncidentType.order_cancelled: lambda _: "we cancelled your order after you had paid",
-    IncidentType.double_charge: lambda _: "we charged you twice for one order",
-    IncidentType.support_wait_exceeded: lambda i: (
-        f"your request waited {i.wait_minutes} minutes for our first answer"
-    ),
-    IncidentType.service_outage: lambda i: (
-        f"our service was unavailable for {i.outage_minutes} minutes"
-        if i.outage_minutes
-        else "our service was unavailable"
-    ),
-}
-
-
-def _listing(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def explain(
-    incident: Incident,
-    policy: Policy,
-    draft: Draft,
-    described: list[str],
-    caps: list[CapApplied],
-    *,
-    offer: Offer | None,
-    review_reason: str | None,
-    facts: WindowFacts,
-) -> str:
-    """One paragraph in plain language: the harm, what is given and why, what cut it.
-    `described` are the remedies outside the offer in words (`describe`), in order; `caps`
-    what the caps cut."""
-    harm = _HARM[incident.type](incident)
-    gifts = ["an apology"]
-    base = draft.base
-    last = len(base) - 1
-    for n, item in enumerate(base):
-        because = item.because
-        if because and (n == last or base[n + 1].because != because):
-            gifts.append(f"{described[n]} {because}")
-        else:
-            gifts.append(described[n])
-    text = [f"We are sorry: {harm}. Under policy {policy.version} you get {_listing(gifts)}."]
-    if offer is not None:
-        labels = [label for label, _ in draft.options]
-        text.append(
-            f"You can also choose between {_listing(labels)}; without a choice by "
-            f"{offer.deadline:%Y-%m-%d %H:%M} UTC you get "
-            f"{labels[offer.default_option]}."
-        )
-    if draft.applied:
-        text.append(
-            f"Rules applied: {', '.join(draft.applied)}"
-            + (
-                f" (this is incident {facts.incidents + 1} in {policy.window_days} days)."
-                if facts.incidents
-                else "."
-            )
-        )
-    if caps:
-        text.extend(f"The {cap.cap} cap ({cap.detail}) cut {cap.cut}." for cap in caps)
-    if draft.notes:
-        text.extend(f"Not given: {note}." for note in draft.notes)
-    if review_reason:
-        text.append(
-            f"A person reviews this decision before anything is sent, because {review_reason}."
-        )
-    return " ".join(text)
+    n = len(before.decision_ids)
+    return (f" This adds to what we gave before for {failure}: what the policy grants now, "
+            f"less what {n} earlier decision{'s' if n > 1 else ''} gave.")

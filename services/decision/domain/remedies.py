@@ -1,85 +1,55 @@
-"""Remedies being decided (`Item`): made from a policy's grants, combined, and put in words.
-
-Grants whose remedy does not depend on the incident (points, an amount voucher, free
-delivery, a gift, ...) are made once per policy, with their words and money (`Dressed`): such
-a template is shared by every evaluation and never changed; `Item.copy()` gives one that may
-be. `built` makes contract models from values the engine typed itself, without validation."""
+"""Remedies being decided (`Item`), before they become a decision's actions, and the money
+helpers the engine and the registry of remedy kinds share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Self
 
 from schemas.common import Money, minor_exponent
 from schemas.decision import RemedyKind
 from schemas.incident import Incident
 from services.decision.domain.history import ZERO
-from services.decision.domain.policy import Grant, Policy, Rule
-
-M = TypeVar("M", bound=BaseModel)
-_REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
-_REPLACEMENT = RemedyKind.replacement
-DIVISIBLE = frozenset({_REFUND, _POINTS})
-_new = object.__new__
-_FIELDS: dict[type[BaseModel], set[str]] = {}
 
 
-def _slot_setter(name: str) -> Callable[[BaseModel, Any], None]:
-    """A setter of one of `BaseModel`'s own slots, as `model_construct` sets them with
-    `object.__setattr__` (the models are frozen), through the slot's descriptor: faster."""
-    descriptor = BaseModel.__dict__.get(name)
-    if descriptor is None:  # pragma: no cover - another layout of pydantic's models
-        return lambda model, value: object.__setattr__(model, name, value)
-    setter: Callable[[BaseModel, Any], None] = descriptor.__set__
-    return setter
+@dataclass(slots=True)
+class Item:
+    """A remedy being decided. The engine never changes one it did not make: it changes a
+    `copy()`."""
+
+    kind: RemedyKind
+    value: Decimal  # money equivalent, in the policy's currency
+    rule_id: str
+    because: str = ""
+    amount: Decimal | None = None
+    percent: Decimal | None = None
+    points: int | None = None
+    expires_days: int | None = None
+    quantity: int | None = None
+    due_hours: int | None = None
+    label: str = ""  # the gift or upgrade; "express" for a replacement sent so
+    restitution: bool = False  # money given back: never cut, not goodwill
+
+    def copy(self) -> Self:
+        return type(self)(self.kind, self.value, self.rule_id, self.because, self.amount,
+                          self.percent, self.points, self.expires_days, self.quantity,
+                          self.due_hours, self.label, self.restitution)
 
 
-_set_dict = _slot_setter("__dict__")
-_set_fields_set = _slot_setter("__pydantic_fields_set__")
-_set_extra = _slot_setter("__pydantic_extra__")
-_set_private = _slot_setter("__pydantic_private__")
+def total(items: Iterable[Item]) -> Decimal:
+    return sum((item.value for item in items), ZERO)
 
 
-def built(cls: type[M], **fields: Any) -> M:
-    """An instance of a contract model from values the engine built and typed itself: the
-    hot path skips re-validation (`model_construct` without its per-field bookkeeping).
-    Every field must be given, in the order of the model (its JSON follows that order)."""
-    # `built_from`'s body, without a second call: this is the engine's most frequent call.
-    names = _FIELDS.get(cls)
-    if names is None or len(fields) != len(names):
-        return built_from(cls, fields)  # the first of its class, or a field missing
-    model = _new(cls)
-    _set_dict(model, fields)
-    _set_fields_set(model, names)
-    _set_extra(model, None)
-    _set_private(model, None)
-    return model
+def goodwill(items: Iterable[Item]) -> Decimal:
+    """What `items` are worth as goodwill: caps, budgets and size-based review count this."""
+    return sum((item.value for item in items if not item.restitution), ZERO)
 
 
-def built_from(cls: type[M], fields: dict[str, Any]) -> M:
-    """`built` from a dict of every field, which becomes the instance's own. The instances
-    of a class share the set of the names of the fields set: the models are frozen, and
-    pydantic copies that set before it changes one."""
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = set(cls.model_fields)
-    if len(fields) != len(names):
-        missing = ", ".join(sorted(names - set(fields)))
-        raise TypeError(f"{cls.__name__}: every field must be given; missing {missing}")
-    model = _new(cls)
-    _set_dict(model, fields)
-    _set_fields_set(model, names)
-    _set_extra(model, None)
-    _set_private(model, None)
-    return model
-
-
-def money(amount: Decimal, currency: str) -> Money:
-    return built(Money, amount=amount, currency=currency)
+def restitution(items: Iterable[Item]) -> Decimal:
+    """What `items` give back as restitution."""
+    return sum((item.value for item in items if item.restitution), ZERO)
 
 
 def cent(currency: str) -> Decimal:
@@ -89,87 +59,6 @@ def cent(currency: str) -> Decimal:
 
 def rounded(value: Decimal, unit: Decimal) -> Decimal:
     return value.quantize(unit, rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True, slots=True)
-class Dressed:
-    """What an `Action` shows of a shared item (a policy's template, or a sum of templates
-    kept by the engine): made once."""
-
-    note: str
-    value: Money
-    amount: Money | None
-
-
-@dataclass(slots=True)
-class Item:
-    """A remedy being decided, before it becomes an `Action`."""
-
-    kind: RemedyKind
-    value: Decimal
-    rule_id: str
-    because: str = ""
-    amount: Decimal | None = None
-    percent: Decimal | None = None
-    points: int | None = None
-    expires_days: int | None = None
-    quantity: int | None = None
-    due_hours: int | None = None
-    label: str = ""  # the gift or upgrade
-    restitution: bool = False  # money given back: never cut, not goodwill
-    dressed: Dressed | None = None  # set when the item is shared (a template): never changed
-
-    @property
-    def divisible(self) -> bool:
-        return self.kind in DIVISIBLE or (self.kind is _VOUCHER and self.amount is not None)
-
-    def copy(self) -> Item:
-        """An item that may be changed (a template's words and money no longer apply)."""
-        return Item(
-            self.kind,
-            self.value,
-            self.rule_id,
-            self.because,
-            self.amount,
-            self.percent,
-            self.points,
-            self.expires_days,
-            self.quantity,
-            self.due_hours,
-            self.label,
-            self.restitution,
-        )
-
-
-def total(items: Iterable[Item]) -> Decimal:
-    value = ZERO
-    for item in items:
-        value += item.value
-    return value
-
-
-def goodwill(items: Iterable[Item]) -> Decimal:
-    """What `items` are worth as goodwill: caps, budgets and size-based review count this."""
-    value = ZERO
-    for item in items:
-        if not item.restitution:
-            value += item.value
-    return value
-
-
-def restitution(items: Iterable[Item]) -> Decimal:
-    """What `items` give back as restitution."""
-    value = ZERO
-    for item in items:
-        if item.restitution:
-            value += item.value
-    return value
-
-
-# --- making items from grants ---------------------------------------------------------
-
-Make = Callable[[Incident], "Item | str"]
-"""A grant whose remedy depends on the incident: the item, or why it cannot be given."""
 
 
 def amount_in(money: Money | None, currency: str) -> Decimal | None:
@@ -183,169 +72,3 @@ def amount_in(money: Money | None, currency: str) -> Decimal | None:
 def paid(incident: Incident, currency: str) -> Decimal | None:
     """What the customer paid for the order (or was charged twice), the refund ceiling."""
     return amount_in(incident.charged_amount or incident.order_value, currency)
-
-
-def grant_maker(grant: Grant, rule: Rule, policy: Policy) -> Item | Make:
-    """What `grant` of `rule` gives: a template when that does not depend on the incident,
-    else a function of the incident."""
-    unit = cent(policy.currency)
-    made = _fixed_item(grant, rule, policy)
-    if made is None:
-        return _incident_maker(grant, rule, policy, unit)
-    made.value = rounded(made.value, unit)
-    if made.amount is not None:
-        made.amount = rounded(made.amount, unit)
-    made.dressed = dressed(made, policy.currency)
-    return made
-
-
-def dressed(item: Item, currency: str) -> Dressed:
-    """The words and money of a remedy that is shared from now on."""
-    return Dressed(
-        describe(item, currency),
-        money(item.value, currency),
-        None if item.amount is None else money(item.amount, currency),
-    )
-
-
-def _fixed_item(grant: Grant, rule: Rule, policy: Policy) -> Item | None:
-    values, rule_id, because = policy.values, rule.id, rule.because
-    unit = cent(policy.currency)
-    if grant.points is not None:
-        return Item(
-            RemedyKind.points,
-            rounded(grant.points * values.point, unit),
-            rule_id,
-            because,
-            points=grant.points,
-        )
-    voucher = grant.voucher
-    if voucher is not None and voucher.amount is not None:
-        return Item(
-            RemedyKind.voucher,
-            voucher.amount,
-            rule_id,
-            because,
-            amount=voucher.amount,
-            expires_days=voucher.expires_days,
-        )
-    if grant.free_delivery is not None:
-        orders = grant.free_delivery.orders
-        return Item(
-            RemedyKind.free_delivery,
-            values.free_delivery * orders,
-            rule_id,
-            because,
-            quantity=orders,
-        )
-    if grant.gift is not None:
-        return Item(RemedyKind.gift, grant.gift.value, rule_id, because, label=grant.gift.item)
-    if grant.priority_support is not None:
-        return Item(
-            RemedyKind.priority_support,
-            values.priority_support,
-            rule_id,
-            because,
-            quantity=grant.priority_support.days,
-        )
-    if grant.free_upgrade is not None:
-        return Item(
-            RemedyKind.free_upgrade,
-            grant.free_upgrade.value,
-            rule_id,
-            because,
-            label=grant.free_upgrade.to,
-        )
-    if grant.personal_call is not None:
-        return Item(
-            RemedyKind.personal_call,
-            values.personal_call,
-            rule_id,
-            because,
-            due_hours=grant.personal_call.within_hours,
-        )
-    return None  # a refund, a percent voucher or a replacement
-
-
-def _incident_maker(grant: Grant, rule: Rule, policy: Policy, unit: Decimal) -> Make:
-    values, currency, rule_id, because = policy.values, policy.currency, rule.id, rule.because
-    if grant.refund is not None:
-        refund = grant.refund
-        percent, of, ceiling = refund.percent, refund.of, refund.max
-        fixed, owed = refund.fixed or ZERO, refund.restitution
-
-        def make_refund(incident: Incident) -> Item | str:
-            if percent is not None:
-                if of == "item":
-                    basis = amount_in(incident.item_value or incident.order_value, currency)
-                elif of == "charge":
-                    basis = amount_in(incident.charged_amount, currency)
-                else:
-                    basis = amount_in(incident.order_value, currency)
-                if basis is None:
-                    return f"refund of {percent}% of the {of}: its value is unknown"
-                amount = rounded(basis * percent / 100, unit)
-            else:
-                amount = fixed
-            if ceiling is not None:
-                amount = min(amount, ceiling)
-            amount = rounded(amount, unit)
-            return Item(_REFUND, amount, rule_id, because, amount, restitution=owed)
-
-        return make_refund
-    if grant.voucher is not None:
-        voucher = grant.voucher
-        share, expires = voucher.percent or ZERO, voucher.expires_days
-
-        def make_voucher(incident: Incident) -> Item | str:
-            basis = amount_in(incident.order_value, currency) or values.typical_order
-            value = rounded(basis * share / 100, unit)
-            return Item(_VOUCHER, value, rule_id, because, None, share, None, expires)
-
-        return make_voucher
-    assert grant.replacement is not None, "every other remedy is fixed"
-    label = "express" if grant.replacement.express else ""
-
-    def make_replacement(incident: Incident) -> Item | str:
-        value = (
-            amount_in(incident.item_value or incident.order_value, currency)
-            or values.replacement_without_value
-        )
-        return Item(_REPLACEMENT, rounded(value, unit), rule_id, because, label=label)
-
-    return make_replacement
-
-
-# --- words ------------------------------------------------------------------------------
-
-
-def describe(item: Item, currency: str) -> str:
-    """A remedy in plain words."""
-    match item.kind:
-        case RemedyKind.refund:
-            return f"a refund of {item.amount} {currency}"
-        case RemedyKind.points:
-            return f"{item.points} loyalty points (worth {item.value} {currency})"
-        case RemedyKind.voucher if item.percent is not None:
-            return f"a {item.percent.normalize():f}% voucher valid {item.expires_days} days"
-        case RemedyKind.voucher:
-            return f"a {item.amount} {currency} voucher valid {item.expires_days} days"
-        case RemedyKind.free_delivery:
-            n = item.quantity or 1
-            return (
-                "free delivery on your next order"
-                if n == 1
-                else f"free delivery on your next {n} orders"
-            )
-        case RemedyKind.replacement:
-            return "a replacement sent by express" if item.label else "a replacement"
-        case RemedyKind.gift:
-            return f"a gift ({item.label})"
-        case RemedyKind.priority_support:
-            return f"priority support for {item.quantity} days"
-        case RemedyKind.free_upgrade:
-            return f"a free upgrade to {item.label}"
-        case RemedyKind.personal_call:
-            return f"a call from a manager within {item.due_hours} hours"
-        case _:
-            return "an apology"

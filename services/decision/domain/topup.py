@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
 from schemas.incident import Incident
@@ -24,6 +25,7 @@ from services.decision.domain.history import ZERO, CustomerHistory, failure_of
 from services.decision.domain.ids import decision_id
 from services.decision.domain.remedies import Item
 
+Remedy = TypeVar("Remedy", bound=Item)  # the engine's items, or the fast path's
 OFFERED = "offer"  # the measure that says an earlier decision made an offer
 _ADDED = {RemedyKind.points, RemedyKind.free_delivery, RemedyKind.refund,
           RemedyKind.priority_support}
@@ -125,9 +127,9 @@ def earlier(history: CustomerHistory, incident: Incident) -> Earlier | None:
     return Earlier(tuple(ids), given, goodwill) if ids else None
 
 
-def top_up(base: list[Item], options: list[tuple[str, list[Item]]],
+def top_up(base: list[Remedy], options: list[tuple[str, list[Remedy]]],
            given: Mapping[str, Decimal], point_value: Decimal, unit: Decimal
-           ) -> tuple[list[Item], list[tuple[str, list[Item]]]]:
+           ) -> tuple[list[Remedy], list[tuple[str, list[Remedy]]]]:
     """The remedies outside an offer, and the options, less what was given: (base, options).
     An offer is dropped when one was made before. `unit` is the currency's minor unit."""
     left = {k: v for k, v in given.items() if k != OFFERED}
@@ -138,10 +140,10 @@ def top_up(base: list[Item], options: list[tuple[str, list[Item]]],
                   for label, items in options]
 
 
-def _less(items: Sequence[Item], left: dict[str, Decimal], point_value: Decimal,
-          unit: Decimal) -> list[Item]:
+def _less(items: Sequence[Remedy], left: dict[str, Decimal], point_value: Decimal,
+          unit: Decimal) -> list[Remedy]:
     """`items` less what `left` holds (used up as it goes)."""
-    out: list[Item] = []
+    out: list[Remedy] = []
     for item in items:
         measured = _measure(item.kind, points=item.points, quantity=item.quantity,
                             amount=item.amount, percent=item.percent)
@@ -167,8 +169,8 @@ def _less(items: Sequence[Item], left: dict[str, Decimal], point_value: Decimal,
     return out
 
 
-def _reduced(item: Item, remaining: Decimal, had: Decimal, point_value: Decimal,
-             unit: Decimal) -> Item:
+def _reduced(item: Remedy, remaining: Decimal, had: Decimal, point_value: Decimal,
+             unit: Decimal) -> Remedy:
     reduced = item.copy()
     match item.kind:
         case RemedyKind.points:

@@ -1,6 +1,8 @@
-"""What makes the engine fast changes nothing it decides: the compiled policy and what it keeps
-(traces, combined remedies), the ids made without `uuid`, generated incidents built from their
-draws, the rules found beforehand and the backtest in two processes."""
+"""The fast path decides as the reference engine does, byte for byte, on thousands of generated
+incidents under several policies; and what makes it fast changes nothing it decides: the
+compiled policy and what it keeps (traces, combined remedies), the ids made without `uuid`,
+generated incidents built from their draws, the rules found beforehand and the backtest in two
+processes."""
 
 from __future__ import annotations
 
@@ -16,21 +18,32 @@ from schemas.common import Money
 from schemas.common import deterministic_id as schema_id
 from schemas.decision import RemedyKind, decision_id
 from schemas.incident import Incident, IncidentType, incident_id
-from services.decision import backtest as backtests
-from services.decision.backtest import Tally, backtest, backtest_generated, generate_incidents
-from services.decision.domain import compiled as compiled_policies
+from services.decision.backtest import (
+    Tally,
+    backtest,
+    backtest_generated,
+    generate_incidents,
+    generated,
+    processes,
+)
+from services.decision.domain import engine as reference
 from services.decision.domain import ids
-from services.decision.domain.engine import (
+from services.decision.domain import remedies as reference_remedies
+from services.decision.domain.history import CustomerHistory, PastIncident
+from services.decision.domain.policy import Policy, load_policy
+from services.decision.domain.topup import given_by
+from services.decision.fast import compiled as compiled_policies
+from services.decision.fast.engine import (
     applying_rules,
     cut_to,
     decide,
     evaluate,
     rules_read_compensation,
 )
-from services.decision.domain.history import CustomerHistory, PastIncident
-from services.decision.domain.policy import Policy, load_policy
-from services.decision.domain.remedies import Item, built
+from services.decision.fast.remedies import Item, built
+from services.registry.incident_types import share
 from tests.factories import incident
+from tests.golden import policies as golden_policies
 
 pytestmark = pytest.mark.unit
 
@@ -101,7 +114,7 @@ def test_an_item_is_worth_its_share_of_the_order_as_decimals_would_round_it() ->
     for cents in range(500, 30_000, 37):
         for percent in range(10, 100):
             exact = (Decimal(cents).scaleb(-2) * percent / 100).quantize(Decimal("0.01"))
-            assert Decimal(backtests._share(cents, percent)).scaleb(-2) == exact
+            assert Decimal(share(cents, percent)).scaleb(-2) == exact
 
 
 def test_generated_incidents_are_the_same_for_the_same_seed() -> None:
@@ -109,6 +122,86 @@ def test_generated_incidents_are_the_same_for_the_same_seed() -> None:
     again = list(generate_incidents(500, start=START, days=2, seed=9))
     assert [i.model_dump_json() for i in first] == [i.model_dump_json() for i in again]
     assert {i.type for i in first} == set(IncidentType)
+
+
+# --- the fast path against the reference ---------------------------------------------------
+
+BUSY = variant(
+    guards={"incident_cap": "12.00", "customer_cap": "25.00", "daily_budget": "400.00",
+            "review": [{"id": "many-claims", "when": {"claims_in_window": {"gte": 2}},
+                        "reason": "several claims"},
+                       {"id": "big", "total_above": "15.00", "reason": "a large grant"}]},
+    rules=[
+        {"id": "loyal-gift", "group": "extras", "when": {"tier": ["gold", "platinum"]},
+         "grant": [{"gift": {"item": "mug", "value": "4.00"}},
+                   {"voucher": {"percent": 10, "expires_days": 30}}]},
+        {"id": "loyal-upgrade", "group": "extras", "when": {"tier": ["silver"]},
+         "grant": [{"free_upgrade": {"to": "express", "value": "3.00"}}]},
+        {"id": "repeat", "when": {"incidents_in_window": {"gte": 1}},
+         "grant": [{"points": 250}, {"voucher": {"amount": "3.00", "expires_days": 60}}]},
+        {"id": "granted-before", "when": {"compensation_in_window": {"gte": 5}},
+         "grant": [{"free_delivery": {"orders": 2}}]},
+        {"id": "dear-order", "when": {"order_value": {"gte": 150}},
+         "offer": {"options": [
+             {"label": "refund", "grant": [{"refund": {"fixed": "7.50", "max": "5.00"}}]},
+             {"label": "points", "grant": [{"points": 900}]}], "default": 1}},
+        {"id": "late-call", "when": {"delay_minutes": {"gte": 300}},
+         "grant": [{"personal_call": {"within_hours": 4}},
+                   {"priority_support": {"days": 10}}]},
+    ],
+)
+
+
+def _with_later_stages(made: list[Incident]) -> list[Incident]:
+    """The generated incidents, every third delay followed by a worse stage of it (the same
+    order, later): a top-up."""
+    out = []
+    for n, one in enumerate(made):
+        out.append(one)
+        if one.type is IncidentType.delivery_delayed and n % 3 == 0:
+            out.append(one.model_copy(update={
+                "incident_id": f"{one.incident_id}-worse",
+                "delay_minutes": (one.delay_minutes or 0) * 2 + 240,
+                "detected_at": one.detected_at + timedelta(seconds=1)}))
+    return out
+
+
+def _equivalence(policy: Policy, count: int, seed: int) -> set[str]:
+    """Decides `count` generated incidents (and later stages of some) with both engines, each
+    seeing the histories and budget the reference's decisions left; returns what they met."""
+    histories: dict[str, CustomerHistory] = {}
+    spent = Decimal(0)
+    seen: set[str] = set()
+    made_here = list(generate_incidents(count, start=START, days=1, seed=seed,
+                                        customers=count // 4))
+    for one in _with_later_stages(made_here):
+        history = histories.get(one.customer.id, CustomerHistory())
+        left = policy.guards.daily_budget - spent
+        made = reference.decide(one, history, policy, one.detected_at, budget_remaining=left)
+        fast = decide(one, history, policy, one.detected_at, budget_remaining=left)
+        assert fast.model_dump_json() == made.model_dump_json(), one.incident_id
+        seen |= {name for name, met in (
+            ("caps", made.caps), ("offer", made.offer), ("held", made.review_reason),
+            ("top-up", made.top_up_of),
+            ("group", any("group" in r.reason for r in made.rules))) if met}
+        goodwill = (made.goodwill_value or made.total_value).amount
+        if made.status.executable:
+            spent += goodwill
+        histories[one.customer.id] = history.plus(PastIncident(
+            one.incident_id, one.type, one.detection, one.detected_at, goodwill,
+            order_id=one.order_id, outage_id=one.outage_id,
+            given=tuple(given_by(made).items())))
+    return seen
+
+
+@pytest.mark.parametrize("name", ["default", "tight", "busy"])
+def test_the_fast_path_decides_as_the_reference_does(name: str) -> None:
+    policy = {**golden_policies(), "busy": BUSY}[name]
+    seen = _equivalence(policy, 2500, seed=31)
+    # the comparison took the paths it is meant to cover
+    assert {"caps", "top-up", "group"} <= seen
+    if name != "default":
+        assert seen == {"caps", "offer", "held", "top-up", "group"}
 
 
 # --- the engine --------------------------------------------------------------------------
@@ -192,9 +285,10 @@ def test_an_offer_of_remedies_worth_nothing_totals_in_cents() -> None:
     one = Incident.model_validate(
         incident("delivery_delayed", delay_minutes=10, tenant="t-zero", fact="zero")
     )
-    made = decide(one, CustomerHistory(), policy, one.detected_at)
-    assert made.offer is not None
-    assert made.total_value.model_dump(mode="json") == {"amount": "0.00", "currency": "EUR"}
+    for engine in (decide, reference.decide):
+        made = engine(one, CustomerHistory(), policy, one.detected_at)
+        assert made.offer is not None
+        assert made.total_value.model_dump(mode="json") == {"amount": "0.00", "currency": "EUR"}
 
 
 def test_a_cap_at_zero_cuts_around_a_negative_amount_as_the_cut_order_says() -> None:
@@ -215,6 +309,13 @@ def test_a_cap_at_zero_cuts_around_a_negative_amount_as_the_cut_order_says() -> 
     kept, cut = cut_to([points, call], Decimal(0), plan)
     assert kept == [call]
     assert cut == Decimal("3.00")
+    # the reference, which has no shortcut for a limit of zero, cuts the same
+    mine = [reference_remedies.Item(i.kind, i.value, i.rule_id, amount=i.amount)
+            for i in (voucher, refund)]
+    kept_here, cut_here = reference.cut_to(mine, Decimal(0), DEFAULT)
+    assert [(i.kind, i.value) for i in kept_here] == [
+        (RemedyKind.voucher, Decimal("8.00")), (RemedyKind.refund, Decimal("-8.00"))]
+    assert cut_here == Decimal("2.00")
 
 
 def test_a_model_built_without_validation_needs_every_field() -> None:
@@ -233,8 +334,8 @@ def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.Mon
     def not_here(_: object) -> None:
         raise AssertionError("the incidents were drawn in this process")
 
-    monkeypatch.setattr(backtests, "_WORTH_A_PROCESS", 0)
-    monkeypatch.setattr(backtests._Generated, "incidents", not_here)
+    monkeypatch.setattr(processes, "_WORTH_A_PROCESS", 0)
+    monkeypatch.setattr(generated.GeneratedIncidents, "incidents", not_here)
     advanced: list[int] = []
     shared = backtest_generated(
         3000, policies, start=START, days=2, seed=4, progress=advanced.append, every=500
@@ -248,7 +349,7 @@ def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.Mon
 def test_a_backtest_of_rules_that_look_at_compensation_stays_in_one_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(backtests, "_WORTH_A_PROCESS", 0)
+    monkeypatch.setattr(processes, "_WORTH_A_PROCESS", 0)
     policy = variant(
         rules=[
             {

@@ -18,9 +18,10 @@ from typing import Any
 from schemas.common import Money
 from schemas.decision import RemedyKind, RuleTrace
 from schemas.incident import Detection, Incident, IncidentType
+from services.decision.domain.engine import cap_detail
 from services.decision.domain.history import ZERO, WindowFacts
 from services.decision.domain.policy import Policy, Range, Rule, When
-from services.decision.domain.remedies import (
+from services.decision.fast.remedies import (
     Item,
     Make,
     amount_in,
@@ -354,27 +355,6 @@ class Trigger:
     refund_above: Decimal | None
     total_above: Decimal | None
     reason: str  # with its id
-
-
-def cap_detail(
-    cap: str, policy: Policy, compensation: Decimal, limit: Decimal, *, granted: Decimal = ZERO
-) -> str:
-    """The words of a cap that cut something (`compensation`: granted before in the window;
-    `granted`: by the earlier stages of the same failure, which the incident cap counts)."""
-    guards, currency = policy.guards, policy.currency
-    if cap == "incident":
-        if granted > 0:
-            return (
-                f"at most {guards.incident_cap} {currency} per incident, "
-                f"{granted} {currency} granted before for the same failure"
-            )
-        return f"at most {guards.incident_cap} {currency} per incident"
-    if cap == "customer":
-        return (
-            f"at most {guards.customer_cap} {currency} per customer in "
-            f"{policy.window_days} days, {compensation} {currency} granted before"
-        )
-    return f"{limit} {currency} left in today's budget"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pickle
 import sys
 
-from services.decision.backtest import Sent, find_rules
+from services.decision.backtest.processes import Sent, find_rules
 
 
 def main() -> None:

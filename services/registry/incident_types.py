@@ -1,0 +1,151 @@
+"""One entry per incident type: everything the product needs to know of it, in one place.
+
+An entry names the upstream events that make the incident (data, for intake to dispatch on),
+the pure detectors in `services/intake/domain/detection.py` that make it, the English words of
+its harm (the explanation's first sentence), the facts its message templates show, and how a
+backtest generates one (`Generated`: its weight among generated incidents and its own random
+draw). Its message per locale is `services/fulfilment/templates/<locale>/<type>.txt.j2`.
+`tests/unit/test_registry.py` fails, naming what is missing, when a type or a part is."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from schemas.common import Money
+from schemas.incident import Detection, Incident, IncidentType
+from services.intake.domain import detection
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """How a backtest generates an incident of the type, after its customer and order value:
+    `draw` takes the type's own random numbers (in a fixed order: the same seed gives the same
+    incidents), `fields` turns that draw into the incident's own fields, given the order value
+    in cents and a way to make Money of cents."""
+
+    weight: int  # among the generated incidents of all types
+    detection: Detection
+    draw: Callable[[random.Random], int | None]
+    fields: Callable[[int | None, int, Callable[[int], Money]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEntry:
+    type: IncidentType
+    triggers: tuple[str, ...]  # the upstream event types that make it
+    detectors: tuple[Callable[..., Any], ...]  # the pure functions of intake that make it
+    harm: Callable[[Incident], str]  # "We are sorry: <harm>."
+    template_facts: tuple[str, ...]  # the facts of fulfilment's `_facts` only this type
+    # has (beyond the order), which its templates show; may be none
+    generated: Generated
+
+
+def missing_incident_parts(entries: Mapping[IncidentType, IncidentEntry]) -> list[str]:
+    """What the registry lacks, each named by type and part (empty: nothing)."""
+    problems = [f"incident type {t.value}: no entry" for t in IncidentType if t not in entries]
+    for kind, entry in entries.items():
+        for part in fields(IncidentEntry):
+            if part.name == "template_facts":
+                continue  # a type may show no facts of its own
+            if getattr(entry, part.name) in (None, (), ""):
+                problems.append(f"incident type {kind.value}: no {part.name}")
+        if entry.type is not kind:
+            problems.append(f"incident type {kind.value}: its entry is for {entry.type.value}")
+    return problems
+
+
+def share(cents: int, percent: int) -> int:
+    """`percent` of `cents`, rounded to a cent half to even: the same as
+    `(Decimal(cents).scaleb(-2) * percent / 100).quantize(Decimal("0.01"))` in the default
+    decimal context, in cents."""
+    whole, rest = divmod(cents * percent, 100)
+    return whole + (rest > 50 or (rest == 50 and whole % 2 == 1))
+
+
+def _nothing(_rng: random.Random) -> None:
+    return None
+
+
+def _item_share(rng: random.Random) -> int:
+    return rng.randrange(10, 100)  # the item's share of the order, in percent
+
+
+def _minutes(mean: int) -> Callable[[random.Random], int]:
+    def draw(rng: random.Random) -> int:
+        return int(rng.expovariate(1 / mean))
+
+    return draw
+
+
+def _field(name: str) -> Callable[[int | None, int, Callable[[int], Money]], dict[str, Any]]:
+    return lambda own, _cents, _money: {name: own}
+
+
+def _item(own: int | None, cents: int, money: Callable[[int], Money]) -> dict[str, Any]:
+    assert own is not None
+    return {"item_value": money(share(cents, own))}
+
+
+def _no_fields(_own: int | None, _cents: int, _money: Callable[[int], Money]) -> dict[str, Any]:
+    return {}
+
+
+def _delay_words(i: Incident) -> str:
+    if i.delivered_at is not None or i.delay_band is None:
+        return f"your delivery was {i.delay_minutes} minutes later than we promised"
+    return f"your delivery is already {i.delay_minutes} minutes later than we promised"
+
+
+_ITEM_TRIGGERS = ("order.item_reported",)
+_REPORTED, _PROACTIVE = Detection.customer_reported, Detection.proactive
+
+INCIDENT_TYPES: dict[IncidentType, IncidentEntry] = {
+    IncidentType.delivery_delayed: IncidentEntry(
+        type=IncidentType.delivery_delayed,
+        triggers=("order.placed", "order.delivered"),
+        detectors=(detection.run_check, detection.late_delivery),
+        harm=_delay_words, template_facts=("delay",),
+        generated=Generated(45, _PROACTIVE, _minutes(240), _field("delay_minutes"))),
+    IncidentType.item_defective: IncidentEntry(
+        type=IncidentType.item_defective, triggers=_ITEM_TRIGGERS,
+        detectors=(detection.item_reported,),
+        harm=lambda _i: "an item in your order arrived defective", template_facts=(),
+        generated=Generated(10, _REPORTED, _item_share, _item)),
+    IncidentType.wrong_item: IncidentEntry(
+        type=IncidentType.wrong_item, triggers=_ITEM_TRIGGERS,
+        detectors=(detection.item_reported,),
+        harm=lambda _i: "we sent you the wrong item", template_facts=(),
+        generated=Generated(6, _REPORTED, _item_share, _item)),
+    IncidentType.item_missing: IncidentEntry(
+        type=IncidentType.item_missing, triggers=_ITEM_TRIGGERS,
+        detectors=(detection.item_reported,),
+        harm=lambda _i: "an item was missing from your order", template_facts=(),
+        generated=Generated(6, _REPORTED, _item_share, _item)),
+    IncidentType.order_cancelled: IncidentEntry(
+        type=IncidentType.order_cancelled, triggers=("order.cancelled",),
+        detectors=(detection.merchant_cancellation,),
+        harm=lambda _i: "we cancelled your order after you had paid", template_facts=(),
+        generated=Generated(5, _PROACTIVE, _nothing, _no_fields)),
+    IncidentType.double_charge: IncidentEntry(
+        type=IncidentType.double_charge, triggers=("payment.captured",),
+        detectors=(detection.double_charge,),
+        harm=lambda _i: "we charged you twice for one order", template_facts=("charged",),
+        generated=Generated(3, _PROACTIVE, _nothing,
+                            lambda _own, cents, money: {"charged_amount": money(cents)})),
+    IncidentType.support_wait_exceeded: IncidentEntry(
+        type=IncidentType.support_wait_exceeded, triggers=("support.ticket_updated",),
+        detectors=(detection.support_ticket,),
+        harm=lambda i: f"your request waited {i.wait_minutes} minutes for our first answer",
+        template_facts=("wait", "ticket"),
+        generated=Generated(15, _PROACTIVE, _minutes(600), _field("wait_minutes"))),
+    IncidentType.service_outage: IncidentEntry(
+        type=IncidentType.service_outage, triggers=("outage.declared", "outage.resolved"),
+        detectors=(detection.outage_incidents, detection.outage_resolved_incidents),
+        harm=lambda i: (f"our service was unavailable for {i.outage_minutes} minutes"
+                        if i.outage_minutes else "our service was unavailable"),
+        template_facts=("outage",),
+        generated=Generated(10, _PROACTIVE, _minutes(90), _field("outage_minutes"))),
+}
