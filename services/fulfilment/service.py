@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -27,7 +27,7 @@ from schemas.common import Channel
 from schemas.deadletter import REDRIVE_HEADER, DeadLetterReason
 from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
-from schemas.task import HumanTask, TaskCreated
+from schemas.task import TaskCreated
 from services.common.adapters.mongo import Doc, insert_new, stored
 from services.common.clock import Clock
 from services.common.errors import describe
@@ -36,6 +36,24 @@ from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, 
 from services.common.outbox import record_then_publish
 from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.channels import MessageChannel, OutgoingMessage
+from services.fulfilment.domain.plan import (
+    apology_key,
+    brought,
+    confirmed,
+    confirms,
+    follow_up_key,
+    in_round,
+    perk,
+    points_credit,
+    points_detail,
+    ref_of,
+    refund_problem,
+    task_detail,
+    task_of,
+    time_to_apology,
+    voucher_detail,
+    voucher_grant,
+)
 from services.fulfilment.edges import RECORD_ONLY, Route, route
 from services.fulfilment.errors import PermanentError
 from services.fulfilment.gateway import (
@@ -85,18 +103,6 @@ class FulfilmentMetrics:
         self.effects = EffectMetrics(registry)
 
 
-# What a person is asked to do, and by when (hours) unless the decision says.
-TASK_WORDS: dict[RemedyKind, str] = {
-    RemedyKind.personal_call: "Call the customer to apologise in person: {note}.",
-    RemedyKind.priority_support: "Route the customer's requests to the priority queue: {note}.",
-    RemedyKind.free_upgrade: "Give the customer {note}.",
-    RemedyKind.replacement: "Ship {note} for the affected item, at no charge.",
-    RemedyKind.gift: "Send the customer {note} with a handwritten thank-you.",
-}
-TASK_HOURS: dict[RemedyKind, int] = {RemedyKind.priority_support: 1,
-                                     RemedyKind.replacement: 24, RemedyKind.gift: 72}
-
-
 @dataclass(frozen=True, slots=True)
 class Run:
     """A decision to carry out and the record it arrived in (rebuilt for the sweep)."""
@@ -106,7 +112,7 @@ class Run:
 
     @property
     def ref(self) -> str:
-        return f"{self.decision.decision_id}:{self.decision.revision}"
+        return ref_of(self.decision)
 
 
 @dataclass
@@ -220,13 +226,13 @@ class FulfilmentService:
                 failed.append((run.record, DeadLetterReason.processing_failed,
                                f"action {key} ({action.kind.value}) of decision "
                                f"{run.decision.decision_id}: {done.error}"))
-                parts.append(_in_round(key, batch.rounds.get(key, 0)))
+                parts.append(in_round(key, batch.rounds.get(key, 0)))
         tenants = {run.decision.decision_id: run.decision.incident.tenant
                    for run, _, _ in batch.results.values()}
         new = await self._publish(outcomes, batch.now, batch.rounds, tenants)
         for key, (run, done) in batch.follow_ups.items():
             if done.error is not None and done.fresh:  # a follow-up has no outcome
-                part = _in_round(key, batch.rounds.get(key, 0))
+                part = in_round(key, batch.rounds.get(key, 0))
                 new.add(part)
                 failed.append((run.record, DeadLetterReason.processing_failed,
                                f"follow-up {key} of decision {run.decision.decision_id}: "
@@ -269,7 +275,7 @@ class FulfilmentService:
             batch.codes[action.idempotency_key] = voucher.code
             # The code is a bearer secret: it goes to the customer, not into outcomes.
             batch.results[action.idempotency_key] = (run, action, Done(
-                ActionStatus.succeeded, f"voucher issued, valid until {voucher.expires_at.date()}"))
+                ActionStatus.succeeded, voucher_detail(voucher.expires_at)))
 
     def _base(self, run: Run, action: Action, now: datetime) -> Doc:
         return {"_id": action.idempotency_key, "customer_id": run.decision.incident.customer.id,
@@ -285,63 +291,41 @@ class FulfilmentService:
         base = self._base(run, action, batch.now)
         match action.kind:
             case RemedyKind.points:
-                batch.credits.append({**base, "points": action.points or 0,
-                                      "reason": decision.incident.type.value,
-                                      "expires_at": batch.now + timedelta(
-                                          days=self.settings.points_expiry_days)})
-                return Done(ActionStatus.succeeded, f"{action.points} points credited")
+                credit = points_credit(decision, action, batch.now,
+                                       self.settings.points_expiry_days)
+                batch.credits.append({**base, "points": credit.points, "reason": credit.reason,
+                                      "expires_at": credit.expires_at})
+                return Done(ActionStatus.succeeded, points_detail(action))
             case RemedyKind.voucher:
+                grant = voucher_grant(decision, action, batch.now,
+                                      self.settings.voucher_expiry_days)
                 batch.vouchers.append((run, action, Voucher(
-                    code="", action_key=action.idempotency_key, customer_id=customer.id,
-                    amount=action.amount, percent=action.percent,
-                    currency=(action.amount or action.value).currency, issued_at=batch.now,
-                    expires_at=action.expires_at or batch.now + timedelta(
-                        days=self.settings.voucher_expiry_days),
-                    tenant=decision.incident.tenant, reason=_voucher_reason(decision, action))))
+                    code="", action_key=grant.key, customer_id=grant.customer_id,
+                    amount=grant.amount, percent=grant.percent, currency=grant.currency,
+                    issued_at=batch.now, expires_at=grant.expires_at, tenant=grant.tenant,
+                    reason=grant.reason)))
                 return None
             case RemedyKind.free_delivery:
-                batch.perks.append({**base, "kind": action.kind.value,
-                                    "orders": action.quantity or 1,
-                                    "expires_at": batch.now + timedelta(
-                                        days=self.settings.perk_expiry_days)})
-                return Done(ActionStatus.succeeded,
-                            f"free delivery on the next {action.quantity or 1} order(s)")
+                granted = perk(decision, action, batch.now, self.settings.perk_expiry_days)
+                batch.perks.append({**base, "kind": granted.kind.value,
+                                    "orders": granted.orders, "expires_at": granted.expires_at})
+                return Done(ActionStatus.succeeded, granted.detail)
             case _:
-                task = self._task(decision, action, batch.now)
+                task = task_of(decision, action, batch.now)
                 batch.tasks.append((base["_id"], {**base, "kind": action.kind.value,
                                      "due_by": task.due_by},
                                     outgoing(self.settings.tasks_topic, TaskCreated(
                                         id=task.task_id, source="amends/fulfilment",
                                         time=batch.now, subject=customer.id,
                                         tenant=decision.incident.tenant, data=task))))
-                return Done(ActionStatus.succeeded,
-                            f"task for a person, due {task.due_by:%Y-%m-%d %H:%M} UTC")
-
-    def _task(self, decision: Decision, action: Action, now: datetime) -> HumanTask:
-        incident = decision.incident
-        hours = TASK_HOURS.get(action.kind, 24)
-        return HumanTask(
-            task_id=action.idempotency_key, kind=action.kind, decision_id=decision.decision_id,
-            incident_id=incident.incident_id, customer_id=incident.customer.id,
-            order_id=incident.order_id, what=TASK_WORDS[action.kind].format(note=action.note),
-            due_by=action.due_by or now + timedelta(hours=hours),
-            priority="high" if action.kind in {RemedyKind.personal_call,
-                                               RemedyKind.replacement} else "normal",
-            value=action.value, context=decision.explanation[:2000])
+                return Done(ActionStatus.succeeded, task_detail(task))
 
     # --- refunds -----------------------------------------------------------------------------
 
     async def _refund(self, batch: Batch, run: Run, action: Action) -> Done | None:
         """Refuse a refund that cannot be right; queue the others for the gateway (None)."""
         incident = run.decision.incident
-        paid = incident.charged_amount or incident.order_value
-        problem = None
-        if action.amount is None or paid is None:
-            problem = "refund without an amount or a known payment"
-        elif action.amount.currency != paid.currency or action.amount.amount > paid.amount:
-            problem = f"refund of {action.amount} exceeds what was paid ({paid})"
-        elif action.amount.amount <= 0:
-            problem = f"refund of {action.amount} is not a refund"
+        problem = refund_problem(run.decision, action)
         if problem is not None or action.amount is None:
             return Done(ActionStatus.failed, problem or "", batch.now, problem)
         request = RefundRequest(idempotency_key=action.idempotency_key,
@@ -499,9 +483,9 @@ class FulfilmentService:
         """Tell the customer what a later revision gave them (their choice, the default
         after the deadline, a reviewer's approval), once per revision, when the apology went
         out with an earlier one; an apology sent with this revision has said it already."""
-        confirming = {run.ref: run for run in runs if _confirms(run.decision)}
+        confirming = {run.ref: run for run in runs if confirms(run.decision)}
         apologies = {ref: key for ref, run in confirming.items()
-                     if (key := _apology_key(run.decision)) is not None}
+                     if (key := apology_key(run.decision)) is not None}
         if not apologies:
             return
         # Which revision each apology went out with (only revisions after the first read
@@ -515,20 +499,14 @@ class FulfilmentService:
         if not due:
             return
         codes = batch.codes | await self.vouchers.codes_for(
-            [a.idempotency_key for run in due for a in _brought(run.decision)
+            [a.idempotency_key for run in due for a in brought(run.decision)
              if a.kind is RemedyKind.voucher and a.idempotency_key not in batch.codes])
         jobs: list[Job] = []
         waiting: dict[str, Run] = {}
         for run in due:
-            states: dict[str, str] = {}
-            given: list[Action] = []
-            for action in _brought(run.decision):
-                status = _status(action.idempotency_key, known, batch)
-                if status is ActionStatus.failed:
-                    continue  # not what they have; its dead letter is the team's to act on
-                given.append(action)
-                if action.kind is RemedyKind.refund:
-                    states[action.idempotency_key] = "done" if status else "pending"
+            given, states = confirmed(run.decision, {
+                a.idempotency_key: _status(a.idempotency_key, known, batch)
+                for a in brought(run.decision)})
             key = follow_up_key(run.decision)
             if not given:  # all it brought failed: dead-lettered, nothing true to confirm
                 log.warning("no follow-up for %s: nothing it brought was carried out", key)
@@ -633,7 +611,7 @@ class FulfilmentService:
                                   "claim": token, "round": round_, "redriven_by": letter,
                                   "detail": f"tried again: dead letter {letter} redriven"}
                     if collection is self.store.refunds:
-                        again["gateway_key"] = _in_round(doc["_id"], round_)
+                        again["gateway_key"] = in_round(doc["_id"], round_)
                     result = await collection.update_one(
                         {"_id": doc["_id"], "status": EffectState.failed.value,
                          "attempts": doc.get("attempts", 0),
@@ -737,7 +715,7 @@ class FulfilmentService:
         items: list[tuple[str, Doc, Outgoing]] = []
         ids: list[str] = []
         for outcome in outcomes:
-            record_id = _in_round(outcome.idempotency_key,
+            record_id = in_round(outcome.idempotency_key,
                                   rounds.get(outcome.idempotency_key, 0))
             tenant = (tenants or {}).get(outcome.decision_id)
             event = OutcomeRecorded(id=record_id, source="amends/fulfilment", time=now,
@@ -765,9 +743,7 @@ class FulfilmentService:
     def _outcome(decision: Decision, action: Action, done: Done, now: datetime) -> Outcome:
         status = done.status or ActionStatus.failed
         completed = done.at or now
-        latency = None
-        if action.kind is RemedyKind.apology and status is ActionStatus.succeeded:
-            latency = max(0.0, (completed - decision.incident.occurred_at).total_seconds())
+        latency = time_to_apology(decision, action, status, completed)
         return Outcome(idempotency_key=action.idempotency_key, decision_id=decision.decision_id,
                        incident_id=decision.incident.incident_id,
                        customer_id=decision.incident.customer.id, position=action.position,
@@ -795,52 +771,12 @@ def redrive_of(record: Record) -> str | None:
     return None
 
 
-def _in_round(key: str, round_: int) -> str:
-    """The id of an effect's outcome (and gateway key) in a retry round after a redrive."""
-    return key if round_ == 0 else f"{key}#{round_}"
-
-
-def follow_up_key(decision: Decision) -> str:
-    """The idempotency key of the message confirming a revision: one per revision."""
-    return f"{decision.decision_id}:follow-up:{decision.revision}"
-
-
-def _confirms(decision: Decision) -> bool:
-    """A revision that settles what the customer gets: a choice, its default, an approval."""
-    if decision.revision == 0 or not decision.status.executable:
-        return False
-    return decision.choice is not None or (decision.review is not None
-                                           and decision.review.verdict == "approved")
-
-
-def _apology_key(decision: Decision) -> str | None:
-    return next((a.idempotency_key for a in decision.actions
-                 if a.kind is RemedyKind.apology), None)
-
-
-def _brought(decision: Decision) -> list[Action]:
-    """The remedies a revision brought: the chosen option's, or after a review all of them."""
-    if decision.choice is not None and decision.offer is not None:
-        chosen = decision.offer.options[decision.choice.option].actions
-        keys = {a.idempotency_key for a in chosen}
-        return [a for a in decision.actions if a.idempotency_key in keys]
-    return [a for a in decision.actions if a.kind is not RemedyKind.apology]
-
-
 def _status(key: str, known: Mapping[str, Outcome], batch: Batch) -> ActionStatus | None:
     """What is known of an action now: its outcome, or None while it is under way."""
     if key in known:
         return known[key].status
     result = batch.results.get(key)
     return result[2].status if result is not None else None
-
-
-def _voucher_reason(decision: Decision, action: Action) -> str:
-    """A voucher's reason: the operator's note for a manual voucher (an action no policy
-    rule granted), else the incident's type."""
-    if action.rule_id is None and action.note:
-        return action.note
-    return decision.incident.type.value
 
 
 def _origin(record: Record) -> list[Any]:
