@@ -181,9 +181,6 @@ class FlagOutbox(Generic[R]):
                                                "published": {"$ne": True}},
                                               {"$set": {"published": True}})
 
-    async def create_indexes(self) -> None:
-        return None  # `_id` is the index it needs
-
 
 @dataclass
 class MongoPointsLedger:
