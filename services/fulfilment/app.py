@@ -3,41 +3,60 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
+from schemas.common import Channel
 from services.common.adapters.mongo import Doc
+from services.common.adapters.storage import server_of
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import install_erasure
-from services.common.messaging import Record
+from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
 from services.fulfilment import http, retention
-from services.fulfilment.adapters.mongo import FulfilmentStore
+from services.fulfilment.adapters import ferretdb, mongodb
+from services.fulfilment.channels import MessageChannel
 from services.fulfilment.edges import message_channels, payment_gateway
+from services.fulfilment.gateway import PaymentGateway
+from services.fulfilment.ports import Stores
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
-from services.fulfilment.vouchers import VoucherStore
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: FulfilmentSettings | None = None, *,
-               mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
+               mongo: AsyncMongoClient[Doc] | None = None, stores: Stores | None = None,
+               publisher: Publisher | None = None, gateway: PaymentGateway | None = None,
+               channels: Mapping[Channel, MessageChannel] | None = None,
+               clock: Clock | None = None,
                registry: CollectorRegistry | None = None) -> FastAPI:
+    """The fulfilment app; every keyword's default is production, and each is what a test
+    may replace (`stores` with the fakes: then no database is touched)."""
     settings = settings or FulfilmentSettings()
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
-    store = FulfilmentStore(runtime.db)
-    vouchers = VoucherStore(runtime.db)
-    gateway = payment_gateway(settings)
-    channels = message_channels(settings, runtime.clock)
-    service = FulfilmentService(settings=settings, store=store, vouchers=vouchers,
-                                publisher=runtime.publisher, dead_letters=runtime.dead_letters,
+    gateway = gateway if gateway is not None else payment_gateway(settings)
+    channels = channels if channels is not None else message_channels(settings, runtime.clock)
+    service = FulfilmentService(settings=settings,
+                                stores=stores or ferretdb.stores(runtime.db)[0],
+                                publisher=publisher or runtime.publisher,
+                                dead_letters=runtime.dead_letters,
                                 clock=runtime.clock, metrics=FulfilmentMetrics(runtime.registry),
                                 gateway=gateway, channels=channels, links=runtime.links)
-    runtime.on_start.extend([store.create_indexes, vouchers.create_indexes])
+    if stores is None:
+        async def choose_stores() -> None:
+            """FerretDB's adapter or MongoDB's, by the setting or by what the server is."""
+            server = await server_of(runtime.mongo, settings.store_backend)
+            build = mongodb.stores if server.backend == "mongodb" else ferretdb.stores
+            service.stores, create_indexes = build(runtime.db)
+            await create_indexes()
+            log.info("fulfilment stores: %s adapter", server.backend)
+
+        runtime.on_start.append(choose_stores)
 
     async def close_clients() -> None:
         for client in [gateway, *channels.values()]:
@@ -65,6 +84,6 @@ def create_app(settings: FulfilmentSettings | None = None, *,
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],
                       produces=[settings.outcomes_topic, settings.tasks_topic])
-    app.include_router(http.router(store, vouchers, runtime))
+    app.include_router(http.router(lambda: service.stores, runtime))
     app.state.service = service
     return app

@@ -6,8 +6,7 @@ Manual vouchers are not issued here: they are decisions (decision's `POST
 /v1/manual-vouchers`), so they pass the policy's caps, the budget and review like any other.
 """
 
-import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,27 +16,19 @@ from pydantic import AwareDatetime, BaseModel, Field
 from schemas.common import DecimalText, Money
 from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
 from services.common.access import AccessDeniedError, Principal, Role, operator
-from services.common.adapters.mongo import Doc, stored
 from services.common.app import Runtime
 from services.common.clock import Clock
-from services.fulfilment.adapters.mongo import FulfilmentStore
-from services.fulfilment.remote import EffectState
+from services.fulfilment.domain.effects import Effect, EffectState
+from services.fulfilment.ports import Stores
 from services.fulfilment.service import LINK_MARK
-from services.fulfilment.vouchers import (
-    Redemption,
-    Voucher,
-    VoucherError,
-    VoucherStatus,
-    VoucherStore,
-)
+from services.fulfilment.vouchers import Redemption, Voucher, VoucherError, VoucherStatus
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
 DecisionId = Annotated[str, Path(min_length=1, max_length=128)]
 Code = Annotated[str, Path(max_length=64)]
 _STATUS = {"not_found": 404, "redeemed": 409, "expired": 410, "currency": 422, "value": 422}
-# A customer link's token (a compact JWT); shown to operators as a placeholder, never as is:
-# whoever holds it sees the customer's page.
-_LINK_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# Where a message's link had its token, as operators see it: the token is a bearer secret
+# (whoever holds it sees the customer's page) and is never stored (see `LINK_MARK`).
 LINK_PLACEHOLDER = "<customer link>"
 
 
@@ -111,14 +102,15 @@ def _refused(exc: VoucherError) -> HTTPException:
                          detail={"problem": exc.problem, "message": str(exc)})
 
 
-def router(store: FulfilmentStore, vouchers: VoucherStore, runtime: Runtime) -> APIRouter:
+def router(stores_of: Callable[[], Stores], runtime: Runtime) -> APIRouter:
+    """The API over the stores `stores_of()` gives (chosen when the app starts)."""
     api = APIRouter(prefix="/v1")
     access, clock = runtime.access, runtime.clock
     Viewer = Annotated[Principal, Depends(operator(access, Role.viewer))]  # noqa: N806
     Support = Annotated[Principal, Depends(operator(access, Role.support))]  # noqa: N806
 
     async def voucher_of(principal: Principal, code: str) -> Voucher:
-        voucher = await vouchers.get(code, clock())
+        voucher = await stores_of().vouchers.get(code, clock())
         if voucher is None:
             raise HTTPException(404, detail={"problem": "not_found",
                                              "message": "no such voucher"})
@@ -134,14 +126,15 @@ def router(store: FulfilmentStore, vouchers: VoucherStore, runtime: Runtime) -> 
                              request: RedeemRequest) -> Redemption:
         await voucher_of(principal, code)
         try:
-            return await vouchers.redeem(code, request.order_id, request.order_total, clock())
+            return await stores_of().vouchers.redeem(code, request.order_id,
+                                                     request.order_total, clock())
         except VoucherError as exc:
             raise _refused(exc) from None
 
     @api.get("/customers/{customer_id}/case", summary="Everything done for a customer",
              tags=["case"])
     async def case(principal: Viewer, customer_id: CustomerId) -> Case:
-        return await customer_case(store, vouchers, customer_id, clock,
+        return await customer_case(stores_of(), customer_id, clock,
                                    access.tenants(principal))
 
     @api.get("/customer/decisions/{decision_id}", tags=["customer"],
@@ -159,100 +152,74 @@ def router(store: FulfilmentStore, vouchers: VoucherStore, runtime: Runtime) -> 
         if not given:
             raise AccessDeniedError(401, "link", "this page needs the link from your message")
         grant = runtime.links.verify(given, decision_id, clock())
-        decision = await newest_decision(store, decision_id)
+        decision = await stores_of().decisions.newest(decision_id)
         if decision is None:
             raise HTTPException(404, detail={"problem": "not_found",
                                              "message": "nothing recorded for this link yet"})
         if decision.incident.customer.id != grant.customer_id:
             raise AccessDeniedError(403, "link_customer",
                                     "the link was issued to another customer")
-        return await customer_view(store, vouchers, decision, clock(), grant.expires_at)
+        return await customer_view(stores_of(), decision, clock(), grant.expires_at)
 
     return api
 
 
-# Bookkeeping of delivery, and the HTML twin of the text: not part of the case.
-INTERNAL_MESSAGE_FIELDS = frozenset({"_id", "html", "origin", "decision_ref", "claimed_at",
-                                     "claim", "next_attempt_at", "attempts", "paused",
-                                     "round", "redriven_by", "remote"})
+# What an operator sees of a message: not its delivery's bookkeeping, nor the HTML twin of
+# the text.
+CASE_MESSAGE_FIELDS = ("customer_id", "tenant", "decision_id", "position", "kind", "revision",
+                       "created_at", "incident_type", "channel", "locale", "subject", "text",
+                       "status", "detail", "settled_at", "sent_at", "message_id")
 
 
-def _tenant_of_key(action_key: str, tenants: Mapping[str, str | None]) -> str | None:
-    """The tenant of an action's decision (its key is `<decision_id>:<position>`)."""
-    return tenants.get(action_key.rpartition(":")[0])
+def _message_view(message: Effect) -> dict[str, Any]:
+    """A message as an operator sees it, its link's place marked."""
+    view: dict[str, Any] = {"idempotency_key": message.key}
+    for name in CASE_MESSAGE_FIELDS:
+        value = getattr(message, name)
+        if value is None and name != "tenant":
+            continue
+        view[name] = (value.replace(LINK_MARK, LINK_PLACEHOLDER) if isinstance(value, str)
+                      else value)
+    return view
 
 
-def _redacted(message: Doc) -> Doc:
-    """A stored message as an operator sees it: its link's token is never stored (see
-    `LINK_MARK`), nor shown from messages stored before that was so."""
-    return {k: _LINK_TOKEN.sub(LINK_PLACEHOLDER, v.replace(LINK_MARK, LINK_PLACEHOLDER))
-            if isinstance(v, str) else v for k, v in message.items()}
-
-
-async def customer_case(store: FulfilmentStore, vouchers: VoucherStore, customer_id: str,
-                        clock: Clock, tenants: Collection[str | None] | None = None) -> Case:
-    """The customer's case; with `tenants`, only the records of those tenants (the tenant a
-    record carries, or its decision's)."""
+async def customer_case(stores: Stores, customer_id: str, clock: Clock,
+                        tenants: Collection[str | None] | None = None) -> Case:
+    """The customer's case; with `tenants`, only the records of those tenants."""
     now = clock()
-    query = {"customer_id": customer_id}
-    newest: dict[str, dict[str, Any]] = {}
-    async for doc in store.decisions.find(query):
-        decision = stored(doc["decision"])
-        have = newest.get(decision["decision_id"])
-        if have is None or decision.get("revision", 0) > have.get("revision", 0):
-            newest[decision["decision_id"]] = decision
-    of_decision = {d: body["incident"].get("tenant") for d, body in newest.items()}
 
     def seen(tenant: str | None) -> bool:
         return tenants is None or tenant in tenants
 
-    def seen_doc(doc: Doc, decision_id: str | None) -> bool:
-        return seen(doc["tenant"] if "tenant" in doc else of_decision.get(decision_id or ""))
-
-    decisions = sorted((d for d in newest.values() if seen(d["incident"].get("tenant"))),
-                       key=lambda d: d["decided_at"], reverse=True)
-    outcomes = [stored(o["outcome"]) async for o in store.outcomes.collection.find(query)
-                if seen_doc(o, stored(o["outcome"])["decision_id"])]
-    outcomes.sort(key=lambda o: (o["completed_at"], o["position"]), reverse=True)
-    messages = [_redacted({k: v for k, v in m.items() if k not in INTERNAL_MESSAGE_FIELDS})
-                | {"idempotency_key": m["_id"]} async for m in store.messages.find(query)
-                if seen_doc(m, m.get("decision_id"))]
-    messages.sort(key=lambda m: m["created_at"], reverse=True)
-    points = 0
-    async for entry in store.points_ledger.find({**query, "expires_at": {"$gt": now}},
-                                                {"points": 1, "decision_id": 1, "tenant": 1}):
-        if seen_doc(entry, entry.get("decision_id")):
-            points += int(entry["points"])
+    decisions = sorted((d for d in await stores.decisions.of_customer(customer_id)
+                        if seen(d.incident.tenant)), key=lambda d: d.decided_at, reverse=True)
+    bodies = [d.model_dump(mode="json") for d in decisions]
+    outcomes = sorted((k.outcome for k in await stores.outcomes.of_customer(customer_id)
+                       if seen(k.tenant)),
+                      key=lambda o: (o.completed_at, o.position), reverse=True)
+    messages = sorted((m for m in await stores.messages.of_customer(customer_id)
+                       if seen(m.tenant)), key=lambda m: m.created_at, reverse=True)
+    points = sum(c.points for c in await stores.points.of_customer(customer_id, now)
+                 if seen(c.tenant))
     return Case(
         customer_id=customer_id,
         points_balance=points,
-        incidents=[d["incident"] for d in decisions],
-        decisions=[{k: v for k, v in d.items() if k != "incident"} for d in decisions],
-        actions=outcomes,
-        vouchers=[v for v in await vouchers.for_customer(customer_id, now)
-                  if seen(v.tenant or _tenant_of_key(v.action_key, of_decision))],
-        messages=messages,
+        incidents=[body["incident"] for body in bodies],
+        decisions=[{k: v for k, v in body.items() if k != "incident"} for body in bodies],
+        actions=[o.model_dump(mode="json") for o in outcomes],
+        vouchers=[v for v in await stores.vouchers.for_customer(customer_id, now)
+                  if seen(v.tenant)],
+        messages=[_message_view(m) for m in messages],
     )
 
 
-async def newest_decision(store: FulfilmentStore, decision_id: str) -> Decision | None:
-    """The latest revision of a decision as fulfilment received it."""
-    newest: Doc | None = None
-    async for doc in store.decisions.find({"decision_id": decision_id},
-                                          {"revision": 1, "decision": 1}):
-        if newest is None or doc.get("revision", 0) > newest.get("revision", 0):
-            newest = doc
-    return None if newest is None else Decision.model_validate(stored(newest["decision"]))
-
-
-async def customer_view(store: FulfilmentStore, vouchers: VoucherStore, decision: Decision,
-                        now: datetime, link_expires_at: datetime) -> CustomerPage:
+async def customer_view(stores: Stores, decision: Decision, now: datetime,
+                        link_expires_at: datetime) -> CustomerPage:
     keys = [a.idempotency_key for a in decision.actions]
-    outcomes = await store.outcomes_of(keys)
-    refunds = {d["_id"]: d.get("status") async for d in store.refunds.find(
-        {"_id": {"$in": keys}}, {"status": 1})} if any(
+    outcomes = await stores.outcomes.outcomes_of(keys)
+    refunds = {e.key: e.status for e in await stores.refunds.get(keys)} if any(
         a.kind is RemedyKind.refund for a in decision.actions) else {}
-    issued = {v.action_key: v for v in await vouchers.for_customer(
+    issued = {v.action_key: v for v in await stores.vouchers.for_customer(
         decision.incident.customer.id, now) if v.action_key in keys}
 
     def state(action: Action) -> RemedyState:

@@ -1,7 +1,8 @@
 """Effects outside Amends — a refund at a payment gateway, an apology through a channel — done
 at most once per action however often a decision arrives and whoever else is working on it.
 
-Each effect is a document keyed by the action's idempotency key that moves through:
+Each effect is a record (`domain.effects.Effect`) keyed by the action's idempotency key, kept
+in an `EffectLog` (ports), that moves through:
 
     claimed ──▶ succeeded | failed                  (a final answer)
         │
@@ -33,37 +34,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pymongo import UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
 
 from schemas.outcome import ActionStatus
-from services.common.adapters.mongo import BULK_STATEMENTS, Doc, insert_new, write_failure
 from services.common.clock import Clock
+from services.fulfilment.domain.effects import FINAL, Change, Effect, EffectState
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
+from services.fulfilment.ports import EffectLog
 from services.fulfilment.retry import Sleep, retry
 from services.fulfilment.settings import FulfilmentSettings
 
 log = logging.getLogger(__name__)
 
-
-class EffectState(StrEnum):
-    claimed = "claimed"
-    retry = "retry"
-    pending = "pending"
-    paused = "paused"
-    succeeded = "succeeded"
-    failed = "failed"
-
-
-FINAL = {EffectState.succeeded.value: ActionStatus.succeeded,
-         EffectState.failed.value: ActionStatus.failed}
-UNFINISHED = [EffectState.claimed.value, EffectState.retry.value, EffectState.pending.value,
-              EffectState.paused.value]
 
 # When the running batch stops starting calls (the event loop's clock), for the calls it runs.
 _deadline: ContextVar[float | None] = ContextVar("effects_deadline", default=None)
@@ -112,20 +95,21 @@ class Done:
     fresh: bool = True  # learnt now, not read back from what an earlier attempt wrote
 
     @classmethod
-    def of(cls, doc: Doc) -> Done:
-        status = FINAL.get(doc.get("status", ""))
-        return cls(status, doc.get("detail", "under way"), doc.get("settled_at"),
-                   doc.get("detail") if status is ActionStatus.failed else None, fresh=False)
+    def of(cls, effect: Effect) -> Done:
+        status = FINAL.get(effect.status or "")
+        detail = effect.detail if effect.detail is not None else "under way"
+        return cls(status, detail, effect.settled_at,
+                   effect.detail if status is ActionStatus.failed else None, fresh=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One effect to bring about: its document as first written, and — for a remote effect —
-    the call that performs it (given the document as it stands)."""
+    """One effect to bring about: its record as first written, and — for a remote effect —
+    the call that performs it (given the record as it stands)."""
 
     key: str
-    doc: Doc
-    perform: Callable[[Doc], Awaitable[tuple[Done, Doc]]] | None = None
+    effect: Effect
+    perform: Callable[[Effect], Awaitable[tuple[Done, Change]]] | None = None
 
 
 @dataclass
@@ -144,42 +128,42 @@ class RemoteEffects:
         # with a bad key; each sweep's first call probes it again.
         self._refused_until: dict[str, float] = {}
 
-    async def run(self, collection: AsyncCollection[Doc], jobs: Sequence[Job],
+    async def run(self, kept: EffectLog, jobs: Sequence[Job],
                   now: datetime, *, deadline: float | None = None) -> dict[str, Done]:
         """Bring about each job's effect once; returns what is known of each key now.
         `deadline` (the event loop's clock) is when no more calls are started."""
         if not jobs:
             return {}
         token = new_claim()
-        first = [{**job.doc, "status": EffectState.claimed.value, "claimed_at": now,
-                  "claim": token, "attempts": 0} if job.perform is not None else job.doc
+        first = [job.effect.claimed_by(token, now) if job.perform is not None else job.effect
                  for job in jobs]
-        mine = await insert_new(collection, first)
+        mine = await kept.add_new(first)
         done: dict[str, Done] = {}
         theirs = [job.key for job in jobs if job.key not in mine]
         if theirs:
-            async for doc in collection.find({"_id": {"$in": theirs}}):
-                done[doc["_id"]] = Done.of(doc)
-        ours = [(job, doc) for job, doc in zip(jobs, first, strict=True) if job.key in mine]
-        for job, doc in ours:
+            for effect in await kept.get(theirs):
+                done[effect.key] = Done.of(effect)
+        ours = [(job, effect) for job, effect in zip(jobs, first, strict=True)
+                if job.key in mine]
+        for job, effect in ours:
             if job.perform is None:
-                done[job.key] = Done.of(doc)
-        done.update(await self.perform(collection, [(job, doc) for job, doc in ours
-                                                    if job.perform is not None],
+                done[job.key] = Done.of(effect)
+        done.update(await self.perform(kept, [(job, effect) for job, effect in ours
+                                             if job.perform is not None],
                                        deadline=deadline))
         return done
 
-    async def perform(self, collection: AsyncCollection[Doc],
-                      claimed: Sequence[tuple[Job, Doc]], *,
+    async def perform(self, kept: EffectLog,
+                      claimed: Sequence[tuple[Job, Effect]], *,
                       deadline: float | None = None) -> dict[str, Done]:
         """Call out for each claimed job (a bounded number at a time, none started after
         `deadline`) and write down what came of it, while the claim is still ours."""
         if not claimed:
             return {}
         loop = asyncio.get_running_loop()
-        claims = {job.key: doc.get("claim") for job, doc in claimed}
+        claims = {job.key: effect.claim for job, effect in claimed}
 
-        async def one(job: Job, doc: Doc) -> tuple[str, Done, Doc]:
+        async def one(job: Job, effect: Effect) -> tuple[str, Done, Change]:
             assert job.perform is not None
             async with self._limit:
                 if deadline is not None and loop.time() >= deadline:
@@ -188,57 +172,39 @@ class RemoteEffects:
                         "status": EffectState.retry.value, "detail": detail,
                         "next_attempt_at": self.clock()}
                 _deadline.set(deadline)  # this task's own context
-                result, fields = await job.perform(doc)
-            return job.key, result, fields
+                result, change = await job.perform(effect)
+            return job.key, result, change
 
-        keeper = asyncio.create_task(self._keep_claims(collection, claims))
+        keeper = asyncio.create_task(self._keep_claims(kept, claims))
         try:
-            results = await asyncio.gather(*(one(job, doc) for job, doc in claimed))
+            results = await asyncio.gather(*(one(job, effect) for job, effect in claimed))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        ops = [UpdateOne({"_id": key, "claim": claims[key]},
-                         {"$set": fields, "$inc": {"attempts": 1}})
-               for key, _, fields in results]
+        effects = {job.key: effect for job, effect in claimed}
         done = {key: result for key, result, _ in results}
-        written = await self._write(collection, ops)
-        await self._wake_paused(collection, claimed, {key: f for key, _, f in results})
-        if written < len(ops):
+        written = await kept.settle([(effects[key], change) for key, _, change in results])
+        await self._wake_paused(kept, claimed, {key: c for key, _, c in results})
+        if written < len(results):
             # Some claims were taken over meanwhile (this process stalled past the lease):
             # what the new owner wrote, or is doing, stands; it reports the outcome.
-            async for doc in collection.find({"_id": {"$in": list(done)}}):
-                if doc.get("claim") != claims[doc["_id"]]:
-                    done[doc["_id"]] = Done.of(doc)
+            for effect in await kept.get(list(done)):
+                if effect.claim != claims[effect.key]:
+                    done[effect.key] = Done.of(effect)
         return done
 
-    async def _wake_paused(self, collection: AsyncCollection[Doc],
-                           claimed: Sequence[tuple[Job, Doc]], fields: Mapping[str, Doc]) -> None:
+    async def _wake_paused(self, kept: EffectLog, claimed: Sequence[tuple[Job, Effect]],
+                           changes: Mapping[str, Change]) -> None:
         """A remote that refused our credentials accepts them again: what waits for it is
         due now, not after its own growing pause."""
-        recovered = {doc["remote"] for job, doc in claimed
-                     if doc.get("paused") and doc.get("remote")
-                     and fields[job.key].get("status") != EffectState.paused.value}
-        for remote in sorted(recovered):
-            await collection.update_many(
-                {"status": EffectState.paused.value, "remote": remote},
-                {"$set": {"next_attempt_at": self.clock()}})
+        recovered = {effect.remote for job, effect in claimed
+                     if effect.paused and effect.remote
+                     and changes[job.key].get("status") != EffectState.paused.value}
+        for remote in sorted(r for r in recovered if r):
+            await kept.wake_paused(remote, self.clock())
 
-    @staticmethod
-    async def _write(collection: AsyncCollection[Doc], ops: Sequence[UpdateOne]) -> int:
-        """Apply the updates in bulk writes FerretDB takes; returns how many matched."""
-        matched = 0
-        for start in range(0, len(ops), BULK_STATEMENTS):
-            try:
-                result = await collection.bulk_write(
-                    list(ops[start:start + BULK_STATEMENTS]), ordered=False)
-            except BulkWriteError as exc:  # its text quotes the updates: codes only
-                raise write_failure(exc) from None
-            matched += result.matched_count
-        return matched
-
-    async def _keep_claims(self, collection: AsyncCollection[Doc],
-                           claims: Mapping[str, str | None]) -> None:
+    async def _keep_claims(self, kept: EffectLog, claims: Mapping[str, str | None]) -> None:
         """Renew the lease of claims still held while their effects wait for a turn or for
         the remote: the lease measures a dead process, not a slow remote."""
         by_token: dict[str | None, list[str]] = {}
@@ -248,23 +214,20 @@ class RemoteEffects:
             await asyncio.sleep(self.settings.claim_lease_seconds / 3)
             try:
                 for token, keys in by_token.items():
-                    await collection.update_many(
-                        {"_id": {"$in": keys}, "claim": token,
-                         "status": EffectState.claimed.value},
-                        {"$set": {"claimed_at": self.clock()}})
-            except PyMongoError as error:  # the next renewal tries again; the lease has slack
+                    await kept.renew(keys, token, self.clock())
+            except Exception as error:  # the next renewal tries again; the lease has slack
                 # The type only: a driver error's text can quote the documents.
                 log.warning("could not renew %d claims: %s", len(claims), type(error).__name__)
 
-    async def attempt(self, call: Callable[[], Awaitable[tuple[Done, Doc]]],
-                      doc: Doc, what: str, remote: str = "") -> tuple[Done, Doc]:
+    async def attempt(self, call: Callable[[], Awaitable[tuple[Done, Change]]],
+                      effect: Effect, what: str, remote: str = "") -> tuple[Done, Change]:
         """Run a remote call with bounded retries (none past the batch's deadline); sort its
         failure into final, to be tried again, or paused for credentials."""
         deadline = _deadline.get()
         loop = asyncio.get_running_loop()
         errors: list[TransientError] = []
         if remote and self._refused_until.get(remote, 0.0) > loop.time():
-            return self._paused(doc, what, remote, CredentialsError(
+            return self._paused(effect, what, remote, CredentialsError(
                 f"the {remote} refused our credentials moments ago; not called"))
 
         async def sleep(seconds: float) -> None:
@@ -278,7 +241,7 @@ class RemoteEffects:
                                  cap_s=self.settings.retry_cap_s, sleep=sleep,
                                  rng=self._rng, on_retry=lambda _, e, __: errors.append(e))
         except CredentialsError as error:
-            return self._paused(doc, what, remote, error)
+            return self._paused(effect, what, remote, error)
         except PermanentError as error:
             self._accepted(remote)
             now = self.clock()
@@ -286,9 +249,9 @@ class RemoteEffects:
             return (Done(ActionStatus.failed, detail, now, detail),
                     {"status": EffectState.failed.value, "detail": detail, "settled_at": now})
         except _OutOfTimeError:
-            return self._later(doc, what, errors[-1])
+            return self._later(effect, what, errors[-1])
         except TransientError as error:
-            return self._later(doc, what, error)
+            return self._later(effect, what, error)
         self._accepted(remote)
         return result
 
@@ -297,8 +260,8 @@ class RemoteEffects:
         if self.metrics is not None:
             self.metrics.accepted(remote)
 
-    def _paused(self, doc: Doc, what: str, remote: str,
-                error: CredentialsError) -> tuple[Done, Doc]:
+    def _paused(self, effect: Effect, what: str, remote: str,
+                error: CredentialsError) -> tuple[Done, Change]:
         """Credentials refused: not the customer's problem, nor a reason to fail the action.
         It waits, tried again with a growing pause, until an operator fixes them."""
         if self.metrics is not None:
@@ -308,7 +271,7 @@ class RemoteEffects:
                 self._refused_until.get(remote, 0.0),
                 asyncio.get_running_loop().time() + self.settings.sweep_seconds / 2)
         now = self.clock()
-        times = int(doc.get("paused", 0)) + 1
+        times = effect.paused + 1
         wait = min(self.settings.paused_retry_cap_s,
                    self.settings.sweep_seconds * 2 ** min(times - 1, 20))
         detail = f"{what} paused: {error}"
@@ -316,10 +279,9 @@ class RemoteEffects:
                 {"status": EffectState.paused.value, "detail": detail, "paused": times,
                  "remote": remote, "next_attempt_at": now + timedelta(seconds=wait)})
 
-    def _later(self, doc: Doc, what: str, error: TransientError) -> tuple[Done, Doc]:
+    def _later(self, effect: Effect, what: str, error: TransientError) -> tuple[Done, Change]:
         now = self.clock()
-        created = doc.get("created_at", now)
-        waited = now - created if isinstance(created, datetime) else timedelta(0)
+        waited = now - effect.created_at
         if waited >= timedelta(hours=self.settings.give_up_after_hours):
             detail = (f"{what} gave up after {waited.total_seconds() / 3600:.1f} h of "
                       f"transient failures; the last: {error}")
@@ -333,35 +295,30 @@ class RemoteEffects:
     def later(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.sweep_seconds)
 
-    async def due(self, collection: AsyncCollection[Doc], now: datetime,
-                  limit: int) -> list[Doc]:
+    async def due(self, kept: EffectLog, now: datetime, limit: int) -> list[Effect]:
         """Unfinished effects to try again: those waiting for a retry, a settlement or
         working credentials whose time has come, and claims whose lease ran out (their
         process died)."""
         stale = now - timedelta(seconds=self.settings.claim_lease_seconds)
-        found: list[Doc] = []
-        async for doc in collection.find({"status": {"$in": UNFINISHED}}).limit(limit * 4):
-            if doc["status"] == EffectState.claimed.value:
-                ready = doc.get("claimed_at", now) <= stale
+        found: list[Effect] = []
+        for effect in await kept.unfinished(limit * 4):
+            if effect.status == EffectState.claimed.value:
+                ready = (effect.claimed_at or now) <= stale
             else:
-                ready = doc.get("next_attempt_at", now) <= now
+                ready = (effect.next_attempt_at or now) <= now
             if ready:
-                found.append(doc)
+                found.append(effect)
             if len(found) >= limit:
                 break
         return found
 
     @staticmethod
-    async def reclaim(collection: AsyncCollection[Doc], doc: Doc, now: datetime,
-                      token: str) -> bool:
+    async def reclaim(kept: EffectLog, effect: Effect, now: datetime,
+                      token: str) -> Effect | None:
         """Take over an unfinished effect under claim `token`, unless another process
-        changed it first."""
-        guard: dict[str, Any] = {"_id": doc["_id"], "status": doc["status"],
-                                 "attempts": doc.get("attempts", 0)}
-        result = await collection.update_one(
-            guard, {"$set": {"status": EffectState.claimed.value, "claimed_at": now,
-                             "claim": token}})
-        if result.modified_count != 1:
-            return False
-        doc.update(status=EffectState.claimed.value, claimed_at=now, claim=token)
-        return True
+        changed it first; the effect as taken over."""
+        change: Change = {"status": EffectState.claimed.value, "claimed_at": now,
+                          "claim": token}
+        if not await kept.take_over(effect, change):
+            return None
+        return effect.changed(change)

@@ -1,7 +1,8 @@
 """Fulfilment's service layer: carry out each action of a decision once, publish outcomes.
 
-Every effect is a document keyed by the action's idempotency key (a points credit, a refund,
-a voucher, a message), written before its outcome is recorded: a redelivered decision finds
+Every effect is a record keyed by the action's idempotency key (a points credit, a refund,
+a voucher, a message), kept through fulfilment's ports (`ports.py`) before its outcome is
+recorded: a redelivered decision finds
 its effects and adds nothing. Refunds at a gateway and messages through a channel follow
 `remote`'s claim-then-call protocol; what a transient failure leaves unfinished is taken up
 by `finish_unfinished`, run periodically. A permanent failure fails the action: its outcome
@@ -15,27 +16,44 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
-from pymongo.asynchronous.collection import AsyncCollection
 
 from schemas.common import Channel
 from schemas.deadletter import REDRIVE_HEADER, DeadLetterReason
 from schemas.decision import Action, Decision, DecisionMade, RemedyKind
 from schemas.outcome import ActionStatus, Outcome, OutcomeRecorded
-from schemas.task import HumanTask, TaskCreated
-from services.common.adapters.mongo import Doc, insert_new, stored
+from schemas.task import TaskCreated
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.links import CustomerLinks
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.outbox import record_then_publish
-from services.fulfilment.adapters.mongo import FulfilmentStore
 from services.fulfilment.channels import MessageChannel, OutgoingMessage
+from services.fulfilment.domain.effects import FOLLOW_UP, Change, Effect, EffectState
+from services.fulfilment.domain.plan import (
+    Perk,
+    PointsCredit,
+    apology_key,
+    brought,
+    confirmed,
+    confirms,
+    follow_up_key,
+    in_round,
+    perk,
+    points_credit,
+    points_detail,
+    ref_of,
+    refund_problem,
+    task_detail,
+    task_of,
+    time_to_apology,
+    voucher_detail,
+    voucher_grant,
+)
 from services.fulfilment.edges import RECORD_ONLY, Route, route
 from services.fulfilment.errors import PermanentError
 from services.fulfilment.gateway import (
@@ -47,16 +65,10 @@ from services.fulfilment.gateway import (
     until_settled,
 )
 from services.fulfilment.messages import MessageExtras, render_apology, render_follow_up
-from services.fulfilment.remote import (
-    Done,
-    EffectMetrics,
-    EffectState,
-    Job,
-    RemoteEffects,
-    new_claim,
-)
+from services.fulfilment.ports import EffectLog, KeptOutcome, KeptTask, Received, Stores
+from services.fulfilment.remote import Done, EffectMetrics, Job, RemoteEffects, new_claim
 from services.fulfilment.settings import FulfilmentSettings
-from services.fulfilment.vouchers import Voucher, VoucherStore
+from services.fulfilment.vouchers import Voucher
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +97,6 @@ class FulfilmentMetrics:
         self.effects = EffectMetrics(registry)
 
 
-# What a person is asked to do, and by when (hours) unless the decision says.
-TASK_WORDS: dict[RemedyKind, str] = {
-    RemedyKind.personal_call: "Call the customer to apologise in person: {note}.",
-    RemedyKind.priority_support: "Route the customer's requests to the priority queue: {note}.",
-    RemedyKind.free_upgrade: "Give the customer {note}.",
-    RemedyKind.replacement: "Ship {note} for the affected item, at no charge.",
-    RemedyKind.gift: "Send the customer {note} with a handwritten thank-you.",
-}
-TASK_HOURS: dict[RemedyKind, int] = {RemedyKind.priority_support: 1,
-                                     RemedyKind.replacement: 24, RemedyKind.gift: 72}
-
-
 @dataclass(frozen=True, slots=True)
 class Run:
     """A decision to carry out and the record it arrived in (rebuilt for the sweep)."""
@@ -106,7 +106,7 @@ class Run:
 
     @property
     def ref(self) -> str:
-        return f"{self.decision.decision_id}:{self.decision.revision}"
+        return ref_of(self.decision)
 
 
 @dataclass
@@ -114,9 +114,9 @@ class Batch:
     """The effects of one batch of decisions, written in bulk."""
 
     now: datetime
-    credits: list[Doc] = field(default_factory=list)
-    perks: list[Doc] = field(default_factory=list)
-    tasks: list[tuple[str, Doc, Outgoing]] = field(default_factory=list)
+    credits: list[PointsCredit] = field(default_factory=list)
+    perks: list[Perk] = field(default_factory=list)
+    tasks: list[tuple[str, KeptTask, Outgoing]] = field(default_factory=list)
     refunds: list[Job] = field(default_factory=list)
     messages: list[Job] = field(default_factory=list)
     vouchers: list[tuple[Run, Action, Voucher]] = field(default_factory=list)
@@ -135,8 +135,7 @@ class Batch:
 @dataclass
 class FulfilmentService:
     settings: FulfilmentSettings
-    store: FulfilmentStore
-    vouchers: VoucherStore
+    stores: Stores
     publisher: Publisher
     dead_letters: DeadLetters
     clock: Clock
@@ -174,12 +173,8 @@ class FulfilmentService:
         await self.dead_letters.send(rejected)
         # Each revision of a decision is kept (a review or a choice adds one); effects are
         # keyed by action, so actions repeated in a later revision happen once.
-        new = await self.store.record_decisions([
-            {"_id": run.ref, "decision_id": run.decision.decision_id,
-             "revision": run.decision.revision, "customer_id": run.decision.incident.customer.id,
-             "tenant": run.decision.incident.tenant, "created_at": now,
-             "origin": _origin(run.record),
-             "decision": run.decision.model_dump_json()} for run in runs.values()])
+        new = await self.stores.decisions.add_new(
+            [Received(run.decision, _origin(run.record), now) for run in runs.values()])
         # A decision's first revision seen for the first time has no effects yet: only the
         # others' outcomes are looked up (on FerretDB v1 that lookup reads every outcome).
         first = {ref for ref in new if runs[ref].decision.revision == 0}
@@ -192,17 +187,17 @@ class FulfilmentService:
     async def _carry_out(self, runs: Sequence[Run], now: datetime, first: set[str],
                          deadline: float) -> list[Outcome]:
         batch = Batch(now)
-        known = await self.store.outcomes_of(
+        known = await self.stores.outcomes.outcomes_of(
             [a.idempotency_key for run in runs if run.ref not in first
              for a in run.decision.actions])
         await self._plan_all(batch, runs, known)
         # Independent writes at once; the apologies follow, as they name what was given.
         _, refunds = await asyncio.gather(
             self._local_effects(batch),
-            self.effects.run(self.store.refunds, batch.refunds, now, deadline=deadline))
+            self.effects.run(self.stores.refunds, batch.refunds, now, deadline=deadline))
         batch.settle(refunds)
         await self._apologies(batch, runs, known)
-        batch.settle(await self.effects.run(self.store.messages, batch.messages, now,
+        batch.settle(await self.effects.run(self.stores.messages, batch.messages, now,
                                             deadline=deadline))
         await self._follow_ups(batch, runs, known, deadline)
         return await self._report(batch, list(known.values()))
@@ -220,13 +215,13 @@ class FulfilmentService:
                 failed.append((run.record, DeadLetterReason.processing_failed,
                                f"action {key} ({action.kind.value}) of decision "
                                f"{run.decision.decision_id}: {done.error}"))
-                parts.append(_in_round(key, batch.rounds.get(key, 0)))
+                parts.append(in_round(key, batch.rounds.get(key, 0)))
         tenants = {run.decision.decision_id: run.decision.incident.tenant
                    for run, _, _ in batch.results.values()}
         new = await self._publish(outcomes, batch.now, batch.rounds, tenants)
         for key, (run, done) in batch.follow_ups.items():
             if done.error is not None and done.fresh:  # a follow-up has no outcome
-                part = _in_round(key, batch.rounds.get(key, 0))
+                part = in_round(key, batch.rounds.get(key, 0))
                 new.add(part)
                 failed.append((run.record, DeadLetterReason.processing_failed,
                                f"follow-up {key} of decision {run.decision.decision_id}: "
@@ -260,112 +255,90 @@ class FulfilmentService:
         """Write the planned vouchers, points, perks and tasks in bulk, at once. Effects
         first, keyed by idempotency key: a redelivery finds them and adds nothing."""
         issued, *_ = await asyncio.gather(
-            self.vouchers.issue_all([v for _, _, v in batch.vouchers]),
-            self.store.credit_points(batch.credits),
-            insert_new(self.store.perks, batch.perks),
-            record_then_publish(self.store.tasks, self.publisher, batch.tasks))
+            self.stores.vouchers.issue_all([v for _, _, v in batch.vouchers]),
+            self.stores.points.credit(batch.credits),
+            self.stores.perks.grant(batch.perks),
+            record_then_publish(self.stores.tasks, self.publisher, batch.tasks))
         for run, action, _ in batch.vouchers:
             voucher = issued[action.idempotency_key]
             batch.codes[action.idempotency_key] = voucher.code
             # The code is a bearer secret: it goes to the customer, not into outcomes.
             batch.results[action.idempotency_key] = (run, action, Done(
-                ActionStatus.succeeded, f"voucher issued, valid until {voucher.expires_at.date()}"))
+                ActionStatus.succeeded, voucher_detail(voucher.expires_at)))
 
-    def _base(self, run: Run, action: Action, now: datetime) -> Doc:
-        return {"_id": action.idempotency_key, "customer_id": run.decision.incident.customer.id,
-                "tenant": run.decision.incident.tenant,
-                "decision_id": run.decision.decision_id, "decision_ref": run.ref,
-                "position": action.position, "origin": _origin(run.record), "created_at": now}
+    @staticmethod
+    def _effect(run: Run, action: Action, now: datetime) -> Effect:
+        return Effect(key=action.idempotency_key, customer_id=run.decision.incident.customer.id,
+                      tenant=run.decision.incident.tenant,
+                      decision_id=run.decision.decision_id, decision_ref=run.ref,
+                      position=action.position, origin=_origin(run.record), created_at=now)
 
     def _plan(self, batch: Batch, run: Run, action: Action) -> Done | None:
         """Queue an effect for the batch's bulk writes; its result, or None for a voucher
         (known once the batch's vouchers are issued)."""
         decision = run.decision
         customer = decision.incident.customer
-        base = self._base(run, action, batch.now)
         match action.kind:
             case RemedyKind.points:
-                batch.credits.append({**base, "points": action.points or 0,
-                                      "reason": decision.incident.type.value,
-                                      "expires_at": batch.now + timedelta(
-                                          days=self.settings.points_expiry_days)})
-                return Done(ActionStatus.succeeded, f"{action.points} points credited")
+                credit = points_credit(decision, action, batch.now,
+                                       self.settings.points_expiry_days)
+                batch.credits.append(credit)
+                return Done(ActionStatus.succeeded, points_detail(action))
             case RemedyKind.voucher:
+                grant = voucher_grant(decision, action, batch.now,
+                                      self.settings.voucher_expiry_days)
                 batch.vouchers.append((run, action, Voucher(
-                    code="", action_key=action.idempotency_key, customer_id=customer.id,
-                    amount=action.amount, percent=action.percent,
-                    currency=(action.amount or action.value).currency, issued_at=batch.now,
-                    expires_at=action.expires_at or batch.now + timedelta(
-                        days=self.settings.voucher_expiry_days),
-                    tenant=decision.incident.tenant, reason=_voucher_reason(decision, action))))
+                    code="", action_key=grant.key, customer_id=grant.customer_id,
+                    amount=grant.amount, percent=grant.percent, currency=grant.currency,
+                    issued_at=batch.now, expires_at=grant.expires_at, tenant=grant.tenant,
+                    reason=grant.reason)))
                 return None
             case RemedyKind.free_delivery:
-                batch.perks.append({**base, "kind": action.kind.value,
-                                    "orders": action.quantity or 1,
-                                    "expires_at": batch.now + timedelta(
-                                        days=self.settings.perk_expiry_days)})
-                return Done(ActionStatus.succeeded,
-                            f"free delivery on the next {action.quantity or 1} order(s)")
+                granted = perk(decision, action, batch.now, self.settings.perk_expiry_days)
+                batch.perks.append(granted)
+                return Done(ActionStatus.succeeded, granted.detail)
             case _:
-                task = self._task(decision, action, batch.now)
-                batch.tasks.append((base["_id"], {**base, "kind": action.kind.value,
-                                     "due_by": task.due_by},
+                task = task_of(decision, action, batch.now)
+                batch.tasks.append((action.idempotency_key,
+                                    KeptTask(task, decision.incident.tenant, action.position,
+                                             batch.now),
                                     outgoing(self.settings.tasks_topic, TaskCreated(
                                         id=task.task_id, source="amends/fulfilment",
                                         time=batch.now, subject=customer.id,
                                         tenant=decision.incident.tenant, data=task))))
-                return Done(ActionStatus.succeeded,
-                            f"task for a person, due {task.due_by:%Y-%m-%d %H:%M} UTC")
-
-    def _task(self, decision: Decision, action: Action, now: datetime) -> HumanTask:
-        incident = decision.incident
-        hours = TASK_HOURS.get(action.kind, 24)
-        return HumanTask(
-            task_id=action.idempotency_key, kind=action.kind, decision_id=decision.decision_id,
-            incident_id=incident.incident_id, customer_id=incident.customer.id,
-            order_id=incident.order_id, what=TASK_WORDS[action.kind].format(note=action.note),
-            due_by=action.due_by or now + timedelta(hours=hours),
-            priority="high" if action.kind in {RemedyKind.personal_call,
-                                               RemedyKind.replacement} else "normal",
-            value=action.value, context=decision.explanation[:2000])
+                return Done(ActionStatus.succeeded, task_detail(task))
 
     # --- refunds -----------------------------------------------------------------------------
 
     async def _refund(self, batch: Batch, run: Run, action: Action) -> Done | None:
         """Refuse a refund that cannot be right; queue the others for the gateway (None)."""
         incident = run.decision.incident
-        paid = incident.charged_amount or incident.order_value
-        problem = None
-        if action.amount is None or paid is None:
-            problem = "refund without an amount or a known payment"
-        elif action.amount.currency != paid.currency or action.amount.amount > paid.amount:
-            problem = f"refund of {action.amount} exceeds what was paid ({paid})"
-        elif action.amount.amount <= 0:
-            problem = f"refund of {action.amount} is not a refund"
+        problem = refund_problem(run.decision, action)
         if problem is not None or action.amount is None:
             return Done(ActionStatus.failed, problem or "", batch.now, problem)
         request = RefundRequest(idempotency_key=action.idempotency_key,
                                 order_id=incident.order_id or incident.incident_id,
                                 payment_ref=None, amount=action.amount,
                                 reason=incident.type.value)
-        doc = {**self._base(run, action, batch.now), "amount": str(action.amount.amount),
-               "currency": action.amount.currency, "order_id": incident.order_id,
-               "gateway": type(self.gateway).__name__}
+        effect = replace(self._effect(run, action, batch.now),
+                         amount=str(action.amount.amount), currency=action.amount.currency,
+                         order_id=incident.order_id, gateway=type(self.gateway).__name__)
         if self.gateway.settles_at_once:
             result = await self.gateway.refund(request)
-            doc |= {"gateway_id": result.gateway_id, "settled_at": batch.now,
-                    **self._refund_result(request, result, batch.now)[1]}
-            batch.refunds.append(Job(action.idempotency_key, doc))
+            effect = effect.changed({"gateway_id": result.gateway_id, "settled_at": batch.now,
+                                     **self._refund_result(request, result, batch.now)[1]})
+            batch.refunds.append(Job(action.idempotency_key, effect))
         else:
-            batch.refunds.append(Job(action.idempotency_key, doc,
+            batch.refunds.append(Job(action.idempotency_key, effect,
                                      perform=self._refunder(request)))
         batch.waiting[action.idempotency_key] = (run, action)
         return None
 
-    def _refunder(self, request: RefundRequest) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
-        async def perform(doc: Doc) -> tuple[Done, Doc]:
-            async def call() -> tuple[Done, Doc]:
-                gateway_id = doc.get("gateway_id")
+    def _refunder(self, request: RefundRequest,
+                  ) -> Callable[[Effect], Awaitable[tuple[Done, Change]]]:
+        async def perform(effect: Effect) -> tuple[Done, Change]:
+            async def call() -> tuple[Done, Change]:
+                gateway_id = effect.gateway_id
                 result = await (self.gateway.refund_status(gateway_id) if gateway_id
                                 else self.gateway.refund(request))
                 result = await until_settled(self.gateway, result,
@@ -373,12 +346,12 @@ class FulfilmentService:
                                              interval_s=self.settings.refund_poll_interval_s,
                                              sleep=self.effects.sleep)
                 return self._refund_result(request, result, self.clock())
-            return await self.effects.attempt(call, doc, "the refund", "payment_gateway")
+            return await self.effects.attempt(call, effect, "the refund", "payment_gateway")
         return perform
 
     def _refund_result(self, request: RefundRequest, result: RefundResult,
-                       now: datetime) -> tuple[Done, Doc]:
-        fields: Doc = {"gateway_id": result.gateway_id}
+                       now: datetime) -> tuple[Done, Change]:
+        fields: Change = {"gateway_id": result.gateway_id}
         match result.status:
             case RefundStatus.succeeded:
                 detail = f"refund of {request.amount} made ({result.gateway_id})"
@@ -412,7 +385,7 @@ class FulfilmentService:
                     wanted.setdefault(key, (run, action))
         if not wanted:
             return
-        codes = batch.codes | await self.vouchers.codes_for(
+        codes = batch.codes | await self.stores.vouchers.codes_for(
             [a.idempotency_key for run, _ in wanted.values() for a in run.decision.actions
              if a.kind is RemedyKind.voucher and a.idempotency_key not in batch.codes])
 
@@ -444,19 +417,20 @@ class FulfilmentService:
         rendered = render_apology(decision, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature,
             page_url=page, now=now), actions=given)
-        doc = {**self._base(run, action, now), "incident_type": decision.incident.type.value,
-               "channel": path.name, "locale": rendered.locale, "subject": rendered.subject,
-               "text": _at_rest(rendered.text, token), "html": _at_rest(rendered.html, token)}
+        effect = replace(self._effect(run, action, now),
+                         incident_type=decision.incident.type.value, channel=path.name,
+                         locale=rendered.locale, subject=rendered.subject,
+                         text=_at_rest(rendered.text, token), html=_at_rest(rendered.html, token))
         if path.channel is None:
             detail = "apology recorded (no delivery channel is configured)"
-            return Job(action.idempotency_key,
-                       doc | {"status": EffectState.succeeded.value, "detail": detail,
-                              "settled_at": now, "sent_at": now})
+            return Job(action.idempotency_key, effect.changed({
+                "status": EffectState.succeeded.value, "detail": detail, "settled_at": now,
+                "sent_at": now}))
         message = OutgoingMessage.of(rendered, idempotency_key=action.idempotency_key,
                                      recipient=path.recipient, customer_id=customer.id,
                                      metadata={"decision_id": decision.decision_id,
                                                "incident_id": decision.incident.incident_id})
-        return Job(action.idempotency_key, doc, perform=self._sender(path, message))
+        return Job(action.idempotency_key, effect, perform=self._sender(path, message))
 
     def _page(self, decision: Decision, now: datetime) -> tuple[str | None, str | None]:
         """The customer's page for this decision with a signed link, and the link's token;
@@ -477,19 +451,19 @@ class FulfilmentService:
         return stored_text.replace(LINK_MARK, token or "")
 
     def _sender(self, path: Route, message: OutgoingMessage, what: str = "apology",
-                ) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
+                ) -> Callable[[Effect], Awaitable[tuple[Done, Change]]]:
         channel = path.channel
         assert channel is not None
 
-        async def perform(doc: Doc) -> tuple[Done, Doc]:
-            async def call() -> tuple[Done, Doc]:
+        async def perform(effect: Effect) -> tuple[Done, Change]:
+            async def call() -> tuple[Done, Change]:
                 delivery = await channel.send(message)
                 detail = f"{what} sent by {path.name}"
                 return (Done(ActionStatus.succeeded, detail, delivery.delivered_at),
                         {"status": EffectState.succeeded.value, "detail": detail,
                          "settled_at": delivery.delivered_at,
                          "sent_at": delivery.delivered_at, "message_id": delivery.message_id})
-            return await self.effects.attempt(call, doc, f"the {what}", path.name)
+            return await self.effects.attempt(call, effect, f"the {what}", path.name)
         return perform
 
     # --- follow-ups ------------------------------------------------------------------------
@@ -499,36 +473,28 @@ class FulfilmentService:
         """Tell the customer what a later revision gave them (their choice, the default
         after the deadline, a reviewer's approval), once per revision, when the apology went
         out with an earlier one; an apology sent with this revision has said it already."""
-        confirming = {run.ref: run for run in runs if _confirms(run.decision)}
+        confirming = {run.ref: run for run in runs if confirms(run.decision)}
         apologies = {ref: key for ref, run in confirming.items()
-                     if (key := _apology_key(run.decision)) is not None}
+                     if (key := apology_key(run.decision)) is not None}
         if not apologies:
             return
         # Which revision each apology went out with (only revisions after the first read
         # this: they are the customers' choices and the reviews, not the stream's bulk).
-        sent_with: dict[str, str] = {}
-        async for doc in self.store.messages.find(
-                {"_id": {"$in": sorted(set(apologies.values()))}}, {"decision_ref": 1}):
-            sent_with[doc["_id"]] = doc.get("decision_ref", "")
+        sent_with = {effect.key: effect.decision_ref for effect in
+                     await self.stores.messages.get(sorted(set(apologies.values())))}
         due = [confirming[ref] for ref, key in apologies.items()
                if key in sent_with and sent_with[key] != ref]
         if not due:
             return
-        codes = batch.codes | await self.vouchers.codes_for(
-            [a.idempotency_key for run in due for a in _brought(run.decision)
+        codes = batch.codes | await self.stores.vouchers.codes_for(
+            [a.idempotency_key for run in due for a in brought(run.decision)
              if a.kind is RemedyKind.voucher and a.idempotency_key not in batch.codes])
         jobs: list[Job] = []
         waiting: dict[str, Run] = {}
         for run in due:
-            states: dict[str, str] = {}
-            given: list[Action] = []
-            for action in _brought(run.decision):
-                status = _status(action.idempotency_key, known, batch)
-                if status is ActionStatus.failed:
-                    continue  # not what they have; its dead letter is the team's to act on
-                given.append(action)
-                if action.kind is RemedyKind.refund:
-                    states[action.idempotency_key] = "done" if status else "pending"
+            given, states = confirmed(run.decision, {
+                a.idempotency_key: _status(a.idempotency_key, known, batch)
+                for a in brought(run.decision)})
             key = follow_up_key(run.decision)
             if not given:  # all it brought failed: dead-lettered, nothing true to confirm
                 log.warning("no follow-up for %s: nothing it brought was carried out", key)
@@ -543,7 +509,7 @@ class FulfilmentService:
                 continue
             jobs.append(job)
             waiting[key] = run
-        done = await self.effects.run(self.store.messages, jobs, batch.now, deadline=deadline)
+        done = await self.effects.run(self.stores.messages, jobs, batch.now, deadline=deadline)
         for key, result in done.items():
             batch.follow_ups[key] = (waiting[key], result)
 
@@ -556,24 +522,25 @@ class FulfilmentService:
         rendered = render_follow_up(decision, given, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature, now=now,
             states=states, page_url=page))
-        doc = {"_id": key, "customer_id": customer.id, "tenant": decision.incident.tenant,
-               "decision_id": decision.decision_id,
-               "decision_ref": run.ref, "kind": FOLLOW_UP, "revision": decision.revision,
-               "origin": _origin(run.record), "created_at": now,
-               "incident_type": decision.incident.type.value, "channel": path.name,
-               "locale": rendered.locale, "subject": rendered.subject,
-               "text": _at_rest(rendered.text, token), "html": _at_rest(rendered.html, token)}
+        effect = Effect(key=key, customer_id=customer.id, tenant=decision.incident.tenant,
+                        decision_id=decision.decision_id, decision_ref=run.ref,
+                        kind=FOLLOW_UP, revision=decision.revision, origin=_origin(run.record),
+                        created_at=now, incident_type=decision.incident.type.value,
+                        channel=path.name, locale=rendered.locale, subject=rendered.subject,
+                        text=_at_rest(rendered.text, token),
+                        html=_at_rest(rendered.html, token))
         if path.channel is None:
             detail = "follow-up recorded (no delivery channel is configured)"
-            return Job(key, doc | {"status": EffectState.succeeded.value, "detail": detail,
-                                   "settled_at": now, "sent_at": now})
+            return Job(key, effect.changed({"status": EffectState.succeeded.value,
+                                            "detail": detail, "settled_at": now,
+                                            "sent_at": now}))
         message = OutgoingMessage.of(rendered, idempotency_key=key, recipient=path.recipient,
                                      customer_id=customer.id, kind=FOLLOW_UP,
                                      metadata={"decision_id": decision.decision_id,
                                                "incident_id": decision.incident.incident_id})
-        return Job(key, doc, perform=self._sender(path, message, "follow-up"))
+        return Job(key, effect, perform=self._sender(path, message, "follow-up"))
 
-    def _stored_message(self, run: Run, doc: Doc) -> Job:
+    def _stored_message(self, run: Run, effect: Effect) -> Job:
         """A message as rendered before (a follow-up), sent again by whichever channel now
         reaches the customer."""
         incident = run.decision.incident
@@ -582,37 +549,41 @@ class FulfilmentService:
         except PermanentError as error:
             detail = f"the follow-up cannot be delivered: {error}"
             now = self.clock()
-            return Job(doc["_id"], doc, perform=_already(
+            return Job(effect.key, effect, perform=_already(
                 Done(ActionStatus.failed, detail, now, detail),
                 {"status": EffectState.failed.value, "detail": detail, "settled_at": now}))
         if path.channel is None:
             now = self.clock()
             detail = "follow-up recorded (no delivery channel is configured)"
-            return Job(doc["_id"], doc, perform=_already(
+            return Job(effect.key, effect, perform=_already(
                 Done(ActionStatus.succeeded, detail, now),
                 {"status": EffectState.succeeded.value, "detail": detail, "settled_at": now,
                  "sent_at": now, "channel": path.name}))
         message = OutgoingMessage(
-            idempotency_key=doc["_id"], recipient=path.recipient, subject=doc["subject"],
-            text=self._to_send(doc["text"], run.decision),
-            html=self._to_send(doc["html"], run.decision), locale=doc["locale"],
+            idempotency_key=effect.key, recipient=path.recipient, subject=effect.subject or "",
+            text=self._to_send(effect.text or "", run.decision),
+            html=self._to_send(effect.html or "", run.decision), locale=effect.locale or "en",
             customer_id=incident.customer.id, kind=FOLLOW_UP,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
-        return Job(doc["_id"], doc, perform=self._sender(path, message, "follow-up"))
+        return Job(effect.key, effect, perform=self._sender(path, message, "follow-up"))
 
     # --- the sweep ---------------------------------------------------------------------------
+
+    def _logs(self) -> tuple[EffectLog, EffectLog]:
+        return self.stores.refunds, self.stores.messages
 
     async def finish_unfinished(self, limit: int = 200) -> list[Outcome]:
         """Try again the refunds and messages that a transient failure, a pending gateway or
         a dead process left unfinished; report those that now have a final answer."""
         now = self.clock()
         token = new_claim()
-        claimed: list[tuple[AsyncCollection[Doc], Doc]] = []
-        for collection in (self.store.refunds, self.store.messages):
-            claimed.extend([(collection, doc)
-                            for doc in await self.effects.due(collection, now, limit)
-                            if await self.effects.reclaim(collection, doc, now, token)])
+        claimed: list[tuple[EffectLog, Effect]] = []
+        for kept in self._logs():
+            for effect in await self.effects.due(kept, now, limit):
+                taken = await self.effects.reclaim(kept, effect, now, token)
+                if taken is not None:
+                    claimed.append((kept, taken))
         return await self._finish(claimed, now)
 
     async def _redrive(self, runs: Sequence[Run], now: datetime) -> list[Outcome]:
@@ -620,111 +591,102 @@ class FulfilmentService:
         messages are tried again now, each once per dead letter, as a new round (a refund
         under a new gateway key: the failed one is final at the gateway)."""
         token = new_claim()
-        claimed: list[tuple[AsyncCollection[Doc], Doc]] = []
+        claimed: list[tuple[EffectLog, Effect]] = []
         for run in runs:
             letter = redrive_of(run.record) or ""
             keys = [a.idempotency_key for a in run.decision.actions]
             keys.append(follow_up_key(run.decision))
-            for collection in (self.store.refunds, self.store.messages):
-                async for doc in collection.find({"_id": {"$in": keys},
-                                                  "status": EffectState.failed.value}):
-                    round_ = int(doc.get("round", 0)) + 1
-                    again: Doc = {"status": EffectState.claimed.value, "claimed_at": now,
-                                  "claim": token, "round": round_, "redriven_by": letter,
-                                  "detail": f"tried again: dead letter {letter} redriven"}
-                    if collection is self.store.refunds:
-                        again["gateway_key"] = _in_round(doc["_id"], round_)
-                    result = await collection.update_one(
-                        {"_id": doc["_id"], "status": EffectState.failed.value,
-                         "attempts": doc.get("attempts", 0),
-                         "redriven_by": {"$ne": letter}},
-                        {"$set": again, "$unset": {"gateway_id": ""}})
-                    if result.modified_count == 1:
-                        doc.update(again)
-                        doc.pop("gateway_id", None)
-                        claimed.append((collection, doc))
+            for kept in self._logs():
+                for effect in await kept.failed(keys):
+                    round_ = effect.round + 1
+                    again: Change = {"status": EffectState.claimed.value, "claimed_at": now,
+                                     "claim": token, "round": round_, "redriven_by": letter,
+                                     "detail": f"tried again: dead letter {letter} redriven"}
+                    if kept is self.stores.refunds:
+                        again["gateway_key"] = in_round(effect.key, round_)
+                    if await kept.take_over(effect, again):
+                        claimed.append((kept, replace(effect.changed(again), gateway_id=None)))
             log.info("redrive of decision %s: %d failed effects tried again",
                      run.decision.decision_id, len(claimed))
         return await self._finish(claimed, now)
 
-    async def _finish(self, claimed: Sequence[tuple[AsyncCollection[Doc], Doc]],
+    async def _finish(self, claimed: Sequence[tuple[EffectLog, Effect]],
                       now: datetime) -> list[Outcome]:
-        """Perform the claimed effects from where their documents stand; report them."""
+        """Perform the claimed effects from where their records stand; report them."""
         if not claimed:
             return []
-        runs = await self._runs_of({doc["decision_ref"] for _, doc in claimed})
+        runs = await self._runs_of({effect.decision_ref for _, effect in claimed})
         batch = Batch(now)
-        batch.rounds = {doc["_id"]: int(doc.get("round", 0)) for _, doc in claimed}
-        codes = await self.vouchers.codes_for(
+        batch.rounds = {effect.key: effect.round for _, effect in claimed}
+        codes = await self.stores.vouchers.codes_for(
             [a.idempotency_key for run in runs.values() for a in run.decision.actions
              if a.kind is RemedyKind.voucher])
-        jobs: dict[int, list[tuple[Job, Doc]]] = {}
+        jobs: dict[int, list[tuple[Job, Effect]]] = {}
         follow_ups: dict[str, Run] = {}
-        for collection, doc in claimed:
-            run = runs.get(doc["decision_ref"])
-            if run is not None and doc.get("kind") == FOLLOW_UP:
-                follow_ups[doc["_id"]] = run
-                jobs.setdefault(id(collection), []).append((self._stored_message(run, doc), doc))
+        for kept, effect in claimed:
+            run = runs.get(effect.decision_ref)
+            if run is not None and effect.kind == FOLLOW_UP:
+                follow_ups[effect.key] = run
+                jobs.setdefault(id(kept), []).append((self._stored_message(run, effect),
+                                                      effect))
                 continue
             action = next((a for a in run.decision.actions
-                           if a.idempotency_key == doc["_id"]), None) if run else None
+                           if a.idempotency_key == effect.key), None) if run else None
             if run is None or action is None:
-                log.error("unfinished effect %s has no decision %s", doc["_id"],
-                          doc["decision_ref"])
+                log.error("unfinished effect %s has no decision %s", effect.key,
+                          effect.decision_ref)
                 continue
-            job = self._resumed(run, action, doc, codes)
+            job = self._resumed(run, action, effect, codes)
             if job is None:
                 continue
             batch.waiting[action.idempotency_key] = (run, action)
-            jobs.setdefault(id(collection), []).append((job, doc))
-        for collection in (self.store.refunds, self.store.messages):
-            done = await self.effects.perform(collection, jobs.get(id(collection), []))
+            jobs.setdefault(id(kept), []).append((job, effect))
+        for kept in self._logs():
+            done = await self.effects.perform(kept, jobs.get(id(kept), []))
             for key in follow_ups.keys() & done.keys():
                 batch.follow_ups[key] = (follow_ups[key], done.pop(key))
             batch.settle(done)
         return await self._report(batch, [])
 
-    def _resumed(self, run: Run, action: Action, doc: Doc,
+    def _resumed(self, run: Run, action: Action, effect: Effect,
                  codes: Mapping[str, str]) -> Job | None:
         incident = run.decision.incident
         if action.kind is RemedyKind.refund:
             if action.amount is None:
                 return None
             request = RefundRequest(
-                idempotency_key=doc.get("gateway_key") or action.idempotency_key,
+                idempotency_key=effect.gateway_key or action.idempotency_key,
                 order_id=incident.order_id or incident.incident_id, payment_ref=None,
                 amount=action.amount, reason=incident.type.value)
-            return Job(action.idempotency_key, doc, perform=self._refunder(request))
+            return Job(action.idempotency_key, effect, perform=self._refunder(request))
         try:
             path = route(incident.customer.contact, self.channels)
         except PermanentError:
             path = Route(RECORD_ONLY, None)
-        if path.channel is None or path.name != doc.get("channel"):
+        if path.channel is None or path.name != effect.channel:
             # The channel it was queued for is no longer configured: render anew for this one.
             job = self._message(run, action, run.decision.actions, codes, self.clock())
             if job.perform is None:
-                return Job(action.idempotency_key, doc,
-                           perform=_already(Done.of(job.doc), job.doc))
-            return Job(action.idempotency_key, doc, perform=job.perform)
+                return Job(action.idempotency_key, effect,
+                           perform=_already(Done.of(job.effect), _rendered(job.effect)))
+            return Job(action.idempotency_key, effect, perform=job.perform)
         message = OutgoingMessage(
             idempotency_key=action.idempotency_key, recipient=path.recipient,
-            subject=doc["subject"], text=self._to_send(doc["text"], run.decision),
-            html=self._to_send(doc["html"], run.decision), locale=doc["locale"],
+            subject=effect.subject or "", text=self._to_send(effect.text or "", run.decision),
+            html=self._to_send(effect.html or "", run.decision), locale=effect.locale or "en",
             customer_id=incident.customer.id,
             metadata={"decision_id": run.decision.decision_id,
                       "incident_id": incident.incident_id})
-        return Job(action.idempotency_key, doc, perform=self._sender(path, message))
+        return Job(action.idempotency_key, effect, perform=self._sender(path, message))
 
     async def _runs_of(self, refs: set[str]) -> dict[str, Run]:
         runs: dict[str, Run] = {}
-        async for doc in self.store.decisions.find({"_id": {"$in": sorted(refs)}}):
-            body = stored(doc["decision"])
-            decision = Decision.model_validate(body)
-            topic, partition, offset = doc.get("origin") or (self.settings.decisions_topic, -1,
-                                                             -1)
+        for ref, received in (await self.stores.decisions.revisions(sorted(refs))).items():
+            decision = received.decision
+            topic, partition, offset = received.origin
             record = Record(topic, partition, offset, decision.incident.customer.id.encode(),
-                            json.dumps(body).encode())
-            runs[doc["_id"]] = Run(decision, record)
+                            json.dumps(decision.model_dump(mode="json")).encode())
+            runs[ref] = Run(decision, record)
         return runs
 
     # --- outcomes ----------------------------------------------------------------------------
@@ -734,19 +696,18 @@ class FulfilmentService:
                        tenants: Mapping[str, str | None] | None = None) -> set[str]:
         """Record and publish each outcome once; an effect tried again after a redrive has
         one more outcome per round. Returns the ids of those new now."""
-        items: list[tuple[str, Doc, Outgoing]] = []
+        items: list[tuple[str, KeptOutcome, Outgoing]] = []
         ids: list[str] = []
         for outcome in outcomes:
-            record_id = _in_round(outcome.idempotency_key,
+            record_id = in_round(outcome.idempotency_key,
                                   rounds.get(outcome.idempotency_key, 0))
             tenant = (tenants or {}).get(outcome.decision_id)
             event = OutcomeRecorded(id=record_id, source="amends/fulfilment", time=now,
                                     subject=outcome.customer_id, tenant=tenant, data=outcome)
-            doc = {"_id": record_id, "customer_id": outcome.customer_id, "tenant": tenant,
-                   "created_at": now, "outcome": outcome.model_dump_json()}
-            items.append((record_id, doc, outgoing(self.settings.outcomes_topic, event)))
+            items.append((record_id, KeptOutcome(outcome, tenant, now),
+                          outgoing(self.settings.outcomes_topic, event)))
             ids.append(record_id)
-        new = await record_then_publish(self.store.outcomes, self.publisher, items)
+        new = await record_then_publish(self.stores.outcomes, self.publisher, items)
         for outcome, record_id in zip(outcomes, ids, strict=True):
             if record_id in new:
                 self.metrics.actions.labels(outcome.kind.value, outcome.status.value).inc()
@@ -765,9 +726,7 @@ class FulfilmentService:
     def _outcome(decision: Decision, action: Action, done: Done, now: datetime) -> Outcome:
         status = done.status or ActionStatus.failed
         completed = done.at or now
-        latency = None
-        if action.kind is RemedyKind.apology and status is ActionStatus.succeeded:
-            latency = max(0.0, (completed - decision.incident.occurred_at).total_seconds())
+        latency = time_to_apology(decision, action, status, completed)
         return Outcome(idempotency_key=action.idempotency_key, decision_id=decision.decision_id,
                        incident_id=decision.incident.incident_id,
                        customer_id=decision.incident.customer.id, position=action.position,
@@ -777,7 +736,6 @@ class FulfilmentService:
                        time_to_apology_seconds=latency)
 
 
-FOLLOW_UP = "follow_up"
 # Where a stored message's link had its token: a customer link is a bearer secret, so it is
 # not kept at rest; a message sent again gets a fresh one.
 LINK_MARK = "{customer_link_token}"
@@ -795,38 +753,6 @@ def redrive_of(record: Record) -> str | None:
     return None
 
 
-def _in_round(key: str, round_: int) -> str:
-    """The id of an effect's outcome (and gateway key) in a retry round after a redrive."""
-    return key if round_ == 0 else f"{key}#{round_}"
-
-
-def follow_up_key(decision: Decision) -> str:
-    """The idempotency key of the message confirming a revision: one per revision."""
-    return f"{decision.decision_id}:follow-up:{decision.revision}"
-
-
-def _confirms(decision: Decision) -> bool:
-    """A revision that settles what the customer gets: a choice, its default, an approval."""
-    if decision.revision == 0 or not decision.status.executable:
-        return False
-    return decision.choice is not None or (decision.review is not None
-                                           and decision.review.verdict == "approved")
-
-
-def _apology_key(decision: Decision) -> str | None:
-    return next((a.idempotency_key for a in decision.actions
-                 if a.kind is RemedyKind.apology), None)
-
-
-def _brought(decision: Decision) -> list[Action]:
-    """The remedies a revision brought: the chosen option's, or after a review all of them."""
-    if decision.choice is not None and decision.offer is not None:
-        chosen = decision.offer.options[decision.choice.option].actions
-        keys = {a.idempotency_key for a in chosen}
-        return [a for a in decision.actions if a.idempotency_key in keys]
-    return [a for a in decision.actions if a.kind is not RemedyKind.apology]
-
-
 def _status(key: str, known: Mapping[str, Outcome], batch: Batch) -> ActionStatus | None:
     """What is known of an action now: its outcome, or None while it is under way."""
     if key in known:
@@ -835,19 +761,25 @@ def _status(key: str, known: Mapping[str, Outcome], batch: Batch) -> ActionStatu
     return result[2].status if result is not None else None
 
 
-def _voucher_reason(decision: Decision, action: Action) -> str:
-    """A voucher's reason: the operator's note for a manual voucher (an action no policy
-    rule granted), else the incident's type."""
-    if action.rule_id is None and action.note:
-        return action.note
-    return decision.incident.type.value
+def _origin(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
 
 
-def _origin(record: Record) -> list[Any]:
-    return [record.topic, record.partition, record.offset]
-
-
-def _already(done: Done, fields: Doc) -> Callable[[Doc], Awaitable[tuple[Done, Doc]]]:
-    async def perform(_: Doc) -> tuple[Done, Doc]:
-        return done, {k: v for k, v in fields.items() if k != "_id"}
+def _already(done: Done, change: Change) -> Callable[[Effect], Awaitable[tuple[Done, Change]]]:
+    async def perform(_: Effect) -> tuple[Done, Change]:
+        return done, change
     return perform
+
+
+def _rendered(effect: Effect) -> Change:
+    """A message rendered and settled anew, as a change to the record it replaces."""
+    change: Change = {"status": effect.status or EffectState.succeeded.value,
+                      "detail": effect.detail or "", "channel": effect.channel or "",
+                      "locale": effect.locale or "", "subject": effect.subject or "",
+                      "text": effect.text or "", "html": effect.html or "",
+                      "incident_type": effect.incident_type or ""}
+    if effect.settled_at is not None:
+        change["settled_at"] = effect.settled_at
+    if effect.sent_at is not None:
+        change["sent_at"] = effect.sent_at
+    return change

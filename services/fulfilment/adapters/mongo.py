@@ -1,68 +1,307 @@
-"""Fulfilment's MongoDB collections: one document per effect, keyed by the action's
-idempotency key, so an effect is applied at most once whatever is redelivered."""
+"""Fulfilment's stores on a MongoDB-wire server: one document per effect, keyed by the
+action's idempotency key, so an effect is applied at most once whatever is redelivered.
+
+The pieces both servers share live here; `ferretdb.py` and `mongodb.py` put them together
+with their own strategy for bodies (JSON text or nested documents) and for the outboxes'
+"published" (marks or a flag). Every class takes and returns contracts or domain objects:
+the documents stay in this package.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, Literal, TypeVar
 
-from pymongo import ASCENDING, DESCENDING
-from pymongo.asynchronous.database import AsyncDatabase
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
+from schemas.decision import Decision, RemedyKind
 from schemas.outcome import Outcome
-from services.common.adapters.mongo import Doc, insert_new, stored
-from services.common.adapters.outbox import MongoOutbox, as_document
+from services.common.adapters.mongo import (
+    BULK_STATEMENTS,
+    Doc,
+    chunks,
+    insert_new,
+    write_failure,
+)
+from services.common.outbox import Outbox
+from services.fulfilment.domain.effects import (
+    EFFECT_FIELDS,
+    UNFINISHED,
+    Change,
+    Effect,
+    EffectState,
+)
+from services.fulfilment.domain.plan import Perk, PointsCredit
+from services.fulfilment.ports import KeptOutcome, KeptTask, Received
+
+R = TypeVar("R")
+Bodies = Literal["text", "nested"]
+
+# FerretDB v1 stores a string four times faster than the same 5 kB as nested fields, and
+# nothing queries inside a body (the fields queries need sit beside it): text there; on
+# MongoDB the body is a nested document, readable in the shell and by aggregations.
 
 
-class FulfilmentStore:
-    """`decisions` (each revision as received), `points_ledger` (append-only credits),
-    `messages` (apologies) and `refunds` (each with its delivery state, see `remote`), `perks`
-    (free delivery), `tasks` (for humans, an outbox) and `outcomes` (an outbox)."""
+def encode_body(body: str, bodies: Bodies) -> str | Doc:
+    return body if bodies == "text" else dict(json.loads(body))
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.db = db
-        self.decisions = db["decisions"]
-        self.points_ledger = db["points_ledger"]
-        self.messages = db["messages"]
-        self.refunds = db["refunds"]
-        self.perks = db["perks"]
-        self.tasks = MongoOutbox(db["tasks"], as_document)
-        self.outcomes = MongoOutbox(db["outcomes"], as_document)
 
-    async def create_indexes(self) -> None:
-        for name in ("decisions", "points_ledger", "messages", "refunds", "perks", "tasks",
-                     "outcomes"):
-            await self.db[name].create_index([("customer_id", ASCENDING),
-                                              ("created_at", DESCENDING)])
-        for name in ("messages", "refunds"):  # the sweep looks for unfinished ones
-            await self.db[name].create_index([("status", ASCENDING)])
-        for outbox in (self.tasks, self.outcomes):
-            await outbox.create_indexes()
+def as_decision(value: str | Doc) -> Decision:
+    return (Decision.model_validate_json(value) if isinstance(value, str)
+            else Decision.model_validate(value))
 
-    async def outcomes_of(self, keys: Sequence[str]) -> dict[str, Outcome]:
-        """The outcomes already recorded for these action keys."""
-        if not keys:
-            return {}
-        found: dict[str, Outcome] = {}
-        async for doc in self.outcomes.collection.find({"_id": {"$in": list(set(keys))}},
-                                                       {"outcome": 1}):
-            found[doc["_id"]] = Outcome.model_validate(stored(doc["outcome"]))
+
+def as_outcome(value: str | Doc) -> Outcome:
+    return (Outcome.model_validate_json(value) if isinstance(value, str)
+            else Outcome.model_validate(value))
+
+
+@dataclass
+class MongoDecisionLog:
+    collection: AsyncCollection[Doc]
+    bodies: Bodies
+
+    async def add_new(self, received: Sequence[Received]) -> set[str]:
+        return await insert_new(self.collection, [{
+            "_id": r.ref, "decision_id": r.decision.decision_id,
+            "revision": r.decision.revision, "customer_id": r.decision.incident.customer.id,
+            "tenant": r.decision.incident.tenant, "created_at": r.at, "origin": list(r.origin),
+            "decision": encode_body(r.decision.model_dump_json(), self.bodies)}
+            for r in received])
+
+    async def revisions(self, refs: Sequence[str]) -> dict[str, Received]:
+        found: dict[str, Received] = {}
+        for part in chunks(sorted(set(refs))):
+            async for doc in self.collection.find({"_id": {"$in": list(part)}}):
+                topic, partition, offset = doc["origin"]
+                found[doc["_id"]] = Received(as_decision(doc["decision"]),
+                                             (topic, partition, offset), doc["created_at"])
         return found
 
-    async def record_decisions(self, decisions: Sequence[Doc]) -> set[str]:
-        return await insert_new(self.decisions, decisions)
+    async def newest(self, decision_id: str) -> Decision | None:
+        newest: Doc | None = None
+        async for doc in self.collection.find({"decision_id": decision_id},
+                                              {"revision": 1, "decision": 1}):
+            if newest is None or doc["revision"] > newest["revision"]:
+                newest = doc
+        return None if newest is None else as_decision(newest["decision"])
 
-    async def credit_points(self, entries: Sequence[Doc]) -> set[str]:
-        return await insert_new(self.points_ledger, entries)
+    async def of_customer(self, customer_id: str) -> list[Decision]:
+        newest: dict[str, Doc] = {}
+        async for doc in self.collection.find({"customer_id": customer_id}):
+            have = newest.get(doc["decision_id"])
+            if have is None or doc["revision"] > have["revision"]:
+                newest[doc["decision_id"]] = doc
+        return [as_decision(doc["decision"]) for doc in newest.values()]
 
-    async def record_messages(self, messages: Sequence[Doc]) -> set[str]:
-        return await insert_new(self.messages, messages)
+    async def create_indexes(self) -> None:
+        await self.collection.create_index([("customer_id", ASCENDING),
+                                            ("created_at", DESCENDING)])
+        await self.collection.create_index([("decision_id", ASCENDING),
+                                            ("revision", DESCENDING)])
 
-    async def points_balance(self, customer_id: str, now: datetime) -> int:
-        """Points credited and not yet expired."""
-        total = 0
-        async for entry in self.points_ledger.find({"customer_id": customer_id,
-                                                    "expires_at": {"$gt": now}},
-                                                   {"points": 1}):
-            total += int(entry["points"])
-        return total
+
+def outcome_encoder(bodies: Bodies) -> Callable[[str, KeptOutcome], Doc]:
+    def encode(key: str, kept: KeptOutcome) -> Doc:
+        return {"_id": key, "customer_id": kept.outcome.customer_id, "tenant": kept.tenant,
+                "created_at": kept.at,
+                "outcome": encode_body(kept.outcome.model_dump_json(), bodies)}
+    return encode
+
+
+def task_document(key: str, kept: KeptTask) -> Doc:
+    task = kept.task
+    return {"_id": key, "customer_id": task.customer_id, "tenant": kept.tenant,
+            "decision_id": task.decision_id, "position": kept.position,
+            "kind": task.kind.value, "due_by": task.due_by, "created_at": kept.at}
+
+
+class Outcomes:
+    """The outcome outbox (`outbox`, whichever strategy marks "published") and its reads."""
+
+    def __init__(self, outbox: Outbox[KeptOutcome], collection: AsyncCollection[Doc]) -> None:
+        self.outbox = outbox
+        self.collection = collection
+
+    async def add_new(self, records: Sequence[tuple[str, KeptOutcome]]) -> set[str]:
+        new: set[str] = await self.outbox.add_new(records)
+        return new
+
+    async def published(self, ids: Sequence[str]) -> set[str]:
+        done: set[str] = await self.outbox.published(ids)
+        return done
+
+    async def mark_published(self, ids: Sequence[str]) -> None:
+        await self.outbox.mark_published(ids)
+
+    async def outcomes_of(self, keys: Sequence[str]) -> dict[str, Outcome]:
+        found: dict[str, Outcome] = {}
+        for part in chunks(sorted(set(keys))):
+            async for doc in self.collection.find({"_id": {"$in": list(part)}},
+                                                  {"outcome": 1}):
+                found[doc["_id"]] = as_outcome(doc["outcome"])
+        return found
+
+    async def of_customer(self, customer_id: str) -> list[KeptOutcome]:
+        return [KeptOutcome(as_outcome(doc["outcome"]), doc["tenant"], doc["created_at"])
+                async for doc in self.collection.find({"customer_id": customer_id})]
+
+
+class FlagOutbox(Generic[R]):
+    """An outbox on MongoDB: records as documents under their id, "published" a flag set on
+    them by one conditional update per batch (indexed `$in`)."""
+
+    def __init__(self, collection: AsyncCollection[Doc],
+                 encode: Callable[[str, R], Doc]) -> None:
+        self.collection = collection
+        self.encode = encode
+
+    async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
+        new: set[str] = set()
+        for part in chunks(records):
+            new |= await insert_new(self.collection, [self.encode(key, record)
+                                                      for key, record in part])
+        return new
+
+    async def published(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for part in chunks(ids):
+            found |= {doc["_id"] async for doc in self.collection.find(
+                {"_id": {"$in": list(part)}, "published": True}, {"_id": 1})}
+        return found
+
+    async def mark_published(self, ids: Sequence[str]) -> None:
+        for part in chunks(ids):
+            await self.collection.update_many({"_id": {"$in": list(part)},
+                                               "published": {"$ne": True}},
+                                              {"$set": {"published": True}})
+
+
+@dataclass
+class MongoPointsLedger:
+    collection: AsyncCollection[Doc]
+
+    async def credit(self, credits: Sequence[PointsCredit]) -> set[str]:
+        return await insert_new(self.collection, [{
+            "_id": c.key, "customer_id": c.customer_id, "tenant": c.tenant,
+            "decision_id": c.decision_id, "position": c.position, "points": c.points,
+            "reason": c.reason, "expires_at": c.expires_at, "created_at": c.at}
+            for c in credits])
+
+    async def of_customer(self, customer_id: str, now: datetime) -> list[PointsCredit]:
+        return [PointsCredit(d["_id"], d["customer_id"], d["tenant"], d["decision_id"],
+                             d["position"], int(d["points"]), d["reason"], d["expires_at"],
+                             d["created_at"])
+                async for d in self.collection.find({"customer_id": customer_id,
+                                                     "expires_at": {"$gt": now}})]
+
+
+@dataclass
+class MongoPerks:
+    collection: AsyncCollection[Doc]
+
+    async def grant(self, perks: Sequence[Perk]) -> set[str]:
+        return await insert_new(self.collection, [{
+            "_id": p.key, "customer_id": p.customer_id, "tenant": p.tenant,
+            "decision_id": p.decision_id, "position": p.position, "kind": p.kind.value,
+            "orders": p.orders, "expires_at": p.expires_at, "created_at": p.at}
+            for p in perks])
+
+    async def of_customer(self, customer_id: str) -> list[Perk]:
+        return [Perk(d["_id"], d["customer_id"], d["tenant"], d["decision_id"], d["position"],
+                     RemedyKind(d["kind"]), d["orders"], d["expires_at"], d["created_at"])
+                async for d in self.collection.find({"customer_id": customer_id})]
+
+
+def effect_document(effect: Effect) -> Doc:
+    doc: Doc = {"_id": effect.key}
+    for name in EFFECT_FIELDS[1:]:
+        value = getattr(effect, name)
+        if value is not None or name == "tenant":
+            doc[name] = list(value) if name == "origin" else value
+    return doc
+
+
+def as_effect(doc: Doc) -> Effect:
+    fields = {name: doc[name] for name in EFFECT_FIELDS[1:] if name in doc}
+    if fields.get("origin") is not None:
+        topic, partition, offset = fields["origin"]
+        fields["origin"] = (topic, partition, offset)
+    return Effect(key=doc["_id"], **fields)
+
+
+@dataclass
+class MongoEffectLog:
+    """Refunds or messages with their delivery state (see `remote`). The same on both
+    servers: claims are inserts under the idempotency key, every later write is a
+    conditional update guarded by the claim (or by status and attempts), which FerretDB
+    applies one document at a time."""
+
+    collection: AsyncCollection[Doc]
+
+    async def add_new(self, effects: Sequence[Effect]) -> set[str]:
+        return await insert_new(self.collection, [effect_document(e) for e in effects])
+
+    async def get(self, keys: Sequence[str]) -> list[Effect]:
+        found: list[Effect] = []
+        for part in chunks(sorted(set(keys))):
+            found.extend([as_effect(doc) async for doc in self.collection.find(
+                {"_id": {"$in": list(part)}})])
+        return found
+
+    async def settle(self, results: Sequence[tuple[Effect, Change]]) -> int:
+        ops = [UpdateOne({"_id": effect.key, "claim": effect.claim},
+                         {"$set": dict(change), "$inc": {"attempts": 1}})
+               for effect, change in results]
+        matched = 0
+        for start in range(0, len(ops), BULK_STATEMENTS):
+            try:
+                result = await self.collection.bulk_write(
+                    list(ops[start:start + BULK_STATEMENTS]), ordered=False)
+            except BulkWriteError as exc:  # its text quotes the updates: codes only
+                raise write_failure(exc) from None
+            matched += result.matched_count
+        return matched
+
+    async def renew(self, keys: Sequence[str], claim: str | None, now: datetime) -> None:
+        await self.collection.update_many(
+            {"_id": {"$in": list(keys)}, "claim": claim, "status": EffectState.claimed.value},
+            {"$set": {"claimed_at": now}})
+
+    async def wake_paused(self, remote: str, now: datetime) -> None:
+        await self.collection.update_many(
+            {"status": EffectState.paused.value, "remote": remote},
+            {"$set": {"next_attempt_at": now}})
+
+    async def unfinished(self, limit: int) -> list[Effect]:
+        return [as_effect(doc) async for doc in self.collection.find(
+            {"status": {"$in": list(UNFINISHED)}}).limit(limit)]
+
+    async def take_over(self, effect: Effect, change: Change) -> bool:
+        guard: Doc = {"_id": effect.key, "status": effect.status,
+                      "attempts": effect.attempts}
+        update: Doc = {"$set": dict(change)}
+        if "redriven_by" in change:  # once per dead letter; the failed refund's id goes
+            guard["redriven_by"] = {"$ne": change["redriven_by"]}
+            update["$unset"] = {"gateway_id": ""}
+        result = await self.collection.update_one(guard, update)
+        return result.modified_count == 1
+
+    async def failed(self, keys: Sequence[str]) -> list[Effect]:
+        return [as_effect(doc) async for doc in self.collection.find(
+            {"_id": {"$in": list(keys)}, "status": EffectState.failed.value})]
+
+    async def of_customer(self, customer_id: str) -> list[Effect]:
+        return [as_effect(doc) async for doc in self.collection.find(
+            {"customer_id": customer_id})]
+
+    async def create_indexes(self) -> None:
+        await self.collection.create_index([("customer_id", ASCENDING),
+                                            ("created_at", DESCENDING)])
+        await self.collection.create_index([("status", ASCENDING)])  # the sweep's query
+

@@ -13,8 +13,8 @@ import pytest
 
 from schemas.common import Money
 from services.common.access import PROBLEM_JSON, Role
+from services.fulfilment.adapters.vouchers import VoucherStore
 from services.fulfilment.http import LINK_PLACEHOLDER
-from services.fulfilment.vouchers import VoucherStore
 from tests import auth
 from tests.infra import Infra
 from tests.integration.fulfilment_api.decisions import manual_voucher, voucher_policy, waited

@@ -26,7 +26,9 @@ from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
+from services.fulfilment.adapters.mongo import MongoEffectLog
 from services.fulfilment.app import create_app as fulfilment_app
+from services.fulfilment.domain.effects import Change, Effect
 from services.fulfilment.remote import Done, Job, RemoteEffects, new_claim
 from services.fulfilment.service import LINK_MARK, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
@@ -140,33 +142,36 @@ async def test_a_batch_stops_starting_calls_at_its_deadline_and_the_sweep_sends_
 async def test_an_owner_never_overwrites_what_the_sweep_settled(
         mongo: AsyncMongoClient[Doc], suffix: str) -> None:
     collection = mongo[f"effects_{suffix}"]["messages"]
+    kept = MongoEffectLog(collection)
     clock = FakeClock(datetime(2026, 11, 23, 12, 5, tzinfo=UTC))
     settings = FulfilmentSettings()
     effects = RemoteEffects(settings, clock)
     release = asyncio.Event()
+    first = Effect(key="k-1", customer_id="c-1", tenant=None, decision_id="d-1",
+                   decision_ref="d-1:0", created_at=clock())
 
-    async def stalled(_: Doc) -> tuple[Done, Doc]:
+    async def stalled(_: Effect) -> tuple[Done, Change]:
         # The owner's process stalls (a paused VM) past its lease, then fails the send.
         await release.wait()
         return (Done(ActionStatus.failed, "refused", clock(), "refused"),
                 {"status": "failed", "detail": "refused", "settled_at": clock()})
 
-    async def sent(_: Doc) -> tuple[Done, Doc]:
+    async def sent(_: Effect) -> tuple[Done, Change]:
         return (Done(ActionStatus.succeeded, "sent", clock()),
                 {"status": "succeeded", "detail": "sent", "settled_at": clock()})
 
     try:
         owner = asyncio.create_task(effects.run(
-            collection, [Job("k-1", {"_id": "k-1", "created_at": clock()}, perform=stalled)],
-            clock()))
+            kept, [Job("k-1", first, perform=stalled)], clock()))
         for _ in range(100):
             if await collection.find_one({"_id": "k-1"}) is not None:
                 break
             await asyncio.sleep(0.05)
         clock.advance(timedelta(seconds=settings.claim_lease_seconds + 1))
-        [doc] = await effects.due(collection, clock(), 10)
-        assert await effects.reclaim(collection, doc, clock(), new_claim())
-        swept = await effects.perform(collection, [(Job("k-1", doc, perform=sent), doc)])
+        [due] = await effects.due(kept, clock(), 10)
+        taken = await effects.reclaim(kept, due, clock(), new_claim())
+        assert taken is not None
+        swept = await effects.perform(kept, [(Job("k-1", taken, perform=sent), taken)])
         assert swept["k-1"].status is ActionStatus.succeeded
         release.set()
         reported = await owner

@@ -14,7 +14,8 @@ from pymongo import AsyncMongoClient
 from schemas.common import Money
 from services.common.access import Role
 from services.common.adapters.mongo import Doc
-from services.fulfilment.vouchers import Voucher, VoucherError, VoucherStatus, VoucherStore
+from services.fulfilment.adapters.vouchers import VoucherStore
+from services.fulfilment.vouchers import Voucher, VoucherError, VoucherStatus
 from tests import auth
 from tests.factories import late_and_on_time
 from tests.infra import Infra
