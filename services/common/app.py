@@ -33,6 +33,7 @@ from services.common.messaging import (
     ConsumerMetrics,
     DeadLetters,
     KafkaPublisher,
+    Publisher,
     ensure_topics,
     make_broker,
     subscribe_batches,
@@ -51,7 +52,7 @@ class Runtime:
     clock: Clock
     broker: KafkaBroker
     mongo: AsyncMongoClient[Doc]
-    publisher: KafkaPublisher
+    publisher: Publisher
     dead_letters: DeadLetters
     consumer_metrics: ConsumerMetrics
     owns_mongo: bool
@@ -67,13 +68,16 @@ class Runtime:
     @classmethod
     def create(cls, settings: ServiceSettings, *, mongo: AsyncMongoClient[Doc] | None = None,
                clock: Clock | None = None,
-               registry: CollectorRegistry | None = None) -> Runtime:
+               registry: CollectorRegistry | None = None,
+               publisher: Publisher | None = None) -> Runtime:
+        """`publisher` replaces the broker's (tests give a fake): every message the service
+        sends, dead letters and audit entries included, goes through it."""
         install_log_privacy()
         registry = registry or CollectorRegistry()
         clock = clock or system_clock
         redact_driver_errors()
         broker = make_broker(settings, registry)
-        publisher = KafkaPublisher(broker, registry)
+        publisher = publisher or KafkaPublisher(broker, registry)
         return cls(
             settings=settings, registry=registry, clock=clock, broker=broker,
             mongo=mongo or make_client(settings.mongo_url), publisher=publisher,

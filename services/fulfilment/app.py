@@ -38,12 +38,13 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     """The fulfilment app; every keyword's default is production, and each is what a test
     may replace (`stores` with the fakes: then no database is touched)."""
     settings = settings or FulfilmentSettings()
-    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
+    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry,
+                             publisher=publisher)
     gateway = gateway if gateway is not None else payment_gateway(settings)
     channels = channels if channels is not None else message_channels(settings, runtime.clock)
     service = FulfilmentService(settings=settings,
                                 stores=stores or ferretdb.stores(runtime.db)[0],
-                                publisher=publisher or runtime.publisher,
+                                publisher=runtime.publisher,
                                 dead_letters=runtime.dead_letters,
                                 clock=runtime.clock, metrics=FulfilmentMetrics(runtime.registry),
                                 gateway=gateway, channels=channels, links=runtime.links)

@@ -15,7 +15,7 @@ from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import Pseudonyms, install_erasure
-from services.common.messaging import Record
+from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
 from services.intake import http, retention
 from services.intake.adapters.choice import open_store
@@ -39,13 +39,15 @@ class _NotOpen:
 def create_app(settings: IntakeSettings | None = None, *,
                mongo: AsyncMongoClient[Doc] | None = None, store: IntakeStore | None = None,
                clock: Clock | None = None, registry: CollectorRegistry | None = None,
-               sweep: bool = True) -> FastAPI:
-    """`store` replaces the adapter the lifespan would choose by the server;
+               publisher: Publisher | None = None, sweep: bool = True) -> FastAPI:
+    """`store` replaces the adapter the lifespan would choose by the server, `publisher`
+    the broker's;
     `sweep=False` leaves running the due checks to the caller (tests call
     `service.run_due_checks()` themselves)."""
     settings = settings or IntakeSettings()
     keep_payloads_out_of_logs()
-    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
+    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry,
+                             publisher=publisher)
     given = store
     event_time = EventTime(
         event_lateness=timedelta(seconds=settings.event_lateness_seconds),

@@ -23,21 +23,16 @@ pytestmark = pytest.mark.component
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-async def test_the_subscriber_hands_upstream_records_to_the_service(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_subscriber_hands_upstream_records_to_the_service() -> None:
     settings = IntakeSettings.model_validate({
         "create_topics": False, "deadletter_topic": "deadletter", "orders_topic": "orders",
         "incidents_topic": "incidents", "hmac_secrets": SECRETS, "sources": SOURCES,
         "kafka_bootstrap": "127.0.0.1:1", "mongo_url": "mongodb://127.0.0.1:1/"})
     store, publisher = FakeIntakeStore(), FakePublisher()
     app = create_app(settings, store=store, clock=FakeClock(T0 + timedelta(hours=3)),
-                     sweep=False)
+                     publisher=publisher, sweep=False)
     runtime = app.state.runtime
     broker = runtime.broker
-    # The runtime's publisher sends through the broker's own producer, which the in-memory
-    # broker does not replace; and its consumer has no high watermark to measure lag against.
-    monkeypatch.setattr(runtime.publisher, "publish_all", publisher.publish_all)
-    monkeypatch.setattr(runtime.consumer_metrics, "observe_lag", lambda *_: None)
     late = f.delivered("c", "o-1", at=T0 + timedelta(hours=3), promised=T0)
     # The broker alone: the lifespan's other hooks (the audit's and erasure's indexes, in
     # services/common) need a database.
