@@ -22,13 +22,13 @@ from typing import Annotated, Any, ClassVar
 
 import typer
 from pydantic_settings import SettingsConfigDict
-from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from amends import ops
+from amends.adapters.redrives import Redrives
 from amends.cli_auth import Identity, Operator
 from schemas.audit import AuditAction, AuditEntry
 from schemas.common import deterministic_id
@@ -124,13 +124,7 @@ def replay(
 
 async def _letters_and_redrives(settings: OpsSettings) -> tuple[list[ops.Letter], set[str]]:
     letters = await ops.read_dead_letters(settings.kafka, settings.deadletter_topic)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url,
-                                                                 serverSelectionTimeoutMS=3000)
-    try:
-        done = {d["_id"] async for d in client[settings.ops_db]["redrives"].find({}, {"_id": 1})}
-    finally:
-        await client.close()
-    return letters, done
+    return letters, await Redrives(settings.mongo_url, settings.ops_db).redriven()
 
 
 def _select(letters: list[ops.Letter], service: str | None,
@@ -260,16 +254,8 @@ async def _redrive_and_record(settings: OpsSettings,
     summary = await ops.redrive(settings.kafka, letters)
     if not summary.redriven:
         return summary
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
-    try:
-        now = datetime.now(UTC)
-        collection = client[settings.ops_db]["redrives"]
-        for item in summary.redriven:
-            await collection.update_one({"_id": item.letter.dead_letter_id},
-                                        {"$set": {"redriven_at": now},
-                                         "$inc": {"times": 1}}, upsert=True)
-    finally:
-        await client.close()
+    await Redrives(settings.mongo_url, settings.ops_db).record(
+        [item.letter.dead_letter_id for item in summary.redriven], datetime.now(UTC))
     return summary
 
 
