@@ -97,6 +97,7 @@ def fields_of(decision: Decision) -> Doc:
         "type": incident.type.value,
         "detection": incident.detection.value, "status": decision.status.value,
         "revision": decision.revision, "decided_at": decision.decided_at,
+        "value": format(decision.total_value.amount, "f"),
         "goodwill": format(goodwill(decision), "f"),
         "refunded": format(refunded(decision), "f"),
         "given": given_doc(decision),
