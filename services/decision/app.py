@@ -14,7 +14,7 @@ from services.common.app import Runtime
 from services.common.audit import AuditTrail
 from services.common.clock import Clock
 from services.common.erasure import install_erasure
-from services.common.messaging import DeadLetters, Publisher, Record
+from services.common.messaging import Record
 from services.common.retention import install_retention, rules_of
 from services.decision import erasure, http, retention
 from services.decision.adapters.budget import FerretBudget
@@ -33,21 +33,17 @@ def create_app(settings: DecisionSettings | None = None, *,
                mongo: Client | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None, store: Decisions | None = None,
-               budget: Budget | None = None, publisher: Publisher | None = None) -> FastAPI:
+               budget: Budget | None = None) -> FastAPI:
     settings = settings or DecisionSettings()
     policy = policy or load_policy(settings.policy_path)
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
-    publisher = publisher or runtime.publisher
-    dead_letters = (runtime.dead_letters if publisher is runtime.publisher else
-                    DeadLetters(settings.service_name, settings.deadletter_topic, publisher,
-                                runtime.clock, runtime.registry))
-    audit = AuditTrail(settings.service_name, runtime.db, publisher,
+    audit = AuditTrail(settings.service_name, runtime.db, runtime.publisher,
                        settings.audit_topic, runtime.clock)
     # FerretDB's adapters until the lifespan learns what the server is.
     service = DecisionService(settings=settings, policy=policy,
                               store=store or FerretDecisions(runtime.db),
                               budget=budget or FerretBudget(runtime.db),
-                              publisher=publisher, dead_letters=dead_letters,
+                              publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
                               audit=audit)
 
