@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from schemas.common import Money
-from schemas.decision import DecisionStatus
+from schemas.decision import Choice, DecisionStatus, Review
 from services.common.access import Role
 from tests import auth
 from tests.component.decision.conftest import HOLD_LATE, T0, Decider, build, did, tight
@@ -232,3 +232,29 @@ async def test_an_admin_applies_the_defaults_by_hand(decider: Decider) -> None:
     assert settled is not None
     assert settled.choice is not None
     assert settled.choice.by == "default"
+
+
+async def test_an_approval_that_loses_the_race_to_a_rejection_gives_its_budget_back(
+        held: Decider) -> None:
+    body = late("c-1")
+    await held.decide(body)
+    # Another reviewer's rejection was claimed between this reviewer's read and write.
+    await held.store.claim_review(did(body), Review(
+        verdict="rejected", reviewer="otto", reason="a duplicate", at=T0))
+    async with held.api(Role.reviewer) as reviewer:
+        refused(await reviewer.post(f"/v1/review/{did(body)}/approve",
+                                    json={"reason": "checked"}), 409, "state")
+    assert (await held.budget.state(T0.date(), LIMIT)).spent.amount == 0
+    assert held.published() == [held.published()[0]]
+
+
+async def test_a_customer_who_chooses_after_the_default_won_gets_the_default(
+        decider: Decider) -> None:
+    body = defective("c-1")
+    [offer] = await decider.decide(body)
+    assert offer.offer is not None
+    won = Choice(option=0, label=offer.offer.options[0].label, by="default", at=T0)
+    await decider.store.claim_choice(did(body), won)
+    settled = await decider.service.choose(did(body), 1, by="customer")
+    assert settled.choice == won
+    assert settled.status is DecisionStatus.approved
