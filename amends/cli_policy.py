@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,8 +28,9 @@ from amends.cli_ops import OpsSettings
 from schemas import topics
 from schemas.decision import Action
 from schemas.incident import Incident, IncidentDetected
-from services.common.adapters.mongo import stored
+from services.common.adapters.mongo import make_client
 from services.common.errors import describe
+from services.decision.adapters.storage import open_storage
 from services.decision.backtest import Tally, backtest, backtest_generated
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
@@ -155,22 +155,13 @@ def _from_topic(topic: str, start: str, stop: str | None, progress: Progress) ->
 
 
 async def _from_store(db: str, start: datetime | None, stop: datetime | None) -> list[Incident]:
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        OpsSettings().mongo_url, tz_aware=True
-    )
+    client = make_client(OpsSettings().mongo_url)
     try:
-        query: dict[str, object] = {}
-        window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
-        if window:
-            query["decided_at"] = window
-        cursor = client[db]["decisions"].find(query, {"decision": 1})
-        incidents = [
-            Incident.model_validate(stored(doc["decision"])["incident"])  # type: ignore[arg-type]
-            async for doc in cursor
-        ]
+        decisions, _, _ = await open_storage(client, db)
+        found = await decisions.between(start, stop)
     finally:
         await client.close()
-    return sorted(incidents, key=lambda i: i.detected_at)
+    return sorted((d.incident for d in found), key=lambda i: i.detected_at)
 
 
 def _money(value: Decimal, currency: str) -> str:

@@ -1,5 +1,7 @@
-"""Decision's app factory: the incident and outcome consumers, the store, the budget, the
-review and choice endpoints, and the sweep that applies offers' defaults."""
+"""Decision's app factory: the incident and outcome consumers, the store and the budget (the
+FerretDB or the MongoDB adapters, chosen in the lifespan by `store_backend` and what the
+server says it is, unless a test passes its own), the review and choice endpoints, and the
+sweep that applies offers' defaults."""
 
 from __future__ import annotations
 
@@ -7,17 +9,18 @@ import logging
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 
-from services.common.adapters.mongo import Doc
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import install_erasure
-from services.common.messaging import Record
+from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
 from services.decision import erasure, http, retention
-from services.decision.adapters.budget import MongoBudget
-from services.decision.adapters.mongo import DecisionStore, quiet_write_errors
+from services.decision.adapters.budget import FerretBudget
+from services.decision.adapters.ferretdb import FerretDecisions
+from services.decision.adapters.mongo import quiet_write_errors
+from services.decision.adapters.ports import Budget, Decisions
+from services.decision.adapters.storage import Client, open_storage
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
@@ -26,20 +29,35 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: DecisionSettings | None = None, *,
-               mongo: AsyncMongoClient[Doc] | None = None, clock: Clock | None = None,
+               mongo: Client | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
-               policy: Policy | None = None) -> FastAPI:
+               policy: Policy | None = None, store: Decisions | None = None,
+               budget: Budget | None = None, publisher: Publisher | None = None) -> FastAPI:
+    """Every keyword's default is production; tests replace the store, the budget and the
+    publisher with fakes."""
     settings = settings or DecisionSettings()
     policy = policy or load_policy(settings.policy_path)
-    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry)
-    store = DecisionStore(runtime.db)
-    budget = MongoBudget(runtime.db)
+    runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry,
+                             publisher=publisher)
     audit = runtime.audit_trail()
-    service = DecisionService(settings=settings, policy=policy, store=store, budget=budget,
+    # FerretDB's adapters until the lifespan learns what the server is.
+    service = DecisionService(settings=settings, policy=policy,
+                              store=store or FerretDecisions(runtime.db),
+                              budget=budget or FerretBudget(runtime.db),
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
                               audit=audit)
-    runtime.on_start.extend([store.create_indexes, budget.create_indexes])
+
+    async def open_store() -> None:
+        if store is None or budget is None:
+            chosen, ledger, server = await open_storage(runtime.mongo, settings.mongo_db,
+                                                        settings.store_backend)
+            service.store, service.budget = store or chosen, budget or ledger
+            log.info("decision keeps its records with the %s adapters", server.backend)
+        await service.store.create_indexes()
+        await service.budget.create_indexes()
+
+    runtime.on_start.append(open_store)
 
     async def when_incidents_detected(records: list[Record]) -> None:
         with quiet_write_errors():
@@ -68,7 +86,7 @@ def create_app(settings: DecisionSettings | None = None, *,
                               settings.outcomes_topic, settings.audit_topic],
                       produces=[settings.decisions_topic])  # the audit topic: by install_erasure
     http.install_refusals(app)
-    app.include_router(http.router(service, store, runtime.access, runtime.links))
+    app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
     app.state.service = service
     return app

@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pymongo.errors import OperationFailure
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from schemas.common import Contact, CustomerSnapshot, Money, money_problem
 from schemas.decision import Decision
@@ -30,15 +29,10 @@ from services.common.access import (
     operator,
     problem,
 )
-from services.common.adapters.mongo import Doc, stored
 from services.common.links import CustomerLinks
-from services.decision.adapters.mongo import DecisionStore, without_documents
-from services.decision.service import (
-    DecisionNotFoundError,
-    DecisionRefusedError,
-    DecisionService,
-    ManualVoucher,
-)
+from services.decision.adapters.mongo import STORE_ERRORS, without_documents
+from services.decision.domain.lifecycle import DecisionRefusedError
+from services.decision.service import DecisionNotFoundError, DecisionService, ManualVoucher
 
 log = logging.getLogger(__name__)
 
@@ -155,31 +149,32 @@ def install_refusals(app: FastAPI) -> None:
 
     app.add_exception_handler(DecisionRefusedError, refused)
     app.add_exception_handler(DecisionNotFoundError, missing)
-    app.add_exception_handler(OperationFailure, failed)
-    app.add_exception_handler(ValidationError, failed)
+    for error in STORE_ERRORS:
+        app.add_exception_handler(error, failed)
 
 
-def router(service: DecisionService, store: DecisionStore, access: Authenticator,
-           links: CustomerLinks) -> APIRouter:
+def router(service: DecisionService, access: Authenticator, links: CustomerLinks
+           ) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["decision"])
     Viewer = Annotated[Principal, Depends(operator(access, Role.viewer))]  # noqa: N806
     Support = Annotated[Principal, Depends(operator(access, Role.support))]  # noqa: N806
     Reviewer = Annotated[Principal, Depends(operator(access, Role.reviewer))]  # noqa: N806
     Admin = Annotated[Principal, Depends(operator(access, Role.admin))]  # noqa: N806
 
-    async def of_tenant(principal: Principal, decision_id: str) -> tuple[Doc, Decision]:
-        """The decision (document and contract), if `principal` acts in its tenant (else
-        403 tenant)."""
-        loaded = await service.current(decision_id)
-        access.require_tenant(principal, loaded[1].incident.tenant)
-        return loaded
+    async def of_tenant(principal: Principal, decision_id: str) -> Decision:
+        """The decision, if `principal` acts in its tenant (else 403 tenant)."""
+        decision = await service.current(decision_id)
+        access.require_tenant(principal, decision.incident.tenant)
+        return decision
 
-    def held(doc: dict[str, Any]) -> HeldDecision:
-        decision = Decision.model_validate(stored(doc["decision"]))
-        return HeldDecision(decision_id=doc["_id"], customer_id=doc["customer_id"],
-                            incident_type=doc["type"], value=doc["value"],
-                            currency=doc["currency"], review_reason=decision.review_reason,
-                            decided_at=doc["decided_at"].isoformat(),
+    def held(decision: Decision) -> HeldDecision:
+        return HeldDecision(decision_id=decision.decision_id,
+                            customer_id=decision.incident.customer.id,
+                            incident_type=decision.incident.type.value,
+                            value=format(decision.total_value.amount, "f"),
+                            currency=decision.total_value.currency,
+                            review_reason=decision.review_reason,
+                            decided_at=decision.decided_at.isoformat(),
                             explanation=decision.explanation, tenant=decision.incident.tenant,
                             approvals=[a.reviewer for a in decision.approvals],
                             approvals_needed=service.approvals_needed(decision))
@@ -196,13 +191,13 @@ def router(service: DecisionService, store: DecisionStore, access: Authenticator
     async def review_queue(principal: Viewer,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 100
                            ) -> list[HeldDecision]:
-        return [held(doc) for doc in await store.held(limit, access.tenants(principal))]
+        return [held(d) for d in await service.store.held(limit, access.tenants(principal))]
 
     @api.get("/decisions/{decision_id}",
              summary="A decision as it stands now (the customer's contact details only for "
                      "support and above)")
     async def get_decision(decision_id: DecisionId, principal: Viewer) -> Decision:
-        decision = (await of_tenant(principal, decision_id))[1]
+        decision = await of_tenant(principal, decision_id)
         if principal.has(Role.support):
             return decision
         # A viewer has no use for how to reach the customer.

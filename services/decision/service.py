@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
@@ -26,7 +26,6 @@ from schemas.decision import (
     Decision,
     DecisionMade,
     DecisionStatus,
-    Offer,
     RemedyKind,
     Review,
     action_key,
@@ -35,8 +34,6 @@ from schemas.decision import (
 from schemas.incident import Detection, Incident, IncidentDetected, IncidentType
 from schemas.outcome import ActionStatus, OutcomeRecorded
 from services.common.access import Principal
-from services.common.adapters.mongo import Doc, stored
-from services.common.audit import AuditTrail
 from services.common.clock import Clock
 from services.common.errors import describe
 from services.common.messaging import (
@@ -45,12 +42,20 @@ from services.common.messaging import (
     Publisher,
     Record,
     outgoing,
-    outgoing_with_data,
 )
 from services.common.outbox import record_then_publish
-from services.decision.adapters.budget import Budget
-from services.decision.adapters.mongo import DecisionStore, decision_doc, goodwill, refunded
+from services.decision.adapters.ports import Budget, Decisions
+from services.decision.domain import lifecycle
 from services.decision.domain.history import CustomerHistory, PastIncident
+from services.decision.domain.lifecycle import (
+    DecisionConflictError,
+    DecisionRefusedError,
+    goodwill,
+    refunded,
+    reservation,
+    restitution_keys,
+    value,
+)
 from services.decision.domain.policy import Policy
 from services.decision.domain.topup import given_by
 from services.decision.fast.engine import decide
@@ -89,29 +94,6 @@ class DecisionMetrics:
                                ["by"], registry=registry)
 
 
-class DecisionRefusedError(Exception):
-    """A request the service refuses: `status` and `check` (what refused it) become the
-    problem body the HTTP API answers with."""
-
-    def __init__(self, detail: str, *, status: int = 409, check: str = "state") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.check = check
-
-
-class DecisionConflictError(DecisionRefusedError):
-    """A review or a choice that cannot be taken (wrong state, taken already, no budget)."""
-
-
-class FourEyesError(DecisionRefusedError):
-    """An approval the four-eyes rule refuses: the same reviewer twice, or a manual
-    voucher's own creator."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, status=403, check="four_eyes")
-
-
 @dataclass(frozen=True)
 class ManualVoucher:
     """A voucher an operator grants by hand: a decision like any other, under the policy's
@@ -134,6 +116,16 @@ def _state(decision: Decision) -> dict[str, str | int]:
             "currency": decision.total_value.currency}
 
 
+class Audit(Protocol):
+    """Where human actions are recorded (`services.common.audit.AuditTrail`)."""
+
+    async def record(self, principal: Principal, action: AuditAction, target: str, *,
+                     customer_id: str | None = None, reason: str = "",
+                     before: dict[str, Any] | None = None,
+                     after: dict[str, Any] | None = None, key: str | None = None,
+                     tenant: str | None = None) -> object: ...
+
+
 class DecisionNotFoundError(LookupError):
     pass
 
@@ -146,40 +138,17 @@ def _event(decision: Decision, now: datetime) -> DecisionMade:
                         data=decision)
 
 
-def _reopened(held: Decision, now: datetime) -> Offer | None:
-    """A held decision's offer as approved at `now`: the customer hears of it only now, so
-    they get the whole time to choose from now on, never less than the offer first gave."""
-    offer = held.offer
-    if offer is None:
-        return None
-    window = offer.deadline - held.decided_at
-    return offer.model_copy(update={"deadline": max(offer.deadline, now + window)})
-
-
-def _value(actions: Sequence[Action], *, restitution: bool | None = None) -> Decimal:
-    """What `actions` are worth (only their restitution, or only their goodwill, if told)."""
-    return sum((a.value.amount for a in actions
-                if restitution is None or a.restitution is restitution), Decimal(0))
-
-
-def _reservation(decision: Decision) -> str | None:
-    """The key a new decision's goodwill is booked under; None when it books nothing now (a
-    held decision books when approved)."""
-    return (decision.decision_id
-            if decision.status.executable and goodwill(decision) > 0 else None)
-
-
 @dataclass
 class DecisionService:
     settings: DecisionSettings
     policy: Policy
-    store: DecisionStore
+    store: Decisions
     budget: Budget
     publisher: Publisher
     dead_letters: DeadLetters
     clock: Clock
     metrics: DecisionMetrics
-    audit: AuditTrail | None = None
+    audit: Audit | None = None
 
     @property
     def limit(self) -> Money:
@@ -217,25 +186,21 @@ class DecisionService:
         fresh = [i for did, i in by_id.items() if did not in known]
         made = await self._decide(fresh, histories, now) if fresh else []
 
-        docs = {d.decision_id: decision_doc(d, reservation=_reservation(d)) for d in made}
-        new = await self.store.decisions.add_new(list(docs.items()))
-        lost = [did for did in docs if did not in new]  # a racing decider recorded it first
-        if lost:
+        new = await self.store.decisions.add_new([(d.decision_id, d) for d in made])
+        lost = [d.decision_id for d in made if d.decision_id not in new]
+        if lost:  # a racing decider recorded these first: theirs stand
             known.update(await self.store.find(lost))
-        await self._book([*(docs[did] for did in docs if did in new), *known.values()], now)
+        await self._book([*(d for d in made if d.decision_id in new), *known.values()], now)
 
         items: list[tuple[str, Outgoing]] = [
-            (d.decision_id, outgoing_with_data(self.settings.decisions_topic, _event(d, now),
-                                               docs[d.decision_id]["decision"]))
+            (d.decision_id, outgoing(self.settings.decisions_topic, _event(d, now)))
             for d in made if d.decision_id in new]
         # A decision recorded before a crash but never published is published now, as made.
         published = await self.store.decisions.published(list(known))
-        for doc in known.values():
-            if doc["_id"] not in published:
-                kept = Decision.model_validate(stored(doc["decision"]))
-                if kept.revision == 0:
-                    items.append((doc["_id"], outgoing(self.settings.decisions_topic,
-                                                       _event(kept, kept.decided_at))))
+        for did, kept in known.items():
+            if did not in published and kept.revision == 0:
+                items.append((did, outgoing(self.settings.decisions_topic,
+                                            _event(kept, kept.decided_at))))
         await self.publisher.publish_all([message for _, message in items])
         await self.store.decisions.mark_published([did for did, _ in items])
 
@@ -273,21 +238,17 @@ class DecisionService:
         self._budget_gauges(state.limit.amount, remaining)
         return made
 
-    async def _book(self, docs: Sequence[Doc], now: datetime) -> None:
+    async def _book(self, decisions: Sequence[Decision], now: datetime) -> None:
         """Book recorded decisions' goodwill on the day each was decided, under its id and
         at its recorded amount; the budget books each id once, so a redelivery books only
         what a crash left unbooked."""
         by_day: dict[date, dict[str, Money]] = {}
-        for doc in docs:
-            if doc.get("reservation") != doc["_id"]:
+        for decision in decisions:
+            did, amount = decision.decision_id, goodwill(decision)
+            if reservation(decision) != did or amount <= 0:
                 continue  # held (booked when approved) or worth no goodwill
-            amount = Decimal(str(doc.get("goodwill", doc["value"])))
-            if amount <= 0:
-                continue
-            day = (date.fromisoformat(doc["budget_day"]) if "budget_day" in doc
-                   else doc["decided_at"].date())
-            by_day.setdefault(day, {})[doc["_id"]] = Money(amount=amount,
-                                                           currency=doc["currency"])
+            by_day.setdefault(decision.decided_at.date(), {})[did] = Money(
+                amount=amount, currency=decision.total_value.currency)
         for day, amounts in sorted(by_day.items()):
             before = await self.budget.book(day, self.limit, amounts, now)
             booked = sum((m.amount for did, m in amounts.items() if did not in before),
@@ -298,7 +259,7 @@ class DecisionService:
     def _count_restitution(self, actions: Sequence[Action]) -> None:
         """Restitution carried out is counted apart from the goodwill the budget counts (an
         offer's option when it is chosen)."""
-        owed = _value(actions, restitution=True)
+        owed = value(actions, restitution=True)
         if owed > 0:
             self.metrics.restitution.labels(self.policy.currency).inc(float(owed))
 
@@ -324,21 +285,18 @@ class DecisionService:
         await self.dead_letters.send(rejected)
         failed = [o for o in outcomes
                   if o.status is ActionStatus.failed and o.value.amount > 0]
-        await self.store.record_outcomes([
-            {"_id": o.idempotency_key, "decision_id": o.decision_id, "status": o.status.value,
-             "kind": o.kind.value, "value": format(o.value.amount, "f"),
-             "currency": o.value.currency, "at": now} for o in failed])
+        await self.store.record_failures(failed, now)
         if not failed:
             return 0
         current = await self.store.find(sorted({o.decision_id for o in failed}))
-        owed = {key for doc in current.values() for key in _restitution_keys(doc)}
+        owed = {key for decision in current.values() for key in restitution_keys(decision)}
         released = 0
         for outcome in failed:
-            doc = current.get(outcome.decision_id)
-            if doc is None or not doc.get("reservation") or outcome.idempotency_key in owed:
+            decision = current.get(outcome.decision_id)
+            key = reservation(decision) if decision is not None else None
+            if key is None or outcome.idempotency_key in owed:
                 continue  # nothing booked for it (restitution is never booked)
-            if await self.budget.release(doc["reservation"], outcome.idempotency_key,
-                                         outcome.value, now):
+            if await self.budget.release(key, outcome.idempotency_key, outcome.value, now):
                 released += 1
                 self.metrics.released.labels(outcome.value.currency).inc(
                     float(outcome.value.amount))
@@ -346,30 +304,22 @@ class DecisionService:
 
     # --- reviews and choices ------------------------------------------------------------
 
-    async def current(self, decision_id: str) -> tuple[Doc, Decision]:
-        """A decision as recorded now (its document and its newest revision)."""
-        return await self._current(decision_id)
-
-    async def _current(self, decision_id: str) -> tuple[Doc, Decision]:
-        doc = await self.store.get(decision_id)
-        if doc is None:
+    async def current(self, decision_id: str) -> Decision:
+        """A decision at its newest revision."""
+        decision = await self.store.get(decision_id)
+        if decision is None:
             raise DecisionNotFoundError(f"no decision {decision_id}")
-        return doc, Decision.model_validate(stored(doc["decision"]))
+        return decision
 
-    async def _publish_revision(self, revision: Decision, reservation: str | None) -> None:
+    async def _publish_revision(self, revision: Decision) -> None:
         now = self.clock()
-        doc = decision_doc(revision, reservation=reservation)
-        doc["_id"] = f"{revision.decision_id}:{revision.revision}"
         await record_then_publish(self.store.revisions, self.publisher, [
-            (doc["_id"], doc, outgoing_with_data(self.settings.decisions_topic,
-                                                _event(revision, now),
-                                     doc["decision"]))])
-        await self.store.update_current(revision, reservation)
+            (f"{revision.decision_id}:{revision.revision}", revision,
+             outgoing(self.settings.decisions_topic, _event(revision, now)))])
+        await self.store.update_current(revision)
 
     def approvals_needed(self, decision: Decision) -> int:
-        """Two different reviewers above the four-eyes limit, else one."""
-        limit = self.settings.four_eyes_above
-        return 2 if limit is not None and goodwill(decision) > limit else 1
+        return lifecycle.approvals_needed(decision, self.settings.four_eyes_above)
 
     async def _audit(self, who: Principal, action: AuditAction, target: Decision,
                      after: Decision, reason: str, *,
@@ -386,196 +336,125 @@ class DecisionService:
 
     async def review(self, decision_id: str, verdict: Literal["approved", "rejected"],
                      reviewer: Principal, reason: str, *,
-                     loaded: tuple[Doc, Decision] | None = None) -> Decision:
-        """Approve or reject a held decision as `reviewer` (the authenticated subject).
-        Approving reserves its goodwill, refused when today's budget cannot cover it, unless
-        the decision gives money back: restitution is owed whatever the budget, so its
-        goodwill is booked all the same. Above the four-eyes limit the first approval is
-        recorded and the decision stays held until a different reviewer approves it too; a
-        manual voucher's creator never approves it. Rejecting keeps only the apology, and
-        one rejection ends it. Repeating the same verdict returns the same revision."""
+                     loaded: Decision | None = None) -> Decision:
+        """Approve or reject a held decision as `reviewer` (the authenticated subject): the
+        domain makes the revision (`lifecycle`), this books the budget an approval takes
+        (refused when today's budget cannot cover it, unless the decision gives money
+        back), makes the verdict final against racing reviewers, stores and publishes.
+        Repeating the same verdict returns the same revision."""
         now = self.clock()
         subject = reviewer.subject
         action = AuditAction.approve if verdict == "approved" else AuditAction.reject
         # A caller that read the decision to check access passes it: on FerretDB every
         # read scans the collection.
-        _, current = loaded or await self._current(decision_id)
-        if current.review is not None:
-            if current.review.verdict == verdict:
-                if current.review.reviewer == subject:  # a retry: its entry, once
-                    await self._audit(reviewer, action, current, current, reason,
-                                      before={"status": DecisionStatus.held.value,
-                                              "revision": current.revision - 1})
-                return current
-            raise DecisionConflictError(
-                f"already {current.review.verdict} by {current.review.reviewer}")
-        if current.status is not DecisionStatus.held:
-            raise DecisionConflictError(f"decision {decision_id} is {current.status.value}, "
-                                        "not held for review")
-        approvals = [Approval(reviewer=subject, reason=reason, at=now)]
+        current = loaded or await self.current(decision_id)
+        again = lifecycle.reviewed(current, verdict)
+        if again is not None:
+            assert again.review is not None
+            if again.review.reviewer == subject:  # a retry: its entry, once
+                await self._audit(reviewer, action, again, again, reason,
+                                  before={"status": DecisionStatus.held.value,
+                                          "revision": again.revision - 1})
+            return again
+        approval = Approval(reviewer=subject, reason=reason, at=now)
+        approvals = [approval]
+        hold = None
         if verdict == "approved":
-            approved = await self._four_eyes(current, reviewer, reason, now)
+            approved = await self._four_eyes(current, reviewer, approval)
             if isinstance(approved, Decision):
                 return approved  # the first of two approvals: still held
             approvals = approved or approvals
-        reservation = f"{decision_id}:review"
-        value = Money(amount=goodwill(current), currency=current.total_value.currency)
-        if verdict == "approved" and value.amount > 0:
-            reserved = await self.budget.reserve(now.date(), self.limit,
-                                                 {reservation: value}, now)
-            owed = current.restitution_value
-            if reserved is None and (owed is None or owed.amount <= 0):
-                raise DecisionConflictError("today's budget cannot cover this decision",
-                                            check="budget")
-            if reserved is None:
-                await self.budget.book(now.date(), self.limit, {reservation: value}, now)
-            self.metrics.reserved.labels(self.policy.currency).inc(float(value.amount))
-        winner = await self.store.claim("reviews", decision_id, {
-            "verdict": verdict, "reviewer": subject, "reason": reason, "at": now})
-        if winner is not None and winner["verdict"] != verdict:
-            if verdict == "approved":  # the rejection won: give the reservation back
-                await self.budget.release(reservation, f"{decision_id}:review", value, now)
-            raise DecisionConflictError(f"already {winner['verdict']} by {winner['reviewer']}")
-        decided_by, why, at = subject, reason, now
-        if winner is not None:
-            decided_by, why, at = winner["reviewer"], winner["reason"], winner["at"]
-        review = Review(verdict=verdict, reviewer=decided_by, reason=why, at=at)
+            hold = lifecycle.approval_reservation(current)
+        if hold is not None:
+            amounts = {hold.key: hold.amount}
+            if await self.budget.reserve(now.date(), self.limit, amounts, now) is None:
+                if not hold.owed:
+                    raise DecisionConflictError("today's budget cannot cover this decision",
+                                                check="budget")
+                await self.budget.book(now.date(), self.limit, amounts, now)
+            self.metrics.reserved.labels(self.policy.currency).inc(float(hold.amount.amount))
+        won = await self.store.claim_review(decision_id, Review(
+            verdict=verdict, reviewer=subject, reason=reason, at=now))
+        if won.verdict != verdict:
+            if hold is not None:  # the rejection won: give the reservation back
+                await self.budget.release(hold.key, hold.key, hold.amount, now)
+            raise DecisionConflictError(f"already {won.verdict} by {won.reviewer}")
         if verdict == "approved":
-            status = (DecisionStatus.awaiting_choice if current.offer is not None
-                      else DecisionStatus.approved)
-            names = " and ".join(dict.fromkeys(a.reviewer for a in approvals))
-            revision = current.model_copy(update={
-                "revision": current.revision + 1, "status": status, "review": review,
-                "approvals": approvals, "offer": _reopened(current, at),
-                "explanation": f"{current.explanation} Approved by {names}: {why}"})
+            revision = lifecycle.approve(current, won, approvals)
             self._count_restitution(current.actions)
         else:
-            apology = [a for a in current.actions if a.kind is RemedyKind.apology]
-            nothing = Money(amount=Decimal(0), currency=current.total_value.currency)
-            revision = current.model_copy(update={
-                "revision": current.revision + 1, "status": DecisionStatus.rejected,
-                "review": review, "actions": apology, "offer": None, "total_value": nothing,
-                "goodwill_value": nothing, "restitution_value": nothing,
-                "explanation": f"{current.explanation} After review only the apology is "
-                               f"sent: {why}"})
-        await self._publish_revision(revision, reservation if verdict == "approved" else None)
+            revision = lifecycle.reject(current, won)
+        await self._publish_revision(revision)
         self.metrics.reviews.labels(verdict).inc()
-        if decided_by == subject:
+        if won.reviewer == subject:
             await self._audit(reviewer, action, current, revision, reason)
         return revision
 
-    async def _four_eyes(self, current: Decision, reviewer: Principal, reason: str,
-                         now: datetime) -> Decision | list[Approval]:
-        """The four-eyes rule before an approval: a manual voucher's creator is refused, and
-        so is a reviewer approving twice. Above the limit the approval is recorded; the
-        approvals so far when they suffice, else the held revision that shows the first."""
-        subject = reviewer.subject
-        if current.requested_by == subject:
-            raise FourEyesError(f"{subject} made this manual voucher: another reviewer must "
-                                "approve it")
-        needed = self.approvals_needed(current)
+    async def _four_eyes(self, current: Decision, reviewer: Principal, approval: Approval
+                         ) -> Decision | list[Approval]:
+        """The four-eyes rule before an approval. Above the limit the approval is recorded;
+        the approvals so far when they suffice, else the held revision that shows the
+        first."""
+        limit = self.settings.four_eyes_above
+        needed = lifecycle.check_approver(current, approval.reviewer, limit)
         if needed < 2:
             return []
-        twice = FourEyesError(f"{subject} approved this decision already: it needs a "
-                              "second, different reviewer")
-        if any(a.reviewer == subject for a in current.approvals):
-            raise twice
-        new, recorded = await self.store.approve(current.decision_id, subject, reason, now)
-        approvals = [Approval(reviewer=d["reviewer"], reason=d["reason"], at=d["at"])
-                     for d in recorded]
-        if len({a.reviewer for a in approvals}) >= needed:
-            return approvals
+        new, recorded = await self.store.approve(current.decision_id, approval)
+        if len({a.reviewer for a in recorded}) >= needed:
+            return recorded
         if not new:
-            raise twice
-        return await self._first_approval(current, reviewer, reason, approvals)
-
-    async def _first_approval(self, current: Decision, reviewer: Principal, reason: str,
-                              approvals: list[Approval]) -> Decision:
-        """Record the first of two approvals on the decision, which stays held."""
-        limit = self.settings.four_eyes_above
-        revision = current.model_copy(update={
-            "revision": current.revision + 1, "approvals": approvals,
-            "explanation": f"{current.explanation} Approved by {reviewer.subject}: {reason}; "
-                           f"worth more than {limit} {self.policy.currency}, it waits for a "
-                           "second reviewer."})
-        await self._publish_revision(revision, None)
-        await self._audit(reviewer, AuditAction.approve, current, revision, reason)
+            raise lifecycle.approved_twice(approval.reviewer)
+        revision = lifecycle.first_approval(current, approval, recorded, limit,
+                                            self.policy.currency)
+        await self._publish_revision(revision)
+        await self._audit(reviewer, AuditAction.approve, current, revision, approval.reason)
         return revision
 
     async def choose(self, decision_id: str, option: int,
                      by: Literal["customer", "default", "support"] = "customer",
                      operator: Principal | None = None,
-                     loaded: tuple[Doc, Decision] | None = None) -> Decision:
+                     loaded: Decision | None = None) -> Decision:
         """Settle an offer with `option` (by support: on the customer's behalf, as
         `operator`); the budget kept for dearer options is given back."""
         now = self.clock()
-        doc, current = loaded or await self._current(decision_id)
-        offer = current.offer
-        if current.choice is not None:
-            if current.choice.option == option:
-                if operator is not None and current.choice.chosen_by == operator.subject:
-                    await self._audit(operator, AuditAction.choose_on_behalf, current,
-                                      current, f"option {option}",
-                                      before={"status": DecisionStatus.awaiting_choice.value,
-                                              "revision": current.revision - 1})
-                return current
-            raise DecisionConflictError(f"option {current.choice.option} "
-                                        f"({current.choice.label}) was chosen already")
-        if current.status is not DecisionStatus.awaiting_choice or offer is None:
-            raise DecisionConflictError(f"decision {decision_id} is {current.status.value}, "
-                                        "not awaiting a choice")
-        if not 0 <= option < len(offer.options):
-            raise DecisionConflictError(f"option must be 0 to {len(offer.options) - 1}")
-        if by != "default" and now > offer.deadline:
-            raise DecisionConflictError(
-                f"the deadline {offer.deadline.isoformat()} has passed; the default applies")
+        current = loaded or await self.current(decision_id)
+        again = lifecycle.chosen(current, option, by, now)
+        if again is not None:
+            assert again.choice is not None
+            if operator is not None and again.choice.chosen_by == operator.subject:
+                await self._audit(operator, AuditAction.choose_on_behalf, again, again,
+                                  f"option {option}",
+                                  before={"status": DecisionStatus.awaiting_choice.value,
+                                          "revision": again.revision - 1})
+            return again
+        assert current.offer is not None
         chosen_by = operator.subject if operator is not None else None
-        winner = await self.store.claim("choices", decision_id, {
-            "option": option, "by": by, "at": now, "chosen_by": chosen_by})
-        if winner is not None:
-            if operator is not None and winner.get("chosen_by") != chosen_by:
-                raise DecisionConflictError(f"option {winner['option']} was chosen already")
-            option, by, now = int(winner["option"]), winner["by"], winner["at"]
-            chosen_by = winner.get("chosen_by")
-        chosen = offer.options[option]
-        choice = Choice(option=option, label=chosen.label, by=by, at=now, chosen_by=chosen_by)
-        actions = [*current.actions, *chosen.actions]
-        currency = current.total_value.currency
-        revision = current.model_copy(update={
-            "revision": current.revision + 1, "status": DecisionStatus.approved,
-            "choice": choice, "actions": actions,
-            "total_value": Money(amount=_value(actions), currency=currency),
-            "goodwill_value": Money(amount=_value(actions, restitution=False),
-                                    currency=currency),
-            "restitution_value": Money(amount=_value(actions, restitution=True),
-                                       currency=currency),
-            "explanation": f"{current.explanation} "
-                           + {"customer": f"You chose {chosen.label}.",
-                              "support": f"You chose {chosen.label}, through our support "
-                                         "team.",
-                              "default": f"Without a choice by the deadline you get "
-                                         f"{chosen.label}."}[by]})
-        reservation = doc.get("reservation")
-        given_back = goodwill(current) - goodwill(revision)
-        if reservation and given_back > 0:
-            await self.budget.release(reservation, f"{decision_id}:choice",
-                                      Money(amount=given_back,
-                                            currency=current.total_value.currency), now)
-            self.metrics.released.labels(current.total_value.currency).inc(float(given_back))
-        await self._publish_revision(revision, reservation)
-        self.metrics.choices.labels(by).inc()
-        self._count_restitution(chosen.actions)
+        won = await self.store.claim_choice(decision_id, Choice(
+            option=option, label=current.offer.options[option].label, by=by, at=now,
+            chosen_by=chosen_by))
+        if operator is not None and won.chosen_by != chosen_by:
+            raise DecisionConflictError(f"option {won.option} was chosen already")
+        revision, release = lifecycle.choose(current, won.option, won.by, won.at,
+                                             won.chosen_by)
+        if release is not None:
+            await self.budget.release(release.key, release.reason, release.amount, now)
+            self.metrics.released.labels(release.amount.currency).inc(
+                float(release.amount.amount))
+        await self._publish_revision(revision)
+        self.metrics.choices.labels(won.by).inc()
+        picked = current.offer.options[won.option]
+        self._count_restitution(picked.actions)
         if operator is not None:
             await self._audit(operator, AuditAction.choose_on_behalf, current, revision,
-                              f"option {option}: {chosen.label}")
+                              f"option {won.option}: {picked.label}")
         return revision
 
     async def customer_choice(self, decision_id: str, option: int, customer_id: str
                               ) -> Decision:
         """The customer's own choice, through their signed link (`customer_id` is whom the
         link names): only for their own decision."""
-        loaded = await self._current(decision_id)
-        if loaded[1].incident.customer.id != customer_id:
+        loaded = await self.current(decision_id)
+        if loaded.incident.customer.id != customer_id:
             raise DecisionRefusedError("the link was issued for another customer",
                                        status=403, check="link_customer")
         return await self.choose(decision_id, option, by="customer", loaded=loaded)
@@ -584,8 +463,7 @@ class DecisionService:
         """Settle the offers whose deadline passed with their default option."""
         due = await self.store.offers_due(self.clock(), limit)
         settled = 0
-        for doc in due:
-            decision = Decision.model_validate(stored(doc["decision"]))
+        for decision in due:
             if decision.offer is None:
                 continue
             try:
@@ -595,7 +473,6 @@ class DecisionService:
             except DecisionConflictError as exc:  # settled meanwhile by the customer
                 log.info("offer of %s not defaulted: %s", decision.decision_id, exc)
         return settled
-
 
     async def apply_defaults_now(self, operator: Principal) -> int:
         """An operator settles the offers past their deadline now (audited)."""
@@ -630,46 +507,43 @@ class DecisionService:
         iid = deterministic_id("incident", "manual_voucher", voucher.tenant or "",
                                voucher.request_id)
         did = decision_id(iid)
-        value = self.manual_value(voucher)
+        worth_value = self.manual_value(voucher)
         known = await self.store.known([did])
         if did in known:
-            return await self._manual_again(known[did], voucher, value, by)
+            return await self._manual_again(known[did], voucher, worth_value, by)
         guards = self.policy.guards
-        if value > guards.incident_cap:
+        if worth_value > guards.incident_cap:
             raise DecisionRefusedError(
                 f"the incident cap allows at most {guards.incident_cap} {currency} per "
-                f"incident; this voucher is worth {value} {currency}", check="cap")
+                f"incident; this voucher is worth {worth_value} {currency}", check="cap")
         since = now - timedelta(days=self.policy.window_days)
         history = (await self.store.histories([voucher.customer.id], since))[
             voucher.customer.id]
         granted = sum((p.value for p in history.incidents if since < p.decided_at <= now),
                       Decimal(0))
         room = guards.customer_cap - granted
-        if value > room:
+        if worth_value > room:
             raise DecisionRefusedError(
                 f"the customer cap allows at most {guards.customer_cap} {currency} per "
                 f"customer in {self.policy.window_days} days; {granted} {currency} was "
                 f"granted before, {max(room, Decimal(0))} {currency} is left", check="cap")
-        held = value > self.settings.four_eyes_manual_voucher_above
-        worth = Money(amount=value, currency=currency)
-        reservation = None
-        if not held and value > 0:
+        held = worth_value > self.settings.four_eyes_manual_voucher_above
+        worth = Money(amount=worth_value, currency=currency)
+        if not held and worth_value > 0:
             if await self.budget.reserve(now.date(), self.limit, {did: worth}, now) is None:
                 state = await self.budget.state(now.date(), self.limit)
                 raise DecisionRefusedError(
                     f"today's budget cannot cover {worth}: {state.remaining} is left",
                     check="budget")
-            reservation = did
-            self.metrics.reserved.labels(currency).inc(float(value))
+            self.metrics.reserved.labels(currency).inc(float(worth_value))
         decision = self._manual_decision(voucher, did=did, iid=iid, worth=worth, held=held,
                                          by=by, now=now)
-        doc = decision_doc(decision, reservation=reservation)
-        if not await self.store.decisions.add_new([(did, doc)]):  # a racing retry recorded it
+        if not await self.store.decisions.add_new([(did, decision)]):  # a racing retry won
             kept = await self.store.get(did)
             assert kept is not None
-            return await self._manual_again(kept, voucher, value, by)
-        await self.publisher.publish_all([outgoing_with_data(
-            self.settings.decisions_topic, _event(decision, now), doc["decision"])])
+            return await self._manual_again(kept, voucher, worth_value, by)
+        await self.publisher.publish_all([outgoing(self.settings.decisions_topic,
+                                                   _event(decision, now))])
         await self.store.decisions.mark_published([did])
         self.metrics.decisions.labels(decision.status.value).inc()
         await self._audit(by, AuditAction.manual_voucher, decision, decision, voucher.reason,
@@ -708,11 +582,10 @@ class DecisionService:
             restitution_value=Money(amount=Decimal(0), currency=currency),
             review_reason=review_reason, requested_by=by.subject, explanation=explanation)
 
-    async def _manual_again(self, doc: Doc, voucher: ManualVoucher, value: Decimal,
+    async def _manual_again(self, kept: Decision, voucher: ManualVoucher, value: Decimal,
                             by: Principal) -> Decision:
         """A manual voucher's request seen before: the same decision, published if a crash
         left it unpublished; a different voucher under the same request id is refused."""
-        kept = Decision.model_validate(stored(doc["decision"]))
         worth = next((a.value.amount for a in kept.actions if a.kind is RemedyKind.voucher),
                      value)  # a rejected voucher keeps only its apology
         if kept.incident.customer.id != voucher.customer.id or worth != value:
@@ -727,11 +600,3 @@ class DecisionService:
                               before={})
         return kept
 
-
-def _restitution_keys(doc: Doc) -> list[str]:
-    """The idempotency keys of a recorded decision's restitution actions (its offer's too)."""
-    decision = Decision.model_validate(stored(doc["decision"]))
-    options = decision.offer.options if decision.offer is not None else []
-    return [a.idempotency_key for a in [*decision.actions, *(a for o in options
-                                                               for a in o.actions)]
-            if a.restitution]

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from schemas.common import Money
 from services.common.adapters.mongo import Doc
-from services.decision.adapters.budget import MongoBudget
+from services.decision.adapters.budget import FerretBudget
 from tests.factories import incident
 from tests.infra import Infra
 from tests.kafka_tools import collect, incident_events, produce
@@ -79,7 +79,7 @@ async def test_a_consumer_killed_mid_stream_loses_and_repeats_no_decision(
     unique = {d["id"]: d["data"] for d in decisions}
     days = {date.fromisoformat(d["decided_at"][:10]) for d in unique.values()}
     assert len(days) == 1
-    spent = await MongoBudget(db).state(days.pop(), Money.of("1000000", "EUR"))
+    spent = await FerretBudget(db).state(days.pop(), Money.of("1000000", "EUR"))
     assert spent.spent.amount == sum(Decimal(d["total_value"]["amount"])
                                      for d in unique.values())
     repeats = sum(per_incident.values()) - INCIDENTS

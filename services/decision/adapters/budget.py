@@ -1,5 +1,5 @@
-"""The global daily compensation budget in MongoDB: an append-only ledger, reserved
-atomically by inserts alone.
+"""The global daily compensation budget on FerretDB: an append-only ledger, reserved
+atomically by inserts alone (`mongodb.py` keeps it with `$inc` on MongoDB).
 
 Why inserts: a unique index is the one primitive that is atomic on every server Amends runs
 on. FerretDB v1 applies an update by reading the document, changing it and writing it back,
@@ -27,11 +27,10 @@ Amounts are integer minor units (cents), which add exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -39,8 +38,9 @@ from pymongo.errors import DuplicateKeyError
 
 from schemas.common import Money
 from schemas.common import minor_exponent as exponent
-from services.common.adapters.mongo import Doc, insert_new, mark_all
+from services.common.adapters.mongo import Doc, insert_new
 from services.common.errors import TransientError
+from services.decision.adapters.ports import BudgetState
 
 MAX_ATTEMPTS = 200
 
@@ -60,36 +60,7 @@ class BudgetContentionError(TransientError, RuntimeError):
     """The ledger stayed too busy to append to; the batch is retried later."""
 
 
-@dataclass(frozen=True)
-class BudgetState:
-    day: date
-    limit: Money
-    spent: Money
-
-    @property
-    def remaining(self) -> Money:
-        return Money(amount=self.limit.amount - self.spent.amount, currency=self.limit.currency)
-
-
-class Budget(Protocol):
-    async def state(self, day: date, limit: Money) -> BudgetState: ...
-
-    async def reserve(self, day: date, limit: Money, amounts: Mapping[str, Money],
-                      now: datetime) -> set[str] | None:
-        """Reserve every amount (keyed by decision id) or none. Returns the decision ids that
-        already had a reservation (nothing is taken for them again), or None when the budget
-        cannot cover the rest."""
-
-    async def book(self, day: date, limit: Money, amounts: Mapping[str, Money],
-                   now: datetime) -> set[str]:
-        """Book recorded decisions' amounts (keyed by decision id) on `day`, even past the
-        limit: once each. Returns the ids that were booked before."""
-
-    async def release(self, decision_id: str, key: str, amount: Money,
-                      now: datetime) -> bool: ...
-
-
-class MongoBudget:
+class FerretBudget:
     """`budget_ledger`: the chains of entries; `reservations`: one per decision (its amount
     and day); `reserved`: one per decision whose ledger entry is written."""
 
@@ -103,8 +74,6 @@ class MongoBudget:
         await self.ledger.create_index([("chain", ASCENDING), ("seq", DESCENDING)])
         await self.ledger.create_index([("op", ASCENDING)], unique=True)
         await self.ledger.create_index([("decisions", ASCENDING)])
-        if await self.reserved.find_one({}) is None:  # reservations marked by an older version
-            await mark_all(self.reserved, self.reservations.find({"state": "reserved"}, {"_id": 1}))
 
     @staticmethod
     def _chain(day: date, currency: str) -> str:
@@ -203,9 +172,8 @@ class MongoBudget:
         await insert_new(self.reserved, [{"_id": did, "at": now} for did in ids])
         return done
 
-    async def release(self, decision_id: str, key: str, amount: Money, now: datetime) -> bool:
-        """Give back `amount` of a decision's reservation for its action `key` (the action
-        failed), at most once per key and never more than was reserved."""
+    async def release(self, key: str, reason: str, amount: Money, now: datetime) -> bool:
+        decision_id = key  # the reservation's key
         reservation = await self.reservations.find_one({"_id": decision_id})
         if reservation is None or await self.reserved.find_one({"_id": decision_id}) is None:
             return False
@@ -217,10 +185,7 @@ class MongoBudget:
             return False
         day = date.fromisoformat(str(reservation["day"]))
         limit = from_minor(0, str(reservation["currency"]))  # the chain exists: limit unused
-        appended = await self._append(day, limit, f"release:{decision_id}:{key}", -units,
+        appended = await self._append(day, limit, f"release:{decision_id}:{reason}", -units,
                                       {"release_of": decision_id, "decisions": [], "at": now})
         return bool(appended)
 
-
-def total(amounts: Sequence[Money], currency: str) -> Money:
-    return Money(amount=sum((m.amount for m in amounts), Decimal(0)), currency=currency)

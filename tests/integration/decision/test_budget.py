@@ -1,5 +1,7 @@
 """The global budget on the real database: never overspent, however many deciders race,
-and a batch interrupted half-way is finished, never booked twice."""
+and a batch interrupted half-way is finished, never booked twice. Both adapters run against
+FerretDB; the MongoDB adapter's race and its transactions need a real MongoDB (FerretDB
+applies updates non-atomically under concurrency and has no transactions)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from pymongo import AsyncMongoClient
 
 from schemas.common import Money
 from services.common.adapters.mongo import Doc, make_client
-from services.decision.adapters.budget import MongoBudget, to_minor
+from services.decision.adapters.budget import FerretBudget, to_minor
+from services.decision.adapters.mongodb import MongoBudget
+from services.decision.adapters.ports import Budget
 from tests.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -27,8 +31,12 @@ def eur(amount: str) -> Money:
     return Money.of(amount, "EUR")
 
 
-async def _budget(mongo: AsyncMongoClient[Doc], suffix: str) -> MongoBudget:
-    budget = MongoBudget(mongo[f"budget_{suffix}"])
+ADAPTERS = pytest.mark.parametrize("adapter", [FerretBudget, MongoBudget])
+
+
+async def _budget(mongo: AsyncMongoClient[Doc], suffix: str,
+                  adapter: type[FerretBudget | MongoBudget] = FerretBudget) -> Budget:
+    budget = adapter(mongo[f"budget_{suffix}"])
     await budget.create_indexes()
     return budget
 
@@ -39,7 +47,7 @@ async def test_racing_deciders_never_overspend(infra: Infra, suffix: str) -> Non
     # Several clients, so the reservations really race over separate connections.
     clients: list[AsyncMongoClient[Doc]] = [make_client(infra.mongo_url) for _ in range(4)]
     try:
-        budgets = [MongoBudget(c[f"budget_{suffix}"]) for c in clients]
+        budgets = [FerretBudget(c[f"budget_{suffix}"]) for c in clients]
         await budgets[0].create_indexes()
 
         async def decide(i: int) -> bool:
@@ -63,9 +71,11 @@ async def test_racing_deciders_never_overspend(infra: Infra, suffix: str) -> Non
     assert min(refused) > LIMIT.amount - granted
 
 
+@ADAPTERS
 async def test_a_batch_is_all_or_nothing_and_reserved_once(
-        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
-    budget = await _budget(mongo, suffix)
+        mongo: AsyncMongoClient[Doc], suffix: str, adapter: type[FerretBudget | MongoBudget]
+) -> None:
+    budget = await _budget(mongo, suffix, adapter)
     batch = {"d-1": eur("100.00"), "d-2": eur("150.00")}
     assert await budget.reserve(DAY, LIMIT, batch, NOW) == set()
     assert await budget.reserve(DAY, LIMIT, batch, NOW) == {"d-1", "d-2"}
@@ -78,7 +88,8 @@ async def test_a_batch_is_all_or_nothing_and_reserved_once(
 
 async def test_an_interrupted_batch_is_finished_not_repeated(
         mongo: AsyncMongoClient[Doc], suffix: str) -> None:
-    budget = await _budget(mongo, suffix)
+    budget = FerretBudget(mongo[f"budget_{suffix}"])
+    await budget.create_indexes()
     await budget.reserve(DAY, LIMIT, {"d-0": eur("1.00")}, NOW)
     # A decider wrote its intents and its ledger entry, then died before marking them.
     await budget.reservations.insert_many([
@@ -94,9 +105,11 @@ async def test_an_interrupted_batch_is_finished_not_repeated(
     assert await budget.reserved.count_documents({}) == 4
 
 
+@ADAPTERS
 async def test_releases_give_back_once_per_action_and_never_more(
-        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
-    budget = await _budget(mongo, suffix)
+        mongo: AsyncMongoClient[Doc], suffix: str, adapter: type[FerretBudget | MongoBudget]
+) -> None:
+    budget = await _budget(mongo, suffix, adapter)
     await budget.reserve(DAY, LIMIT, {"d-2": eur("50.00")}, NOW)
     assert await budget.release("d-2", "d-2:1", eur("20.00"), NOW)
     assert not await budget.release("d-2", "d-2:1", eur("20.00"), NOW)
@@ -107,9 +120,11 @@ async def test_releases_give_back_once_per_action_and_never_more(
     assert to_minor(eur("12.34")) == 1234
 
 
+@ADAPTERS
 async def test_a_recorded_decision_is_booked_past_the_limit_once(
-        mongo: AsyncMongoClient[Doc], suffix: str) -> None:
-    budget = await _budget(mongo, suffix)
+        mongo: AsyncMongoClient[Doc], suffix: str, adapter: type[FerretBudget | MongoBudget]
+) -> None:
+    budget = await _budget(mongo, suffix, adapter)
     assert await budget.reserve(DAY, LIMIT, {"d-1": eur("480.00")}, NOW) == set()
     # A decision recorded while another decider took the rest is final: booked all the same.
     assert await budget.book(DAY, LIMIT, {"d-2": eur("30.00"), "d-3": eur("5.00")}, NOW) == set()

@@ -17,8 +17,9 @@ from schemas.decision import decision_id
 from services.common.access import Principal, Role
 from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
-from services.decision.adapters.budget import Budget
+from services.decision.adapters.ports import Budget
 from services.decision.app import create_app as decision_app
+from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.service import DecisionService
 from tests.clock import FakeClock
@@ -95,8 +96,8 @@ async def test_a_redelivery_after_a_crash_reuses_the_recorded_decision_and_books
             await service.handle_incidents(batch)
         recorded = await service.store.get(crashed_id)
         assert recorded is not None
-        assert recorded["goodwill"] == "5.10"
-        assert recorded["budget_day"] == DAY_1.isoformat()
+        assert goodwill(recorded) == Decimal("5.10")
+        assert recorded.decided_at.date() == DAY_1
         # Then the first decision's voucher fails: its 10.00 go back to the first day.
         service.budget = service.budget.budget
         assert await service.handle_outcomes(
@@ -122,7 +123,7 @@ async def test_a_redelivery_after_a_crash_reuses_the_recorded_decision_and_books
     mine = [d for d in published if d["data"]["decision_id"] == crashed_id]
     assert len(mine) == 1
     decided = mine[0]["data"]
-    assert decided == json.loads(recorded["decision"])
+    assert decided == json.loads(recorded.model_dump_json())
     assert decided["policy_version"] == "tight"
     assert decided["decided_at"].startswith(DAY_1.isoformat())
     assert decided["total_value"] == {"amount": "5.10", "currency": "EUR"}

@@ -1,0 +1,162 @@
+"""Decision's store on FerretDB v1 (the local stack's server), which scans a whole collection
+on every read, has no transactions and applies updates non-atomically under concurrency.
+So the hot path inserts under unique ids and reads only what it must:
+
+- `decisions`: one per incident under the deterministic decision id (the outbox of revision
+  0), its body as JSON text (stored four times faster than nested fields, and nothing queries
+  inside it) beside the fields history and the queues query (`mongo.fields_of`);
+- `revisions`: later revisions (a review, a choice), the outbox of their events;
+- `approvals`: one per decision and reviewer (four-eyes: a second approval by the same person
+  is a duplicate);
+- `reviews`, `choices`: one per decision, inserted once: the insert makes a verdict or a
+  choice final when two people (or a person and the deadline) race;
+- `outcomes`: the failed actions fulfilment reported, once per action key;
+- `incidents_seen` (by decision id) and `customers_decided` (by customer id): marks inserted
+  before a batch is decided, so only incidents and customers seen before are looked up (a
+  lookup reads the whole collection, an insert costs microseconds; a mark always precedes
+  the decision it stands for, so a new mark proves there is nothing to look up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas.decision import Approval, Choice, Decision, Review
+from schemas.outcome import Outcome
+from services.common.adapters.mongo import Doc, insert_new
+from services.common.adapters.outbox import MongoOutbox
+from services.decision.adapters.mongo import (
+    HISTORY_FIELDS,
+    fields_of,
+    histories_of,
+    history_query,
+)
+from services.decision.domain.history import CustomerHistory
+
+
+def _document(key: str, decision: Decision) -> Doc:
+    return {**fields_of(decision), "_id": key, "decision": decision.model_dump_json()}
+
+
+def _decision(doc: Doc) -> Decision:
+    return Decision.model_validate_json(doc["decision"])
+
+
+class FerretDecisions:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+        self._decisions = db["decisions"]
+        self.decisions: MongoOutbox[Decision] = MongoOutbox(self._decisions, _document)
+        self.revisions: MongoOutbox[Decision] = MongoOutbox(db["revisions"], _document)
+        self.reviews = db["reviews"]
+        self.choices = db["choices"]
+        self.approvals = db["approvals"]
+        self.outcomes = db["outcomes"]
+        self.incidents_seen = db["incidents_seen"]
+        self.customers_decided = db["customers_decided"]
+
+    async def create_indexes(self) -> None:
+        await self._decisions.create_index([("customer_id", ASCENDING),
+                                            ("decided_at", DESCENDING)])
+        await self._decisions.create_index([("status", ASCENDING), ("deadline", ASCENDING)])
+        await self.outcomes.create_index([("decision_id", ASCENDING)])
+        await self.approvals.create_index([("decision_id", ASCENDING)])
+        for outbox in (self.decisions, self.revisions):
+            await outbox.create_indexes()
+
+    async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
+        new = await insert_new(self.incidents_seen, [{"_id": i} for i in ids])
+        return await self.find([i for i in ids if i not in new])
+
+    async def find(self, ids: Sequence[str]) -> dict[str, Decision]:
+        if not ids:
+            return {}
+        return {doc["_id"]: _decision(doc) async for doc in self._decisions.find(
+            {"_id": {"$in": list(ids)}}, {"decision": 1})}
+
+    async def get(self, decision_id: str) -> Decision | None:
+        doc = await self._decisions.find_one({"_id": decision_id}, {"decision": 1})
+        return None if doc is None else _decision(doc)
+
+    async def histories(self, customers: Sequence[str], since: datetime,
+                        orders: Sequence[str] = (), outages: Sequence[str] = ()
+                        ) -> dict[str, CustomerHistory]:
+        new = await insert_new(self.customers_decided, [{"_id": c} for c in customers])
+        seen = [c for c in customers if c not in new]
+        docs: list[Doc] = []
+        if seen:
+            docs = [doc async for doc in self._decisions.find(
+                history_query(seen, since, orders, outages), HISTORY_FIELDS)]
+        return histories_of(customers, docs)
+
+    async def between(self, start: datetime | None, stop: datetime | None) -> list[Decision]:
+        query: Doc = {}
+        window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
+        if window:
+            query["decided_at"] = window
+        return [_decision(doc) async for doc in self._decisions.find(query, {"decision": 1})]
+
+    async def held(self, limit: int, tenants: Sequence[str | None] | None = None
+                   ) -> list[Decision]:
+        query: Doc = {"status": "held"}
+        if tenants is not None:
+            query["tenant"] = {"$in": list(tenants)}
+        cursor = self._decisions.find(query, {"decision": 1}).sort(
+            "decided_at", ASCENDING).limit(limit)
+        return [_decision(doc) async for doc in cursor]
+
+    async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
+        cursor = self._decisions.find({"status": "awaiting_choice", "deadline": {"$lte": now}},
+                                      {"decision": 1}).limit(limit)
+        return [_decision(doc) async for doc in cursor]
+
+    async def approve(self, decision_id: str, approval: Approval
+                      ) -> tuple[bool, list[Approval]]:
+        new = await insert_new(self.approvals, [{
+            "_id": f"{decision_id}|{approval.reviewer}", "decision_id": decision_id,
+            "reviewer": approval.reviewer, "reason": approval.reason, "at": approval.at}])
+        found = [Approval(reviewer=d["reviewer"], reason=d["reason"], at=d["at"])
+                 async for d in self.approvals.find({"decision_id": decision_id})]
+        return bool(new), sorted(found, key=lambda a: (a.at, a.reviewer))
+
+    @staticmethod
+    async def _claim(target: AsyncCollection[Doc], decision_id: str, fields: Doc) -> Doc:
+        """Insert the one verdict or choice of a decision; the one there first wins."""
+        try:
+            await target.insert_one({"_id": decision_id, **fields})
+        except DuplicateKeyError:
+            winner = await target.find_one({"_id": decision_id})
+            assert winner is not None, "claims are never deleted while their decision lives"
+            return winner
+        return {"_id": decision_id, **fields}
+
+    async def claim_review(self, decision_id: str, review: Review) -> Review:
+        won = await self._claim(self.reviews, decision_id, review.model_dump())
+        return Review.model_validate({k: v for k, v in won.items() if k != "_id"})
+
+    async def claim_choice(self, decision_id: str, choice: Choice) -> Choice:
+        won = await self._claim(self.choices, decision_id, choice.model_dump())
+        return Choice.model_validate({k: v for k, v in won.items() if k != "_id"})
+
+    async def update_current(self, revision: Decision) -> None:
+        # One writer per revision (the claim's winner); the precondition keeps a late retry
+        # from moving the decision back.
+        fields: dict[str, Any] = {k: v for k, v in fields_of(revision).items() if k != "_id"}
+        fields["decision"] = revision.model_dump_json()
+        await self._decisions.update_one(
+            {"_id": revision.decision_id, "revision": {"$lt": revision.revision}},
+            {"$set": fields})
+
+    async def record_failures(self, outcomes: Sequence[Outcome], at: datetime) -> set[str]:
+        return await insert_new(self.outcomes, [
+            {"_id": o.idempotency_key, "decision_id": o.decision_id, "status": o.status.value,
+             "kind": o.kind.value, "value": format(o.value.amount, "f"),
+             "currency": o.value.currency, "at": at} for o in outcomes])
+

@@ -1,0 +1,107 @@
+"""Decision's storage ports: what the service asks of its store and of the budget, in
+contracts and domain objects. Two adapters sit behind each (`ferretdb.py`, `mongodb.py`,
+chosen by `store_backend`), and `tests/fakes/decision.py` keeps them in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from schemas.common import Money
+from schemas.decision import Approval, Choice, Decision, Review
+from schemas.outcome import Outcome
+from services.common.outbox import Outbox
+from services.decision.domain.history import CustomerHistory
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    day: date
+    limit: Money
+    spent: Money
+
+    @property
+    def remaining(self) -> Money:
+        return Money(amount=self.limit.amount - self.spent.amount, currency=self.limit.currency)
+
+
+class Decisions(Protocol):
+    """The decisions, one per incident under its deterministic id, at their newest revision;
+    `decisions` keeps revision 0 (and whether it was published), `revisions` the later ones."""
+
+    @property
+    def decisions(self) -> Outbox[Decision]: ...
+
+    @property
+    def revisions(self) -> Outbox[Decision]: ...
+
+    async def create_indexes(self) -> None: ...
+
+    async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
+        """The decisions made before under these ids (each at its newest revision). Asked
+        before deciding: the FerretDB adapter marks each id asked, and only looks up those
+        asked before (so it must be asked before a decision is added)."""
+
+    async def find(self, ids: Sequence[str]) -> dict[str, Decision]: ...
+
+    async def get(self, decision_id: str) -> Decision | None: ...
+
+    async def between(self, start: datetime | None, stop: datetime | None) -> list[Decision]:
+        """The decisions made in [start, stop) (open ends when None)."""
+
+    async def histories(self, customers: Sequence[str], since: datetime,
+                        orders: Sequence[str] = (), outages: Sequence[str] = ()
+                        ) -> dict[str, CustomerHistory]:
+        """Each customer's decided incidents since `since`, and those of `orders` and
+        `outages` however old. Like `known`, asked before deciding for these customers."""
+
+    async def held(self, limit: int, tenants: Sequence[str | None] | None = None
+                   ) -> list[Decision]:
+        """The held decisions, oldest first; only of `tenants` when given (None in it: those
+        without a tenant)."""
+
+    async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
+        """Decisions awaiting a choice whose deadline is at or before `now`."""
+
+    async def approve(self, decision_id: str, approval: Approval) -> tuple[bool, list[Approval]]:
+        """Record an approval (once per reviewer); whether it is new, and every approval of
+        the decision, oldest first."""
+
+    async def claim_review(self, decision_id: str, review: Review) -> Review:
+        """Make `review` the decision's one verdict; the verdict that won (this one, or one
+        recorded first by a racing reviewer)."""
+
+    async def claim_choice(self, decision_id: str, choice: Choice) -> Choice:
+        """Make `choice` the offer's one choice; the choice that won."""
+
+    async def update_current(self, revision: Decision) -> None:
+        """Make `revision` the decision's newest, unless a newer one is there."""
+
+    async def record_failures(self, outcomes: Sequence[Outcome], at: datetime
+                              ) -> set[str]:
+        """Keep the failed outcomes once per action key; the keys new to this call."""
+
+
+class Budget(Protocol):
+    """The global daily budget, per day and currency; every movement under a key, once."""
+
+    async def create_indexes(self) -> None: ...
+
+    async def state(self, day: date, limit: Money) -> BudgetState: ...
+
+    async def reserve(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                      now: datetime) -> set[str] | None:
+        """Reserve every amount (keyed by reservation key) or none. Returns the keys that
+        already had a reservation (nothing is taken for them again), or None when the budget
+        cannot cover the rest."""
+
+    async def book(self, day: date, limit: Money, amounts: Mapping[str, Money],
+                   now: datetime) -> set[str]:
+        """Book recorded decisions' amounts on `day`, even past the limit: once each.
+        Returns the keys that were booked before."""
+
+    async def release(self, key: str, reason: str, amount: Money, now: datetime) -> bool:
+        """Give back `amount` of the reservation `key`, once per `reason`, never more than
+        was reserved. Whether anything was given back."""
