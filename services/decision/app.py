@@ -10,6 +10,7 @@ import logging
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.common.adapters.mongo import Client
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import install_erasure
@@ -20,7 +21,7 @@ from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.mongo import quiet_write_errors
 from services.decision.adapters.ports import Budget, Decisions
-from services.decision.adapters.storage import Client, open_storage
+from services.decision.adapters.storage import open_storage
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings

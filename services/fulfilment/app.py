@@ -7,10 +7,9 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 
 from schemas.common import Channel
-from services.common.adapters.mongo import Doc
+from services.common.adapters.mongo import Client
 from services.common.adapters.storage import server_of
 from services.common.app import Runtime
 from services.common.clock import Clock
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: FulfilmentSettings | None = None, *,
-               mongo: AsyncMongoClient[Doc] | None = None, stores: Stores | None = None,
+               mongo: Client | None = None, stores: Stores | None = None,
                publisher: Publisher | None = None, gateway: PaymentGateway | None = None,
                channels: Mapping[Channel, MessageChannel] | None = None,
                clock: Clock | None = None,

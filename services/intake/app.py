@@ -9,9 +9,8 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 
-from services.common.adapters.mongo import Doc
+from services.common.adapters.mongo import Client
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.common.erasure import Pseudonyms, install_erasure
@@ -37,7 +36,7 @@ class _NotOpen:
 
 
 def create_app(settings: IntakeSettings | None = None, *,
-               mongo: AsyncMongoClient[Doc] | None = None, store: IntakeStore | None = None,
+               mongo: Client | None = None, store: IntakeStore | None = None,
                clock: Clock | None = None, registry: CollectorRegistry | None = None,
                publisher: Publisher | None = None, sweep: bool = True) -> FastAPI:
     """`store` replaces the adapter the lifespan would choose by the server, `publisher`

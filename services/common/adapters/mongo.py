@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 Doc = dict[str, Any]
+Client = AsyncMongoClient[Doc]  # what app factories take, so they need not name documents
 DUPLICATE_KEY = 11000
 
 # Update statements per bulk write. FerretDB v1 (the local stack's server) stops answering

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.adapters.mongo import Doc
+from services.common.adapters.mongo import Client, Doc
 from services.common.adapters.storage import Server, server_of
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.mongodb import MongoBudget, MongoDecisions
 from services.decision.adapters.ports import Budget, Decisions
-
-Client = AsyncMongoClient[Doc]
 
 
 def adapters(db: AsyncDatabase[Doc], server: Server) -> tuple[Decisions, Budget]:
