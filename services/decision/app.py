@@ -20,9 +20,9 @@ from services.decision import erasure, http, retention
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.mongo import quiet_write_errors
-from services.decision.adapters.ports import Budget, Decisions
 from services.decision.adapters.storage import open_storage
 from services.decision.domain.policy import Policy, load_policy
+from services.decision.ports import Budget, Decisions
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
 

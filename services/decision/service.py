@@ -44,7 +44,6 @@ from services.common.messaging import (
     outgoing,
 )
 from services.common.outbox import record_then_publish
-from services.decision.adapters.ports import Budget, Decisions
 from services.decision.domain import lifecycle
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import (
@@ -59,6 +58,7 @@ from services.decision.domain.lifecycle import (
 from services.decision.domain.policy import Policy
 from services.decision.domain.topup import given_by
 from services.decision.fast.engine import decide
+from services.decision.ports import Budget, Decisions
 from services.decision.settings import DecisionSettings
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from schemas.common import Money
 from schemas.decision import Approval, Choice, Decision, DecisionStatus, Review
 from schemas.outcome import Outcome
 from services.common.access import Principal
-from services.decision.adapters.ports import BudgetState
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
 from services.decision.domain.topup import given_by
+from services.decision.ports import BudgetState
 
 
 class FakeOutbox:

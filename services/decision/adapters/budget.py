@@ -40,7 +40,7 @@ from schemas.common import Money
 from schemas.common import minor_exponent as exponent
 from services.common.adapters.mongo import Doc, insert_new
 from services.common.errors import TransientError
-from services.decision.adapters.ports import BudgetState
+from services.decision.ports import BudgetState
 
 MAX_ATTEMPTS = 200
 

@@ -30,8 +30,8 @@ from services.decision.adapters.mongo import (
     histories_of,
     history_query,
 )
-from services.decision.adapters.ports import BudgetState
 from services.decision.domain.history import CustomerHistory
+from services.decision.ports import BudgetState
 
 
 def _document(key: str, decision: Decision) -> Doc:

@@ -12,7 +12,7 @@ from services.common.adapters.storage import Server, server_of
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.mongodb import MongoBudget, MongoDecisions
-from services.decision.adapters.ports import Budget, Decisions
+from services.decision.ports import Budget, Decisions
 
 
 def adapters(db: AsyncDatabase[Doc], server: Server) -> tuple[Decisions, Budget]:

@@ -17,7 +17,7 @@ from schemas.common import Money
 from services.common.adapters.mongo import Doc, make_client
 from services.decision.adapters.budget import FerretBudget, to_minor
 from services.decision.adapters.mongodb import MongoBudget
-from services.decision.adapters.ports import Budget
+from services.decision.ports import Budget
 from tests.infra import Infra
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from schemas.decision import decision_id
 from services.common.access import Principal, Role
 from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
-from services.decision.adapters.ports import Budget
 from services.decision.app import create_app as decision_app
 from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy, load_policy
+from services.decision.ports import Budget
 from services.decision.service import DecisionService
 from tests.clock import FakeClock
 from tests.factories import incident

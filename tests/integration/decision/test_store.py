@@ -17,11 +17,11 @@ from schemas.incident import Incident
 from services.common.adapters.mongo import Doc
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.mongodb import MongoDecisions
-from services.decision.adapters.ports import Decisions
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import load_policy
+from services.decision.ports import Decisions
 from tests.factories import incident
 
 pytestmark = [pytest.mark.integration,
