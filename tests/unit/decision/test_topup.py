@@ -24,9 +24,12 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 
 
+DEFAULT = load_policy("deploy/policy/default.yaml")
+
+
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    return load_policy("deploy/policy/default.yaml")
+    return DEFAULT
 
 
 def delay(minutes: int, band: str, order: str = "o-1", **fields: Any) -> Incident:
@@ -135,7 +138,7 @@ def test_the_stages_of_one_delay_add_up_to_what_its_worst_stage_grants_and_no_mo
     """Whatever stages a delay under a day is decided in, and in whatever order they come,
     the customer ends up with, per measure, the most any single stage grants: never a second
     grant, never less than the worst stage."""
-    policy = load_policy("deploy/policy/default.yaml")
+    policy = DEFAULT
     history = CustomerHistory()
     total: dict[str, Decimal] = {}
     most: dict[str, Decimal] = {}
