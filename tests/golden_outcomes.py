@@ -4,7 +4,7 @@ delivered through a channel (channel, key, kind, locale, recipient, subject, tex
 
 The service runs over the hand-written fakes (tests/fakes/fulfilment.py) with a fixed clock,
 e-mail and webhook channels (or e-mail only, see RUNS) and a gateway that makes every
-refund. Per policy, a sample of
+refund (or, in one run, fails every one). Per policy, a sample of
 the golden decisions is delivered in batches, then their follow-up revisions: a choice of
 each offer's option (cycling through the options and who chose), a verdict on each held
 decision (approved, or every third one rejected) and, for an approved held offer, the choice
@@ -34,6 +34,7 @@ from typing import Literal
 
 from schemas.common import Channel, Contact, Money
 from schemas.decision import Choice, Decision, DecisionStatus, Review
+from services.fulfilment.gateway import RefundResult, RefundStatus
 from services.fulfilment.messages import LOCALES
 from tests.component.fulfilment.harness import Fulfilment
 from tests.fakes.fulfilment import FakeChannel
@@ -145,18 +146,23 @@ def _plain(text: str, secrets: dict[str, str]) -> str:
     return text
 
 
-# Runs: the policy, and whether a webhook channel is configured beside e-mail (without it,
-# the customers with no e-mail address cannot be reached: their apologies fail and are
-# dead-lettered).
-RUNS = {"default": ("default", True), "tight": ("tight", True),
-        "default-email-only": ("default", False)}
+# Runs: the policy; whether a webhook channel is configured beside e-mail (without it, the
+# customers with no e-mail address cannot be reached: their apologies fail and are
+# dead-lettered); whether the gateway fails every refund (the apologies then leave them out).
+RUNS = {"default": ("default", True, False), "tight": ("tight", True, False),
+        "default-email-only": ("default", False, False),
+        "default-refunds-fail": ("default", True, True)}
+REFUSAL = "the card has expired"
 
 
 async def published(run: str) -> dict[str, list[str]]:
     """What fulfilment publishes and sends in this run, as sorted JSON lines."""
-    name, webhook = RUNS[run]
+    name, webhook, refunds_fail = RUNS[run]
     made = Fulfilment.with_email()
     made.clock.now = NOW
+    if refunds_fail:  # more than the run asks for; each id is replaced by its key below
+        made.gateway.answers = [RefundResult(RefundStatus.failed, f"rf_{n}", REFUSAL)
+                                for n in range(1, 2001)]
     if webhook:
         made.channels[Channel.webhook] = FakeChannel("webhook", made.clock)
         made.service.channels = dict(made.channels)
