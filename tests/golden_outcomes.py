@@ -4,11 +4,11 @@ delivered through a channel (channel, key, kind, locale, recipient, subject, tex
 
 The service runs over the hand-written fakes (tests/fakes/fulfilment.py) with a fixed clock,
 e-mail and webhook channels (or e-mail only, see RUNS) and a gateway that makes every
-refund (or, in one run, fails every one). Per policy, a sample of
-the golden decisions is delivered in batches, then their follow-up revisions: a choice of
-each offer's option (cycling through the options and who chose), a verdict on each held
-decision (approved, or every third one rejected) and, for an approved held offer, the choice
-after it.
+refund (or, in one run, fails every one). Per policy, every fifth golden decision and every
+held one is delivered in batches of 25, each customer given a contact and a locale; then
+their follow-up revisions: a choice of each offer's option (cycling through the options and
+who chose), a verdict on each held decision (approved, or every third one rejected) and, for
+an approved held offer, the choice after it.
 
 Left out, being random by nature: voucher codes (drawn with `secrets`; each is replaced by
 `<voucher of KEY>` wherever it appears). The gateway's refund ids count calls, so they are
