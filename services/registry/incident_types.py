@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from schemas.common import Money
-from schemas.incident import Detection, Incident, IncidentType
+from schemas.incident import Detection, Incident, IncidentType, Severity, incident_id
+from schemas.upstream import ReviewPostedEvent
 from services.intake.domain import detection
 
 
@@ -145,6 +146,28 @@ def _delay_words(i: Incident) -> str:
     return f"your delivery is already {i.delay_minutes} minutes later than we promised"
 
 
+def negative_review(event: ReviewPostedEvent, now: datetime,
+                    limits: Mapping[str, Any]) -> Incident | None:
+    """A public review at or below `max_rating` stars. The incident carries the rating,
+    platform and address the messages name, never the review's text (personal data)."""
+    data = event.data
+    if data.rating > limits["max_rating"]:
+        return None
+    return Incident(
+        incident_id=incident_id(IncidentType.negative_review, data.platform, data.review_id),
+        type=IncidentType.negative_review, detection=Detection.proactive,
+        severity=Severity.high if data.rating == 1 else Severity.medium,
+        customer=data.customer, tenant=event.tenant, occurred_at=data.posted_at,
+        detected_at=now, source=event.source, source_event_id=event.id,
+        order_id=data.order_id, rating=data.rating, review_platform=data.platform,
+        review_url=data.url,
+        summary=f"{data.rating}-star review {data.review_id} on {data.platform}"[:500])
+
+
+def _stars(rng: random.Random) -> int:
+    return rng.choice((1, 2))
+
+
 _ITEM_TRIGGERS = ("order.item_reported",)
 # One detector for the three item types (the event says which): intake runs it once.
 _ITEM = Stateless(lambda event, now, _limits: detection.item_reported(event, now))
@@ -196,4 +219,15 @@ INCIDENT_TYPES: dict[IncidentType, IncidentEntry] = {
                         if i.outage_minutes else "our service was unavailable"),
         template_facts=("outage",),
         generated=Generated(10, _PROACTIVE, _minutes(90), _field("outage_minutes"))),
+    IncidentType.negative_review: IncidentEntry(
+        type=IncidentType.negative_review, triggers=("review.posted",),
+        detectors=(negative_review,),
+        harm=lambda i: f"your experience with us earned a {i.rating}-star review, and rightly",
+        template_facts=("rating", "review_platform"),
+        # weight 0: the golden incidents are drawn as before; a backtest asks for it by name
+        generated=Generated(0, _PROACTIVE, _stars,
+                            lambda own, _cents, _money: {
+                                "rating": own, "review_platform": "trustpilot",
+                                "review_url": "https://reviews.example/r"}),
+        stateless=Stateless(negative_review, {"max_rating": 2})),
 }

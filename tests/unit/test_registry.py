@@ -167,7 +167,8 @@ def test_generated_weights_are_those_of_the_backtest() -> None:
     weights = {k.value: e.generated.weight for k, e in INCIDENT_TYPES.items()}
     assert weights == {"delivery_delayed": 45, "item_defective": 10, "wrong_item": 6,
                        "item_missing": 6, "order_cancelled": 5, "double_charge": 3,
-                       "support_wait_exceeded": 15, "service_outage": 10}
+                       "support_wait_exceeded": 15, "service_outage": 10,
+                       "negative_review": 0}  # 0: never drawn unless asked; golden unchanged
 
 
 # --- the failures name what is missing ---------------------------------------------------------
