@@ -1,10 +1,13 @@
 """One entry per incident type: everything the product needs to know of it, in one place.
 
-An entry names the upstream events that make the incident (data, for intake to dispatch on),
-the pure detectors in `services/intake/domain/detection.py` that make it, the English words of
-its harm (the explanation's first sentence), the facts its message templates show, and how a
-backtest generates one (`Generated`: its weight among generated incidents and its own random
-draw). Its message per locale is `services/fulfilment/templates/<locale>/<type>.txt.j2`.
+An entry names the upstream events that make the incident (intake's handler table is keyed
+by them), the pure detectors that make it (intake's stateful ones in
+`services/intake/domain/detection.py`; a stateless type's own `Stateless` detector and its
+thresholds, beside its entry here), the English words of its harm (the explanation's first
+sentence), the facts its message templates show (fulfilment's formatted ones, or the
+incident's own fields), and how a backtest generates one (`Generated`: its weight among
+generated incidents and its own random draw). Its message per locale is
+`services/fulfilment/templates/<locale>/<type>.txt.j2`.
 `tests/unit/test_registry.py` fails, naming what is missing, when a type or a part is."""
 
 from __future__ import annotations
