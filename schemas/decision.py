@@ -23,6 +23,7 @@ class RemedyKind(StrEnum):
     priority_support = "priority_support"
     free_upgrade = "free_upgrade"
     personal_call = "personal_call"
+    store_credit = "store_credit"
 
 
 class Action(Contract):

@@ -20,6 +20,7 @@ class IncidentType(StrEnum):
     double_charge = "double_charge"
     support_wait_exceeded = "support_wait_exceeded"
     service_outage = "service_outage"
+    negative_review = "negative_review"
 
 
 class Detection(StrEnum):
@@ -69,6 +70,13 @@ class Incident(Contract):
         default=False, description="the source says the cause is fixed; only then may a "
         "message claim so")
     summary: str = Field(default="", max_length=500)
+    # A negative review's facts (never its text). Absent, they are left out of the JSON, so
+    # incidents of the other types serialise as they always did.
+    rating: int | None = Field(default=None, ge=1, le=5, exclude_if=lambda v: v is None)
+    review_platform: str | None = Field(default=None, max_length=64,
+                                        exclude_if=lambda v: v is None)
+    review_url: str | None = Field(default=None, max_length=2048,
+                                   exclude_if=lambda v: v is None)
 
 
 def incident_id(incident_type: IncidentType, *fact: str) -> str:

@@ -87,6 +87,21 @@ class SupportTicketUpdated(Contract):
     order_id: str | None = Field(default=None, max_length=128)
 
 
+class ReviewPosted(Contract):
+    """A customer's public review (event time: `posted_at`). Its `text` is personal data:
+    never logged, never in a metric label, scrubbed by erasure; Amends does not copy it into
+    the incident."""
+
+    review_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerSnapshot
+    posted_at: DateTime
+    rating: int = Field(ge=1, le=5, description="stars, 1 (worst) to 5")
+    text: str | None = Field(default=None, max_length=5000)
+    url: str = Field(min_length=1, max_length=2048, description="where the review is public")
+    platform: str = Field(min_length=1, max_length=64, description="e.g. trustpilot")
+    order_id: str | None = Field(default=None, max_length=128)
+
+
 class PaymentCaptured(Contract):
     """Money taken for an order. Several captures of one order are a double charge only when
     together they exceed the order's total or, with no total known, when one repeats the
@@ -155,6 +170,10 @@ class SupportTicketUpdatedEvent(CloudEvent[SupportTicketUpdated]):
     type: Literal["support.ticket_updated"]
 
 
+class ReviewPostedEvent(CloudEvent[ReviewPosted]):
+    type: Literal["review.posted"]
+
+
 class PaymentCapturedEvent(CloudEvent[PaymentCaptured]):
     type: Literal["payment.captured"]
 
@@ -173,6 +192,7 @@ UpstreamEvent = Annotated[
     | OrderCancelledEvent
     | OrderItemReportedEvent
     | SupportTicketUpdatedEvent
+    | ReviewPostedEvent
     | PaymentCapturedEvent
     | OutageDeclaredEvent
     | OutageResolvedEvent,
@@ -182,6 +202,7 @@ UpstreamEvent = Annotated[
 UPSTREAM_EVENT_TYPES: tuple[str, ...] = (
     "order.placed", "order.delivered", "order.cancelled", "order.item_reported",
     "support.ticket_updated", "payment.captured", "outage.declared", "outage.resolved",
+    "review.posted",
 )
 
 upstream_event_adapter: TypeAdapter[UpstreamEvent] = TypeAdapter(UpstreamEvent)

@@ -19,6 +19,7 @@ from services.common.access import AccessDeniedError, Principal, Role, operator
 from services.common.app import Runtime
 from services.common.clock import Clock
 from services.fulfilment.domain.effects import Effect, EffectState
+from services.fulfilment.domain.plan import POINTS
 from services.fulfilment.ports import Stores
 from services.fulfilment.service import LINK_MARK
 from services.fulfilment.vouchers import Redemption, Voucher, VoucherError, VoucherStatus
@@ -199,8 +200,8 @@ async def customer_case(stores: Stores, customer_id: str, clock: Clock,
                       key=lambda o: (o.completed_at, o.position), reverse=True)
     messages = sorted((m for m in await stores.messages.of_customer(customer_id)
                        if seen(m.tenant)), key=lambda m: m.created_at, reverse=True)
-    points = sum(c.points for c in await stores.points.of_customer(customer_id, now)
-                 if seen(c.tenant))
+    points = sum(int(e.quantity) for e in await stores.ledger.of_customer(customer_id, now)
+                 if e.unit == POINTS and seen(e.tenant))
     return Case(
         customer_id=customer_id,
         points_balance=points,

@@ -30,10 +30,12 @@ from markupsafe import escape
 from schemas.common import Money, minor_exponent
 from schemas.decision import Action, Decision, RemedyKind
 from schemas.incident import Detection
+from services.registry.incident_types import INCIDENT_TYPES
 
 LOCALES = ("en", "ru", "ro")
 DEFAULT_LOCALE = "en"
 NAME_MAX_CHARS = 80
+FACT_MAX_CHARS = 300  # a fact quoted from the incident (a review's platform or address)
 URL_MAX_CHARS = 2000  # a page URL with its signed token is a few hundred characters
 
 _NBSP = "\u00a0"
@@ -288,7 +290,7 @@ def _facts(decision: Decision, locale: str) -> dict[str, str | None]:
     def minutes(value: int | None) -> str | None:
         return format_duration(value, locale) if value else None
 
-    return {
+    facts = {
         "order": clean(incident.order_id, 64),
         "ticket": clean(incident.ticket_id, 64),
         "delay": minutes(incident.delay_minutes),
@@ -297,6 +299,22 @@ def _facts(decision: Decision, locale: str) -> dict[str, str | None]:
         "charged": (format_money(incident.charged_amount, locale)
                     if incident.charged_amount is not None else None),
     }
+    # A type's other facts (its registry entry names them) are the incident's own fields,
+    # made fit to quote: a new type's facts need no code here.
+    for name in INCIDENT_TYPES[incident.type].template_facts:
+        if name not in facts:
+            facts[name] = _fact(getattr(incident, name), locale)
+    return facts
+
+
+def _fact(value: object, locale: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Money):
+        return format_money(value, locale)
+    if isinstance(value, int | Decimal):
+        return format_number(value, locale)
+    return clean(str(value), FACT_MAX_CHARS)
 
 
 def _truths(decision: Decision) -> dict[str, bool]:

@@ -16,7 +16,7 @@ from schemas.outcome import Outcome
 from schemas.task import HumanTask
 from services.common.outbox import Outbox
 from services.fulfilment.domain.effects import Change, Effect
-from services.fulfilment.domain.plan import Perk, PointsCredit, ref_of
+from services.fulfilment.domain.plan import LedgerEntry, Perk, ref_of
 from services.fulfilment.vouchers import Redemption, Voucher
 
 Origin = tuple[str, int, int]  # the topic, partition and offset a decision arrived at
@@ -80,12 +80,14 @@ class TaskLog(Outbox[KeptTask], Protocol):
     pass
 
 
-class PointsLedger(Protocol):
-    async def credit(self, credits: Sequence[PointsCredit]) -> set[str]:
+class Ledger(Protocol):
+    """What customers were credited (points, money on the account), one entry per action."""
+
+    async def credit(self, entries: Sequence[LedgerEntry]) -> set[str]:
         """Credit each once (by its key); returns the keys credited by this call."""
 
-    async def of_customer(self, customer_id: str, now: datetime) -> list[PointsCredit]:
-        """The customer's credits not yet expired."""
+    async def of_customer(self, customer_id: str, now: datetime) -> list[LedgerEntry]:
+        """The customer's entries not yet expired, in every unit."""
 
 
 class Perks(Protocol):
@@ -147,7 +149,7 @@ class Stores:
     decisions: DecisionLog
     outcomes: OutcomeLog
     tasks: TaskLog
-    points: PointsLedger
+    ledger: Ledger
     perks: Perks
     refunds: EffectLog
     messages: EffectLog

@@ -35,17 +35,17 @@ from services.common.outbox import record_then_publish
 from services.fulfilment.channels import MessageChannel, OutgoingMessage
 from services.fulfilment.domain.effects import FOLLOW_UP, Change, Effect, EffectState
 from services.fulfilment.domain.plan import (
+    LedgerEntry,
     Perk,
-    PointsCredit,
     apology_key,
     brought,
     confirmed,
     confirms,
     follow_up_key,
     in_round,
+    ledger_detail,
+    ledger_entry,
     perk,
-    points_credit,
-    points_detail,
     ref_of,
     refund_problem,
     task_detail,
@@ -69,6 +69,8 @@ from services.fulfilment.ports import EffectLog, KeptOutcome, KeptTask, Received
 from services.fulfilment.remote import Done, EffectMetrics, Job, RemoteEffects, new_claim
 from services.fulfilment.settings import FulfilmentSettings
 from services.fulfilment.vouchers import Voucher
+from services.registry.remedy_kinds import REMEDY_KINDS
+from services.registry.remedy_kinds import Effect as EffectKind
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class Batch:
     """The effects of one batch of decisions, written in bulk."""
 
     now: datetime
-    credits: list[PointsCredit] = field(default_factory=list)
+    credits: list[LedgerEntry] = field(default_factory=list)
     perks: list[Perk] = field(default_factory=list)
     tasks: list[tuple[str, KeptTask, Outgoing]] = field(default_factory=list)
     refunds: list[Job] = field(default_factory=list)
@@ -240,14 +242,13 @@ class FulfilmentService:
                 key = action.idempotency_key
                 if key in known or key in batch.results or key in batch.waiting:
                     continue
-                if action.kind is RemedyKind.apology:
+                effect = REMEDY_KINDS[action.kind].effect
+                if effect == "message":
                     continue  # last, so that it can name what the others gave
-                if action.kind is RemedyKind.refund:
+                if effect == "refund":
                     planned = await self._refund(batch, run, action)
-                    if planned is not None:
-                        batch.results[key] = (run, action, planned)
-                    continue
-                planned = self._plan(batch, run, action)
+                else:
+                    planned = LOCAL_EFFECTS[effect](self, batch, run, action)
                 if planned is not None:
                     batch.results[key] = (run, action, planned)
 
@@ -256,7 +257,7 @@ class FulfilmentService:
         first, keyed by idempotency key: a redelivery finds them and adds nothing."""
         issued, *_ = await asyncio.gather(
             self.stores.vouchers.issue_all([v for _, _, v in batch.vouchers]),
-            self.stores.points.credit(batch.credits),
+            self.stores.ledger.credit(batch.credits),
             self.stores.perks.grant(batch.perks),
             record_then_publish(self.stores.tasks, self.publisher, batch.tasks))
         for run, action, _ in batch.vouchers:
@@ -273,40 +274,37 @@ class FulfilmentService:
                       decision_id=run.decision.decision_id, decision_ref=run.ref,
                       position=action.position, origin=_origin(run.record), created_at=now)
 
-    def _plan(self, batch: Batch, run: Run, action: Action) -> Done | None:
-        """Queue an effect for the batch's bulk writes; its result, or None for a voucher
-        (known once the batch's vouchers are issued)."""
+    # --- local effects: one handler per effect of `REMEDY_KINDS` (table below the class) ---
+
+    def _ledger(self, batch: Batch, run: Run, action: Action) -> Done:
+        batch.credits.append(ledger_entry(run.decision, action, batch.now,
+                                          self.settings.points_expiry_days))
+        return Done(ActionStatus.succeeded, ledger_detail(action))
+
+    def _voucher(self, batch: Batch, run: Run, action: Action) -> None:
+        """Queued: its result is known once the batch's vouchers are issued."""
+        grant = voucher_grant(run.decision, action, batch.now, self.settings.voucher_expiry_days)
+        batch.vouchers.append((run, action, Voucher(
+            code="", action_key=grant.key, customer_id=grant.customer_id,
+            amount=grant.amount, percent=grant.percent, currency=grant.currency,
+            issued_at=batch.now, expires_at=grant.expires_at, tenant=grant.tenant,
+            reason=grant.reason)))
+
+    def _perk(self, batch: Batch, run: Run, action: Action) -> Done:
+        granted = perk(run.decision, action, batch.now, self.settings.perk_expiry_days)
+        batch.perks.append(granted)
+        return Done(ActionStatus.succeeded, granted.detail)
+
+    def _task(self, batch: Batch, run: Run, action: Action) -> Done:
         decision = run.decision
-        customer = decision.incident.customer
-        match action.kind:
-            case RemedyKind.points:
-                credit = points_credit(decision, action, batch.now,
-                                       self.settings.points_expiry_days)
-                batch.credits.append(credit)
-                return Done(ActionStatus.succeeded, points_detail(action))
-            case RemedyKind.voucher:
-                grant = voucher_grant(decision, action, batch.now,
-                                      self.settings.voucher_expiry_days)
-                batch.vouchers.append((run, action, Voucher(
-                    code="", action_key=grant.key, customer_id=grant.customer_id,
-                    amount=grant.amount, percent=grant.percent, currency=grant.currency,
-                    issued_at=batch.now, expires_at=grant.expires_at, tenant=grant.tenant,
-                    reason=grant.reason)))
-                return None
-            case RemedyKind.free_delivery:
-                granted = perk(decision, action, batch.now, self.settings.perk_expiry_days)
-                batch.perks.append(granted)
-                return Done(ActionStatus.succeeded, granted.detail)
-            case _:
-                task = task_of(decision, action, batch.now)
-                batch.tasks.append((action.idempotency_key,
-                                    KeptTask(task, decision.incident.tenant, action.position,
-                                             batch.now),
-                                    outgoing(self.settings.tasks_topic, TaskCreated(
-                                        id=task.task_id, source="amends/fulfilment",
-                                        time=batch.now, subject=customer.id,
-                                        tenant=decision.incident.tenant, data=task))))
-                return Done(ActionStatus.succeeded, task_detail(task))
+        task = task_of(decision, action, batch.now)
+        batch.tasks.append((action.idempotency_key,
+                            KeptTask(task, decision.incident.tenant, action.position, batch.now),
+                            outgoing(self.settings.tasks_topic, TaskCreated(
+                                id=task.task_id, source="amends/fulfilment", time=batch.now,
+                                subject=decision.incident.customer.id,
+                                tenant=decision.incident.tenant, data=task))))
+        return Done(ActionStatus.succeeded, task_detail(task))
 
     # --- refunds -----------------------------------------------------------------------------
 
@@ -783,3 +781,16 @@ def _rendered(effect: Effect) -> Change:
     if effect.sent_at is not None:
         change["sent_at"] = effect.sent_at
     return change
+
+
+LocalEffect = Callable[[FulfilmentService, Batch, Run, Action], "Done | None"]
+# Fulfilment's handler per effect a remedy kind names (`RemedyEntry.effect`): the effects
+# written in bulk here; "refund" goes to the gateway and "message" (the apology) comes last,
+# so that it can name what the others gave.
+LOCAL_EFFECTS: dict[EffectKind, LocalEffect] = {
+    "ledger": FulfilmentService._ledger,
+    "voucher": FulfilmentService._voucher,
+    "perk": FulfilmentService._perk,
+    "task": FulfilmentService._task,
+}
+EFFECT_HANDLERS: frozenset[EffectKind] = frozenset({"message", "refund", *LOCAL_EFFECTS})

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -25,7 +25,6 @@ from schemas.upstream import (
     UPSTREAM_EVENT_TYPES,
     OrderCancelledEvent,
     OrderDeliveredEvent,
-    OrderItemReportedEvent,
     OrderPlacedEvent,
     OutageDeclaredEvent,
     OutageResolvedEvent,
@@ -46,6 +45,14 @@ from services.intake.erasure import ErasedCustomers
 from services.intake.settings import IntakeSettings
 from services.intake.store import IntakeStore
 from services.intake.watermark import EventTime
+from services.registry.incident_types import (
+    INCIDENT_TYPES,
+    Detect,
+    IncidentEntry,
+    thresholds_of,
+    triggered_by,
+)
+from services.registry.remedy_kinds import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +110,42 @@ def receipt_id(event: UpstreamEvent) -> str:
     return deterministic_id("received", event.source, event.id)
 
 
+Handler = Callable[["IntakeService", Sequence[tuple[int, Any]], datetime],
+                   Coroutine[Any, Any, list[tuple[int, Incident]]]]
+
+
+def stateless(entries: Sequence[IncidentEntry], overrides: Mapping[str, Any]) -> Handler:
+    """The handler of an event type whose incidents need nothing but the event: each distinct
+    detector of the entries it triggers, with that entry's thresholds."""
+    detectors: dict[Detect, dict[str, Any]] = {}
+    for entry in entries:
+        assert entry.stateless is not None
+        detectors.setdefault(entry.stateless.detect, thresholds_of(entry, overrides))
+
+    async def handle(_service: IntakeService, events: Sequence[tuple[int, Any]],
+                     now: datetime) -> list[tuple[int, Incident]]:
+        return [(index, incident) for index, event in events
+                for detect, limits in detectors.items()
+                if (incident := detect(event, now, limits)) is not None]
+
+    return handle
+
+
+def event_handlers(overrides: Mapping[str, Any]) -> dict[str, Handler]:
+    """Intake's handler table, in the order a batch is handled: the stateful handlers (they
+    keep state across events: checks, watermarks, captures), then every event type whose
+    entries are all stateless. Outages are fanned out after the rest is published."""
+    table: dict[str, Handler] = dict(STATEFUL)
+    for event_type, entries in triggered_by(INCIDENT_TYPES).items():
+        if event_type in table or event_type in AFTER_PUBLISH:
+            continue
+        if any(entry.stateless is None for entry in entries):
+            missing = ", ".join(e.type.value for e in entries if e.stateless is None)
+            raise RegistryError(f"upstream event {event_type}: no intake handler for {missing}")
+        table[event_type] = stateless(entries, overrides)
+    return table
+
+
 @dataclass
 class IntakeService:
     settings: IntakeSettings
@@ -120,11 +163,17 @@ class IntakeService:
     # same event waits for the first one's incidents instead of racing it to publish them.
     _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
                                                              init=False, repr=False)
+    # Each upstream event type's handler (outages apart): `event_handlers`.
+    handlers: dict[str, Handler] = field(init=False, repr=False)
 
     @property
     def chunk(self) -> int:
         """Records per write: bounded, so no single request grows without limit."""
         return min(self.settings.write_chunk, 1000)
+
+    def __post_init__(self) -> None:
+        # Built at start: a registry entry intake cannot handle fails here, not mid-stream.
+        self.handlers = event_handlers(self.settings.thresholds)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -265,14 +314,13 @@ class IntakeService:
         for _, event in numbered:
             self.metrics.events.labels(event.type).inc()
         await self._see_customers(events)
+        by_type: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+        for index, event in numbered:
+            by_type[event.type].append((index, event))
         found: list[tuple[int, Incident]] = []
-        found += await self._orders_placed(_of(numbered, OrderPlacedEvent))
-        found += await self._payments(_of(numbered, PaymentCapturedEvent), now)
-        found += await self._cancellations(_of(numbered, OrderCancelledEvent), now)
-        found += await self._deliveries(_of(numbered, OrderDeliveredEvent), now)
-        found += [(i, rules.item_reported(e, now))
-                  for i, e in _of(numbered, OrderItemReportedEvent)]
-        found += await self._tickets(_of(numbered, SupportTicketUpdatedEvent), now)
+        for event_type, handle in self.handlers.items():
+            if by_type.get(event_type):
+                found += await handle(self, by_type[event_type], now)
         for index, incident in found:
             out.incident_ids[index].append(incident.incident_id)
         new = await self.publish([incident for _, incident in found])
@@ -293,8 +341,8 @@ class IntakeService:
     async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
         await self.store.see(batches.customers_seen(events))
 
-    async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]]
-                             ) -> list[tuple[int, Incident]]:
+    async def _orders_placed(self, placed: Sequence[tuple[int, OrderPlacedEvent]],
+                             _now: datetime) -> list[tuple[int, Incident]]:
         if not placed:
             return []
         checks = [c for _, e in placed if (c := rules.delivery_check(e, self.thresholds))]
@@ -577,3 +625,16 @@ def unknown_type(raw: bytes | Any) -> str:
         event_type = None
     return (f"type: unknown event type {event_type!r}; expected one of "
             f"{', '.join(UPSTREAM_EVENT_TYPES)}")
+
+
+# The event types whose detection keeps state, each with its own handler; the registry's
+# entries say which incident types they make. Every other trigger is stateless.
+STATEFUL: dict[str, Handler] = {
+    "order.placed": IntakeService._orders_placed,
+    "payment.captured": IntakeService._payments,
+    "order.cancelled": IntakeService._cancellations,
+    "order.delivered": IntakeService._deliveries,
+    "support.ticket_updated": IntakeService._tickets,
+}
+# Handled after the batch's other incidents are published (`process`): fan-outs.
+AFTER_PUBLISH = ("outage.resolved", "outage.declared")

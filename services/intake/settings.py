@@ -15,12 +15,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    field_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
 from schemas.upstream import UPSTREAM_EVENT_TYPES
 from services.common.settings import ServiceSettings
+from services.registry.incident_types import INCIDENT_TYPES, threshold_names
 
 ANY = "*"
 
@@ -90,6 +99,12 @@ class IntakeSettings(ServiceSettings):
     )
     support_first_answer_minutes: int = Field(
         default=240, ge=1, description="the SLA for a ticket's first answer")
+    thresholds: dict[str, Any] = Field(
+        default_factory=dict,
+        description='overrides of the incident types\' detection thresholds by name, '
+                    '"<type>.<name>" (JSON, e.g. {"negative_review.max_rating": 2}); the names '
+                    "and defaults are those of the registry's entries (services/registry); an "
+                    "unknown name is refused at start")
     check_sweep_seconds: float = Field(
         default=5.0, gt=0, description="how often the scheduled checks that are due are run")
     idle_fallback_seconds: float = Field(
@@ -130,6 +145,18 @@ class IntakeSettings(ServiceSettings):
         if not value or starts != sorted(starts) or len(set(starts)) != len(starts):
             raise ValueError("delay bands must be non-empty and in strictly ascending order")
         return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        known = threshold_names(INCIDENT_TYPES)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown thresholds {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(known)) or 'none'}")
+        # Each takes its default's type, so "2" from the environment is the number 2.
+        return {name: TypeAdapter(type(known[name])).validate_python(v, strict=False)
+                for name, v in value.items()}
 
     @property
     def upstream_topics(self) -> list[str]:

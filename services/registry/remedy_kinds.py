@@ -29,6 +29,7 @@ from services.decision.domain.policy import (
     RefundGrant,
     ReplacementGrant,
     Rule,
+    StoreCreditGrant,
     VoucherGrant,
 )
 from services.decision.domain.remedies import Item, amount_in, cent, rounded
@@ -130,6 +131,17 @@ def _voucher(grant: Grant, rule: Rule, policy: Policy, incident: Incident) -> It
     basis = amount_in(incident.order_value, policy.currency) or policy.values.typical_order
     return Item(RemedyKind.voucher, rounded(basis * share / 100, unit), rule.id, rule.because,
                 percent=share, expires_days=voucher.expires_days)
+
+
+def _store_credit(grant: Grant, rule: Rule, policy: Policy, incident: Incident) -> Item:
+    credit, unit = grant.store_credit, cent(policy.currency)
+    assert credit is not None
+    if credit.amount is not None:
+        amount = rounded(credit.amount, unit)
+    else:
+        basis = amount_in(incident.order_value, policy.currency) or policy.values.typical_order
+        amount = rounded(basis * (credit.percent or ZERO) / 100, unit)
+    return Item(RemedyKind.store_credit, amount, rule.id, rule.because, amount=amount)
 
 
 def _free_delivery(grant: Grant, rule: Rule, policy: Policy, _incident: Incident) -> Item:
@@ -299,4 +311,10 @@ REMEDY_KINDS: dict[RemedyKind, RemedyEntry] = {
         describe=lambda i, _c: f"a call from a manager within {i.due_hours} hours",
         effect="task", task=Task("Call the customer to apologise in person: {note}.", 24, "high"),
         macro_branch="personal_call"),
+    RemedyKind.store_credit: RemedyEntry(
+        kind=RemedyKind.store_credit, grant=StoreCreditGrant, make=_store_credit,
+        valuation="its amount: fixed, or a percent of the order (or values.typical_order)",
+        combines="adds_up", merge=_add_amount, cut="reduced", can_be_restitution=False,
+        describe=lambda i, c: f"{i.amount} {c} of store credit on your account",
+        effect="ledger", task=None, macro_branch="store_credit"),
 }

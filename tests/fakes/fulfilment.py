@@ -16,7 +16,7 @@ from schemas.decision import Decision
 from schemas.outcome import Outcome
 from services.fulfilment.channels import Delivery, OutgoingMessage, message_id
 from services.fulfilment.domain.effects import UNFINISHED, Change, Effect, EffectState
-from services.fulfilment.domain.plan import Perk, PointsCredit
+from services.fulfilment.domain.plan import LedgerEntry, Perk
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.gateway import RefundRequest, RefundResult, RefundStatus
 from services.fulfilment.ports import KeptOutcome, KeptTask, Received, Stores
@@ -89,18 +89,18 @@ class FakeOutcomeLog(FakeOutbox[KeptOutcome]):
         return [k for k in self.records.values() if k.outcome.customer_id == customer_id]
 
 
-class FakePointsLedger:
+class FakeLedger:
     def __init__(self) -> None:
-        self.credits: dict[str, PointsCredit] = {}
+        self.entries: dict[str, LedgerEntry] = {}
 
-    async def credit(self, credits: Sequence[PointsCredit]) -> set[str]:
-        new = {c.key for c in credits if c.key not in self.credits}
-        for c in credits:
-            self.credits.setdefault(c.key, c)
+    async def credit(self, entries: Sequence[LedgerEntry]) -> set[str]:
+        new = {e.key for e in entries if e.key not in self.entries}
+        for e in entries:
+            self.entries.setdefault(e.key, e)
         return new
 
-    async def of_customer(self, customer_id: str, now: datetime) -> list[PointsCredit]:
-        return [c for c in self.credits.values()
+    async def of_customer(self, customer_id: str, now: datetime) -> list[LedgerEntry]:
+        return [c for c in self.entries.values()
                 if c.customer_id == customer_id and c.expires_at > now]
 
 
@@ -246,7 +246,7 @@ class FakeStores:
     decisions: FakeDecisionLog = field(default_factory=FakeDecisionLog)
     outcomes: FakeOutcomeLog = field(default_factory=FakeOutcomeLog)
     tasks: FakeOutbox[KeptTask] = field(default_factory=FakeOutbox)
-    points: FakePointsLedger = field(default_factory=FakePointsLedger)
+    ledger: FakeLedger = field(default_factory=FakeLedger)
     perks: FakePerks = field(default_factory=FakePerks)
     refunds: FakeEffectLog = field(default_factory=FakeEffectLog)
     messages: FakeEffectLog = field(default_factory=FakeEffectLog)
@@ -255,7 +255,7 @@ class FakeStores:
     @property
     def stores(self) -> Stores:
         return Stores(decisions=self.decisions, outcomes=self.outcomes, tasks=self.tasks,
-                      points=self.points, perks=self.perks, refunds=self.refunds,
+                      ledger=self.ledger, perks=self.perks, refunds=self.refunds,
                       messages=self.messages, vouchers=self.vouchers)
 
 

@@ -91,6 +91,9 @@ REMEDIES: dict[RemedyKind, tuple[dict[str, Any], dict[str, str]]] = {
     RemedyKind.personal_call: ({"due_by": NOW + timedelta(hours=24)},
                                {"en": "within 24\u00a0hours", "ru": "в течение 24\u00a0часов",
                                 "ro": "în termen de 24\u00a0de ore"}),
+    RemedyKind.store_credit: ({"amount": Money.of("10", EUR)},
+                              {"en": "store credit of €10.00", "ru": "10,00\u00a0€ на ваш счёт",
+                               "ro": "credit de 10,00\u00a0€"}),
 }
 
 FACTS: dict[IncidentType, dict[str, Any]] = {
@@ -103,6 +106,8 @@ FACTS: dict[IncidentType, dict[str, Any]] = {
                                  "order_value": {"amount": "49.90", "currency": EUR}},
     IncidentType.support_wait_exceeded: {"wait_minutes": 2000, "ticket_id": "T-42"},
     IncidentType.service_outage: {"outage_minutes": 90},
+    IncidentType.negative_review: {"rating": 1, "review_platform": "trustpilot",
+                                   "review_url": "https://reviews.example/r/1"},
 }
 
 

@@ -4,6 +4,7 @@ decisions, tested without a store, a broker or a remote."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from schemas.decision import (
 from schemas.incident import Incident
 from schemas.outcome import ActionStatus
 from services.fulfilment.domain import plan
+from services.registry.remedy_kinds import REMEDY_KINDS
 from tests.factories import incident
 
 pytestmark = pytest.mark.unit
@@ -82,10 +84,10 @@ def test_a_refund_without_a_known_payment_is_refused() -> None:
 def test_local_effects_take_their_expiry_from_the_clock_unless_the_decision_gives_one() -> None:
     decision = _decision(RemedyKind.points, RemedyKind.free_delivery, RemedyKind.voucher)
     points = decision.actions[0].model_copy(update={"points": 250})
-    credit = plan.points_credit(decision, points, NOW, 365)
-    assert (credit.points, credit.reason, credit.expires_at) == (
-        250, "order_cancelled", NOW + timedelta(days=365))
-    assert plan.points_detail(points) == "250 points credited"
+    credit = plan.ledger_entry(decision, points, NOW, 365)
+    assert (credit.quantity, credit.unit, credit.reason, credit.expires_at) == (
+        Decimal(250), "points", "order_cancelled", NOW + timedelta(days=365))
+    assert plan.ledger_detail(points) == "250 points credited"
     granted = plan.perk(decision, decision.actions[1].model_copy(update={"quantity": 2}), NOW, 180)
     assert (granted.orders, granted.detail) == (2, "free delivery on the next 2 order(s)")
     voucher = decision.actions[2].model_copy(update={"amount": Money.of("10", "EUR"),
@@ -107,14 +109,16 @@ def test_a_manual_voucher_gives_the_operators_note_as_its_reason() -> None:
     assert plan.voucher_reason(decision, ruled) == "order_cancelled"
 
 
-@pytest.mark.parametrize("kind", sorted(plan.TASK_WORDS))
+@pytest.mark.parametrize("kind", sorted(k for k, e in REMEDY_KINDS.items() if e.effect == "task"))
 def test_every_task_kind_has_words_a_due_time_and_a_priority(kind: RemedyKind) -> None:
     decision = _decision(kind)
     action = decision.actions[0].model_copy(update={"note": "a note"})
     task = plan.task_of(decision, action, NOW)
     assert "a note" in task.what
-    assert task.due_by == NOW + timedelta(hours=plan.TASK_HOURS.get(kind, 24))
-    assert task.priority == ("high" if kind in plan.URGENT_TASKS else "normal")
+    hours = {RemedyKind.priority_support: 1, RemedyKind.gift: 72}.get(kind, 24)
+    assert task.due_by == NOW + timedelta(hours=hours)
+    urgent = {RemedyKind.personal_call, RemedyKind.replacement}
+    assert task.priority == ("high" if kind in urgent else "normal")
     assert plan.task_detail(task).startswith("task for a person, due ")
 
 

@@ -5,27 +5,38 @@ by building registries with a part missing."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from jinja2 import DictLoader, Environment
+from pydantic import ValidationError
 
 from schemas.decision import RemedyKind
-from schemas.incident import IncidentType
+from schemas.incident import Incident, IncidentType
 from schemas.upstream import UPSTREAM_EVENT_TYPES
 from services.decision.domain.policy import CUTTABLE
 from services.fulfilment.messages import LOCALES, Formatter, Remedy, environment
+from services.fulfilment.service import EFFECT_HANDLERS
+from services.intake.service import AFTER_PUBLISH, IntakeService, event_handlers, stateless
+from services.intake.settings import IntakeSettings
 from services.registry.incident_types import (
     INCIDENT_TYPES,
     IncidentEntry,
+    Stateless,
     missing_incident_parts,
+    thresholds_of,
+    triggered_by,
 )
 from services.registry.remedy_kinds import REMEDY_KINDS, RemedyEntry, missing_remedy_parts
 
 pytestmark = pytest.mark.unit
 
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
 TEMPLATES = Path("services/fulfilment/templates")
 Render = Callable[[str, str], str]  # (locale, kind) -> the words of the `remedy` macro
 
@@ -80,7 +91,8 @@ def test_what_a_cap_cuts_is_the_default_cut_order() -> None:
 
 
 def test_template_facts_are_facts_the_messages_have() -> None:
-    known = {"delay", "wait", "outage", "charged", "ticket"}  # fulfilment's `_facts`
+    # fulfilment's formatted facts, or a field of the incident quoted as it is
+    known = {"delay", "wait", "outage", "charged", "ticket"} | set(Incident.model_fields)
     assert {f for e in INCIDENT_TYPES.values() for f in e.template_facts} <= known
 
 
@@ -90,11 +102,73 @@ def test_every_trigger_is_an_upstream_event_type() -> None:
     assert not unknown
 
 
+def unhandled_events(event_types: Iterable[str],
+                     incidents: Mapping[IncidentType, IncidentEntry],
+                     intake: Iterable[str]) -> list[str]:
+    """Upstream event types that make nothing: triggered by no entry, handled by no intake
+    handler (an event intake keeps state from, such as `order.placed`, has one)."""
+    handled = set(triggered_by(incidents)) | set(intake)
+    return [f"upstream event {t}: no entry and no intake handler" for t in event_types
+            if t not in handled]
+
+
+def unhandled_effects(remedies: Mapping[RemedyKind, RemedyEntry],
+                      handlers: Iterable[str]) -> list[str]:
+    known = set(handlers)
+    return [f"remedy kind {kind.value}: effect {entry.effect} has no fulfilment handler"
+            for kind, entry in remedies.items() if entry.effect not in known]
+
+
+def test_every_upstream_event_type_is_handled() -> None:
+    # outage.resolved is a trigger of service_outage, handled after the batch's other
+    # incidents are published (AFTER_PUBLISH), as outage.declared is.
+    intake = set(event_handlers({})) | set(AFTER_PUBLISH)
+    assert unhandled_events(UPSTREAM_EVENT_TYPES, INCIDENT_TYPES, intake) == []
+    assert set(triggered_by(INCIDENT_TYPES)) <= intake
+
+
+def test_every_effect_has_a_fulfilment_handler() -> None:
+    assert unhandled_effects(REMEDY_KINDS, EFFECT_HANDLERS) == []
+
+
+def test_an_unhandled_event_or_effect_is_named() -> None:
+    incidents: dict[IncidentType, IncidentEntry] = {k: e for k, e in INCIDENT_TYPES.items()
+                 if k is not IncidentType.support_wait_exceeded}
+    intake = [t for t in event_handlers({}) if t != "support.ticket_updated"]
+    assert unhandled_events(UPSTREAM_EVENT_TYPES, incidents, intake) == [
+        "upstream event support.ticket_updated: no entry and no intake handler"]
+    assert unhandled_effects(REMEDY_KINDS, EFFECT_HANDLERS - {"perk"}) == [
+        "remedy kind free_delivery: effect perk has no fulfilment handler"]
+
+
+def test_a_stateless_type_is_detected_without_intake_code_and_its_threshold_overridden(
+        ) -> None:
+    seen: list[tuple[object, dict[str, object]]] = []
+
+    def detect(event: object, _now: object, limits: Mapping[str, object]) -> None:
+        seen.append((event, dict(limits)))
+
+    entry = dataclasses.replace(INCIDENT_TYPES[IncidentType.order_cancelled],
+                                stateless=Stateless(detect, {"limit": 3, "other": 1}))
+    assert thresholds_of(entry, {"order_cancelled.limit": 5, "x.limit": 9}) == {
+        "limit": 5, "other": 1}
+    # Two entries sharing one detector (as the item types do) run it once per event.
+    handle = stateless([entry, entry], {"order_cancelled.limit": 5})
+    found = asyncio.run(handle(cast("IntakeService", None), [(0, "event")], NOW))
+    assert (found, seen) == ([], [("event", {"limit": 5, "other": 1})])
+
+
+def test_an_unknown_threshold_is_refused_at_start_by_name() -> None:
+    with pytest.raises(ValidationError, match=r"unknown thresholds nope\.max"):
+        IntakeSettings(thresholds={"nope.max": 1})
+
+
 def test_generated_weights_are_those_of_the_backtest() -> None:
     weights = {k.value: e.generated.weight for k, e in INCIDENT_TYPES.items()}
     assert weights == {"delivery_delayed": 45, "item_defective": 10, "wrong_item": 6,
                        "item_missing": 6, "order_cancelled": 5, "double_charge": 3,
-                       "support_wait_exceeded": 15, "service_outage": 10}
+                       "support_wait_exceeded": 15, "service_outage": 10,
+                       "negative_review": 0}  # 0: never drawn unless asked; golden unchanged
 
 
 # --- the failures name what is missing ---------------------------------------------------------

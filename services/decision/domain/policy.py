@@ -200,6 +200,20 @@ class PersonalCallGrant(PolicyModel):
     within_hours: int = Field(default=24, ge=1, le=168)
 
 
+class StoreCreditGrant(PolicyModel):
+    """Money on the customer's account: an `amount`, or a `percent` of the order (of the
+    policy's `values.typical_order` without one)."""
+
+    amount: Amount | None = None
+    percent: Percent | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.amount is None) == (self.percent is None):
+            raise ValueError("give either amount or percent")
+        return self
+
+
 class Grant(PolicyModel):
     """One remedy: exactly one key. The apology is not granted by rules: every decision has
     one."""
@@ -213,6 +227,7 @@ class Grant(PolicyModel):
     priority_support: PrioritySupportGrant | None = None
     free_upgrade: FreeUpgradeGrant | None = None
     personal_call: PersonalCallGrant | None = None
+    store_credit: StoreCreditGrant | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -307,7 +322,8 @@ class Values(PolicyModel):
 
 CUTTABLE: tuple[RemedyKind, ...] = (
     RemedyKind.gift, RemedyKind.free_upgrade, RemedyKind.voucher, RemedyKind.points,
-    RemedyKind.free_delivery, RemedyKind.refund, RemedyKind.replacement)
+    RemedyKind.free_delivery, RemedyKind.refund, RemedyKind.replacement,
+    RemedyKind.store_credit)
 
 
 class Policy(PolicyModel):

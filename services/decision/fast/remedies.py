@@ -25,7 +25,8 @@ from services.registry.remedy_kinds import REMEDY_KINDS
 M = TypeVar("M", bound=BaseModel)
 _REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
 _REPLACEMENT = RemedyKind.replacement
-DIVISIBLE = frozenset({_REFUND, _POINTS})
+# Reduced by a cap, as each kind's registry entry says (amount vouchers apart, below).
+DIVISIBLE = frozenset(k for k, e in REMEDY_KINDS.items() if e.cut == "reduced")
 _new = object.__new__
 _FIELDS: dict[type[BaseModel], set[str]] = {}
 
@@ -277,7 +278,8 @@ def _incident_maker(grant: Grant, rule: Rule, policy: Policy, unit: Decimal) -> 
             return Item(_VOUCHER, value, rule_id, because, None, share, None, expires)
 
         return make_voucher
-    assert grant.replacement is not None, "every other remedy is fixed"
+    if grant.replacement is None:
+        return _registry_maker(grant, rule, policy)
     label = "express" if grant.replacement.express else ""
 
     def make_replacement(incident: Incident) -> Item | str:
@@ -296,3 +298,20 @@ def _incident_maker(grant: Grant, rule: Rule, policy: Policy, unit: Decimal) -> 
 def describe(item: Item, currency: str) -> str:
     """A remedy in plain words (its kind's entry says them)."""
     return REMEDY_KINDS[item.kind].describe(item, currency)
+
+
+def _registry_maker(grant: Grant, rule: Rule, policy: Policy) -> Make:
+    """A kind the fast path has no shortcut for is made as the reference makes it, by its
+    registry entry: a new remedy kind needs nothing here."""
+    make = REMEDY_KINDS[grant.kind].make
+    assert make is not None, f"remedy kind {grant.kind.value} is never granted"
+
+    def make_item(incident: Incident) -> Item | str:
+        made = make(grant, rule, policy, incident)
+        if isinstance(made, str):
+            return made
+        return Item(made.kind, made.value, made.rule_id, made.because, made.amount,
+                    made.percent, made.points, made.expires_days, made.quantity,
+                    made.due_hours, made.label, made.restitution)
+
+    return make_item

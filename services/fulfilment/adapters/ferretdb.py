@@ -15,8 +15,8 @@ from services.common.adapters.outbox import MongoOutbox
 from services.fulfilment.adapters.mongo import (
     MongoDecisionLog,
     MongoEffectLog,
+    MongoLedger,
     MongoPerks,
-    MongoPointsLedger,
     Outcomes,
     outcome_encoder,
     task_document,
@@ -45,6 +45,6 @@ def stores(db: AsyncDatabase[Doc]) -> tuple[Stores, Callable[[], Awaitable[None]
         await vouchers.create_indexes()
 
     return Stores(decisions=decisions, outcomes=Outcomes(outcomes, db["outcomes"]),
-                  tasks=tasks, points=MongoPointsLedger(db["points_ledger"]),
+                  tasks=tasks, ledger=MongoLedger(db["points_ledger"]),
                   perks=MongoPerks(db["perks"]), refunds=refunds, messages=messages,
                   vouchers=vouchers), create_indexes

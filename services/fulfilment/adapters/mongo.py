@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Generic, Literal, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -36,7 +37,7 @@ from services.fulfilment.domain.effects import (
     Effect,
     EffectState,
 )
-from services.fulfilment.domain.plan import Perk, PointsCredit
+from services.fulfilment.domain.plan import POINTS, LedgerEntry, Perk
 from services.fulfilment.ports import KeptOutcome, KeptTask, Received
 
 R = TypeVar("R")
@@ -183,22 +184,33 @@ class FlagOutbox(Generic[R]):
 
 
 @dataclass
-class MongoPointsLedger:
+class MongoLedger:
+    """One document per entry. Points keep the shape they always had (`points`, an integer);
+    other units are `amount` (a decimal string, never a float) and `unit`."""
+
     collection: AsyncCollection[Doc]
 
-    async def credit(self, credits: Sequence[PointsCredit]) -> set[str]:
+    async def credit(self, entries: Sequence[LedgerEntry]) -> set[str]:
         return await insert_new(self.collection, [{
-            "_id": c.key, "customer_id": c.customer_id, "tenant": c.tenant,
-            "decision_id": c.decision_id, "position": c.position, "points": c.points,
-            "reason": c.reason, "expires_at": c.expires_at, "created_at": c.at}
-            for c in credits])
+            "_id": e.key, "customer_id": e.customer_id, "tenant": e.tenant,
+            "decision_id": e.decision_id, "position": e.position, **_quantity(e),
+            "reason": e.reason, "expires_at": e.expires_at, "created_at": e.at}
+            for e in entries])
 
-    async def of_customer(self, customer_id: str, now: datetime) -> list[PointsCredit]:
-        return [PointsCredit(d["_id"], d["customer_id"], d["tenant"], d["decision_id"],
-                             d["position"], int(d["points"]), d["reason"], d["expires_at"],
-                             d["created_at"])
+    async def of_customer(self, customer_id: str, now: datetime) -> list[LedgerEntry]:
+        return [LedgerEntry(d["_id"], d["customer_id"], d["tenant"], d["decision_id"],
+                            d["position"],
+                            Decimal(d["points"]) if "points" in d else Decimal(d["amount"]),
+                            d.get("unit", POINTS), d["reason"], d["expires_at"],
+                            d["created_at"])
                 async for d in self.collection.find({"customer_id": customer_id,
                                                      "expires_at": {"$gt": now}})]
+
+
+def _quantity(entry: LedgerEntry) -> Doc:
+    if entry.unit == POINTS:
+        return {"points": int(entry.quantity)}
+    return {"amount": str(entry.quantity), "unit": entry.unit}
 
 
 @dataclass

@@ -18,19 +18,7 @@ from schemas.common import Money
 from schemas.decision import Action, Decision, RemedyKind
 from schemas.outcome import ActionStatus
 from schemas.task import HumanTask
-
-# What a person is asked to do, and by when (hours) unless the decision says.
-TASK_WORDS: dict[RemedyKind, str] = {
-    RemedyKind.personal_call: "Call the customer to apologise in person: {note}.",
-    RemedyKind.priority_support: "Route the customer's requests to the priority queue: {note}.",
-    RemedyKind.free_upgrade: "Give the customer {note}.",
-    RemedyKind.replacement: "Ship {note} for the affected item, at no charge.",
-    RemedyKind.gift: "Send the customer {note} with a handwritten thank-you.",
-}
-TASK_HOURS: dict[RemedyKind, int] = {RemedyKind.priority_support: 1,
-                                     RemedyKind.replacement: 24, RemedyKind.gift: 72}
-DEFAULT_TASK_HOURS = 24
-URGENT_TASKS = frozenset({RemedyKind.personal_call, RemedyKind.replacement})
+from services.registry.remedy_kinds import REMEDY_KINDS, RegistryError
 
 
 def ref_of(decision: Decision) -> str:
@@ -64,16 +52,21 @@ def refund_problem(decision: Decision, action: Action) -> str | None:
     return None
 
 
+POINTS = "points"  # the unit of loyalty points in the ledger; money's unit is its currency
+
+
 @dataclass(frozen=True, slots=True)
-class PointsCredit:
-    """Points credited to a customer by one action, valid until `expires_at`."""
+class LedgerEntry:
+    """A quantity credited to a customer's ledger by one action, valid until `expires_at`:
+    `unit` is "points" for loyalty points, a currency (ISO 4217) for money on the account."""
 
     key: str
     customer_id: str
     tenant: str | None
     decision_id: str
     position: int
-    points: int
+    quantity: Decimal
+    unit: str
     reason: str
     expires_at: datetime
     at: datetime
@@ -112,16 +105,26 @@ class VoucherGrant:
     tenant: str | None
 
 
-def points_credit(decision: Decision, action: Action, now: datetime,
-                  expiry_days: int) -> PointsCredit:
-    return PointsCredit(action.idempotency_key, decision.incident.customer.id,
-                        decision.incident.tenant, decision.decision_id, action.position,
-                        action.points or 0, decision.incident.type.value,
-                        now + timedelta(days=expiry_days), now)
+def ledger_entry(decision: Decision, action: Action, now: datetime,
+                 expiry_days: int) -> LedgerEntry:
+    """The ledger entry of a ledger remedy: its points, else its amount in its currency."""
+    quantity, unit = ledger_quantity(action)
+    return LedgerEntry(action.idempotency_key, decision.incident.customer.id,
+                       decision.incident.tenant, decision.decision_id, action.position,
+                       quantity, unit, decision.incident.type.value,
+                       now + timedelta(days=expiry_days), now)
 
 
-def points_detail(action: Action) -> str:
-    return f"{action.points} points credited"
+def ledger_quantity(action: Action) -> tuple[Decimal, str]:
+    if action.points is not None:
+        return Decimal(action.points), POINTS
+    money = action.amount or action.value
+    return money.amount, money.currency
+
+
+def ledger_detail(action: Action) -> str:
+    quantity, unit = ledger_quantity(action)
+    return f"{quantity} {unit} credited"
 
 
 def perk(decision: Decision, action: Action, now: datetime, expiry_days: int) -> Perk:
@@ -156,13 +159,15 @@ def voucher_detail(expires_at: datetime) -> str:
 def task_of(decision: Decision, action: Action, now: datetime) -> HumanTask:
     """The task a person is given for a remedy no system can carry out."""
     incident = decision.incident
-    hours = TASK_HOURS.get(action.kind, DEFAULT_TASK_HOURS)
+    entry = REMEDY_KINDS[action.kind].task
+    if entry is None:
+        raise RegistryError(f"remedy kind {action.kind.value}: no task")
     return HumanTask(
         task_id=action.idempotency_key, kind=action.kind, decision_id=decision.decision_id,
         incident_id=incident.incident_id, customer_id=incident.customer.id,
-        order_id=incident.order_id, what=TASK_WORDS[action.kind].format(note=action.note),
-        due_by=action.due_by or now + timedelta(hours=hours),
-        priority="high" if action.kind in URGENT_TASKS else "normal",
+        order_id=incident.order_id, what=entry.words.format(note=action.note),
+        due_by=action.due_by or now + timedelta(hours=entry.hours),
+        priority=entry.priority,
         value=action.value, context=decision.explanation[:2000])
 
 

@@ -5,6 +5,7 @@ free delivery, vouchers and their codes, tasks for people) and the outcomes it r
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -44,7 +45,7 @@ async def test_every_effect_happens_once_however_often_the_decision_arrives() ->
     assert f.gateway.made == 1
     assert len(f.gateway.requests) == 1
     assert len(f.email.sent) == 1
-    assert len(f.fakes.points.credits) == 1
+    assert len(f.fakes.ledger.entries) == 1
     assert len(f.fakes.perks.perks) == 1
     assert len(f.fakes.vouchers.vouchers) == 1
     assert [t["kind"] for t in f.tasks()] == ["personal_call"]
@@ -58,8 +59,8 @@ async def test_points_perks_and_tasks_carry_what_the_decision_says() -> None:
                        grant(RemedyKind.free_delivery, quantity=3),
                        grant(RemedyKind.replacement, note="a new kettle"))
     await f.deliver(decision)
-    [credit] = f.fakes.points.credits.values()
-    assert (credit.points, credit.tenant) == (250, "shop-a")
+    [credit] = f.fakes.ledger.entries.values()
+    assert (credit.quantity, credit.unit, credit.tenant) == (Decimal(250), "points", "shop-a")
     assert credit.expires_at == f.clock() + timedelta(days=f.settings.points_expiry_days)
     [perk] = f.fakes.perks.perks.values()
     assert perk.orders == 3
@@ -172,7 +173,7 @@ async def test_a_held_decision_waits_and_invalid_records_are_dead_lettered() -> 
                    status="held")
     assert await f.deliver(held) == []
     assert f.email.sent == []
-    assert f.fakes.points.credits == {}
+    assert f.fakes.ledger.entries == {}
     assert len(f.fakes.decisions.kept) == 1  # kept: the customer's page shows it
     bad = f.record(held)
     await f.service.handle_decisions([bad.__class__(bad.topic, 0, 99, b"c-1", b"{}")])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -15,7 +16,7 @@ from schemas.outcome import ActionStatus, Outcome
 from services.common.adapters.mongo import make_client
 from services.fulfilment.adapters import ferretdb, mongodb
 from services.fulfilment.domain.effects import Change, Effect, EffectState
-from services.fulfilment.domain.plan import Perk, PointsCredit
+from services.fulfilment.domain.plan import LedgerEntry, Perk
 from services.fulfilment.ports import KeptOutcome, Received, Stores
 from tests.component.fulfilment.harness import (
     APOLOGY,
@@ -102,13 +103,16 @@ async def test_outcomes_are_an_outbox_of_contracts(stores: Stores) -> None:
 
 
 async def test_points_and_perks_are_granted_once_and_points_expire(stores: Stores) -> None:
-    credit = PointsCredit("d-1:1", "c-1", "shop-a", "d-1", 1, 100, "double_charge",
-                          NOW + timedelta(days=365), NOW)
-    old = PointsCredit("d-0:1", "c-1", None, "d-0", 1, 50, "double_charge",
-                       NOW - timedelta(days=1), NOW - timedelta(days=366))
-    assert await stores.points.credit([credit, old]) == {"d-1:1", "d-0:1"}
-    assert await stores.points.credit([credit]) == set()
-    assert await stores.points.of_customer("c-1", NOW) == [credit]
+    credit = LedgerEntry("d-1:1", "c-1", "shop-a", "d-1", 1, Decimal(100), "points",
+                         "double_charge", NOW + timedelta(days=365), NOW)
+    old = LedgerEntry("d-0:1", "c-1", None, "d-0", 1, Decimal(50), "points", "double_charge",
+                      NOW - timedelta(days=1), NOW - timedelta(days=366))
+    money = LedgerEntry("d-2:1", "c-1", None, "d-2", 1, Decimal("12.50"), "EUR",
+                        "negative_review", NOW + timedelta(days=365), NOW)
+    assert await stores.ledger.credit([credit, old, money]) == {"d-1:1", "d-0:1", "d-2:1"}
+    assert await stores.ledger.credit([credit, money]) == set()
+    assert sorted(await stores.ledger.of_customer("c-1", NOW), key=lambda e: e.key) == [
+        credit, money]
     perk = Perk("d-1:2", "c-1", None, "d-1", 2, RemedyKind.free_delivery, 2,
                 NOW + timedelta(days=180), NOW)
     assert await stores.perks.grant([perk]) == {"d-1:2"}

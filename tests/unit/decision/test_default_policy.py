@@ -56,6 +56,9 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str], list[dict[str, str]] | No
     ("service_outage", {}, {"points": "1.00"}, None),
     ("service_outage", {"outage_minutes": 90}, {"points": "3.00"}, None),
     ("service_outage", {"outage_minutes": 300}, {"voucher": "5.00", "points": "3.00"}, None),
+    ("negative_review", {"rating": 2, "review_platform": "trustpilot",
+                         "review_url": "https://reviews.example/r"},
+     {"store_credit": "10.00"}, None),
 ]
 # What each tier adds on top (kind: extra value), for types the loyalty rule covers.
 LOYAL = {"gold": {"points": "5.00"}, "platinum": {"points": "5.00"}}
