@@ -17,12 +17,12 @@ from services.common.erasure import Pseudonyms, install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
 from services.intake import http, retention
-from services.intake.adapters.choice import open_store
+from services.intake.adapters.storage import open_store
 from services.intake.erasure import ErasedCustomers
 from services.intake.logs import keep_payloads_out_of_logs
+from services.intake.ports import IntakeStore
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
-from services.intake.store import IntakeStore
 from services.intake.watermark import EventTime, KafkaProgress
 
 log = logging.getLogger(__name__)

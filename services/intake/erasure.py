@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from schemas.erasure import ErasureRequest
 from services.common.erasure import Pseudonyms
-from services.intake.store import IntakeStore
+from services.intake.ports import IntakeStore
 
 
 class ErasedCustomers:

@@ -42,8 +42,8 @@ from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
 from services.intake.domain.outages import Declaration, Outage, Resolution
 from services.intake.erasure import ErasedCustomers
+from services.intake.ports import IntakeStore
 from services.intake.settings import IntakeSettings
-from services.intake.store import IntakeStore
 from services.intake.watermark import EventTime
 from services.registry.incident_types import (
     INCIDENT_TYPES,

@@ -1,4 +1,4 @@
-"""A hand-written, in-memory fake of intake's store (`services/intake/store.py`), with the
+"""A hand-written, in-memory fake of intake's store (`services/intake/ports.py`), with the
 adapters' contract: a record under an id that exists already is "already done", the first
 record of a key is kept, captures take slots one after another."""
 

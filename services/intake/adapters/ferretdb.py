@@ -1,4 +1,4 @@
-"""Intake's store (`services/intake/store.py`) on FerretDB v1: its collections and indexes.
+"""Intake's store (`services/intake/ports.py`) on FerretDB v1: its collections and indexes.
 
 - `incidents`: every incident intake raised, by its deterministic id (the outbox), and
   `incidents_published`: the ids of those published, a document per published batch;

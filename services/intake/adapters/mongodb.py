@@ -1,4 +1,4 @@
-"""Intake's store (`services/intake/store.py`) on MongoDB: the native model.
+"""Intake's store (`services/intake/ports.py`) on MongoDB: the native model.
 
 Where the FerretDB adapter works around a server that scans every collection, has no
 transactions and no atomic updates, this one uses what MongoDB offers:

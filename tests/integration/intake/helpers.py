@@ -17,9 +17,9 @@ from services.common.adapters.mongo import Doc
 from services.common.clock import Clock
 from services.intake.app import create_app
 from services.intake.auth import sign
+from services.intake.ports import IntakeStore
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
-from services.intake.store import IntakeStore
 from tests.infra import Infra
 from tests.pipeline import Topics, lifespans
 

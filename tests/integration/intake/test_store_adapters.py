@@ -18,13 +18,13 @@ from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
 from services.common.adapters.mongo import Doc
 from services.common.adapters.storage import server_of
-from services.intake.adapters.choice import open_store
 from services.intake.adapters.ferretdb import FerretIntakeStore
 from services.intake.adapters.mongodb import MongoIntakeStore
+from services.intake.adapters.storage import open_store
 from services.intake.domain.detection import Capture, Check, CheckKind
 from services.intake.domain.outages import Declaration, Resolution
+from services.intake.ports import IntakeStore
 from services.intake.settings import IntakeSettings
-from services.intake.store import IntakeStore
 from tests import factories as f
 from tests.fakes.intake import FakeIntakeStore
 from tests.infra import Infra

@@ -9,8 +9,8 @@ from services.common.adapters.mongo import Doc
 from services.common.adapters.storage import server_of
 from services.intake.adapters.ferretdb import FerretIntakeStore
 from services.intake.adapters.mongodb import MongoIntakeStore
+from services.intake.ports import IntakeStore
 from services.intake.settings import IntakeSettings
-from services.intake.store import IntakeStore
 
 
 async def open_store(client: AsyncMongoClient[Doc], settings: IntakeSettings) -> IntakeStore:
