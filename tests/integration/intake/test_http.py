@@ -19,9 +19,10 @@ from services.intake.app import create_app
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
-from tests.integration.intake.helpers import Intake, running_intake, signed
+from tests.integration.intake.helpers import Intake, running_intake
 from tests.kafka_tools import collect, until_timeout
 from tests.pipeline import lifespans
+from tests.upstream import signed
 
 pytestmark = pytest.mark.integration
 
