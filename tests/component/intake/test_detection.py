@@ -3,7 +3,6 @@ nothing, scheduled delivery and support checks, and double charges."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,55 +22,12 @@ def minutes(n: float) -> timedelta:
 
 
 async def test_every_rule_from_the_upstream_records_and_replays_add_nothing() -> None:
-    c = "c"
-    orders = [
-        f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # late_2h
-        f.delivered(f"{c}2", "o-ok", at=T0 + minutes(5), promised=T0),        # in the grace
-        f.order_cancelled(f"{c}3", "o-cancel", at=T0),                        # merchant, paid
-        f.order_cancelled(f"{c}4", "o-mine", at=T0, by="customer"),           # the customer's
-        f.order_cancelled(f"{c}5", "o-captured", at=T0 + minutes(9), paid=False),
-        f.item_reported(f"{c}6", "o-items", at=T0, problem="defective", sku="a"),
-        f.item_reported(f"{c}6", "o-items", at=T0, problem="wrong_item", sku="b"),
-        f.item_reported(f"{c}6", "o-items", at=T0, problem="missing", sku="c"),
-    ]
-    payments = [
-        f.payment_captured(f"{c}5", "o-captured", "p-5", at=T0),
-        f.payment_captured(f"{c}7", "o-twice", "p-1", at=T0),
-        f.payment_captured(f"{c}7", "o-twice", "p-2", at=T0 + minutes(1)),
-        f.payment_captured(f"{c}8", "o-once", "p-3", at=T0),
-    ]
-    support = [
-        f.ticket_updated(f"{c}9", "t-late", opened=T0 - minutes(600), at=T0,
-                         status="answered", first_response=T0 - minutes(100)),
-        f.ticket_updated(f"{c}10", "t-ok", opened=T0 - minutes(60), at=T0,
-                         status="answered", first_response=T0 - minutes(30)),
-    ]
-    outages = [
-        f.outage_declared("out", at=T0 - minutes(90), customers=[f"{c}11", f"{c}12", f"{c}11"]),
-        f.outage_resolved("out", at=T0 - minutes(15)),
-    ]
-    expected = Counter({"delivery_delayed": 1, "order_cancelled": 2, "item_defective": 1,
-                        "wrong_item": 1, "item_missing": 1, "double_charge": 1,
-                        "support_wait_exceeded": 1, "service_outage": 2})
+    events = f.every_rule("c", "out", T0)
     app = intake(T0 + minutes(10))
-    await app.consume(payments)  # first, so the capture of o-captured is known
-    for events in (orders, support, outages):
-        await app.consume(events)
-    incidents = app.incidents()
-    assert Counter(i["type"] for i in incidents) == expected
-    by_type = {i["type"]: i for i in incidents}
-    late = by_type["delivery_delayed"]
-    assert (late["delay_band"], late["delay_minutes"]) == ("late_2h", 300)
-    assert late["delivered_at"] is not None
-    assert late["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-late", "late_2h")
-    assert {i["order_id"] for i in incidents if i["type"] == "order_cancelled"} == {
-        "o-cancel", "o-captured"}
-    assert by_type["double_charge"]["charged_amount"] == f.eur("42.00")
-    assert by_type["support_wait_exceeded"]["wait_minutes"] == 500
-    detection = {i["type"]: i["detection"] for i in incidents}
-    assert detection["item_defective"] == "customer_reported"
-    assert {detection[t] for t in expected if not t.startswith(("item", "wrong"))} == {
-        "proactive"}
+    await app.consume(events.payments)  # first, so the capture of o-captured is known
+    for batch in (events.orders, events.support, events.outages):
+        await app.consume(batch)
+    events.check(app.incidents())
     outage = await app.store.outage("out")
     assert outage is not None
     assert (outage.affected_customers, outage.minutes) == (2, 75)
@@ -80,10 +36,10 @@ async def test_every_rule_from_the_upstream_records_and_replays_add_nothing() ->
 
     # Everything again, twice over: nothing new is published or kept.
     for _ in range(2):
-        for events in (payments, orders, support, outages):
-            assert await app.consume(events) == []
-    assert len(app.incidents()) == sum(expected.values())
-    assert len(app.store.incidents.kept) == sum(expected.values())
+        for batch in (events.payments, events.orders, events.support, events.outages):
+            assert await app.consume(batch) == []
+    assert len(app.incidents()) == events.expected.total()
+    assert len(app.store.incidents.kept) == events.expected.total()
 
 
 async def test_a_late_order_is_apologised_for_before_delivery_then_topped_up() -> None:
