@@ -270,3 +270,57 @@ def every_rule(c: str, outage_id: str, at: datetime) -> EveryRule:
         expected=Counter({"delivery_delayed": 1, "order_cancelled": 2, "item_defective": 1,
                           "wrong_item": 1, "item_missing": 1, "double_charge": 1,
                           "support_wait_exceeded": 1, "service_outage": 2}))
+
+
+@dataclass(frozen=True)
+class DoubleCharges:
+    """Captures that are double charges (the same amount twice, more than the order's total)
+    and ones that are not (split shipments, partial captures within the total,
+    re-authorisations), then a merchant's cancellation of the order captured above its total."""
+
+    placed: list[dict[str, Any]]
+    captures: list[dict[str, Any]]
+    cancelled: list[dict[str, Any]]
+
+    @staticmethod
+    def check(found: list[dict[str, Any]]) -> None:
+        """Assert that `found` are the three incidents these events give, with what each
+        took too much and what was captured."""
+        from schemas.incident import IncidentType, incident_id
+
+        by_order = {(i["order_id"], i["type"]): i for i in found}
+        assert len(found) == 3
+        assert set(by_order) == {("o-twice", "double_charge"), ("o-above", "double_charge"),
+                                 ("o-above", "order_cancelled")}
+        twice = by_order["o-twice", "double_charge"]
+        assert (twice["charged_amount"], twice["captured_amount"]) == (eur("42.00"),
+                                                                       eur("84.00"))
+        assert twice["incident_id"] == incident_id(IncidentType.double_charge, "o-twice",
+                                                   "p-t2")
+        above = by_order["o-above", "double_charge"]
+        assert (above["charged_amount"], above["captured_amount"]) == (eur("18.00"),
+                                                                       eur("60.00"))
+        assert above["order_value"] == eur("42.00")
+        assert by_order["o-above", "order_cancelled"]["captured_amount"] == eur("60.00")
+
+
+def double_charges(c: str, at: datetime) -> DoubleCharges:
+    """The scenario for customer `c`, everything captured at `at`."""
+    def capture(order: str, payment: str, amount: str, **data: Any) -> dict[str, Any]:
+        body = payment_captured(c, order, payment, at=at, amount=amount)
+        body["data"].update(data)
+        return body
+
+    return DoubleCharges(
+        placed=[order_placed(c, "o-split", at=at, promised=None, total="42.00"),
+                order_placed(c, "o-above", at=at, promised=None, total="42.00")],
+        captures=[
+            capture("o-split", "p-s1", "21.00"), capture("o-split", "p-s2", "21.00"),
+            capture("o-partial", "p-p1", "20.00", order_total=eur("42.00")),
+            capture("o-partial", "p-p2", "22.00", order_total=eur("42.00")),
+            capture("o-reauth", "p-r1", "42.00"),
+            capture("o-reauth", "p-r2", "42.00", replaces_payment_id="p-r1"),
+            capture("o-twice", "p-t1", "42.00"), capture("o-twice", "p-t2", "42.00"),
+            capture("o-above", "p-a1", "30.00"), capture("o-above", "p-a2", "30.00"),
+        ],
+        cancelled=[order_cancelled(c, "o-above", at=at + timedelta(minutes=5), paid=False)])

@@ -4,7 +4,6 @@ nothing, scheduled delivery and support checks, and double charges."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -113,43 +112,13 @@ async def test_only_real_double_charges_are_incidents_with_what_was_captured() -
     """Split shipments, partial captures within the total and re-authorisations are not
     double charges; the same amount twice and captures above the total are, for what they
     took too much; a merchant's cancellation carries everything captured for its order."""
-    c = "c"
-
-    def capture(order: str, payment: str, amount: str, **data: Any) -> dict[str, Any]:
-        body = f.payment_captured(c, order, payment, at=T0, amount=amount)
-        body["data"].update(data)
-        return body
-
-    placed = [f.order_placed(c, "o-split", at=T0, promised=None, total="42.00"),
-              f.order_placed(c, "o-above", at=T0, promised=None, total="42.00")]
-    captures = [
-        capture("o-split", "p-s1", "21.00"), capture("o-split", "p-s2", "21.00"),
-        capture("o-partial", "p-p1", "20.00", order_total=f.eur("42.00")),
-        capture("o-partial", "p-p2", "22.00", order_total=f.eur("42.00")),
-        capture("o-reauth", "p-r1", "42.00"),
-        capture("o-reauth", "p-r2", "42.00", replaces_payment_id="p-r1"),
-        capture("o-twice", "p-t1", "42.00"), capture("o-twice", "p-t2", "42.00"),
-        capture("o-above", "p-a1", "30.00"), capture("o-above", "p-a2", "30.00"),
-    ]
+    events = f.double_charges("c", T0)
     app = intake(T0)
-    await app.consume(placed)
-    await app.consume(captures[:4])
-    await app.consume(captures)  # the same captures again (a replay) and the rest
-    await app.consume([f.order_cancelled(c, "o-above", at=T0 + minutes(5), paid=False)])
-    found = app.incidents()
-    by_order = {(i["order_id"], i["type"]): i for i in found}
-    assert len(found) == 3
-    assert set(by_order) == {("o-twice", "double_charge"), ("o-above", "double_charge"),
-                             ("o-above", "order_cancelled")}
-    twice = by_order["o-twice", "double_charge"]
-    assert (twice["charged_amount"], twice["captured_amount"]) == (f.eur("42.00"),
-                                                                   f.eur("84.00"))
-    assert twice["incident_id"] == incident_id(IncidentType.double_charge, "o-twice", "p-t2")
-    above = by_order["o-above", "double_charge"]
-    assert (above["charged_amount"], above["captured_amount"]) == (f.eur("18.00"),
-                                                                   f.eur("60.00"))
-    assert above["order_value"] == f.eur("42.00")
-    assert by_order["o-above", "order_cancelled"]["captured_amount"] == f.eur("60.00")
+    await app.consume(events.placed)
+    await app.consume(events.captures[:4])
+    await app.consume(events.captures)  # the same captures again (a replay) and the rest
+    await app.consume(events.cancelled)
+    events.check(app.incidents())
 
 
 async def test_captures_across_batches_judge_each_extra_capture_once() -> None:
