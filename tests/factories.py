@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.common import deterministic_id
+
+if TYPE_CHECKING:
+    from schemas.upstream import UpstreamEvent
 
 
 def customer(customer_id: str, *, tier: str = "standard", locale: str = "en",
@@ -154,3 +159,168 @@ def outage_declared(outage_id: str, *, at: datetime, customers: list[str] | None
 def outage_resolved(outage_id: str, *, at: datetime, **options: Any) -> dict[str, Any]:
     data = {"outage_id": outage_id, "resolved_at": at.isoformat()}
     return event("outage.resolved", data, subject=outage_id, at=at, **options)
+
+
+def with_contact(body: dict[str, Any], *, email: str, phone: str) -> dict[str, Any]:
+    """`body` with this email and phone in every customer snapshot it carries."""
+    data = body["data"]
+    for snapshot in [data.get("customer"), *(data.get("affected_customers") or [])]:
+        if isinstance(snapshot, dict):
+            snapshot["contact"] = {"email": email, "phone": phone, "preferred_channel": "sms"}
+    return body
+
+
+def events_with_contact(customer_id: str, outage_id: str, *, at: datetime, email: str,
+                        phone: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Events of every kind carrying a customer's email and phone (`at` to three hours
+    later), and a broken one that is dead-lettered with them: what privacy tests feed in."""
+    events = [with_contact(e, email=email, phone=phone) for e in (
+        order_placed(customer_id, "o-1", at=at, promised=at),
+        delivered(customer_id, "o-1", at=at + timedelta(hours=3), promised=at),
+        item_reported(customer_id, "o-1", at=at),
+        payment_captured(customer_id, "o-1", "p-1", at=at),
+        payment_captured(customer_id, "o-1", "p-2", at=at),
+        ticket_updated(customer_id, "t-1", opened=at - timedelta(days=1), at=at),
+        outage_declared(outage_id, at=at, customers=[customer_id]),
+    )]
+    broken = with_contact(delivered(customer_id, "o-9", at=at), email=email, phone=phone)
+    broken["data"]["delivered_at"] = "yesterday"
+    return events, broken
+
+
+def outage_of_75_minutes(outage_id: str, customers: list[str], *, at: datetime
+                         ) -> tuple[UpstreamEvent, UpstreamEvent]:
+    """An outage declared at `at` for `customers`, and its resolution 75 minutes later, parsed
+    as intake's consumer parses them."""
+    from schemas.upstream import upstream_event_adapter
+
+    return (upstream_event_adapter.validate_python(
+                outage_declared(outage_id, at=at, customers=customers)),
+            upstream_event_adapter.validate_python(
+                outage_resolved(outage_id, at=at + timedelta(minutes=75))))
+
+
+@dataclass(frozen=True)
+class EveryRule:
+    """Upstream events that trip every detection rule once (and some that must not), by
+    topic, with the incidents they give: one scenario for the component and the
+    integration layers."""
+
+    payments: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    support: list[dict[str, Any]]
+    outages: list[dict[str, Any]]
+    expected: Counter[str]
+
+    def check(self, incidents: list[dict[str, Any]]) -> None:
+        """Assert that `incidents` are what these events give, field by field."""
+        from schemas.incident import IncidentType, incident_id
+
+        assert Counter(i["type"] for i in incidents) == self.expected
+        by_type = {i["type"]: i for i in incidents}
+        late = by_type["delivery_delayed"]
+        assert (late["delay_band"], late["delay_minutes"]) == ("late_2h", 300)
+        assert late["delivered_at"] is not None
+        assert late["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-late",
+                                                  "late_2h")
+        assert {i["order_id"] for i in incidents if i["type"] == "order_cancelled"} == {
+            "o-cancel", "o-captured"}
+        assert by_type["double_charge"]["charged_amount"] == eur("42.00")
+        assert by_type["support_wait_exceeded"]["wait_minutes"] == 500
+        detection = {i["type"]: i["detection"] for i in incidents}
+        assert detection["item_defective"] == "customer_reported"
+        assert {detection[t] for t in self.expected
+                if not t.startswith(("item", "wrong"))} == {"proactive"}
+
+
+def every_rule(c: str, outage_id: str, at: datetime) -> EveryRule:
+    """The events of customers `{c}1`...`{c}12` around `at`, to be read ten minutes after
+    it; the outage `outage_id`, of 75 minutes, touches `{c}11` and `{c}12`."""
+    def minutes(n: float) -> timedelta:
+        return timedelta(minutes=n)
+
+    return EveryRule(
+        payments=[
+            payment_captured(f"{c}5", "o-captured", "p-5", at=at),
+            payment_captured(f"{c}7", "o-twice", "p-1", at=at),
+            payment_captured(f"{c}7", "o-twice", "p-2", at=at + minutes(1)),
+            payment_captured(f"{c}8", "o-once", "p-3", at=at),
+        ],
+        orders=[
+            delivered(f"{c}1", "o-late", at=at + minutes(300), promised=at),   # late_2h
+            delivered(f"{c}2", "o-ok", at=at + minutes(5), promised=at),        # in the grace
+            order_cancelled(f"{c}3", "o-cancel", at=at),                        # merchant, paid
+            order_cancelled(f"{c}4", "o-mine", at=at, by="customer"),           # the customer's
+            order_cancelled(f"{c}5", "o-captured", at=at + minutes(9), paid=False),
+            item_reported(f"{c}6", "o-items", at=at, problem="defective", sku="a"),
+            item_reported(f"{c}6", "o-items", at=at, problem="wrong_item", sku="b"),
+            item_reported(f"{c}6", "o-items", at=at, problem="missing", sku="c"),
+        ],
+        support=[
+            ticket_updated(f"{c}9", "t-late", opened=at - minutes(600), at=at,
+                           status="answered", first_response=at - minutes(100)),
+            ticket_updated(f"{c}10", "t-ok", opened=at - minutes(60), at=at,
+                           status="answered", first_response=at - minutes(30)),
+        ],
+        outages=[
+            outage_declared(outage_id, at=at - minutes(90),
+                            customers=[f"{c}11", f"{c}12", f"{c}11"]),
+            outage_resolved(outage_id, at=at - minutes(15)),
+        ],
+        expected=Counter({"delivery_delayed": 1, "order_cancelled": 2, "item_defective": 1,
+                          "wrong_item": 1, "item_missing": 1, "double_charge": 1,
+                          "support_wait_exceeded": 1, "service_outage": 2}))
+
+
+@dataclass(frozen=True)
+class DoubleCharges:
+    """Captures that are double charges (the same amount twice, more than the order's total)
+    and ones that are not (split shipments, partial captures within the total,
+    re-authorisations), then a merchant's cancellation of the order captured above its total."""
+
+    placed: list[dict[str, Any]]
+    captures: list[dict[str, Any]]
+    cancelled: list[dict[str, Any]]
+
+    @staticmethod
+    def check(found: list[dict[str, Any]]) -> None:
+        """Assert that `found` are the three incidents these events give, with what each
+        took too much and what was captured."""
+        from schemas.incident import IncidentType, incident_id
+
+        by_order = {(i["order_id"], i["type"]): i for i in found}
+        assert len(found) == 3
+        assert set(by_order) == {("o-twice", "double_charge"), ("o-above", "double_charge"),
+                                 ("o-above", "order_cancelled")}
+        twice = by_order["o-twice", "double_charge"]
+        assert (twice["charged_amount"], twice["captured_amount"]) == (eur("42.00"),
+                                                                       eur("84.00"))
+        assert twice["incident_id"] == incident_id(IncidentType.double_charge, "o-twice",
+                                                   "p-t2")
+        above = by_order["o-above", "double_charge"]
+        assert (above["charged_amount"], above["captured_amount"]) == (eur("18.00"),
+                                                                       eur("60.00"))
+        assert above["order_value"] == eur("42.00")
+        assert by_order["o-above", "order_cancelled"]["captured_amount"] == eur("60.00")
+
+
+def double_charges(c: str, at: datetime) -> DoubleCharges:
+    """The scenario for customer `c`, everything captured at `at`."""
+    def capture(order: str, payment: str, amount: str, **data: Any) -> dict[str, Any]:
+        body = payment_captured(c, order, payment, at=at, amount=amount)
+        body["data"].update(data)
+        return body
+
+    return DoubleCharges(
+        placed=[order_placed(c, "o-split", at=at, promised=None, total="42.00"),
+                order_placed(c, "o-above", at=at, promised=None, total="42.00")],
+        captures=[
+            capture("o-split", "p-s1", "21.00"), capture("o-split", "p-s2", "21.00"),
+            capture("o-partial", "p-p1", "20.00", order_total=eur("42.00")),
+            capture("o-partial", "p-p2", "22.00", order_total=eur("42.00")),
+            capture("o-reauth", "p-r1", "42.00"),
+            capture("o-reauth", "p-r2", "42.00", replaces_payment_id="p-r1"),
+            capture("o-twice", "p-t1", "42.00"), capture("o-twice", "p-t2", "42.00"),
+            capture("o-above", "p-a1", "30.00"), capture("o-above", "p-a2", "30.00"),
+        ],
+        cancelled=[order_cancelled(c, "o-above", at=at + timedelta(minutes=5), paid=False)])

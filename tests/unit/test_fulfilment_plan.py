@@ -10,50 +10,25 @@ from typing import Any
 import pytest
 
 from schemas.common import Money
-from schemas.decision import (
-    Action,
-    Choice,
-    Decision,
-    DecisionStatus,
-    Offer,
-    OfferOption,
-    RemedyKind,
-    Review,
-    action_key,
-    decision_id,
-)
-from schemas.incident import Incident
+from schemas.decision import Decision, DecisionStatus, RemedyKind
 from schemas.outcome import ActionStatus
 from services.fulfilment.domain import plan
 from services.registry.remedy_kinds import REMEDY_KINDS
-from tests.factories import incident
+from tests import decisions
+from tests.decisions import decided, grant, made_incident
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
-def _action(did: str, position: int, kind: RemedyKind, amount: str = "0",
-            **fields: Any) -> Action:
-    value = Money.of(amount, "EUR")
-    return Action(position=position, idempotency_key=action_key(did, position), kind=kind,
-                  value=value, **fields)
-
-
 def _decision(*kinds: RemedyKind, revision: int = 0, paid: str | None = "40.00",
               **fields: Any) -> Decision:
-    made = incident("order_cancelled", customer_id="c-plan", at=NOW - timedelta(hours=1))
-    if paid is not None:
-        made["order_value"] = {"amount": paid, "currency": "EUR"}
-    inc = Incident.model_validate(made)
-    did = decision_id(inc.incident_id)
-    actions = [_action(did, i, kind) for i, kind in enumerate(kinds)]
-    values: dict[str, Any] = {"decision_id": did, "incident": inc, "policy_version": "t",
-                              "decided_at": NOW, "status": DecisionStatus.approved,
-                              "actions": actions, "total_value": Money.of("0", "EUR"),
-                              "goodwill_value": Money.of("0", "EUR"), "explanation": "why",
-                              "revision": revision}
-    return Decision.model_validate(values | fields)
+    made = made_incident("order_cancelled", customer_id="c-plan", paid=paid,
+                         at=NOW - timedelta(hours=1))
+    # No rule: the plan tests give an action its rule where it matters.
+    return decided(made, *(grant(kind, rule_id=None) for kind in kinds), revision=revision,
+                   decided_at=NOW, **fields)
 
 
 def test_keys_of_revisions_rounds_and_follow_ups() -> None:
@@ -132,24 +107,21 @@ def test_a_task_due_by_the_decision_keeps_that_time() -> None:
 def test_only_a_later_settling_revision_confirms() -> None:
     first = _decision(RemedyKind.apology, RemedyKind.points)
     assert not plan.confirms(first)
-    review = Review(verdict="approved", reviewer="r", reason="fine", at=NOW)
-    approved = _decision(RemedyKind.apology, RemedyKind.points, revision=1, review=review)
+    approved = decisions.approved(first)
     assert plan.confirms(approved)
     assert [a.kind for a in plan.brought(approved)] == [RemedyKind.points]
-    rejected = _decision(RemedyKind.apology, revision=1, review=review.model_copy(
-        update={"verdict": "rejected"}), status=DecisionStatus.rejected)
+    assert approved.review is not None
+    rejected = _decision(RemedyKind.apology, revision=1, status=DecisionStatus.rejected,
+                         review=approved.review.model_copy(update={"verdict": "rejected"}))
     assert not plan.confirms(rejected)
 
 
 def test_a_choice_brings_the_chosen_options_remedies_and_refunds_say_their_state() -> None:
-    base = _decision(RemedyKind.apology, RemedyKind.points, RemedyKind.refund)
-    points, refund = base.actions[1], base.actions[2]
-    offer = Offer(offer_id="o", options=[OfferOption(label="a", actions=[points, refund]),
-                                         OfferOption(label="b", actions=[base.actions[0]])],
-                  default_option=0, deadline=NOW)
-    chosen = base.model_copy(update={"revision": 1, "offer": offer,
-                                     "choice": Choice(option=0, label="a", by="customer",
-                                                      at=NOW)})
+    offer = decisions.offered(_decision(RemedyKind.apology),
+                              [grant(RemedyKind.points), grant(RemedyKind.refund)],
+                              [grant(RemedyKind.apology)])
+    chosen = decisions.chosen(offer, 0)
+    points, refund = chosen.actions[1:]
     assert plan.confirms(chosen)
     assert plan.brought(chosen) == [points, refund]
     given, states = plan.confirmed(chosen, {refund.idempotency_key: None})

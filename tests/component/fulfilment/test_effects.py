@@ -13,14 +13,8 @@ from schemas.decision import RemedyKind
 from services.fulfilment.domain.effects import EffectState
 from services.fulfilment.gateway import RefundResult, RefundStatus
 from services.fulfilment.messages import format_money
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    Fulfilment,
-    decided,
-    eur,
-    grant,
-    made_incident,
-)
+from tests.component.fulfilment.harness import Fulfilment
+from tests.decisions import APOLOGY, decided, eur, grant, made_incident
 
 pytestmark = pytest.mark.component
 
@@ -31,8 +25,7 @@ EVERYTHING = (APOLOGY, grant(RemedyKind.refund, amount=eur("20.00")),
               grant(RemedyKind.personal_call, note="the store manager"))
 
 
-async def test_every_effect_happens_once_however_often_the_decision_arrives() -> None:
-    f = Fulfilment.with_email()
+async def test_every_effect_happens_once_however_often_the_decision_arrives(f: Fulfilment) -> None:
     decision = decided(made_incident(), *EVERYTHING, restitution=[1])
     first = await f.deliver(decision)
     assert {o.kind for o in first} == {RemedyKind(g["kind"]) for g in EVERYTHING}
@@ -75,8 +68,8 @@ async def test_points_perks_and_tasks_carry_what_the_decision_says() -> None:
     assert (message.status, message.channel) == ("succeeded", "record")
 
 
-async def test_a_vouchers_code_goes_to_the_customer_and_never_into_an_outcome() -> None:
-    f = Fulfilment.with_email()
+async def test_a_vouchers_code_goes_to_the_customer_and_never_into_an_outcome(
+        f: Fulfilment) -> None:
     decision = decided(made_incident("delivery_delayed", paid=None, delay_minutes=90), APOLOGY,
                        grant(RemedyKind.voucher, amount=eur("10.00")))
     await f.deliver(decision)
@@ -92,8 +85,8 @@ async def test_a_vouchers_code_goes_to_the_customer_and_never_into_an_outcome() 
     assert list(f.fakes.vouchers.vouchers) == [voucher.code]
 
 
-async def test_a_refund_the_gateway_makes_is_reported_as_restitution_counted_apart() -> None:
-    f = Fulfilment.with_email()
+async def test_a_refund_the_gateway_makes_is_reported_as_restitution_counted_apart(
+        f: Fulfilment) -> None:
     decision = decided(made_incident(), APOLOGY, grant(RemedyKind.refund, amount=eur("20.00")),
                        grant(RemedyKind.points, points=100, value=eur("1.00")), restitution=[1])
     await f.deliver(decision)
@@ -107,8 +100,8 @@ async def test_a_refund_the_gateway_makes_is_reported_as_restitution_counted_apa
     assert f"a refund of {format_money(eur('20.00'), 'en')} to the card" in mail.text
 
 
-async def test_a_refund_the_gateway_fails_fails_its_action_and_is_dead_lettered() -> None:
-    f = Fulfilment.with_email()
+async def test_a_refund_the_gateway_fails_fails_its_action_and_is_dead_lettered(
+        f: Fulfilment) -> None:
     f.gateway.answers.append(RefundResult(RefundStatus.failed, "re_9", "card expired"))
     decision = decided(made_incident(), APOLOGY, grant(RemedyKind.refund, amount=eur("20.00")),
                        restitution=[1])
@@ -167,8 +160,7 @@ async def test_the_embedded_ledger_settles_a_refund_at_once() -> None:
     assert f.fakes.refunds[outcome.idempotency_key].claim is None  # nothing to claim
 
 
-async def test_a_held_decision_waits_and_invalid_records_are_dead_lettered() -> None:
-    f = Fulfilment.with_email()
+async def test_a_held_decision_waits_and_invalid_records_are_dead_lettered(f: Fulfilment) -> None:
     held = decided(made_incident(), APOLOGY, grant(RemedyKind.points, points=10),
                    status="held")
     assert await f.deliver(held) == []

@@ -23,15 +23,8 @@ from services.fulfilment.app import create_app
 from services.fulfilment.gateway import RefundResult, RefundStatus
 from services.fulfilment.http import LINK_PLACEHOLDER
 from tests import auth
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    Fulfilment,
-    decided,
-    eur,
-    grant,
-    made_incident,
-    offered,
-)
+from tests.component.fulfilment.harness import Fulfilment
+from tests.decisions import APOLOGY, decided, eur, grant, made_incident, offered
 
 pytestmark = pytest.mark.component
 
@@ -125,8 +118,7 @@ async def _voucher_for(f: Fulfilment, customer: str) -> str:
     return next(v.code for v in f.fakes.vouchers.vouchers.values() if v.customer_id == customer)
 
 
-async def test_the_case_shows_only_the_records_of_the_operators_tenants() -> None:
-    f = Fulfilment.with_email()
+async def test_the_case_shows_only_the_records_of_the_operators_tenants(f: Fulfilment) -> None:
     points = grant(RemedyKind.points, points=100, value=eur("1.00"))
     voucher = grant(RemedyKind.voucher, amount=eur("10.00"))
     a = decided(made_incident("support_wait_exceeded", paid=None, tenant="shop-a",

@@ -15,18 +15,8 @@ from services.fulfilment.domain.effects import EffectState
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
 from services.fulfilment.messages import MessageExtras, render_apology
 from services.fulfilment.service import LINK_MARK
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    Fulfilment,
-    approved,
-    chosen,
-    decided,
-    eur,
-    grant,
-    made_incident,
-    offered,
-    settings,
-)
+from tests.component.fulfilment.harness import Fulfilment, settings
+from tests.decisions import APOLOGY, approved, chosen, decided, eur, grant, made_incident, offered
 from tests.fakes.fulfilment import FakeChannel
 
 pytestmark = pytest.mark.component
@@ -52,8 +42,7 @@ async def test_the_apology_is_the_rendered_message_in_the_customers_locale(
     assert "token=eyJ" not in kept.text
 
 
-async def test_the_customers_preferred_channel_carries_it_when_it_can() -> None:
-    f = Fulfilment.with_email()
+async def test_the_customers_preferred_channel_carries_it_when_it_can(f: Fulfilment) -> None:
     webhook = FakeChannel("webhook", f.clock)
     f.service.channels = {**f.service.channels, Channel.webhook: webhook}
     await f.deliver(decided(made_incident(preferred="webhook"), APOLOGY))
@@ -68,8 +57,7 @@ async def test_the_customers_preferred_channel_carries_it_when_it_can() -> None:
     assert outcome["detail"].startswith("the apology cannot be delivered")
 
 
-async def test_a_choice_is_confirmed_in_one_follow_up_per_revision() -> None:
-    f = Fulfilment.with_email()
+async def test_a_choice_is_confirmed_in_one_follow_up_per_revision(f: Fulfilment) -> None:
     first = offered(decided(made_incident(locale="ru"), APOLOGY, POINTS),
                     [grant(RemedyKind.voucher, amount=eur("15.00"))],
                     [grant(RemedyKind.points, points=500, value=eur("5.00"))], default=1)
@@ -89,8 +77,8 @@ async def test_a_choice_is_confirmed_in_one_follow_up_per_revision() -> None:
     assert f.outcome(chosen_key)["status"] == "succeeded"
 
 
-async def test_an_approval_after_the_apology_is_confirmed_and_one_with_it_is_not() -> None:
-    f = Fulfilment.with_email()
+async def test_an_approval_after_the_apology_is_confirmed_and_one_with_it_is_not(
+        f: Fulfilment) -> None:
     held = decided(made_incident(locale="ro"), APOLOGY, POINTS, status="held")
     await f.deliver(held)
     assert f.email.sent == []
@@ -104,8 +92,7 @@ async def test_an_approval_after_the_apology_is_confirmed_and_one_with_it_is_not
     assert [m.kind for m in g.email.sent] == ["apology", "follow_up"]
 
 
-async def test_a_channel_failing_for_a_while_is_retried_within_the_batch() -> None:
-    f = Fulfilment.with_email()
+async def test_a_channel_failing_for_a_while_is_retried_within_the_batch(f: Fulfilment) -> None:
     f.email.failures.extend([TransientError("busy"), TransientError("busy")])
     decision = decided(made_incident(), APOLOGY)
     [outcome] = await f.deliver(decision)
@@ -113,8 +100,7 @@ async def test_a_channel_failing_for_a_while_is_retried_within_the_batch() -> No
     assert len(f.email.sent) == 1
 
 
-async def test_a_transient_failure_past_the_retries_is_left_for_the_sweep() -> None:
-    f = Fulfilment.with_email()
+async def test_a_transient_failure_past_the_retries_is_left_for_the_sweep(f: Fulfilment) -> None:
     f.email.failures.extend([TransientError("down")] * f.settings.retry_attempts)
     decision = decided(made_incident(), APOLOGY)
     assert await f.deliver(decision) == []
@@ -126,8 +112,7 @@ async def test_a_transient_failure_past_the_retries_is_left_for_the_sweep() -> N
     assert len(f.email.sent) == 1
 
 
-async def test_transient_failures_for_a_day_fail_the_action() -> None:
-    f = Fulfilment.with_email()
+async def test_transient_failures_for_a_day_fail_the_action(f: Fulfilment) -> None:
     f.email.failures.extend([TransientError("down")] * f.settings.retry_attempts * 2)
     decision = decided(made_incident(), APOLOGY)
     await f.deliver(decision)
@@ -138,8 +123,7 @@ async def test_transient_failures_for_a_day_fail_the_action() -> None:
     assert len(f.dead_letters()) == 1
 
 
-async def test_a_permanent_refusal_fails_the_action_at_once() -> None:
-    f = Fulfilment.with_email()
+async def test_a_permanent_refusal_fails_the_action_at_once(f: Fulfilment) -> None:
     f.email.failures.append(PermanentError("mailbox unknown", code="recipient"))
     decision = decided(made_incident(), APOLOGY)
     [outcome] = await f.deliver(decision)

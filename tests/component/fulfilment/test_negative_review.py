@@ -8,37 +8,27 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.decision import RemedyKind
 from services.fulfilment.messages import LOCALES, format_money
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    Fulfilment,
-    decided,
-    eur,
-    grant,
-    made_incident,
-)
+from tests.component.fulfilment.harness import Fulfilment
+from tests.decisions import APOLOGY, CREDIT, STORE_CREDIT_WORDS, decided, eur, made_incident
 
 pytestmark = pytest.mark.component
 
-CREDIT = grant(RemedyKind.store_credit, amount=eur("10.00"), value=eur("10.00"))
-SAID = {"en": ("2-star review on trustpilot", "store credit of {}"),
-        "ru": ("с оценкой 2 из 5 на trustpilot", "{} на ваш счёт в магазине"),
-        "ro": ("de 2 din 5 pe trustpilot", "credit de {} în contul dumneavoastră")}
+FACTS = {"en": "2-star review on trustpilot", "ru": "с оценкой 2 из 5 на trustpilot",
+         "ro": "de 2 din 5 pe trustpilot"}
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-async def test_the_apology_names_the_review_and_the_store_credit(locale: str) -> None:
-    f = Fulfilment.with_email()
+async def test_the_apology_names_the_review_and_the_store_credit(
+        locale: str, f: Fulfilment) -> None:
     review = made_incident("negative_review", locale=locale, paid=None, detection="proactive",
                            rating=2, review_platform="trustpilot",
                            review_url="https://reviews.example/r-1")
     decision = decided(review, APOLOGY, CREDIT)
     await f.deliver(decision, decision)
     [message] = f.email.sent
-    facts, credit = SAID[locale]
-    assert facts in message.text
-    assert credit.format(format_money(eur("10.00"), locale)) in message.text
+    assert FACTS[locale] in message.text
+    assert STORE_CREDIT_WORDS[locale].format(format_money(eur("10.00"), locale)) in message.text
     assert "reviews.example" not in message.text
     [entry] = f.fakes.ledger.entries.values()
     assert (entry.quantity, entry.unit, entry.reason) == (Decimal(10), "EUR", "negative_review")

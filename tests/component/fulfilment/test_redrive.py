@@ -9,20 +9,13 @@ import pytest
 from schemas.decision import RemedyKind
 from services.fulfilment.errors import PermanentError
 from services.fulfilment.gateway import RefundResult, RefundStatus
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    Fulfilment,
-    decided,
-    eur,
-    grant,
-    made_incident,
-)
+from tests.component.fulfilment.harness import Fulfilment
+from tests.decisions import APOLOGY, decided, eur, grant, made_incident
 
 pytestmark = pytest.mark.component
 
 
-async def test_a_redriven_dead_letter_retries_its_failed_refund_once() -> None:
-    f = Fulfilment.with_email()
+async def test_a_redriven_dead_letter_retries_its_failed_refund_once(f: Fulfilment) -> None:
     f.gateway.answers.append(RefundResult(RefundStatus.failed, "re_1", "issuer declined"))
     decision = decided(made_incident(), APOLOGY, grant(RemedyKind.refund, amount=eur("20.00")),
                        grant(RemedyKind.points, points=100), restitution=[1])
@@ -50,8 +43,7 @@ async def test_a_redriven_dead_letter_retries_its_failed_refund_once() -> None:
     assert len(f.email.sent) == 1  # the apology went out once, the redrive sends nothing
 
 
-async def test_a_redrive_that_fails_again_is_a_new_dead_letter_of_its_round() -> None:
-    f = Fulfilment.with_email()
+async def test_a_redrive_that_fails_again_is_a_new_dead_letter_of_its_round(f: Fulfilment) -> None:
     f.email.failures.extend([PermanentError("relay refused", code="relay")] * 2)
     decision = decided(made_incident(), APOLOGY)
     await f.deliver(decision)

@@ -8,26 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.decision import RemedyKind
 from services.fulfilment.messages import LOCALES, format_money
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    Fulfilment,
-    decided,
-    eur,
-    grant,
-    made_incident,
-)
+from tests.component.fulfilment.harness import Fulfilment
+from tests.decisions import APOLOGY, CREDIT, STORE_CREDIT_WORDS, decided, eur, made_incident
 
 pytestmark = pytest.mark.component
 
-CREDIT = grant(RemedyKind.store_credit, amount=eur("10.00"), value=eur("10.00"))
-WORDS = {"en": "store credit of {}", "ru": "{} на ваш счёт в магазине",
-         "ro": "credit de {} în contul dumneavoastră"}
 
-
-async def test_the_ledger_is_credited_once_in_the_currency() -> None:
-    f = Fulfilment.with_email()
+async def test_the_ledger_is_credited_once_in_the_currency(f: Fulfilment) -> None:
     decision = decided(made_incident("item_defective"), APOLOGY, CREDIT)
     for _ in range(3):
         await f.deliver(decision)
@@ -42,8 +30,8 @@ async def test_the_ledger_is_credited_once_in_the_currency() -> None:
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-async def test_the_apology_names_the_store_credit_in_each_locale(locale: str) -> None:
-    f = Fulfilment.with_email()
+async def test_the_apology_names_the_store_credit_in_each_locale(
+        locale: str, f: Fulfilment) -> None:
     await f.deliver(decided(made_incident("item_defective", locale=locale), APOLOGY, CREDIT))
     [message] = f.email.sent
-    assert WORDS[locale].format(format_money(eur("10.00"), locale)) in message.text
+    assert STORE_CREDIT_WORDS[locale].format(format_money(eur("10.00"), locale)) in message.text

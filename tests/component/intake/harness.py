@@ -17,7 +17,6 @@ from schemas.incident import Incident
 from services.common.erasure import Pseudonyms
 from services.common.messaging import BatchGuard, ConsumerMetrics, DeadLetters, Record
 from services.intake import http
-from services.intake.auth import sign
 from services.intake.erasure import ErasedCustomers
 from services.intake.service import IntakeMetrics, IntakeService
 from services.intake.settings import IntakeSettings
@@ -25,19 +24,9 @@ from services.intake.watermark import EventTime, Partition, partition_of
 from tests.clock import FakeClock
 from tests.fakes.common import FakePublisher
 from tests.fakes.intake import FakeIntakeStore
+from tests.upstream import SECRETS, SOURCES
 
 PARTITIONS = 4
-SECRETS = {"shop": ["shop-secret-1", "shop-secret-0"], "desk": ["desk-secret"],
-           "slow": ["slow-secret"]}
-SOURCES = {
-    "shop": {"event_types": ["order.placed", "order.delivered", "order.cancelled",
-                             "order.item_reported", "payment.captured", "outage.declared",
-                             "outage.resolved", "support.ticket_updated"],
-             "tenants": ["brand-a"], "rate_per_second": 1000, "burst": 1000},
-    "desk": {"event_types": ["support.ticket_updated"], "tenants": ["*"],
-             "report_incidents": True, "rate_per_second": 1000, "burst": 1000},
-    "slow": {"event_types": ["*"], "tenants": ["*"], "rate_per_second": 1, "burst": 2},
-}
 TOPIC_OF = {"order": "orders", "payment": "payments", "support": "support",
             "outage": "outages"}
 
@@ -121,15 +110,6 @@ class Intake:
 
     def metric(self, name: str, labels: dict[str, str]) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
-
-
-def signed(source: str, body: Any, at: int, *, secret: str | None = None
-           ) -> tuple[bytes, dict[str, str]]:
-    """The raw body and the headers of a request signed by `source`."""
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    key = secret or SECRETS[source][0]
-    return raw, {"X-Amends-Source": source, "X-Amends-Signature": sign(key, at, raw),
-                 "Content-Type": "application/json"}
 
 
 def intake(now: datetime, **overrides: Any) -> Intake:

@@ -14,9 +14,9 @@ from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from tests import factories as f
 from tests.clock import FakeClock
-from tests.component.intake.harness import SECRETS, SOURCES
 from tests.fakes.common import FakePublisher
 from tests.fakes.intake import FakeIntakeStore
+from tests.upstream import SECRETS, SOURCES
 
 pytestmark = pytest.mark.component
 

@@ -81,26 +81,7 @@ async def test_contact_details_never_reach_the_logs_the_metrics_or_an_error(
         caplog: pytest.LogCaptureFixture) -> None:
     email, phone = "c.secret@example.org", "+44 7700 900123"
 
-    def with_contact(body: dict[str, object]) -> dict[str, object]:
-        data = body["data"]
-        assert isinstance(data, dict)
-        for snapshot in [data.get("customer"), *(data.get("affected_customers") or [])]:
-            if isinstance(snapshot, dict):
-                snapshot["contact"] = {"email": email, "phone": phone,
-                                       "preferred_channel": "sms"}
-        return body
-
-    events = [with_contact(e) for e in (
-        f.order_placed("c", "o-1", at=T0, promised=T0),
-        f.delivered("c", "o-1", at=T0 + timedelta(hours=3), promised=T0),
-        f.item_reported("c", "o-1", at=T0),
-        f.payment_captured("c", "o-1", "p-1", at=T0),
-        f.payment_captured("c", "o-1", "p-2", at=T0),
-        f.ticket_updated("c", "t-1", opened=T0 - timedelta(days=1), at=T0),
-        f.outage_declared("out", at=T0, customers=["c"]),
-    )]
-    broken = with_contact(f.delivered("c", "o-9", at=T0))
-    broken["data"]["delivered_at"] = "yesterday"  # type: ignore[index]
+    events, broken = f.events_with_contact("c", "out", at=T0, email=email, phone=phone)
     caplog.set_level(logging.DEBUG)
     app = intake(T0 + timedelta(hours=3))
     await app.consume([*events, broken], "orders")

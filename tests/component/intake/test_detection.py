@@ -3,9 +3,7 @@ nothing, scheduled delivery and support checks, and double charges."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -23,55 +21,12 @@ def minutes(n: float) -> timedelta:
 
 
 async def test_every_rule_from_the_upstream_records_and_replays_add_nothing() -> None:
-    c = "c"
-    orders = [
-        f.delivered(f"{c}1", "o-late", at=T0 + minutes(300), promised=T0),   # late_2h
-        f.delivered(f"{c}2", "o-ok", at=T0 + minutes(5), promised=T0),        # in the grace
-        f.order_cancelled(f"{c}3", "o-cancel", at=T0),                        # merchant, paid
-        f.order_cancelled(f"{c}4", "o-mine", at=T0, by="customer"),           # the customer's
-        f.order_cancelled(f"{c}5", "o-captured", at=T0 + minutes(9), paid=False),
-        f.item_reported(f"{c}6", "o-items", at=T0, problem="defective", sku="a"),
-        f.item_reported(f"{c}6", "o-items", at=T0, problem="wrong_item", sku="b"),
-        f.item_reported(f"{c}6", "o-items", at=T0, problem="missing", sku="c"),
-    ]
-    payments = [
-        f.payment_captured(f"{c}5", "o-captured", "p-5", at=T0),
-        f.payment_captured(f"{c}7", "o-twice", "p-1", at=T0),
-        f.payment_captured(f"{c}7", "o-twice", "p-2", at=T0 + minutes(1)),
-        f.payment_captured(f"{c}8", "o-once", "p-3", at=T0),
-    ]
-    support = [
-        f.ticket_updated(f"{c}9", "t-late", opened=T0 - minutes(600), at=T0,
-                         status="answered", first_response=T0 - minutes(100)),
-        f.ticket_updated(f"{c}10", "t-ok", opened=T0 - minutes(60), at=T0,
-                         status="answered", first_response=T0 - minutes(30)),
-    ]
-    outages = [
-        f.outage_declared("out", at=T0 - minutes(90), customers=[f"{c}11", f"{c}12", f"{c}11"]),
-        f.outage_resolved("out", at=T0 - minutes(15)),
-    ]
-    expected = Counter({"delivery_delayed": 1, "order_cancelled": 2, "item_defective": 1,
-                        "wrong_item": 1, "item_missing": 1, "double_charge": 1,
-                        "support_wait_exceeded": 1, "service_outage": 2})
+    events = f.every_rule("c", "out", T0)
     app = intake(T0 + minutes(10))
-    await app.consume(payments)  # first, so the capture of o-captured is known
-    for events in (orders, support, outages):
-        await app.consume(events)
-    incidents = app.incidents()
-    assert Counter(i["type"] for i in incidents) == expected
-    by_type = {i["type"]: i for i in incidents}
-    late = by_type["delivery_delayed"]
-    assert (late["delay_band"], late["delay_minutes"]) == ("late_2h", 300)
-    assert late["delivered_at"] is not None
-    assert late["incident_id"] == incident_id(IncidentType.delivery_delayed, "o-late", "late_2h")
-    assert {i["order_id"] for i in incidents if i["type"] == "order_cancelled"} == {
-        "o-cancel", "o-captured"}
-    assert by_type["double_charge"]["charged_amount"] == f.eur("42.00")
-    assert by_type["support_wait_exceeded"]["wait_minutes"] == 500
-    detection = {i["type"]: i["detection"] for i in incidents}
-    assert detection["item_defective"] == "customer_reported"
-    assert {detection[t] for t in expected if not t.startswith(("item", "wrong"))} == {
-        "proactive"}
+    await app.consume(events.payments)  # first, so the capture of o-captured is known
+    for batch in (events.orders, events.support, events.outages):
+        await app.consume(batch)
+    events.check(app.incidents())
     outage = await app.store.outage("out")
     assert outage is not None
     assert (outage.affected_customers, outage.minutes) == (2, 75)
@@ -80,10 +35,10 @@ async def test_every_rule_from_the_upstream_records_and_replays_add_nothing() ->
 
     # Everything again, twice over: nothing new is published or kept.
     for _ in range(2):
-        for events in (payments, orders, support, outages):
-            assert await app.consume(events) == []
-    assert len(app.incidents()) == sum(expected.values())
-    assert len(app.store.incidents.kept) == sum(expected.values())
+        for batch in (events.payments, events.orders, events.support, events.outages):
+            assert await app.consume(batch) == []
+    assert len(app.incidents()) == events.expected.total()
+    assert len(app.store.incidents.kept) == events.expected.total()
 
 
 async def test_a_late_order_is_apologised_for_before_delivery_then_topped_up() -> None:
@@ -157,43 +112,13 @@ async def test_only_real_double_charges_are_incidents_with_what_was_captured() -
     """Split shipments, partial captures within the total and re-authorisations are not
     double charges; the same amount twice and captures above the total are, for what they
     took too much; a merchant's cancellation carries everything captured for its order."""
-    c = "c"
-
-    def capture(order: str, payment: str, amount: str, **data: Any) -> dict[str, Any]:
-        body = f.payment_captured(c, order, payment, at=T0, amount=amount)
-        body["data"].update(data)
-        return body
-
-    placed = [f.order_placed(c, "o-split", at=T0, promised=None, total="42.00"),
-              f.order_placed(c, "o-above", at=T0, promised=None, total="42.00")]
-    captures = [
-        capture("o-split", "p-s1", "21.00"), capture("o-split", "p-s2", "21.00"),
-        capture("o-partial", "p-p1", "20.00", order_total=f.eur("42.00")),
-        capture("o-partial", "p-p2", "22.00", order_total=f.eur("42.00")),
-        capture("o-reauth", "p-r1", "42.00"),
-        capture("o-reauth", "p-r2", "42.00", replaces_payment_id="p-r1"),
-        capture("o-twice", "p-t1", "42.00"), capture("o-twice", "p-t2", "42.00"),
-        capture("o-above", "p-a1", "30.00"), capture("o-above", "p-a2", "30.00"),
-    ]
+    events = f.double_charges("c", T0)
     app = intake(T0)
-    await app.consume(placed)
-    await app.consume(captures[:4])
-    await app.consume(captures)  # the same captures again (a replay) and the rest
-    await app.consume([f.order_cancelled(c, "o-above", at=T0 + minutes(5), paid=False)])
-    found = app.incidents()
-    by_order = {(i["order_id"], i["type"]): i for i in found}
-    assert len(found) == 3
-    assert set(by_order) == {("o-twice", "double_charge"), ("o-above", "double_charge"),
-                             ("o-above", "order_cancelled")}
-    twice = by_order["o-twice", "double_charge"]
-    assert (twice["charged_amount"], twice["captured_amount"]) == (f.eur("42.00"),
-                                                                   f.eur("84.00"))
-    assert twice["incident_id"] == incident_id(IncidentType.double_charge, "o-twice", "p-t2")
-    above = by_order["o-above", "double_charge"]
-    assert (above["charged_amount"], above["captured_amount"]) == (f.eur("18.00"),
-                                                                   f.eur("60.00"))
-    assert above["order_value"] == f.eur("42.00")
-    assert by_order["o-above", "order_cancelled"]["captured_amount"] == f.eur("60.00")
+    await app.consume(events.placed)
+    await app.consume(events.captures[:4])
+    await app.consume(events.captures)  # the same captures again (a replay) and the rest
+    await app.consume(events.cancelled)
+    events.check(app.incidents())
 
 
 async def test_captures_across_batches_judge_each_extra_capture_once() -> None:

@@ -14,7 +14,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests import factories as f
-from tests.component.intake.harness import Intake, intake, signed
+from tests.component.intake.harness import Intake, intake
+from tests.upstream import signed
 
 pytestmark = pytest.mark.component
 

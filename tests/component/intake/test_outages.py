@@ -68,11 +68,6 @@ def parsed(body: dict[str, Any]) -> UpstreamEvent:
     return upstream_event_adapter.validate_python(body)
 
 
-def outage_of_75_minutes(customers: list[str]) -> tuple[UpstreamEvent, UpstreamEvent]:
-    return (parsed(f.outage_declared("out", at=T0, customers=customers)),
-            parsed(f.outage_resolved("out", at=T0 + timedelta(minutes=75))))
-
-
 async def test_an_outage_with_a_list_of_customers_is_chunked_and_deduplicated() -> None:
     listed = [f"c-{n}" for n in range(2_300)] + ["c-7"]
     app = intake(T0)
@@ -88,7 +83,7 @@ async def test_an_outage_with_a_list_of_customers_is_chunked_and_deduplicated() 
 
 
 async def test_an_outage_declared_and_resolved_in_one_batch_has_its_duration() -> None:
-    declared, resolved = outage_of_75_minutes(["c-1", "c-2"])
+    declared, resolved = f.outage_of_75_minutes("out", ["c-1", "c-2"], at=T0)
     for batch in ([declared, resolved], [resolved, declared]):
         app = intake(T0 + timedelta(minutes=80))
         new = (await app.service.process(batch)).new
@@ -99,7 +94,7 @@ async def test_an_outage_declared_and_resolved_in_one_batch_has_its_duration() -
 async def test_an_outage_resolved_after_its_fan_out_is_told_once_whatever_is_redelivered(
         ) -> None:
     customers = [f"c-{n}" for n in range(3)]
-    declared, resolved = outage_of_75_minutes(customers)
+    declared, resolved = f.outage_of_75_minutes("out", customers, at=T0)
     app = intake(T0 + timedelta(minutes=80))
     ongoing = (await app.service.process([declared])).new
     assert {i.outage_minutes for i in ongoing} == {None}
@@ -123,7 +118,7 @@ async def test_a_resolution_recorded_during_the_fan_out_is_told_by_the_fan_out(
     """Another instance records the resolution while the declaration fans out: it finds no
     incident to tell yet, so the fan-out tells them."""
     customers = ["c-0", "c-1"]
-    declared, resolved = outage_of_75_minutes(customers)
+    declared, resolved = f.outage_of_75_minutes("out", customers, at=T0)
     app = intake(T0 + timedelta(minutes=80))
     service = app.service
     publish = service.publish

@@ -22,9 +22,10 @@ from services.intake.app import create_app as intake_app
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
-from tests.integration.intake.helpers import intake_settings, signed
+from tests.integration.intake.helpers import intake_settings
 from tests.kafka_tools import as_json, collect, produce
 from tests.pipeline import Topics, lifespans, settings_for
+from tests.upstream import signed
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,7 @@ from services.fulfilment.adapters import ferretdb, mongodb
 from services.fulfilment.domain.effects import Change, Effect, EffectState
 from services.fulfilment.domain.plan import LedgerEntry, Perk
 from services.fulfilment.ports import KeptOutcome, Received, Stores
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    approved,
-    decided,
-    eur,
-    grant,
-    made_incident,
-)
+from tests.decisions import APOLOGY, approved, decided, eur, grant, made_incident
 from tests.fakes.fulfilment import FakeStores
 
 NOW = datetime(2026, 11, 23, 12, 5, tzinfo=UTC)

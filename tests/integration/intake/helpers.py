@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,24 +15,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.adapters.mongo import Doc
 from services.common.clock import Clock
 from services.intake.app import create_app
-from services.intake.auth import sign
 from services.intake.ports import IntakeStore
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
 from tests.infra import Infra
 from tests.pipeline import Topics, lifespans
-
-SECRETS = {"shop": ["shop-secret-1", "shop-secret-0"], "desk": ["desk-secret"],
-           "slow": ["slow-secret"]}
-SOURCES = {
-    "shop": {"event_types": ["order.placed", "order.delivered", "order.cancelled",
-                             "order.item_reported", "payment.captured", "outage.declared",
-                             "outage.resolved", "support.ticket_updated"],
-             "tenants": ["brand-a"], "rate_per_second": 1000, "burst": 1000},
-    "desk": {"event_types": ["support.ticket_updated"], "tenants": ["*"],
-             "report_incidents": True, "rate_per_second": 1000, "burst": 1000},
-    "slow": {"event_types": ["*"], "tenants": ["*"], "rate_per_second": 1, "burst": 2},
-}
+from tests.upstream import SECRETS, SOURCES
 
 
 def intake_settings(infra: Infra, topics: Topics, db: str, **overrides: Any) -> IntakeSettings:
@@ -96,10 +83,3 @@ async def read_to_the_end(service: IntakeService, timeout_s: float = 30.0) -> No
     raise AssertionError(f"intake has not read its {want} partitions to their end")
 
 
-def signed(source: str, body: Any, at: int, *, secret: str | None = None
-           ) -> tuple[bytes, dict[str, str]]:
-    """The raw body and the headers of a request signed by `source`."""
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    key = secret or SECRETS[source][0]
-    return raw, {"X-Amends-Source": source, "X-Amends-Signature": sign(key, at, raw),
-                 "Content-Type": "application/json"}

@@ -16,9 +16,10 @@ from schemathesis.checks import not_a_server_error
 
 from services.intake.app import create_app
 from tests.infra import Infra, new_suffix
-from tests.integration.intake.helpers import intake_settings, signed
+from tests.integration.intake.helpers import intake_settings
 from tests.pipeline import Topics
 from tests.servers import served
+from tests.upstream import signed
 
 pytestmark = pytest.mark.integration
 

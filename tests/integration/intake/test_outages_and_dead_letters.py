@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot
-from schemas.upstream import UpstreamEvent, upstream_event_adapter
+from schemas.upstream import upstream_event_adapter
 from services.common.adapters.mongo import Doc
 from tests import factories as f
 from tests.clock import FakeClock
@@ -144,27 +144,8 @@ async def test_contact_details_never_reach_the_logs_or_the_metrics(
         infra: Infra, suffix: str, caplog: pytest.LogCaptureFixture) -> None:
     email, phone = f"{suffix}.secret@example.org", "+44 7700 900123"
 
-    def with_contact(body: dict[str, object]) -> dict[str, object]:
-        data = body["data"]
-        assert isinstance(data, dict)
-        for snapshot in [data.get("customer"), *(data.get("affected_customers") or [])]:
-            if isinstance(snapshot, dict):
-                snapshot["contact"] = {"email": email, "phone": phone,
-                                       "preferred_channel": "sms"}
-        return body
-
-    customer = f"{suffix}-c"
-    events = [with_contact(e) for e in (
-        f.order_placed(customer, "o-1", at=T0, promised=T0),
-        f.delivered(customer, "o-1", at=T0 + timedelta(hours=3), promised=T0),
-        f.item_reported(customer, "o-1", at=T0),
-        f.payment_captured(customer, "o-1", "p-1", at=T0),
-        f.payment_captured(customer, "o-1", "p-2", at=T0),
-        f.ticket_updated(customer, "t-1", opened=T0 - timedelta(days=1), at=T0),
-        f.outage_declared(f"{suffix}-out", at=T0, customers=[customer]),
-    )]
-    broken = with_contact(f.delivered(customer, "o-9", at=T0))
-    broken["data"]["delivered_at"] = "yesterday"  # type: ignore[index]
+    events, broken = f.events_with_contact(f"{suffix}-c", f"{suffix}-out", at=T0, email=email,
+                                           phone=phone)
     caplog.set_level(logging.DEBUG)
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(hours=3)),
                               log_level="DEBUG") as intake:
@@ -184,18 +165,10 @@ async def test_contact_details_never_reach_the_logs_or_the_metrics(
         assert secret not in metrics
 
 
-def outage_of_75_minutes(suffix: str, customers: list[str]) -> tuple[UpstreamEvent, ...]:
-    """An outage declared at T0 for `customers`, and its resolution 75 minutes later."""
-    return (upstream_event_adapter.validate_python(
-                f.outage_declared(f"{suffix}-out", at=T0, customers=customers)),
-            upstream_event_adapter.validate_python(
-                f.outage_resolved(f"{suffix}-out", at=T0 + timedelta(minutes=75))))
-
-
 async def test_an_outage_resolved_after_its_fan_out_is_told_once_whatever_is_redelivered(
         infra: Infra, mongo: AsyncMongoClient[Doc], suffix: str) -> None:
     customers = [f"{suffix}-{n}" for n in range(3)]
-    declared, resolved = outage_of_75_minutes(suffix, customers)
+    declared, resolved = f.outage_of_75_minutes(f"{suffix}-out", customers, at=T0)
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(minutes=80))
                               ) as intake:
         service, db = intake.service, intake.db(mongo)
@@ -225,7 +198,7 @@ async def test_a_resolution_recorded_during_the_fan_out_is_told_by_the_fan_out(
     """Another instance records the resolution while the declaration fans out (its events
     on another partition): it finds no incident to tell yet, so the fan-out tells them."""
     customers = [f"{suffix}-{n}" for n in range(2)]
-    declared, resolved = outage_of_75_minutes(suffix, customers)
+    declared, resolved = f.outage_of_75_minutes(f"{suffix}-out", customers, at=T0)
     async with running_intake(infra, suffix, clock=FakeClock(T0 + timedelta(minutes=80))
                               ) as intake:
         service = intake.service
