@@ -14,16 +14,8 @@ from schemas.common import Channel
 from schemas.decision import RemedyKind
 from services.fulfilment.app import create_app
 from tests.clock import FakeClock
-from tests.component.fulfilment.harness import (
-    APOLOGY,
-    T0,
-    Fulfilment,
-    decided,
-    eur,
-    grant,
-    made_incident,
-    settings,
-)
+from tests.component.fulfilment.harness import Fulfilment, settings
+from tests.decisions import APOLOGY, T0, decided, eur, grant, made_incident
 from tests.fakes.common import FakePublisher
 from tests.fakes.fulfilment import FakeChannel, FakeGateway, FakeStores
 
