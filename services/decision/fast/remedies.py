@@ -20,6 +20,7 @@ from schemas.incident import Incident
 from services.decision.domain import remedies
 from services.decision.domain.history import ZERO
 from services.decision.domain.policy import Grant, Policy, Rule
+from services.decision.domain.remedies import amount_in
 from services.registry.remedy_kinds import REMEDY_KINDS
 
 M = TypeVar("M", bound=BaseModel)
@@ -145,19 +146,6 @@ def restitution(items: Iterable[Item]) -> Decimal:
 
 Make = Callable[[Incident], "Item | str"]
 """A grant whose remedy depends on the incident: the item, or why it cannot be given."""
-
-
-def amount_in(money: Money | None, currency: str) -> Decimal | None:
-    """The amount of `money` if it is in `currency` (values in other currencies are unknown
-    to the policy)."""
-    if money is None or money.currency != currency:
-        return None
-    return money.amount
-
-
-def paid(incident: Incident, currency: str) -> Decimal | None:
-    """What the customer paid for the order (or was charged twice), the refund ceiling."""
-    return amount_in(incident.charged_amount or incident.order_value, currency)
 
 
 def grant_maker(grant: Grant, rule: Rule, policy: Policy) -> Item | Make:
