@@ -16,13 +16,13 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import Money
 from schemas.decision import Approval, Choice, Decision, Review
 from schemas.outcome import Outcome
 from services.common.adapters.mongo import Doc, chunks, insert_new
+from services.common.adapters.outbox import FlagOutbox
 from services.decision.adapters.budget import from_minor, to_minor
 from services.decision.adapters.mongo import (
     HISTORY_FIELDS,
@@ -43,39 +43,14 @@ def _decision(doc: Doc) -> Decision:
     return Decision.model_validate(doc["decision"])
 
 
-class NestedOutbox:
-    """An outbox of decisions as nested documents, "published" a flag on each."""
-
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
-        self.collection = collection
-
-    async def add_new(self, records: Sequence[tuple[str, Decision]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records):
-            new |= await insert_new(self.collection, [_document(k, d) for k, d in part])
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(ids):
-            found |= {doc["_id"] async for doc in self.collection.find(
-                {"_id": {"$in": list(part)}, "published": True}, {"_id": 1})}
-        return found
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        for part in chunks(ids):
-            await self.collection.update_many({"_id": {"$in": list(part)}},
-                                              {"$set": {"published": True}})
-
-
 class MongoDecisions:
     """`decisions` (newest revision of each, with `approvals`, `verdict` and `chosen` beside
     the body), `revisions` (later revisions, the outbox of their events), `outcomes`."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._decisions = db["decisions"]
-        self.decisions = NestedOutbox(self._decisions)
-        self.revisions = NestedOutbox(db["revisions"])
+        self.decisions: FlagOutbox[Decision] = FlagOutbox(self._decisions, _document)
+        self.revisions: FlagOutbox[Decision] = FlagOutbox(db["revisions"], _document)
         self.outcomes = db["outcomes"]
 
     async def create_indexes(self) -> None:

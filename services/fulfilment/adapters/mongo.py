@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -151,36 +151,6 @@ class Outcomes:
     async def of_customer(self, customer_id: str) -> list[KeptOutcome]:
         return [KeptOutcome(as_outcome(doc["outcome"]), doc["tenant"], doc["created_at"])
                 async for doc in self.collection.find({"customer_id": customer_id})]
-
-
-class FlagOutbox(Generic[R]):
-    """An outbox on MongoDB: records as documents under their id, "published" a flag set on
-    them by one conditional update per batch (indexed `$in`)."""
-
-    def __init__(self, collection: AsyncCollection[Doc],
-                 encode: Callable[[str, R], Doc]) -> None:
-        self.collection = collection
-        self.encode = encode
-
-    async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records):
-            new |= await insert_new(self.collection, [self.encode(key, record)
-                                                      for key, record in part])
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(ids):
-            found |= {doc["_id"] async for doc in self.collection.find(
-                {"_id": {"$in": list(part)}, "published": True}, {"_id": 1})}
-        return found
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        for part in chunks(ids):
-            await self.collection.update_many({"_id": {"$in": list(part)},
-                                               "published": {"$ne": True}},
-                                              {"$set": {"published": True}})
 
 
 @dataclass

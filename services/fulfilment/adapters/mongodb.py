@@ -15,8 +15,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.adapters.mongo import Doc
+from services.common.adapters.outbox import FlagOutbox
 from services.fulfilment.adapters.mongo import (
-    FlagOutbox,
     MongoDecisionLog,
     MongoEffectLog,
     MongoLedger,

@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
 from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, insert_new
+from services.common.adapters.outbox import FlagOutbox
 from services.intake.adapters.ferretdb import FerretIntakeStore, hour_of
 from services.intake.domain.detection import (
     Capture,
@@ -40,37 +40,10 @@ from services.intake.domain.detection import (
 from services.intake.domain.outages import Declaration, Outage, Resolution
 
 
-class MongoIncidents:
-    """The incident outbox (`services/common/outbox.py`): each incident a nested document,
-    published when its `published` field is true."""
-
-    def __init__(self, collection: AsyncCollection[Doc], chunk: int) -> None:
-        self.collection = collection
-        self.chunk = chunk
-
-    async def add_new(self, records: Sequence[tuple[str, Incident]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records, self.chunk):
-            new |= await insert_new(self.collection, [
-                {"_id": key, "customer_id": incident.customer.id,
-                 "type": incident.type.value, "detected_at": incident.detected_at,
-                 "outage_id": incident.outage_id, "published": False,
-                 "incident": incident.model_dump(mode="json")}
-                for key, incident in part])
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(ids, self.chunk):
-            cursor = self.collection.find({"_id": {"$in": list(part)}, "published": True},
-                                          {"_id": 1})
-            found |= {doc["_id"] async for doc in cursor}
-        return found
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        for part in chunks(ids, self.chunk):
-            await self.collection.update_many({"_id": {"$in": list(part)}},
-                                              {"$set": {"published": True}})
+def _incident_document(key: str, incident: Incident) -> Doc:
+    return {"_id": key, "customer_id": incident.customer.id, "type": incident.type.value,
+            "detected_at": incident.detected_at, "outage_id": incident.outage_id,
+            "published": False, "incident": incident.model_dump(mode="json")}
 
 
 def _capture(capture: Capture, at: datetime) -> Doc:
@@ -93,7 +66,8 @@ class MongoIntakeStore:
         self.chunk = min(chunk, MAX_CHUNK)
         self.transactions = transactions
         self.flat = FerretIntakeStore(db, self.chunk)  # the records both adapters share
-        self.incidents = MongoIncidents(db["incidents"], self.chunk)
+        self.incidents: FlagOutbox[Incident] = FlagOutbox(db["incidents"], _incident_document,
+                                                           self.chunk)
         self.charges = db["charges"]
         self.customers = db["customers_seen"]
 
