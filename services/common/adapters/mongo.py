@@ -4,7 +4,7 @@ JSON text."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, UpdateOne
@@ -56,6 +56,19 @@ def stored(body: str | Doc) -> Doc:
 def chunks(items: Sequence[T], size: int = MAX_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+async def in_chunks(docs: AsyncIterable[Doc], decode: Callable[[Doc], T],
+                    size: int = MAX_CHUNK) -> AsyncIterator[list[T]]:
+    """What `decode` makes of `docs`, `size` at a time: a large read never sits in memory."""
+    chunk: list[T] = []
+    async for doc in docs:
+        chunk.append(decode(doc))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def make_client(url: str) -> AsyncMongoClient[Doc]:

@@ -26,9 +26,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
-from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, insert_new
+from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, in_chunks, insert_new
 from services.common.adapters.outbox import FlagOutbox
-from services.intake.adapters.ferretdb import FerretIntakeStore, hour_of
+from services.intake.adapters.ferretdb import FerretIntakeStore, newest_seen, see_in
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -155,32 +155,13 @@ class MongoIntakeStore:
 
     async def see(self, seen: Sequence[tuple[CustomerSnapshot, str | None, datetime]]
                   ) -> None:
-        docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
-                    "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
-                    "customer": customer.model_dump(mode="json")}
-                for customer, tenant, at in seen}
-        for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], self.chunk):
-            await insert_new(self.customers, part)
+        await see_in(self.customers, seen, lambda c: c.model_dump(mode="json"), self.chunk)
 
-    async def seen_since(self, since: datetime, tenant: str | None
-                         ) -> AsyncIterator[list[CustomerSnapshot]]:
-        query: Doc = {"hour": {"$gte": hour_of(since)}}
-        if tenant is not None:
-            query["tenant"] = tenant
-        chunk: list[CustomerSnapshot] = []
-        given: set[str] = set()
-        cursor = self.customers.find(query, {"customer": 1, "customer_id": 1},
-                                     batch_size=self.chunk).sort("hour", DESCENDING)
-        async for doc in cursor:
-            if doc["customer_id"] in given:
-                continue
-            given.add(doc["customer_id"])
-            chunk.append(CustomerSnapshot.model_validate(doc["customer"]))
-            if len(chunk) >= self.chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def seen_since(self, since: datetime, tenant: str | None
+                   ) -> AsyncIterator[list[CustomerSnapshot]]:
+        return in_chunks(newest_seen(self.customers, since, tenant, self.chunk),
+                         lambda doc: CustomerSnapshot.model_validate(doc["customer"]),
+                         self.chunk)
 
     # --- outages -------------------------------------------------------------------------
 
@@ -199,17 +180,10 @@ class MongoIntakeStore:
     async def outage(self, outage_id: str) -> Outage | None:
         return await self.flat.outage(outage_id)
 
-    async def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
-        chunk: list[Incident] = []
-        cursor = self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
-                                           batch_size=self.chunk)
-        async for doc in cursor:
-            chunk.append(Incident.model_validate(doc["incident"]))
-            if len(chunk) >= self.chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
+        return in_chunks(self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
+                                                   batch_size=self.chunk),
+                         lambda doc: Incident.model_validate(doc["incident"]), self.chunk)
 
     # --- receipts, erased customers ------------------------------------------------------
 
