@@ -76,15 +76,21 @@ def make_client(url: str) -> AsyncMongoClient[Doc]:
                             uuidRepresentation="standard")
 
 
-async def insert_new(collection: AsyncCollection[Doc],
-                     docs: Sequence[Doc]) -> set[Any]:
-    """Insert every document whose `_id` is new; a duplicate key means "already done".
+async def insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc],
+                     chunk: int = MAX_CHUNK) -> set[Any]:
+    """Insert every document whose `_id` is new, `chunk` at a time; a duplicate key means
+    "already done".
 
     Returns the ids inserted by this call. Any error other than a duplicate key is raised,
     as a `StoreWriteError` (codes and ids, no document).
     """
-    if not docs:
-        return set()
+    new: set[Any] = set()
+    for part in chunks(docs, chunk):
+        new |= await _insert_new(collection, part)
+    return new
+
+
+async def _insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> set[Any]:
     ids = [d["_id"] for d in docs]
     try:
         await collection.insert_many(list(docs), ordered=False)

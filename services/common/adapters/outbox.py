@@ -32,11 +32,8 @@ class MongoOutbox(Generic[R]):
         self.chunk = chunk
 
     async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records, self.chunk):
-            new |= await insert_new(self.collection, [self.encode(key, record)
-                                                      for key, record in part])
-        return new
+        return await insert_new(self.collection, [self.encode(key, record)
+                                                  for key, record in records], self.chunk)
 
     async def create_indexes(self) -> None:
         await self.marks.create_index([("ids", ASCENDING)])
@@ -67,11 +64,8 @@ class FlagOutbox(Generic[R]):
         self.chunk = chunk
 
     async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records, self.chunk):
-            new |= await insert_new(self.collection, [self.encode(key, record)
-                                                      for key, record in part])
-        return new
+        return await insert_new(self.collection, [self.encode(key, record)
+                                                  for key, record in records], self.chunk)
 
     async def published(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

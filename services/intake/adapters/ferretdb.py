@@ -72,8 +72,7 @@ async def see_in(customers: AsyncCollection[Doc],
                 "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
                 "customer": encode(customer)}
             for customer, tenant, at in seen}
-    for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], chunk):
-        await insert_new(customers, part)
+    await insert_new(customers, [{"_id": key, **doc} for key, doc in docs.items()], chunk)
 
 
 async def newest_seen(customers: AsyncCollection[Doc], since: datetime, tenant: str | None,
@@ -177,10 +176,7 @@ class FerretIntakeStore:
 
     async def schedule(self, checks: Sequence[Check]) -> set[str]:
         """Insert the checks that are new (a replayed order keeps its first check)."""
-        new: set[str] = set()
-        for part in chunks(checks, self.chunk):
-            new |= await insert_new(self.checks, [check_doc(c) for c in part])
-        return new
+        return await insert_new(self.checks, [check_doc(c) for c in checks], self.chunk)
 
     async def close(self, kind: CheckKind, keys: Sequence[str], at: datetime,
                     steps: int = 1) -> None:
@@ -225,8 +221,7 @@ class FerretIntakeStore:
     async def record_totals(self, totals: Sequence[tuple[str, Money]]) -> None:
         """The total of each order placed (the first one seen is kept)."""
         docs = {order: {"_id": order, "total": _money(total)} for order, total in totals}
-        for part in chunks(list(docs.values()), self.chunk):
-            await insert_new(self.totals, part)
+        await insert_new(self.totals, list(docs.values()), self.chunk)
 
     async def order_totals(self, orders: Sequence[str]) -> dict[str, Money]:
         found: dict[str, Money] = {}
@@ -243,10 +238,7 @@ class FerretIntakeStore:
                  "amount": _money(capture.amount), "replaces": capture.replaces,
                  "order_total": _money(capture.order_total), "captured_at": at}
                 for order, capture, at in firsts]
-        claimed: set[str] = set()
-        for part in chunks(docs, self.chunk):
-            claimed |= await insert_new(self.charges, part)
-        return claimed
+        return await insert_new(self.charges, docs, self.chunk)
 
     async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
         """The total and the captures (the first, then slot by slot) of these orders."""
@@ -373,8 +365,7 @@ class FerretIntakeStore:
         """Record each receipt once (a racing retry recorded the same incident ids)."""
         docs = [{"_id": receipt, "done": True, "incident_ids": incident_ids, "received_at": at}
                 for receipt, incident_ids in dict(receipts).items()]
-        for part in chunks(docs, self.chunk):
-            await insert_new(self.received, part)
+        await insert_new(self.received, docs, self.chunk)
 
     # --- customers erased ----------------------------------------------------------------
 

@@ -124,10 +124,7 @@ class MongoIntakeStore:
                                    ) -> set[str]:
         docs = [{"_id": order, "captured_at": at, "next_slot": 0,
                  "captures": [_capture(capture, at)]} for order, capture, at in firsts]
-        claimed: set[str] = set()
-        for part in chunks(docs, self.chunk):
-            claimed |= await insert_new(self.charges, part)
-        return claimed
+        return await insert_new(self.charges, docs, self.chunk)
 
     async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
         found = {order: OrderPayments() for order in orders}
