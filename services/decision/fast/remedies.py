@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from schemas.common import Money, minor_exponent
+from schemas.common import Money
 from schemas.decision import RemedyKind
 from schemas.incident import Incident
 from services.decision.domain import remedies
 from services.decision.domain.history import ZERO
 from services.decision.domain.policy import Grant, Policy, Rule
-from services.decision.domain.remedies import amount_in
+from services.decision.domain.remedies import amount_in, cent, rounded
 from services.registry.remedy_kinds import REMEDY_KINDS
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,15 +84,6 @@ def built_from(cls: type[M], fields: dict[str, Any]) -> M:
 
 def money(amount: Decimal, currency: str) -> Money:
     return built(Money, amount=amount, currency=currency)
-
-
-def cent(currency: str) -> Decimal:
-    """The currency's minor unit (0.01 for EUR)."""
-    return Decimal(1).scaleb(-minor_exponent(currency))
-
-
-def rounded(value: Decimal, unit: Decimal) -> Decimal:
-    return value.quantize(unit, rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True, slots=True)
