@@ -4,7 +4,7 @@ JSON text."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, UpdateOne
@@ -58,20 +58,39 @@ def chunks(items: Sequence[T], size: int = MAX_CHUNK) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
+async def in_chunks(docs: AsyncIterable[Doc], decode: Callable[[Doc], T],
+                    size: int = MAX_CHUNK) -> AsyncIterator[list[T]]:
+    """What `decode` makes of `docs`, `size` at a time: a large read never sits in memory."""
+    chunk: list[T] = []
+    async for doc in docs:
+        chunk.append(decode(doc))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def make_client(url: str) -> AsyncMongoClient[Doc]:
     return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000,
                             uuidRepresentation="standard")
 
 
-async def insert_new(collection: AsyncCollection[Doc],
-                     docs: Sequence[Doc]) -> set[Any]:
-    """Insert every document whose `_id` is new; a duplicate key means "already done".
+async def insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc],
+                     chunk: int = MAX_CHUNK) -> set[Any]:
+    """Insert every document whose `_id` is new, `chunk` at a time; a duplicate key means
+    "already done".
 
     Returns the ids inserted by this call. Any error other than a duplicate key is raised,
     as a `StoreWriteError` (codes and ids, no document).
     """
-    if not docs:
-        return set()
+    new: set[Any] = set()
+    for part in chunks(docs, chunk):
+        new |= await _insert_new(collection, part)
+    return new
+
+
+async def _insert_new(collection: AsyncCollection[Doc], docs: Sequence[Doc]) -> set[Any]:
     ids = [d["_id"] for d in docs]
     try:
         await collection.insert_many(list(docs), ordered=False)

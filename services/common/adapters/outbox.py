@@ -1,5 +1,6 @@
 """The outbox (services/common/outbox.py) on MongoDB or FerretDB: records as documents under
-their id, "published" marks as inserts into a second collection."""
+their id; "published" either marks inserted into a second collection (`MongoOutbox`, for
+FerretDB) or a flag on each record (`FlagOutbox`, MongoDB's native model)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,8 @@ class MongoOutbox(Generic[R]):
         self.chunk = chunk
 
     async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records, self.chunk):
-            new |= await insert_new(self.collection, [self.encode(key, record)
-                                                      for key, record in part])
-        return new
+        return await insert_new(self.collection, [self.encode(key, record)
+                                                  for key, record in records], self.chunk)
 
     async def create_indexes(self) -> None:
         await self.marks.create_index([("ids", ASCENDING)])
@@ -53,6 +51,34 @@ class MongoOutbox(Generic[R]):
             listed = sorted(part)
             await insert_new(self.marks, [{"_id": deterministic_id("published", *listed),
                                            "ids": list(part)}])
+
+
+class FlagOutbox(Generic[R]):
+    """Records in `collection`, each the document `encode(id, record)` makes; "published" a
+    flag set on them by one conditional update per batch over an indexed `$in`."""
+
+    def __init__(self, collection: AsyncCollection[Doc], encode: Callable[[str, R], Doc],
+                 chunk: int = MAX_CHUNK) -> None:
+        self.collection = collection
+        self.encode = encode
+        self.chunk = chunk
+
+    async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
+        return await insert_new(self.collection, [self.encode(key, record)
+                                                  for key, record in records], self.chunk)
+
+    async def published(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for part in chunks(ids, self.chunk):
+            found |= {doc["_id"] async for doc in self.collection.find(
+                {"_id": {"$in": list(part)}, "published": True}, {"_id": 1})}
+        return found
+
+    async def mark_published(self, ids: Sequence[str]) -> None:
+        for part in chunks(ids, self.chunk):
+            await self.collection.update_many({"_id": {"$in": list(part)},
+                                               "published": {"$ne": True}},
+                                              {"$set": {"published": True}})
 
 
 def as_document(key: str, doc: Doc) -> Doc:

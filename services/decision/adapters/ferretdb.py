@@ -32,6 +32,7 @@ from schemas.decision import Approval, Choice, Decision, Review
 from schemas.outcome import Outcome
 from services.common.adapters.mongo import Doc, insert_new
 from services.common.adapters.outbox import MongoOutbox
+from services.decision.adapters import mongo as reads
 from services.decision.adapters.mongo import (
     HISTORY_FIELDS,
     fields_of,
@@ -82,8 +83,7 @@ class FerretDecisions:
             {"_id": {"$in": list(ids)}}, {"decision": 1})}
 
     async def get(self, decision_id: str) -> Decision | None:
-        doc = await self._decisions.find_one({"_id": decision_id}, {"decision": 1})
-        return None if doc is None else _decision(doc)
+        return await reads.get(self._decisions, _decision, decision_id)
 
     async def histories(self, customers: Sequence[str], since: datetime,
                         orders: Sequence[str] = (), outages: Sequence[str] = ()
@@ -97,25 +97,14 @@ class FerretDecisions:
         return histories_of(customers, docs)
 
     async def between(self, start: datetime | None, stop: datetime | None) -> list[Decision]:
-        query: Doc = {}
-        window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
-        if window:
-            query["decided_at"] = window
-        return [_decision(doc) async for doc in self._decisions.find(query, {"decision": 1})]
+        return await reads.between(self._decisions, _decision, start, stop)
 
     async def held(self, limit: int, tenants: Sequence[str | None] | None = None
                    ) -> list[Decision]:
-        query: Doc = {"status": "held"}
-        if tenants is not None:
-            query["tenant"] = {"$in": list(tenants)}
-        cursor = self._decisions.find(query, {"decision": 1}).sort(
-            "decided_at", ASCENDING).limit(limit)
-        return [_decision(doc) async for doc in cursor]
+        return await reads.held(self._decisions, _decision, limit, tenants)
 
     async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
-        cursor = self._decisions.find({"status": "awaiting_choice", "deadline": {"$lte": now}},
-                                      {"decision": 1}).limit(limit)
-        return [_decision(doc) async for doc in cursor]
+        return await reads.offers_due(self._decisions, _decision, now, limit)
 
     async def approve(self, decision_id: str, approval: Approval
                       ) -> tuple[bool, list[Approval]]:

@@ -5,11 +5,13 @@ documents their text carries."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from pydantic import ValidationError
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from schemas.decision import Decision
@@ -139,3 +141,37 @@ def histories_of(customers: Sequence[str], docs: Sequence[Doc]) -> dict[str, Cus
         found[doc["customer_id"]].append(past_incident(doc))
     return {c: CustomerHistory(tuple(sorted(found[c], key=lambda i: i.decided_at)))
             for c in customers}
+
+
+# The queues' and the window's reads of `decisions`, the same in both adapters; each passes
+# how its bodies decode (JSON text on FerretDB, a nested document on MongoDB).
+Decode = Callable[[Doc], Decision]
+
+
+async def get(decisions: AsyncCollection[Doc], decode: Decode, decision_id: str
+              ) -> Decision | None:
+    doc = await decisions.find_one({"_id": decision_id}, {"decision": 1})
+    return None if doc is None else decode(doc)
+
+
+async def between(decisions: AsyncCollection[Doc], decode: Decode, start: datetime | None,
+                  stop: datetime | None) -> list[Decision]:
+    window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
+    query: Doc = {"decided_at": window} if window else {}
+    return [decode(doc) async for doc in decisions.find(query, {"decision": 1})]
+
+
+async def held(decisions: AsyncCollection[Doc], decode: Decode, limit: int,
+               tenants: Sequence[str | None] | None) -> list[Decision]:
+    query: Doc = {"status": "held"}
+    if tenants is not None:
+        query["tenant"] = {"$in": list(tenants)}
+    cursor = decisions.find(query, {"decision": 1}).sort("decided_at", ASCENDING).limit(limit)
+    return [decode(doc) async for doc in cursor]
+
+
+async def offers_due(decisions: AsyncCollection[Doc], decode: Decode, now: datetime,
+                     limit: int) -> list[Decision]:
+    cursor = decisions.find({"status": "awaiting_choice", "deadline": {"$lte": now}},
+                            {"decision": 1}).limit(limit)
+    return [decode(doc) async for doc in cursor]

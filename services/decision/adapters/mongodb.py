@@ -16,13 +16,14 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import Money
 from schemas.decision import Approval, Choice, Decision, Review
 from schemas.outcome import Outcome
 from services.common.adapters.mongo import Doc, chunks, insert_new
+from services.common.adapters.outbox import FlagOutbox
+from services.decision.adapters import mongo as reads
 from services.decision.adapters.budget import from_minor, to_minor
 from services.decision.adapters.mongo import (
     HISTORY_FIELDS,
@@ -43,39 +44,14 @@ def _decision(doc: Doc) -> Decision:
     return Decision.model_validate(doc["decision"])
 
 
-class NestedOutbox:
-    """An outbox of decisions as nested documents, "published" a flag on each."""
-
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
-        self.collection = collection
-
-    async def add_new(self, records: Sequence[tuple[str, Decision]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records):
-            new |= await insert_new(self.collection, [_document(k, d) for k, d in part])
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(ids):
-            found |= {doc["_id"] async for doc in self.collection.find(
-                {"_id": {"$in": list(part)}, "published": True}, {"_id": 1})}
-        return found
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        for part in chunks(ids):
-            await self.collection.update_many({"_id": {"$in": list(part)}},
-                                              {"$set": {"published": True}})
-
-
 class MongoDecisions:
     """`decisions` (newest revision of each, with `approvals`, `verdict` and `chosen` beside
     the body), `revisions` (later revisions, the outbox of their events), `outcomes`."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._decisions = db["decisions"]
-        self.decisions = NestedOutbox(self._decisions)
-        self.revisions = NestedOutbox(db["revisions"])
+        self.decisions: FlagOutbox[Decision] = FlagOutbox(self._decisions, _document)
+        self.revisions: FlagOutbox[Decision] = FlagOutbox(db["revisions"], _document)
         self.outcomes = db["outcomes"]
 
     async def create_indexes(self) -> None:
@@ -98,13 +74,10 @@ class MongoDecisions:
         return found
 
     async def get(self, decision_id: str) -> Decision | None:
-        doc = await self._decisions.find_one({"_id": decision_id}, {"decision": 1})
-        return None if doc is None else _decision(doc)
+        return await reads.get(self._decisions, _decision, decision_id)
 
     async def between(self, start: datetime | None, stop: datetime | None) -> list[Decision]:
-        window = {k: v for k, v in (("$gte", start), ("$lt", stop)) if v is not None}
-        query: Doc = {"decided_at": window} if window else {}
-        return [_decision(doc) async for doc in self._decisions.find(query, {"decision": 1})]
+        return await reads.between(self._decisions, _decision, start, stop)
 
     async def histories(self, customers: Sequence[str], since: datetime,
                         orders: Sequence[str] = (), outages: Sequence[str] = ()
@@ -117,17 +90,10 @@ class MongoDecisions:
 
     async def held(self, limit: int, tenants: Sequence[str | None] | None = None
                    ) -> list[Decision]:
-        query: Doc = {"status": "held"}
-        if tenants is not None:
-            query["tenant"] = {"$in": list(tenants)}
-        cursor = self._decisions.find(query, {"decision": 1}).sort(
-            "decided_at", ASCENDING).limit(limit)
-        return [_decision(doc) async for doc in cursor]
+        return await reads.held(self._decisions, _decision, limit, tenants)
 
     async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
-        cursor = self._decisions.find({"status": "awaiting_choice", "deadline": {"$lte": now}},
-                                      {"decision": 1}).limit(limit)
-        return [_decision(doc) async for doc in cursor]
+        return await reads.offers_due(self._decisions, _decision, now, limit)
 
     async def approve(self, decision_id: str, approval: Approval
                       ) -> tuple[bool, list[Approval]]:

@@ -21,12 +21,11 @@ from schemas.incident import Detection, Incident, IncidentType
 from services.decision.domain.engine import cap_detail
 from services.decision.domain.history import ZERO, WindowFacts
 from services.decision.domain.policy import Policy, Range, Rule, When
+from services.decision.domain.remedies import amount_in, cent
 from services.decision.fast.remedies import (
     Item,
     Make,
-    amount_in,
     built,
-    cent,
     grant_maker,
     money,
 )

@@ -58,6 +58,7 @@ from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
 from services.decision.domain.refunds import within_captured
+from services.decision.domain.remedies import paid, rounded
 from services.decision.domain.topup import earlier, top_up
 from services.decision.fast.compiled import (
     CompiledPolicy,
@@ -73,9 +74,7 @@ from services.decision.fast.remedies import (
     dressed,
     goodwill,
     money,
-    paid,
     restitution,
-    rounded,
     total,
 )
 from services.registry.incident_types import INCIDENT_TYPES

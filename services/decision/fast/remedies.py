@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from schemas.common import Money, minor_exponent
+from schemas.common import Money
 from schemas.decision import RemedyKind
 from schemas.incident import Incident
 from services.decision.domain import remedies
 from services.decision.domain.history import ZERO
 from services.decision.domain.policy import Grant, Policy, Rule
+from services.decision.domain.remedies import amount_in, cent, rounded
 from services.registry.remedy_kinds import REMEDY_KINDS
 
 M = TypeVar("M", bound=BaseModel)
@@ -85,15 +86,6 @@ def money(amount: Decimal, currency: str) -> Money:
     return built(Money, amount=amount, currency=currency)
 
 
-def cent(currency: str) -> Decimal:
-    """The currency's minor unit (0.01 for EUR)."""
-    return Decimal(1).scaleb(-minor_exponent(currency))
-
-
-def rounded(value: Decimal, unit: Decimal) -> Decimal:
-    return value.quantize(unit, rounding=ROUND_HALF_UP)
-
-
 @dataclass(frozen=True, slots=True)
 class Dressed:
     """What an `Action` shows of a shared item (a policy's template, or a sum of templates
@@ -145,19 +137,6 @@ def restitution(items: Iterable[Item]) -> Decimal:
 
 Make = Callable[[Incident], "Item | str"]
 """A grant whose remedy depends on the incident: the item, or why it cannot be given."""
-
-
-def amount_in(money: Money | None, currency: str) -> Decimal | None:
-    """The amount of `money` if it is in `currency` (values in other currencies are unknown
-    to the policy)."""
-    if money is None or money.currency != currency:
-        return None
-    return money.amount
-
-
-def paid(incident: Incident, currency: str) -> Decimal | None:
-    """What the customer paid for the order (or was charged twice), the refund ceiling."""
-    return amount_in(incident.charged_amount or incident.order_value, currency)
 
 
 def grant_maker(grant: Grant, rule: Rule, policy: Policy) -> Item | Make:

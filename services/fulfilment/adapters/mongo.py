@@ -10,14 +10,15 @@ the documents stay in this package.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas.decision import Decision, RemedyKind
@@ -30,6 +31,7 @@ from services.common.adapters.mongo import (
     write_failure,
 )
 from services.common.outbox import Outbox
+from services.fulfilment.adapters.vouchers import VoucherStore
 from services.fulfilment.domain.effects import (
     EFFECT_FIELDS,
     UNFINISHED,
@@ -38,9 +40,8 @@ from services.fulfilment.domain.effects import (
     EffectState,
 )
 from services.fulfilment.domain.plan import POINTS, LedgerEntry, Perk
-from services.fulfilment.ports import KeptOutcome, KeptTask, Received
+from services.fulfilment.ports import KeptOutcome, KeptTask, Received, Stores
 
-R = TypeVar("R")
 Bodies = Literal["text", "nested"]
 
 # FerretDB v1 stores a string four times faster than the same 5 kB as nested fields, and
@@ -151,36 +152,6 @@ class Outcomes:
     async def of_customer(self, customer_id: str) -> list[KeptOutcome]:
         return [KeptOutcome(as_outcome(doc["outcome"]), doc["tenant"], doc["created_at"])
                 async for doc in self.collection.find({"customer_id": customer_id})]
-
-
-class FlagOutbox(Generic[R]):
-    """An outbox on MongoDB: records as documents under their id, "published" a flag set on
-    them by one conditional update per batch (indexed `$in`)."""
-
-    def __init__(self, collection: AsyncCollection[Doc],
-                 encode: Callable[[str, R], Doc]) -> None:
-        self.collection = collection
-        self.encode = encode
-
-    async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records):
-            new |= await insert_new(self.collection, [self.encode(key, record)
-                                                      for key, record in part])
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(ids):
-            found |= {doc["_id"] async for doc in self.collection.find(
-                {"_id": {"$in": list(part)}, "published": True}, {"_id": 1})}
-        return found
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        for part in chunks(ids):
-            await self.collection.update_many({"_id": {"$in": list(part)},
-                                               "published": {"$ne": True}},
-                                              {"$set": {"published": True}})
 
 
 @dataclass
@@ -317,3 +288,30 @@ class MongoEffectLog:
                                             ("created_at", DESCENDING)])
         await self.collection.create_index([("status", ASCENDING)])  # the sweep's query
 
+
+
+def assemble(db: AsyncDatabase[Doc], bodies: Bodies, outcomes: Outbox[KeptOutcome],
+             tasks: Outbox[KeptTask],
+             outbox_indexes: Sequence[Callable[[], Awaitable[None]]] = (),
+             ) -> tuple[Stores, Callable[[], Awaitable[None]]]:
+    """Fulfilment's stores in `db` around the outboxes a server's adapter chose, and what
+    creates their indexes (`outbox_indexes`: those the outboxes need of their own)."""
+    decisions = MongoDecisionLog(db["decisions"], bodies)
+    refunds, messages = MongoEffectLog(db["refunds"]), MongoEffectLog(db["messages"])
+    vouchers = VoucherStore(db)
+
+    async def create_indexes() -> None:
+        await decisions.create_indexes()
+        for log in (refunds, messages):
+            await log.create_indexes()
+        for create in outbox_indexes:
+            await create()
+        for name in ("outcomes", "tasks", "points_ledger", "perks"):
+            await db[name].create_index([("customer_id", ASCENDING),
+                                         ("created_at", DESCENDING)])
+        await vouchers.create_indexes()
+
+    return Stores(decisions=decisions, outcomes=Outcomes(outcomes, db["outcomes"]),
+                  tasks=tasks, ledger=MongoLedger(db["points_ledger"]),
+                  perks=MongoPerks(db["perks"]), refunds=refunds, messages=messages,
+                  vouchers=vouchers), create_indexes

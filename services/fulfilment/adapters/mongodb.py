@@ -11,42 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.adapters.mongo import Doc
-from services.fulfilment.adapters.mongo import (
-    FlagOutbox,
-    MongoDecisionLog,
-    MongoEffectLog,
-    MongoLedger,
-    MongoPerks,
-    Outcomes,
-    outcome_encoder,
-    task_document,
-)
-from services.fulfilment.adapters.vouchers import VoucherStore
+from services.common.adapters.outbox import FlagOutbox
+from services.fulfilment.adapters.mongo import assemble, outcome_encoder, task_document
 from services.fulfilment.ports import KeptOutcome, KeptTask, Stores
 
 
 def stores(db: AsyncDatabase[Doc]) -> tuple[Stores, Callable[[], Awaitable[None]]]:
     """Fulfilment's stores in `db`, and what creates their indexes."""
-    decisions = MongoDecisionLog(db["decisions"], "nested")
     outcomes: FlagOutbox[KeptOutcome] = FlagOutbox(db["outcomes"], outcome_encoder("nested"))
     tasks: FlagOutbox[KeptTask] = FlagOutbox(db["tasks"], task_document)
-    refunds, messages = MongoEffectLog(db["refunds"]), MongoEffectLog(db["messages"])
-    vouchers = VoucherStore(db)
-
-    async def create_indexes() -> None:
-        await decisions.create_indexes()
-        for log in (refunds, messages):
-            await log.create_indexes()
-        for name in ("outcomes", "tasks", "points_ledger", "perks"):
-            await db[name].create_index([("customer_id", ASCENDING),
-                                         ("created_at", DESCENDING)])
-        await vouchers.create_indexes()
-
-    return Stores(decisions=decisions, outcomes=Outcomes(outcomes, db["outcomes"]),
-                  tasks=tasks, ledger=MongoLedger(db["points_ledger"]),
-                  perks=MongoPerks(db["perks"]), refunds=refunds, messages=messages,
-                  vouchers=vouchers), create_indexes
+    return assemble(db, "nested", outcomes, tasks)

@@ -29,16 +29,25 @@ Bulk writes go in chunks of at most `chunk` (<= 1000) documents.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
-from services.common.adapters.mongo import DUPLICATE_KEY, MAX_CHUNK, Doc, chunks, insert_new
+from services.common.adapters.mongo import (
+    DUPLICATE_KEY,
+    MAX_CHUNK,
+    Doc,
+    chunks,
+    in_chunks,
+    insert_new,
+)
 from services.common.adapters.outbox import MongoOutbox
 from services.intake.domain.detection import (
     Capture,
@@ -52,6 +61,33 @@ from services.intake.domain.outages import Declaration, Outage, Resolution
 
 def _money(value: Money | None) -> Doc | None:
     return value.model_dump(mode="json") if value is not None else None
+
+
+async def see_in(customers: AsyncCollection[Doc],
+                 seen: Sequence[tuple[CustomerSnapshot, str | None, datetime]],
+                 encode: Callable[[CustomerSnapshot], Any], chunk: int) -> None:
+    """One insert per customer and hour seen (the first snapshot of the hour is kept), the
+    snapshot as `encode` keeps it; both adapters' `customers_seen` have this shape."""
+    docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
+                "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
+                "customer": encode(customer)}
+            for customer, tenant, at in seen}
+    await insert_new(customers, [{"_id": key, **doc} for key, doc in docs.items()], chunk)
+
+
+async def newest_seen(customers: AsyncCollection[Doc], since: datetime, tenant: str | None,
+                      chunk: int) -> AsyncIterator[Doc]:
+    """The newest `customers_seen` entry of each customer seen since the hour of `since`
+    (of `tenant`, when given), newest first."""
+    query: Doc = {"hour": {"$gte": hour_of(since)}}
+    if tenant is not None:
+        query["tenant"] = tenant
+    given: set[str] = set()
+    async for doc in customers.find(query, {"customer": 1, "customer_id": 1},
+                                    batch_size=chunk).sort("hour", DESCENDING):
+        if doc["customer_id"] not in given:
+            given.add(doc["customer_id"])
+            yield doc
 
 
 def check_doc(check: Check) -> Doc:
@@ -140,10 +176,7 @@ class FerretIntakeStore:
 
     async def schedule(self, checks: Sequence[Check]) -> set[str]:
         """Insert the checks that are new (a replayed order keeps its first check)."""
-        new: set[str] = set()
-        for part in chunks(checks, self.chunk):
-            new |= await insert_new(self.checks, [check_doc(c) for c in part])
-        return new
+        return await insert_new(self.checks, [check_doc(c) for c in checks], self.chunk)
 
     async def close(self, kind: CheckKind, keys: Sequence[str], at: datetime,
                     steps: int = 1) -> None:
@@ -188,8 +221,7 @@ class FerretIntakeStore:
     async def record_totals(self, totals: Sequence[tuple[str, Money]]) -> None:
         """The total of each order placed (the first one seen is kept)."""
         docs = {order: {"_id": order, "total": _money(total)} for order, total in totals}
-        for part in chunks(list(docs.values()), self.chunk):
-            await insert_new(self.totals, part)
+        await insert_new(self.totals, list(docs.values()), self.chunk)
 
     async def order_totals(self, orders: Sequence[str]) -> dict[str, Money]:
         found: dict[str, Money] = {}
@@ -206,10 +238,7 @@ class FerretIntakeStore:
                  "amount": _money(capture.amount), "replaces": capture.replaces,
                  "order_total": _money(capture.order_total), "captured_at": at}
                 for order, capture, at in firsts]
-        claimed: set[str] = set()
-        for part in chunks(docs, self.chunk):
-            claimed |= await insert_new(self.charges, part)
-        return claimed
+        return await insert_new(self.charges, docs, self.chunk)
 
     async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
         """The total and the captures (the first, then slot by slot) of these orders."""
@@ -260,36 +289,15 @@ class FerretIntakeStore:
     # --- customers seen ------------------------------------------------------------------
 
     async def see(self, seen: Sequence[tuple[CustomerSnapshot, str | None, datetime]]) -> None:
-        """Remember who was seen in which hour: one insert per customer and hour (the first
-        snapshot of the hour is kept)."""
-        docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
-                    "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
-                    "customer": customer.model_dump_json()}
-                for customer, tenant, at in seen}
-        for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], self.chunk):
-            await insert_new(self.customers, part)
+        await see_in(self.customers, seen, CustomerSnapshot.model_dump_json, self.chunk)
 
-    async def seen_since(self, since: datetime, tenant: str | None
-                         ) -> AsyncIterator[list[CustomerSnapshot]]:
+    def seen_since(self, since: datetime, tenant: str | None
+                   ) -> AsyncIterator[list[CustomerSnapshot]]:
         """The customers seen since the hour of `since` (of `tenant`, when given), newest
         snapshot first, a chunk at a time; a customer seen in several hours comes once."""
-        query: Doc = {"hour": {"$gte": hour_of(since)}}
-        if tenant is not None:
-            query["tenant"] = tenant
-        chunk: list[CustomerSnapshot] = []
-        given: set[str] = set()
-        cursor = self.customers.find(query, {"customer": 1, "customer_id": 1},
-                                     batch_size=self.chunk).sort("hour", DESCENDING)
-        async for doc in cursor:
-            if doc["customer_id"] in given:
-                continue
-            given.add(doc["customer_id"])
-            chunk.append(CustomerSnapshot.model_validate_json(doc["customer"]))
-            if len(chunk) >= self.chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        return in_chunks(newest_seen(self.customers, since, tenant, self.chunk),
+                         lambda doc: CustomerSnapshot.model_validate_json(doc["customer"]),
+                         self.chunk)
 
     # --- outages -------------------------------------------------------------------------
 
@@ -321,19 +329,12 @@ class FerretIntakeStore:
         doc = await self.outages.find_one({"_id": outage_id})
         return outage_of(doc) if doc is not None else None
 
-    async def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
+    def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
         """The incidents raised for an outage, a chunk at a time. One read of what grows,
         for a rare event: an outage resolved after its customers were told of it."""
-        chunk: list[Incident] = []
-        cursor = self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
-                                           batch_size=self.chunk)
-        async for doc in cursor:
-            chunk.append(Incident.model_validate_json(doc["incident"]))
-            if len(chunk) >= self.chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        return in_chunks(self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
+                                                   batch_size=self.chunk),
+                         lambda doc: Incident.model_validate_json(doc["incident"]), self.chunk)
 
     # --- events received over HTTP -------------------------------------------------------
 
@@ -364,8 +365,7 @@ class FerretIntakeStore:
         """Record each receipt once (a racing retry recorded the same incident ids)."""
         docs = [{"_id": receipt, "done": True, "incident_ids": incident_ids, "received_at": at}
                 for receipt, incident_ids in dict(receipts).items()]
-        for part in chunks(docs, self.chunk):
-            await insert_new(self.received, part)
+        await insert_new(self.received, docs, self.chunk)
 
     # --- customers erased ----------------------------------------------------------------
 

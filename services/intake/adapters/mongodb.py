@@ -22,13 +22,13 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
-from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, insert_new
-from services.intake.adapters.ferretdb import FerretIntakeStore, hour_of
+from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, in_chunks, insert_new
+from services.common.adapters.outbox import FlagOutbox
+from services.intake.adapters.ferretdb import FerretIntakeStore, newest_seen, see_in
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -40,37 +40,10 @@ from services.intake.domain.detection import (
 from services.intake.domain.outages import Declaration, Outage, Resolution
 
 
-class MongoIncidents:
-    """The incident outbox (`services/common/outbox.py`): each incident a nested document,
-    published when its `published` field is true."""
-
-    def __init__(self, collection: AsyncCollection[Doc], chunk: int) -> None:
-        self.collection = collection
-        self.chunk = chunk
-
-    async def add_new(self, records: Sequence[tuple[str, Incident]]) -> set[str]:
-        new: set[str] = set()
-        for part in chunks(records, self.chunk):
-            new |= await insert_new(self.collection, [
-                {"_id": key, "customer_id": incident.customer.id,
-                 "type": incident.type.value, "detected_at": incident.detected_at,
-                 "outage_id": incident.outage_id, "published": False,
-                 "incident": incident.model_dump(mode="json")}
-                for key, incident in part])
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for part in chunks(ids, self.chunk):
-            cursor = self.collection.find({"_id": {"$in": list(part)}, "published": True},
-                                          {"_id": 1})
-            found |= {doc["_id"] async for doc in cursor}
-        return found
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        for part in chunks(ids, self.chunk):
-            await self.collection.update_many({"_id": {"$in": list(part)}},
-                                              {"$set": {"published": True}})
+def _incident_document(key: str, incident: Incident) -> Doc:
+    return {"_id": key, "customer_id": incident.customer.id, "type": incident.type.value,
+            "detected_at": incident.detected_at, "outage_id": incident.outage_id,
+            "published": False, "incident": incident.model_dump(mode="json")}
 
 
 def _capture(capture: Capture, at: datetime) -> Doc:
@@ -93,7 +66,8 @@ class MongoIntakeStore:
         self.chunk = min(chunk, MAX_CHUNK)
         self.transactions = transactions
         self.flat = FerretIntakeStore(db, self.chunk)  # the records both adapters share
-        self.incidents = MongoIncidents(db["incidents"], self.chunk)
+        self.incidents: FlagOutbox[Incident] = FlagOutbox(db["incidents"], _incident_document,
+                                                           self.chunk)
         self.charges = db["charges"]
         self.customers = db["customers_seen"]
 
@@ -150,10 +124,7 @@ class MongoIntakeStore:
                                    ) -> set[str]:
         docs = [{"_id": order, "captured_at": at, "next_slot": 0,
                  "captures": [_capture(capture, at)]} for order, capture, at in firsts]
-        claimed: set[str] = set()
-        for part in chunks(docs, self.chunk):
-            claimed |= await insert_new(self.charges, part)
-        return claimed
+        return await insert_new(self.charges, docs, self.chunk)
 
     async def order_payments(self, orders: Sequence[str]) -> dict[str, OrderPayments]:
         found = {order: OrderPayments() for order in orders}
@@ -181,32 +152,13 @@ class MongoIntakeStore:
 
     async def see(self, seen: Sequence[tuple[CustomerSnapshot, str | None, datetime]]
                   ) -> None:
-        docs = {f"{customer.id}|{hour_of(at).isoformat()}": {
-                    "customer_id": customer.id, "hour": hour_of(at), "tenant": tenant,
-                    "customer": customer.model_dump(mode="json")}
-                for customer, tenant, at in seen}
-        for part in chunks([{"_id": key, **doc} for key, doc in docs.items()], self.chunk):
-            await insert_new(self.customers, part)
+        await see_in(self.customers, seen, lambda c: c.model_dump(mode="json"), self.chunk)
 
-    async def seen_since(self, since: datetime, tenant: str | None
-                         ) -> AsyncIterator[list[CustomerSnapshot]]:
-        query: Doc = {"hour": {"$gte": hour_of(since)}}
-        if tenant is not None:
-            query["tenant"] = tenant
-        chunk: list[CustomerSnapshot] = []
-        given: set[str] = set()
-        cursor = self.customers.find(query, {"customer": 1, "customer_id": 1},
-                                     batch_size=self.chunk).sort("hour", DESCENDING)
-        async for doc in cursor:
-            if doc["customer_id"] in given:
-                continue
-            given.add(doc["customer_id"])
-            chunk.append(CustomerSnapshot.model_validate(doc["customer"]))
-            if len(chunk) >= self.chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def seen_since(self, since: datetime, tenant: str | None
+                   ) -> AsyncIterator[list[CustomerSnapshot]]:
+        return in_chunks(newest_seen(self.customers, since, tenant, self.chunk),
+                         lambda doc: CustomerSnapshot.model_validate(doc["customer"]),
+                         self.chunk)
 
     # --- outages -------------------------------------------------------------------------
 
@@ -225,17 +177,10 @@ class MongoIntakeStore:
     async def outage(self, outage_id: str) -> Outage | None:
         return await self.flat.outage(outage_id)
 
-    async def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
-        chunk: list[Incident] = []
-        cursor = self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
-                                           batch_size=self.chunk)
-        async for doc in cursor:
-            chunk.append(Incident.model_validate(doc["incident"]))
-            if len(chunk) >= self.chunk:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def outage_incidents(self, outage_id: str) -> AsyncIterator[list[Incident]]:
+        return in_chunks(self.db["incidents"].find({"outage_id": outage_id}, {"incident": 1},
+                                                   batch_size=self.chunk),
+                         lambda doc: Incident.model_validate(doc["incident"]), self.chunk)
 
     # --- receipts, erased customers ------------------------------------------------------
 
