@@ -19,32 +19,13 @@ from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
 from services.decision.domain.topup import given_by
 from services.decision.ports import BudgetState
-
-
-class FakeOutbox:
-    """Records under their id, once; which were published."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, Decision] = {}
-        self.published_ids: set[str] = set()
-
-    async def add_new(self, records: Sequence[tuple[str, Decision]]) -> set[str]:
-        new = {key for key, _ in records if key not in self.records}
-        for key, record in records:
-            self.records.setdefault(key, record)
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        return set(ids) & self.published_ids
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        self.published_ids.update(ids)
+from tests.fakes.common import FakeOutbox
 
 
 class FakeDecisions:
     def __init__(self) -> None:
-        self.decisions = FakeOutbox()
-        self.revisions = FakeOutbox()
+        self.decisions = FakeOutbox[Decision]()
+        self.revisions = FakeOutbox[Decision]()
         self.updated: dict[str, Decision] = {}
         self.approvals: dict[str, list[Approval]] = {}
         self.reviews: dict[str, Review] = {}

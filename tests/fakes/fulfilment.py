@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Generic, TypeVar
 
 from schemas.common import Money
 from schemas.decision import Decision
@@ -28,9 +27,10 @@ from services.fulfilment.vouchers import (
     new_code,
     normalise,
 )
+from tests.fakes.common import FakeOutbox
 
-R = TypeVar("R")
 Failure = TransientError | PermanentError | CredentialsError
+
 
 
 class FakeDecisionLog:
@@ -59,26 +59,6 @@ class FakeDecisionLog:
                     d.decision_id not in newest or d.revision > newest[d.decision_id].revision):
                 newest[d.decision_id] = d
         return list(newest.values())
-
-
-class FakeOutbox(Generic[R]):
-    """The `Outbox` port: records under their ids, and which were published."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, R] = {}
-        self.marked: set[str] = set()
-
-    async def add_new(self, records: Sequence[tuple[str, R]]) -> set[str]:
-        new = {key for key, _ in records if key not in self.records}
-        for key, record in records:
-            self.records.setdefault(key, record)
-        return new
-
-    async def published(self, ids: Sequence[str]) -> set[str]:
-        return set(ids) & self.marked
-
-    async def mark_published(self, ids: Sequence[str]) -> None:
-        self.marked |= set(ids)
 
 
 class FakeOutcomeLog(FakeOutbox[KeptOutcome]):
