@@ -89,7 +89,10 @@ class Budget(Protocol):
 
     async def create_indexes(self) -> None: ...
 
-    async def state(self, day: date, limit: Money) -> BudgetState: ...
+    async def state(self, day: date, limit: Money, *, cached: bool = False) -> BudgetState:
+        """The day's limit and what is spent, as stored. With `cached`, as this decider last
+        saw it, read only if it saw nothing yet: the hot path's view, which may be behind
+        what other deciders booked since this one's last booking."""
 
     async def reserve(self, day: date, limit: Money, amounts: Mapping[str, Money],
                       now: datetime) -> set[str] | None:

@@ -218,7 +218,7 @@ class DecisionService:
                       now: datetime) -> list[Decision]:
         """Decide with what is left of today's budget as it stands now; each decision of
         the batch sees the ones before it (the budget they take, the customer's history)."""
-        state = await self.budget.state(now.date(), self.limit)
+        state = await self.budget.state(now.date(), self.limit, cached=True)
         remaining = state.remaining.amount
         made: list[Decision] = []
         seen = dict(histories)

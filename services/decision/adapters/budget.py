@@ -18,6 +18,15 @@ is final. Deciders read what is left just before deciding, so racing deciders ca
 limit by at most the batches they decide at the same time (one per decider). A reviewer's
 approval still `reserve`s, refused when it does not fit (unless it gives money back).
 
+Each decider keeps the last entry of every chain it appended to (its number and running
+total) in memory, and reads the chain only when it has none yet, when its insert is lost, or
+before refusing a reservation (a release may have given money back): FerretDB reads every
+ledger entry on each read. A head kept from an earlier batch can be behind what other deciders
+booked since; the insert of the next number then fails and the decider reads again. So the
+bound above holds: a batch is decided on what was left at this decider's last booking
+(`state(cached=True)`), at most one batch per decider on a view that is behind. `state()`
+without it reads the chain, for people.
+
 Each decision's reservation is also recorded under its decision id (an "intent" first, then
 a mark in `reserved`: an insert, not an update, since FerretDB updates cost milliseconds per
 document), and each ledger entry lists the decisions it reserved for, so a batch that was
@@ -69,6 +78,7 @@ class FerretBudget:
         self.reservations = db["reservations"]
         self.reserved = db["reserved"]
         self._limits: dict[str, int] = {}  # a chain's limit never changes once opened
+        self._heads: dict[str, Doc] = {}  # chain -> the last entry this decider knows of
 
     async def create_indexes(self) -> None:
         await self.ledger.create_index([("chain", ASCENDING), ("seq", DESCENDING)])
@@ -85,7 +95,17 @@ class FerretBudget:
 
     async def _last(self, day: date, limit: Money) -> Doc:
         chain = self._chain(day, limit.currency)
-        cursor = self.ledger.find({"chain": chain}).sort("seq", DESCENDING).limit(1)
+        head = self._heads.get(chain)
+        if head is None:
+            last = await self._read_last(day, limit)
+            head = self._heads[chain] = {"chain": chain, "seq": last["seq"],
+                                         "spent": last["spent"]}
+        return head
+
+    async def _read_last(self, day: date, limit: Money) -> Doc:
+        chain = self._chain(day, limit.currency)
+        cursor = self.ledger.find({"chain": chain}, {"chain": 1, "seq": 1, "spent": 1}).sort(
+            "seq", DESCENDING).limit(1)
         async for doc in cursor:
             return doc
         genesis = {"_id": self._entry_id(chain, 0), "chain": chain, "seq": 0,
@@ -94,7 +114,7 @@ class FerretBudget:
         try:
             await self.ledger.insert_one(genesis)
         except DuplicateKeyError:
-            return await self._last(day, limit)  # another decider opened the day first
+            return await self._read_last(day, limit)  # another decider opened the day first
         return genesis
 
     async def _limit(self, chain: str) -> int:
@@ -104,7 +124,9 @@ class FerretBudget:
             self._limits[chain] = int(genesis["limit"])
         return self._limits[chain]
 
-    async def state(self, day: date, limit: Money) -> BudgetState:
+    async def state(self, day: date, limit: Money, *, cached: bool = False) -> BudgetState:
+        if not cached:
+            self._heads.pop(self._chain(day, limit.currency), None)
         last = await self._last(day, limit)
         chain_limit = await self._limit(last["chain"])
         return BudgetState(day, from_minor(chain_limit, limit.currency),
@@ -115,11 +137,17 @@ class FerretBudget:
         """Append an entry taking `units` (negative gives back). True when appended, False
         when `op` was appended before, None when it would pass the limit (and `enforce`)."""
         chain_limit: int | None = None
+        read = False  # whether `last` was read now, not kept from before
         for _ in range(MAX_ATTEMPTS):
+            chain = self._chain(day, limit.currency)
+            read = read or chain not in self._heads
             last = await self._last(day, limit)
             chain_limit = chain_limit or await self._limit(last["chain"])
             spent = int(last["spent"]) + units
             if enforce and units > 0 and spent > chain_limit:
+                if not read:  # the kept head may miss a release: read before refusing
+                    self._heads.pop(chain, None)
+                    continue
                 return None
             entry = {"_id": self._entry_id(last["chain"], int(last["seq"]) + 1),
                      "chain": last["chain"], "seq": int(last["seq"]) + 1, "op": op,
@@ -127,9 +155,12 @@ class FerretBudget:
             try:
                 await self.ledger.insert_one(entry)
             except DuplicateKeyError:
+                self._heads.pop(last["chain"], None)  # behind: read the chain again
                 if await self.ledger.find_one({"op": op}, {"_id": 1}) is not None:
                     return False
                 continue  # another decider took this number; read the new last entry
+            self._heads[last["chain"]] = {"chain": last["chain"], "seq": entry["seq"],
+                                          "spent": spent}
             return True
         raise BudgetContentionError(f"could not append to the budget ledger {op!r}")
 

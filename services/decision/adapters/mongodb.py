@@ -172,7 +172,8 @@ class MongoBudget:
         assert doc is not None
         return doc
 
-    async def state(self, day: date, limit: Money) -> BudgetState:
+    async def state(self, day: date, limit: Money, *, cached: bool = False) -> BudgetState:
+        del cached  # one document read by its indexed `_id`: always current
         doc = await self._open(day, limit)
         return BudgetState(day, from_minor(int(doc["limit"]), limit.currency),
                            from_minor(int(doc["spent"]), limit.currency))

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from schemas.common import Money
 from services.common.adapters.mongo import Doc, make_client
@@ -135,3 +135,58 @@ async def test_a_recorded_decision_is_booked_past_the_limit_once(
     assert state.remaining.amount == Decimal("-16.00")
     # ... while a reservation (a reviewer's approval) is still refused when it does not fit.
     assert await budget.reserve(DAY, LIMIT, {"d-5": eur("0.01")}, NOW) is None
+
+
+class _Reads(monitoring.CommandListener):
+    """The collections a client reads, in order."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in {"find", "aggregate", "count"}:
+            self.reads.append(str(event.command[event.command_name]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_decider_reads_the_ledger_only_when_it_is_behind(
+        infra: Infra, suffix: str) -> None:
+    reads = _Reads()
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(infra.mongo_url, tz_aware=True,
+                                                     event_listeners=[reads])
+    other = make_client(infra.mongo_url)
+    try:
+        mine = FerretBudget(client[f"budget_{suffix}"])
+        theirs = FerretBudget(other[f"budget_{suffix}"])
+        await mine.create_indexes()
+        assert await mine.book(DAY, LIMIT, {"d-1": eur("300.00")}, NOW) == set()
+        reads.reads.clear()
+        # Batch after batch, the hot path neither reads what it booked nor the chain.
+        for i in range(2, 6):
+            assert (await mine.state(DAY, LIMIT, cached=True)).spent.amount == Decimal(
+                300 + 10 * (i - 2))
+            assert await mine.book(DAY, LIMIT, {f"d-{i}": eur("10.00")}, NOW) == set()
+        assert reads.reads == []
+
+        # Another decider books and gives back; this one's kept view is behind until its
+        # next insert is lost, then it reads the chain once and books on the true total.
+        assert await theirs.book(DAY, LIMIT, {"d-9": eur("100.00")}, NOW) == set()
+        assert await theirs.release("d-1", "d-1:0", eur("250.00"), NOW)
+        assert (await mine.state(DAY, LIMIT, cached=True)).spent.amount == Decimal("340.00")
+        assert (await theirs.state(DAY, LIMIT)).spent.amount == Decimal("190.00")
+        assert await theirs.book(DAY, LIMIT, {"d-10": eur("1.00")}, NOW) == set()
+        reads.reads.clear()
+        # A reservation that only fits after the release is not refused on the kept view
+        # (340 spent there, 191 in truth).
+        assert await mine.reserve(DAY, LIMIT, {"d-11": eur("300.00")}, NOW) == set()
+        assert "budget_ledger" in reads.reads
+        assert (await theirs.state(DAY, LIMIT)).spent.amount == Decimal("491.00")
+        assert await mine.reserve(DAY, LIMIT, {"d-12": eur("10.00")}, NOW) is None
+    finally:
+        await client.close()
+        await other.close()
