@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import socket
 import ssl
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -312,7 +313,7 @@ def make_broker(settings: ServiceSettings, registry: CollectorRegistry) -> Kafka
         client_id=f"amends-{settings.service_name}",
         enable_idempotence=True,
         acks="all",
-        linger_ms=5,
+        linger_ms=0,  # `send_packed` hands over whole batches: lingering only delays them
         max_batch_size=BATCH_BYTES,
         middlewares=[KafkaPrometheusMiddleware(registry=registry,
                                                app_name=settings.service_name)],
@@ -461,7 +462,7 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         failures = 0
 
     on_batch.__name__ = name
-    broker.subscriber(
+    subscriber = broker.subscriber(
         *topics,
         batch=True,
         group_id=settings.group_id,
@@ -471,7 +472,29 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         batch_timeout_ms=settings.batch_timeout_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
         decoder=_raw_batch,
-    )(on_batch)
+    )
+    subscriber(on_batch)
+    poll_without_pause(subscriber)
+
+
+def poll_without_pause(subscriber: Any) -> None:
+    """FastStream's batch subscriber sleeps `batch_timeout_ms` after a poll that found
+    nothing, on top of the poll's own wait for records: a record arriving during that sleep
+    waited up to 50 ms more. The poll itself waits until records arrive or the timeout ends
+    (aiokafka's `getmany`), so its answer is handed on as it is. A FastStream version that
+    changes the subscriber fails here, at start, rather than polling differently."""
+    if not (callable(getattr(subscriber, "get_msg", None))
+            and isinstance(getattr(subscriber, "batch_timeout_ms", None), int)
+            and isinstance(getattr(subscriber, "max_records", None), int)):
+        raise TypeError(f"{type(subscriber).__name__} is not the batch subscriber this was "
+                        "written for (get_msg, batch_timeout_ms, max_records)")
+
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        polled = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms,
+                                        max_records=subscriber.max_records)
+        return tuple(itertools.chain.from_iterable(polled.values()))
+
+    subscriber.get_msg = get_msg
 
 
 async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int,
