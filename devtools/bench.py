@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools import stack
+from devtools.bench_cpu import Meter, spent
 from devtools.bench_stats import percentile
 from schemas.common import deterministic_id
 from schemas.incident import IncidentType, incident_id
@@ -221,6 +222,7 @@ class Carried:
     decided: int
     outcomes: int
     expected_outcomes: int | None
+    cpu_s: dict[str, float] = field(default_factory=dict)  # by process, over `seconds`
 
     @property
     def finished(self) -> bool:
@@ -278,8 +280,10 @@ async def carried_out(bootstrap: str, t: Topics, incidents: int, began: float, *
 
 
 @contextmanager
-def processes(commands: list[tuple[list[str], dict[str, str]]], logs: Path) -> Iterator[None]:
-    """Run the commands (each with its own log); stop them all on the way out."""
+def processes(commands: list[tuple[list[str], dict[str, str]]], logs: Path
+              ) -> Iterator[dict[str, int]]:
+    """Run the commands (each with its own log); stop them all on the way out. Yields their
+    pids by name."""
     procs: list[subprocess.Popen[bytes]] = []
     logs.mkdir(parents=True, exist_ok=True)
     try:
@@ -289,7 +293,8 @@ def processes(commands: list[tuple[list[str], dict[str, str]]], logs: Path) -> I
                 procs.append(subprocess.Popen(argv, env={**os.environ, **env}, stdout=log,
                                               stderr=subprocess.STDOUT,
                                               cwd=stack.REPO_ROOT))
-        yield
+        yield {env.get("AMENDS_BENCH_NAME", f"proc-{i}"): proc.pid
+               for i, ((_, env), proc) in enumerate(zip(commands, procs, strict=True))}
     finally:
         for proc in procs:
             # A profiled service is stopped like Ctrl-C: pyinstrument writes its profile on
@@ -386,6 +391,7 @@ class Running:
     topics: Topics
     warm_decisions: int
     warm_outcomes: int
+    meter: Meter  # the CPU of the services, the broker and the database
 
 
 @asynccontextmanager
@@ -399,7 +405,7 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
     here = logs / f"pipeline-{run}"
     commands = [([sys.executable, *profiled(here, name)], envs[name]) for name in services]
     try:
-        with processes(commands, here):
+        with processes(commands, here) as pids:
             say("starting " + ", ".join(services))
             async with httpx.AsyncClient(timeout=1.0) as http:
                 deadline = time.monotonic() + 90
@@ -423,9 +429,16 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
             warm = await carried_out(bootstrap, t, 1, time.monotonic(), limit_s=120)
             if not warm.finished:
                 raise TimeoutError(f"the warm-up incident was not carried out; see {logs}")
-            yield Running(t, warm.decided, warm.outcomes)
+            yield Running(t, warm.decided, warm.outcomes, Meter(pids, _stack_sessions()))
     finally:  # after the services stopped: a running consumer would create its topic again
         await _forget(bootstrap, mongo_url, [envs[n] for n in services])
+
+
+def _stack_sessions() -> dict[str, int]:
+    """The broker's and the database's sessions (each runs in its own, led by its pid)."""
+    run_dir = stack.StackSettings().run_dir
+    found = {name: stack.Process(name, run_dir).pid() for name in ("kafka", "ferretdb")}
+    return {name: pid for name, pid in found.items() if pid is not None}
 
 
 async def _forget(bootstrap: str, mongo_url: str, envs: Sequence[dict[str, str]]) -> None:
@@ -443,10 +456,12 @@ async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: 
     async with pipeline(bootstrap, mongo_url, run, logs, say=say) as running:
         events = list(late_deliveries(run, count))
         say(f"sending {count:,} events")
-        began = time.monotonic()
+        began, cpu = time.monotonic(), running.meter.read()
         await produce(bootstrap, running.topics.upstream, events)
-        return await carried_out(bootstrap, running.topics, count, began, limit_s=limit_s,
-                                 say=say, warm=running)
+        carried = await carried_out(bootstrap, running.topics, count, began, limit_s=limit_s,
+                                    say=say, warm=running)
+        carried.cpu_s = spent(cpu, running.meter.read())
+        return carried
 
 
 # --- latency -----------------------------------------------------------------------------
@@ -580,7 +595,7 @@ async def fan_out(bootstrap: str, mongo_url: str, customers: int, logs: Path, *,
         incidents = [(f"bench-{run}-{i}", outage_incident(run, i, started, now))
                      for i in range(customers)]
         say(f"sending {customers:,} incidents")
-        began = time.monotonic()
+        began, cpu = time.monotonic(), running.meter.read()
         await produce(bootstrap, t.incidents, incidents)
         deadline = began + limit_s
         async with Watch(bootstrap) as watch:
@@ -589,6 +604,7 @@ async def fan_out(bootstrap: str, mongo_url: str, customers: int, logs: Path, *,
             decided_s = time.monotonic() - began if decided_all else math.inf
         carried = await carried_out(bootstrap, t, customers, began, limit_s=limit_s,
                                     say=say, warm=running)
+        carried.cpu_s = spent(cpu, running.meter.read())
     return FanOut(customers, decided_s, carried.seconds if carried.finished else math.inf,
                   carried)
 

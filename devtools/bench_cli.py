@@ -68,6 +68,10 @@ def _figures(plan: Plan) -> dict[str, Figure]:
         "fanout": Figure("fanout", f"outage fan-out: {plan.fanout_customers:,} apologised",
                          "s", "lower", target=60 * plan.fanout_customers / 100_000),
     }
+    for what, per in (("pipeline", "incident"), ("fanout", "customer")):
+        for name in CPU_USERS:
+            figures[f"cpu_{what}_{name}"] = Figure(
+                f"cpu_{what}_{name}", f"{what} CPU per {per}: {name}", "ms", "lower")
     for rate in plan.rates:
         for pct in ("p50", "p99", "p99.9"):
             figures[f"latency_{rate}_{pct}"] = Figure(
@@ -76,6 +80,16 @@ def _figures(plan: Plan) -> dict[str, Figure]:
         figures[f"lag_{rate}"] = Figure(f"lag_{rate}", f"largest consumer lag at {rate:,}/s",
                                         "messages", "lower")
     return figures
+
+
+# The processes whose CPU a pipeline or fan-out run reports (`devtools.bench_cpu`).
+CPU_USERS = ("intake", "decision", "fulfilment", "kafka", "ferretdb", "bench")
+
+
+def _add_cpu(f: dict[str, Figure], what: str, carried: bench.Carried) -> None:
+    for name, seconds in carried.cpu_s.items():
+        if f"cpu_{what}_{name}" in f and carried.incidents:
+            f[f"cpu_{what}_{name}"].add(1000 * seconds / carried.incidents)
 
 
 def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]
@@ -118,6 +132,7 @@ def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]
             f["pipeline"].add(got.rate, got.note(), seconds=round(got.seconds, 2),
                               decided=got.decided, outcomes=got.outcomes,
                               expected_outcomes=got.expected_outcomes)
+            _add_cpu(f, "pipeline", got)
             step()
         if "latency" in plan.only:
             for rate_ in plan.rates:
@@ -141,12 +156,14 @@ def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]
                             outcomes=out.carried.outcomes,
                             expected_outcomes=out.carried.expected_outcomes,
                             seconds=round(out.carried.seconds, 2))
+            _add_cpu(f, "fanout", out.carried)
             step()
     if "ceiling" in plan.only and "pipeline" in plan.only:
         f["ratio"] = ratio("pipeline / ceiling", "ratio", f["pipeline"], f["ceiling"],
                            target=50)
-    order = ["ceiling", "pipeline", "ratio", *(k for k in f if k.startswith(("latency",
-             "lag"))), "engine", "engine_evaluate", "backtest", "fanout_decided", "fanout"]
+    order = ["ceiling", "pipeline", "ratio", *(f"cpu_pipeline_{n}" for n in CPU_USERS),
+             *(k for k in f if k.startswith(("latency", "lag"))), "engine", "engine_evaluate",
+             "backtest", "fanout_decided", "fanout", *(f"cpu_fanout_{n}" for n in CPU_USERS)]
     return [f[k] for k in order if k in f and f[k].runs]
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
+from devtools import bench_cpu
 from devtools.bench_stats import SCHEMA, Figure, percentile, ratio, results_doc, shown, target_text
 
 pytestmark = pytest.mark.unit
@@ -92,3 +95,39 @@ def test_values_are_shown_by_their_unit() -> None:
     assert shown(12.34, "ms") == "12.3"
     assert shown(math.inf, "ms") == "unfinished"
     assert shown(math.nan, "ms") == "n/a"
+
+
+def test_cpu_is_read_per_process_and_per_session(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two processes of session 40 (one named with spaces and a parenthesis), one of another.
+    for pid, comm, session, utime, stime in ((40, "java", 40, 300, 100),
+                                             (41, "ferret db) x", 40, 50, 50),
+                                             (42, "python", 7, 1000, 0)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(
+            f"{pid} ({comm}) S 1 {session} {session} 0 -1 4194560 1 0 0 0 "
+            f"{utime} {stime} 0 0 20 0 1 0 1 1 1\n")
+    monkeypatch.setattr(bench_cpu, "PROC", tmp_path)
+    monkeypatch.setattr(bench_cpu, "TICKS", 100)
+    assert bench_cpu.process_cpu(41) == 1.0
+    assert bench_cpu.session_cpu(40) == 5.0
+    assert bench_cpu.session_cpu(99) is None
+    assert bench_cpu.process_cpu(99) is None
+    before = bench_cpu.Meter({"decision": 42}, {"kafka": 40}).read()
+    assert before["decision"] == 10.0
+    assert before["kafka"] == 5.0
+    assert bench_cpu.spent({"kafka": 5.0, "gone": 1.0}, {"kafka": 7.5, "new": 2.0}) == {
+        "kafka": 2.5}
+
+
+def test_cpu_of_this_process_is_read_from_the_real_proc() -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc on this system")
+    busy = sum(i * i for i in range(300_000))
+    assert busy > 0
+    used = bench_cpu.process_cpu(os.getpid())
+    assert used is not None
+    assert used > 0
+    session = bench_cpu.session_cpu(os.getsid(0))
+    assert session is not None
+    assert session >= used
