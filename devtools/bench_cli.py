@@ -71,7 +71,7 @@ def _figures(plan: Plan) -> dict[str, Figure]:
     for what, per in (("pipeline", "incident"), ("fanout", "customer")):
         for name in CPU_USERS:
             figures[f"cpu_{what}_{name}"] = Figure(
-                f"cpu_{what}_{name}", f"{what} CPU per {per}: {name}", "ms", "lower")
+                f"cpu_{what}_{name}", f"{what} CPU per {per}: {name}", "µs", "lower")
     for rate in plan.rates:
         for pct in ("p50", "p99", "p99.9"):
             figures[f"latency_{rate}_{pct}"] = Figure(
@@ -89,7 +89,7 @@ CPU_USERS = ("intake", "decision", "fulfilment", "kafka", "ferretdb", "bench")
 def _add_cpu(f: dict[str, Figure], what: str, carried: bench.Carried) -> None:
     for name, seconds in carried.cpu_s.items():
         if f"cpu_{what}_{name}" in f and carried.incidents:
-            f[f"cpu_{what}_{name}"].add(1000 * seconds / carried.incidents)
+            f[f"cpu_{what}_{name}"].add(1_000_000 * seconds / carried.incidents)
 
 
 def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]

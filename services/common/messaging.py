@@ -474,15 +474,16 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         decoder=_raw_batch,
     )
     subscriber(on_batch)
-    poll_without_pause(subscriber)
+    poll_without_pause(subscriber, settings.batch_quiet_pause_ms)
 
 
-def poll_without_pause(subscriber: Any) -> None:
+def poll_without_pause(subscriber: Any, pause_ms: int = 0) -> None:
     """FastStream's batch subscriber sleeps `batch_timeout_ms` after a poll that found
     nothing, on top of the poll's own wait for records: a record arriving during that sleep
     waited up to 50 ms more. The poll itself waits until records arrive or the timeout ends
-    (aiokafka's `getmany`), so its answer is handed on as it is. A FastStream version that
-    changes the subscriber fails here, at start, rather than polling differently."""
+    (aiokafka's `getmany`), so its answer is handed on as it is, after `pause_ms` when it
+    was empty (`batch_quiet_pause_ms`). A FastStream version that changes the subscriber
+    fails here, at start, rather than polling differently."""
     if not (callable(getattr(subscriber, "get_msg", None))
             and isinstance(getattr(subscriber, "batch_timeout_ms", None), int)
             and isinstance(getattr(subscriber, "max_records", None), int)):
@@ -492,6 +493,8 @@ def poll_without_pause(subscriber: Any) -> None:
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
         polled = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms,
                                         max_records=subscriber.max_records)
+        if not polled and pause_ms:
+            await asyncio.sleep(pause_ms / 1000)
         return tuple(itertools.chain.from_iterable(polled.values()))
 
     subscriber.get_msg = get_msg

@@ -72,3 +72,18 @@ def test_a_subscriber_of_another_shape_is_refused_at_start() -> None:
     with pytest.raises(TypeError, match="batch_timeout_ms"):
         poll_without_pause(single)
 
+
+
+async def test_a_pause_after_a_quiet_poll_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    paused: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        paused.append(seconds)
+
+    monkeypatch.setattr("services.common.messaging.asyncio", SimpleNamespace(sleep=sleep))
+    subscriber = _subscriber(KafkaBroker())
+    poll_without_pause(subscriber, 30)
+    consumer = _Consumer({}, {TopicPartition("t", 0): ["r1"]})
+    assert await subscriber.get_msg(consumer) == ()
+    assert await subscriber.get_msg(consumer) == ("r1",)
+    assert paused == [0.03]
