@@ -55,8 +55,8 @@ class VoucherStore:
         one insert; returns the voucher of each action key, issued now or before.
 
         The unique index on the action key refuses a second voucher for an action, so only
-        the refused ones are looked up (a lookup that is not by `_id` reads the whole
-        collection on FerretDB v1)."""
+        the refused ones are looked up (every lookup reads the whole collection on
+        FerretDB v1, one by `_id` too)."""
         for request in requests:
             if (request.amount is None) == (request.percent is None):
                 raise VoucherError("value", "a voucher has either an amount or a percent")
