@@ -70,11 +70,11 @@ class Topics:
 # --- what the benchmark sends ----------------------------------------------------------
 
 
-def upstream_event(run: str, i: int, now: datetime) -> bytes:
-    """A late delivery for a customer of its own: the event the throughput and latency runs
-    send. Each becomes one incident, one decision and one apology (no review trigger fires
-    for a proactive late delivery)."""
-    customer = f"bench-{run}-{i}"
+def upstream_event(run: str, i: int, now: datetime, customer_no: int | None = None) -> bytes:
+    """A late delivery of order `i`, for customer `customer_no` (by default a customer of its
+    own): the event the throughput and latency runs send. Each becomes one incident, one
+    decision and its outcomes (no review trigger fires for a proactive late delivery)."""
+    customer = f"bench-{run}-{i if customer_no is None else customer_no}"
     promised = now - timedelta(minutes=90 + i % 600)
     return json.dumps({
         "specversion": "1.0", "id": deterministic_id("bench", run, str(i)),
@@ -134,10 +134,14 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[str, byte
     return sent
 
 
-def late_deliveries(run: str, count: int) -> Iterator[tuple[str, bytes]]:
+def late_deliveries(run: str, count: int, *, start: int = 0, returning: int = 0
+                    ) -> Iterator[tuple[str, bytes]]:
+    """Orders `start` to `start + count`; with `returning`, every other one is for one of the
+    first `returning` customers (who have a history by then), the others for new ones."""
     now = datetime.now(UTC)
-    for i in range(count):
-        yield f"bench-{run}-{i}", upstream_event(run, i, now)
+    for i in range(start, start + count):
+        who = (i - start) // 2 % returning if returning and (i - start) % 2 == 0 else i
+        yield f"bench-{run}-{who}", upstream_event(run, i, now, who)
 
 
 # --- watching topics -------------------------------------------------------------------
@@ -450,11 +454,16 @@ async def _forget(bootstrap: str, mongo_url: str, envs: Sequence[dict[str, str]]
 
 
 async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: Path, *,
-                              limit_s: float, say: Say = _quiet) -> Carried:
-    """Incidents per second from the first upstream event sent to the last outcome."""
+                              limit_s: float, prefill: int = 0, say: Say = _quiet) -> Carried:
+    """Incidents per second from the first upstream event sent to the last outcome. With
+    `prefill`, that many incidents are carried through first (stored like any other), and
+    half of the measured events are for those customers: the reads that grow with what is
+    stored and with returning customers show."""
     run = uuid.uuid4().hex[:8]
-    async with pipeline(bootstrap, mongo_url, run, logs, say=say) as running:
-        events = list(late_deliveries(run, count))
+    async with pipeline(bootstrap, mongo_url, run, logs, say=say) as started:
+        running = started if not prefill else await _prefilled(
+            bootstrap, started, run=run, count=prefill, limit_s=limit_s, say=say)
+        events = list(late_deliveries(run, count, start=prefill, returning=prefill))
         say(f"sending {count:,} events")
         began, cpu = time.monotonic(), running.meter.read()
         await produce(bootstrap, running.topics.upstream, events)
@@ -462,6 +471,21 @@ async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: 
                                     say=say, warm=running)
         carried.cpu_s = spent(cpu, running.meter.read())
         return carried
+
+
+async def _prefilled(bootstrap: str, running: Running, *, run: str, count: int,
+                     limit_s: float, say: Say) -> Running:
+    say(f"prefilling {count:,} incidents")
+    began = time.monotonic()
+    await produce(bootstrap, running.topics.upstream,
+                  list(late_deliveries(run, count)))
+    filled = await carried_out(bootstrap, running.topics, count, began, limit_s=limit_s,
+                               warm=running,
+                               say=lambda text: say(f"prefill: {text}"))
+    if not filled.finished:
+        raise TimeoutError(f"the prefill of {count:,} was not carried out in {limit_s:.0f} s")
+    return Running(running.topics, running.warm_decisions + filled.decided,
+                   running.warm_outcomes + filled.outcomes, running.meter)
 
 
 # --- latency -----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class Plan:
     engine_decisions: int
     backtest_incidents: int
     fanout_customers: int
+    prefill: int
     limit_s: float
     drain_s: float
     only: tuple[str, ...]
@@ -54,7 +55,8 @@ class Plan:
 def _figures(plan: Plan) -> dict[str, Figure]:
     figures = {
         "ceiling": Figure("ceiling", "ceiling: 3 plain Kafka hops", "events/s"),
-        "pipeline": Figure("pipeline", "pipeline: intake → decision → fulfilment",
+        "pipeline": Figure("pipeline", "pipeline: intake → decision → fulfilment" + (
+            f", after {plan.prefill:,} stored, half returning" if plan.prefill else ""),
                            "incidents/s", target=5000),
         "engine": Figure("engine", "engine: decide() per core (default policy)",
                          "decisions/s", target=100_000),
@@ -128,7 +130,8 @@ def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]
         if "pipeline" in plan.only:
             said(f"pipeline, {plan.messages:,} events")
             got = asyncio.run(bench.pipeline_throughput(
-                bootstrap, mongo, plan.messages, logs, limit_s=plan.limit_s, say=said))
+                bootstrap, mongo, plan.messages, logs, limit_s=plan.limit_s,
+                prefill=plan.prefill, say=said))
             f["pipeline"].add(got.rate, got.note(), seconds=round(got.seconds, 2),
                               decided=got.decided, outcomes=got.outcomes,
                               expected_outcomes=got.expected_outcomes)
@@ -201,6 +204,9 @@ def run_bench(
         help="incidents per backtest [default: 1,000,000]")] = None,
     fanout_customers: Annotated[int | None, typer.Option(
         help="customers affected by the outage [default: 100,000]")] = None,
+    prefill: Annotated[int, typer.Option(
+        help="incidents carried through before each pipeline run, whose customers half of "
+             "the measured events return to (0: a fresh database)")] = 0,
     limit: Annotated[float | None, typer.Option(
         help="seconds a throughput or fan-out run may take before it is reported "
              "unfinished [default: 300]")] = None,
@@ -233,7 +239,7 @@ def run_bench(
         rates=tuple(int(r) for r in rates.split(",") if r.strip()),
         engine_decisions=int(pick(engine_decisions, 100_000, 5_000)),
         backtest_incidents=int(pick(backtest_incidents, 1_000_000, 20_000)),
-        fanout_customers=int(pick(fanout_customers, 100_000, 200)),
+        fanout_customers=int(pick(fanout_customers, 100_000, 200)), prefill=prefill,
         limit_s=pick(limit, 300, 30), drain_s=pick(drain, 60, 8), only=chosen)
     if profile:
         os.environ[bench.PROFILE_ENV] = "1"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools import bench_cpu
+from devtools import bench, bench_cpu
 from devtools.bench_stats import SCHEMA, Figure, percentile, ratio, results_doc, shown, target_text
 
 pytestmark = pytest.mark.unit
@@ -131,3 +131,18 @@ def test_cpu_of_this_process_is_read_from_the_real_proc() -> None:
     session = bench_cpu.session_cpu(os.getsid(0))
     assert session is not None
     assert session >= used
+
+
+def test_after_a_prefill_every_other_order_is_for_a_returning_customer() -> None:
+    sent = list(bench.late_deliveries("r", 6, start=10, returning=10))
+    keys = [key for key, _ in sent]
+    assert keys == ["bench-r-0", "bench-r-11", "bench-r-1", "bench-r-13", "bench-r-2",
+                    "bench-r-15"]
+    bodies = [json.loads(value) for _, value in sent]
+    assert [b["subject"] for b in bodies] == keys
+    assert [b["data"]["customer"]["id"] for b in bodies] == keys
+    # Each order and event is new: only the customer returns.
+    assert len({b["data"]["order_id"] for b in bodies}) == 6
+    assert len({b["id"] for b in bodies}) == 6
+    fresh = [key for key, _ in bench.late_deliveries("r", 3)]
+    assert fresh == ["bench-r-0", "bench-r-1", "bench-r-2"]
