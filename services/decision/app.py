@@ -10,6 +10,7 @@ import logging
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from schemas.erasure import ErasureRequest
 from services.common.adapters.mongo import Client
 from services.common.app import Runtime
 from services.common.clock import Clock
@@ -19,6 +20,7 @@ from services.common.retention import install_retention, rules_of
 from services.decision import erasure, http, retention
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
+from services.decision.adapters.follower import DecisionFollower
 from services.decision.adapters.mongo import quiet_write_errors
 from services.decision.adapters.storage import open_storage
 from services.decision.domain.policy import Policy, load_policy
@@ -57,6 +59,14 @@ def create_app(settings: DecisionSettings | None = None, *,
             log.info("decision keeps its records with the %s adapters", server.backend)
         await service.store.create_indexes()
         await service.budget.create_indexes()
+        if service.store.follows_published:
+            # Positions first, then the load: a decision published in between is followed.
+            follower = DecisionFollower(settings, service.store)
+            await follower.start()
+            runtime.on_stop.append(follower.stop)
+            await service.store.load_histories()
+            follower.run()
+            app.state.follower = follower
 
     runtime.on_start.append(open_store)
 
@@ -80,7 +90,10 @@ def create_app(settings: DecisionSettings | None = None, *,
             log.info("applied the default of %d offers past their deadline", settled)
 
     runtime.every(settings.offer_sweep_seconds, apply_defaults, name="offer-defaults")
-    erasure_trail = install_erasure(runtime)
+    async def forget(request: ErasureRequest, pseudonym: str) -> int:
+        return service.store.rename_customer(request.customer_id, pseudonym)
+
+    erasure_trail = install_erasure(runtime, before=forget)
     install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,

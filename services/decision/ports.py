@@ -37,7 +37,28 @@ class Decisions(Protocol):
     @property
     def revisions(self) -> Outbox[Decision]: ...
 
+    @property
+    def follows_published(self) -> bool:
+        """Whether `histories` answers from memory (FerretDB, where every read scans), so
+        the service must `load_histories` at start and `learn` what other instances
+        publish."""
+
     async def create_indexes(self) -> None: ...
+
+    async def load_histories(self) -> None:
+        """Get ready to answer `histories` (from memory: one scan at start)."""
+
+    def learn(self, decisions: Sequence[Decision]) -> None:
+        """Decisions other instances recorded, as published: kept in the histories' view
+        (where the store is read for histories, nothing)."""
+
+    def knows(self, decision_id: str, revision: int) -> bool:
+        """Whether the view holds this revision of the decision or a newer one (always
+        False where there is no view)."""
+
+    def rename_customer(self, customer_id: str, pseudonym: str) -> int:
+        """An erased customer's history entries in memory go to the pseudonym, as the
+        store's did; how many moved."""
 
     async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
         """The decisions made before under these ids (each at its newest revision). Asked
@@ -82,6 +103,27 @@ class Decisions(Protocol):
     async def record_failures(self, outcomes: Sequence[Outcome], at: datetime
                               ) -> set[str]:
         """Keep the failed outcomes once per action key; the keys new to this call."""
+
+
+class HistoriesRead:
+    """What a store that reads histories from itself (indexed) says of the view it does not
+    keep."""
+
+    follows_published = False
+
+    async def load_histories(self) -> None:
+        return None
+
+    def learn(self, decisions: Sequence[Decision]) -> None:
+        del decisions
+
+    def knows(self, decision_id: str, revision: int) -> bool:
+        del decision_id, revision
+        return False
+
+    def rename_customer(self, customer_id: str, pseudonym: str) -> int:
+        del customer_id, pseudonym
+        return 0
 
 
 class Budget(Protocol):

@@ -1,8 +1,8 @@
 """What decision keeps and for how long (`services/common/retention.py`): (kind,
 collection, time field). Decisions and what settles them are money records. The marks
-`incidents_seen` and `customers_decided` carry no time: a missing mark is taken as proof
-that nothing was decided, so they stay as long as the decisions do; so does the budget's
-ledger, whose entries chain per day."""
+`incidents_seen` (and `customers_decided`, no longer written) carry no time: a missing mark
+is taken as proof that nothing was decided, so they stay as long as the decisions do; so
+does the budget's ledger, whose entries chain per day."""
 
 RETENTION = (
     ("money", "decisions", "decided_at"),

@@ -18,11 +18,11 @@ from services.common.access import Principal
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
 from services.decision.domain.topup import given_by
-from services.decision.ports import BudgetState
+from services.decision.ports import BudgetState, HistoriesRead
 from tests.fakes.common import FakeOutbox
 
 
-class FakeDecisions:
+class FakeDecisions(HistoriesRead):
     def __init__(self) -> None:
         self.decisions = FakeOutbox[Decision]()
         self.revisions = FakeOutbox[Decision]()

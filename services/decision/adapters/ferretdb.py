@@ -11,10 +11,16 @@ So the hot path inserts under unique ids and reads only what it must:
 - `reviews`, `choices`: one per decision, inserted once: the insert makes a verdict or a
   choice final when two people (or a person and the deadline) race;
 - `outcomes`: the failed actions fulfilment reported, once per action key;
-- `incidents_seen` (by decision id) and `customers_decided` (by customer id): marks inserted
-  before a batch is decided, so only incidents and customers seen before are looked up (a
-  lookup reads the whole collection, an insert costs microseconds; a mark always precedes
-  the decision it stands for, so a new mark proves there is nothing to look up).
+- `incidents_seen` (by decision id): marks inserted before a batch is decided, so only
+  incidents seen before are looked up (a lookup reads the whole collection, an insert costs
+  microseconds; a mark always precedes the decision it stands for, so a new mark proves
+  there is nothing to look up).
+
+Customers' histories are never read on the hot path: `history_view.HistoryView` keeps them in
+memory, loaded by one scan at start and fed by every decision this process records or reads
+and by those other instances publish (`learn`, from `follower.py`). The adapter once inserted a
+`customers_decided` mark per customer and batch to skip the reads of new customers; that
+collection is no longer written.
 """
 
 from __future__ import annotations
@@ -33,11 +39,10 @@ from schemas.outcome import Outcome
 from services.common.adapters.mongo import Doc, insert_new
 from services.common.adapters.outbox import MongoOutbox
 from services.decision.adapters import mongo as reads
+from services.decision.adapters.history_view import HistoryView
 from services.decision.adapters.mongo import (
     HISTORY_FIELDS,
     fields_of,
-    histories_of,
-    history_query,
 )
 from services.decision.domain.history import CustomerHistory
 
@@ -50,18 +55,33 @@ def _decision(doc: Doc) -> Decision:
     return Decision.model_validate_json(doc["decision"])
 
 
+class _ViewedOutbox(MongoOutbox[Decision]):
+    """The outbox of revision 0 that shows each decision it records to the view."""
+
+    def __init__(self, collection: AsyncCollection[Doc], view: HistoryView) -> None:
+        super().__init__(collection, _document)
+        self.view = view
+
+    async def add_new(self, records: Sequence[tuple[str, Decision]]) -> set[str]:
+        new = await super().add_new(records)
+        self.view.apply(d for key, d in records if key in new)
+        return new
+
+
 class FerretDecisions:
+    follows_published = True  # `learn` wants the decisions other instances publish
+
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self._decisions = db["decisions"]
-        self.decisions: MongoOutbox[Decision] = MongoOutbox(self._decisions, _document)
+        self.view = HistoryView()
+        self.decisions: MongoOutbox[Decision] = _ViewedOutbox(self._decisions, self.view)
         self.revisions: MongoOutbox[Decision] = MongoOutbox(db["revisions"], _document)
         self.reviews = db["reviews"]
         self.choices = db["choices"]
         self.approvals = db["approvals"]
         self.outcomes = db["outcomes"]
         self.incidents_seen = db["incidents_seen"]
-        self.customers_decided = db["customers_decided"]
 
     async def create_indexes(self) -> None:
         await self._decisions.create_index([("customer_id", ASCENDING),
@@ -72,6 +92,21 @@ class FerretDecisions:
         for outbox in (self.decisions, self.revisions):
             await outbox.create_indexes()
 
+    async def load_histories(self) -> None:
+        """The one scan of `decisions` the view needs, at start (or at the first history
+        asked, for a caller that did not load it)."""
+        self.view.load([doc async for doc in self._decisions.find(
+            {}, {**HISTORY_FIELDS, "revision": 1})])
+
+    def learn(self, decisions: Sequence[Decision]) -> None:
+        self.view.apply(decisions)
+
+    def knows(self, decision_id: str, revision: int) -> bool:
+        return self.view.knows(decision_id, revision)
+
+    def rename_customer(self, customer_id: str, pseudonym: str) -> int:
+        return self.view.rename(customer_id, pseudonym)
+
     async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
         new = await insert_new(self.incidents_seen, [{"_id": i} for i in ids])
         return await self.find([i for i in ids if i not in new])
@@ -79,22 +114,23 @@ class FerretDecisions:
     async def find(self, ids: Sequence[str]) -> dict[str, Decision]:
         if not ids:
             return {}
-        return {doc["_id"]: _decision(doc) async for doc in self._decisions.find(
+        found = {doc["_id"]: _decision(doc) async for doc in self._decisions.find(
             {"_id": {"$in": list(ids)}}, {"decision": 1})}
+        self.view.apply(found.values())
+        return found
 
     async def get(self, decision_id: str) -> Decision | None:
-        return await reads.get(self._decisions, _decision, decision_id)
+        found = await reads.get(self._decisions, _decision, decision_id)
+        if found is not None:
+            self.view.apply([found])
+        return found
 
     async def histories(self, customers: Sequence[str], since: datetime,
                         orders: Sequence[str] = (), outages: Sequence[str] = ()
                         ) -> dict[str, CustomerHistory]:
-        new = await insert_new(self.customers_decided, [{"_id": c} for c in customers])
-        seen = [c for c in customers if c not in new]
-        docs: list[Doc] = []
-        if seen:
-            docs = [doc async for doc in self._decisions.find(
-                history_query(seen, since, orders, outages), HISTORY_FIELDS)]
-        return histories_of(customers, docs)
+        if not self.view.loaded:
+            await self.load_histories()
+        return self.view.histories(customers, since, orders, outages)
 
     async def between(self, start: datetime | None, stop: datetime | None) -> list[Decision]:
         return await reads.between(self._decisions, _decision, start, stop)
@@ -142,6 +178,7 @@ class FerretDecisions:
         await self._decisions.update_one(
             {"_id": revision.decision_id, "revision": {"$lt": revision.revision}},
             {"$set": fields})
+        self.view.apply([revision])
 
     async def record_failures(self, outcomes: Sequence[Outcome], at: datetime) -> set[str]:
         return await insert_new(self.outcomes, [

@@ -32,7 +32,7 @@ from services.decision.adapters.mongo import (
     history_query,
 )
 from services.decision.domain.history import CustomerHistory
-from services.decision.ports import BudgetState
+from services.decision.ports import BudgetState, HistoriesRead
 
 
 def _document(key: str, decision: Decision) -> Doc:
@@ -44,7 +44,7 @@ def _decision(doc: Doc) -> Decision:
     return Decision.model_validate(doc["decision"])
 
 
-class MongoDecisions:
+class MongoDecisions(HistoriesRead):
     """`decisions` (newest revision of each, with `approvals`, `verdict` and `chosen` beside
     the body), `revisions` (later revisions, the outbox of their events), `outcomes`."""
 
