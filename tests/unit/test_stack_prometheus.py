@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from devtools import stack
+from devtools.cli import app as devtools_cli
 
 pytestmark = pytest.mark.unit
 
@@ -113,3 +115,26 @@ def test_a_port_taken_by_someone_else_is_one_clear_error(settings: stack.StackSe
         with pytest.raises(stack.StackError, match=f"port {port} is already taken.*"
                                                    "AMENDS_STACK_PROMETHEUS_PORT"):
             stack.start_prometheus(settings)
+
+
+def test_stack_up_without_prometheus_still_starts_the_rest_and_says_how(
+        settings: stack.StackSettings, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    started: list[str] = []
+
+    def up(*_: object, **__: object) -> dict[str, str]:
+        started.append("up")
+        return {"ferretdb": "started", "kafka": "started"}
+
+    monkeypatch.setattr(stack, "up", up)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("AMENDS_STACK_PROMETHEUS_PORT", str(probe.getsockname()[1]))
+    shown = CliRunner().invoke(devtools_cli, ["stack", "up"])
+    assert shown.exit_code == 0, shown.output
+    assert started == ["up"]
+    said = " ".join(shown.output.split())
+    assert "kafka: started" in said
+    assert "prometheus: not started: `prometheus` was not found on PATH: run `make tools`" \
+        in said
