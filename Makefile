@@ -24,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-up: install ## start the local stack (Kafka + FerretDB) and the three services
+up: install tools ## start the local stack (Kafka, FerretDB, Prometheus) and the three services
 	$(DEVTOOLS) stack up --services
 
 down: install ## stop everything the local stack started (data is kept)
@@ -33,10 +33,10 @@ down: install ## stop everything the local stack started (data is kept)
 status: install ## show what the local stack runs
 	$(DEVTOOLS) stack status
 
-demo: install ## bring everything up, play a short scenario, print what happened
+demo: install tools ## bring everything up, play a short scenario, print what happened
 	$(DEVTOOLS) demo
 
-tools: ## the system tools the tests need (promtool and prometheus, from Debian's packages)
+tools: ## the system tools the tests and the stack need (promtool and prometheus, from Debian's packages)
 	@scripts/system-tools
 
 test: install tools ## the whole test suite (starts the local stack if nothing else is given)

@@ -4,9 +4,12 @@ checkout (`python -m devtools ...`, or `make up`, `make demo`, `make bench`)."""
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
@@ -14,7 +17,7 @@ from devtools import bench_cli, stack
 
 app = typer.Typer(help="Amends' development tools: the local stack, the demo, the benchmark.",
                   no_args_is_help=True, add_completion=False)
-stack_app = typer.Typer(help="The local stack: Kafka and FerretDB on this machine.",
+stack_app = typer.Typer(help="The local stack: Kafka, FerretDB and Prometheus on this machine.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.command("bench")(bench_cli.run_bench)
@@ -38,20 +41,33 @@ def _status_table() -> Table:
     return table
 
 
+def _start_prometheus(settings: stack.StackSettings, progress: stack.Progress
+                      ) -> tuple[bool, str]:
+    """Prometheus is for looking at the stack, not for running it: without it (not installed,
+    its port taken) the stack still comes up, and the reason says how to fix it."""
+    try:
+        return True, stack.start_prometheus(settings, progress)
+    except stack.StackError as exc:
+        return False, f"[yellow]not started[/yellow]: {exc}"
+
+
 @stack_app.command("up")
 def stack_up(
     services: Annotated[bool, typer.Option(help="also start the three services")] = False,
 ) -> None:
-    """Fetch/build what is missing, start Kafka and FerretDB, wait until they answer."""
+    """Fetch/build what is missing, start Kafka, FerretDB and Prometheus, wait until they
+    answer."""
+    settings = stack.StackSettings()
     try:
         with console.status("starting the local stack") as status:
-            result = stack.up(progress=status.update)
+            result = stack.up(settings, progress=status.update)
             if services:
-                result |= stack.services_up(progress=status.update)
+                result |= stack.services_up(settings, progress=status.update)
+            _, result["prometheus"] = _start_prometheus(settings, status.update)
     except stack.StackError as exc:
         raise _fail(exc) from None
     for name, what in result.items():
-        console.print(f"{name}: {what}")
+        console.print(f"{name}: {what}", highlight=False)
     console.print(_status_table())
     _dev_key_hint(stack.dev_credentials(stack.StackSettings()))
 
@@ -63,7 +79,7 @@ def _dev_key_hint(dev: stack.DevCredentials) -> None:
         "set; for curl or another shell:\n"
         f"  [bold]export AMENDS_TOKEN=$({DEV_KEY_COMMAND})[/bold]\n"
         "  [bold]curl -H \"Authorization: Bearer $AMENDS_TOKEN\" "
-        "localhost:8002/v1/whoami[/bold]", highlight=False)
+        f"localhost:{stack.service_ports()['decision']}/v1/whoami[/bold]", highlight=False)
 
 
 @stack_app.command("token")
@@ -78,7 +94,8 @@ def stack_token() -> None:
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop the services, Kafka and FerretDB started by `stack up` (data is kept)."""
+    """Stop the services, Prometheus, Kafka and FerretDB started by `stack up` (data is
+    kept)."""
     for name, what in stack.down().items():
         console.print(f"{name}: {what}")
 
@@ -95,16 +112,24 @@ def demo() -> None:
     from devtools.demo import FINE, SCENARIO, play_on_stack  # noqa: PLC0415 - Kafka when needed
 
     settings = stack.StackSettings()
+    ports = stack.service_ports()
+    targets: list[stack.ScrapeTarget] = []
+    alerts: list[stack.AlertState] = []
     try:
         with console.status("starting the local stack and the services") as status:
             stack.up(settings, progress=status.update)
             stack.services_up(settings, progress=status.update)
+            prometheus_runs, prometheus = _start_prometheus(settings, status.update)
             status.update(f"playing the scenario: {len(SCENARIO)} customers, "
                           f"{len(SCENARIO) - len(FINE)} of them let down")
             token = stack.dev_credentials(settings).api_key
             rows = asyncio.run(play_on_stack(
-                settings.kafka_bootstrap, f"http://127.0.0.1:{stack.SERVICES['fulfilment']}",
-                token))
+                settings.kafka_bootstrap, f"http://127.0.0.1:{ports['fulfilment']}", token))
+            if prometheus_runs:
+                status.update("waiting for Prometheus to scrape the services")
+                targets = _targets_up(settings.prometheus_url)
+                alerts = _alerts_after(settings.prometheus_url,
+                                       max(t.scraped_at for t in targets))
     except stack.StackError as exc:
         raise _fail(exc) from None
     table = Table(title="what happened")
@@ -122,12 +147,62 @@ def demo() -> None:
     apologised = sum(1 for r in rows if r.apology != "-")
     console.print(f"{apologised} of {len(let_down)} customers let down got an apology; "
                   f"{len(rows) - len(let_down)} who were fine got nothing.")
+    if prometheus_runs:
+        console.print(_prometheus_tables(targets, alerts))
+        console.print(f"Prometheus: [bold]{settings.prometheus_url}[/bold] (targets, alerts, "
+                      "queries; the rules are deploy/prometheus/rules).", highlight=False)
+    else:
+        console.print(f"Prometheus: {prometheus}", highlight=False)
     console.print(
         "Look further: [bold]amends case CUSTOMER[/bold] (e.g. "
         f"{rows[3].customer}), [bold]amends review list[/bold], "
-        "[bold]curl localhost:8001/metrics[/bold] (intake; decision 8002, fulfilment 8003), "
+        f"[bold]curl localhost:{ports['intake']}/metrics[/bold] (intake; decision "
+        f"{ports['decision']}, fulfilment {ports['fulfilment']}), "
         f"logs under {settings.run_dir}.\nThe amends commands act as the local stack's dev "
         f"operator (admin); [bold]export AMENDS_TOKEN=$({DEV_KEY_COMMAND})[/bold] for curl."
         "\nStop everything: [bold]make down[/bold]; the data is kept for the next start.")
     if apologised != len(let_down) or len(let_down) != len(SCENARIO) - len(FINE):
         raise typer.Exit(1)
+
+
+def _targets_up(url: str, timeout_s: float = 20.0) -> list[stack.ScrapeTarget]:
+    """The scrape targets once each is up, or as they are after `timeout_s` (a few scrape
+    intervals: a service that just started may have been down at the first scrape)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        targets = stack.scrape_targets(url)
+        if (targets and all(t.health == "up" for t in targets)) or time.monotonic() > deadline:
+            return targets
+        time.sleep(0.5)
+
+
+def _alerts_after(url: str, scraped_at: datetime, timeout_s: float = 10.0
+                  ) -> list[stack.AlertState]:
+    """The alerts once every rule was evaluated on the scrapes `_targets_up` saw (a target
+    down before its service started keeps its alert pending until then)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alerts = stack.alert_states(url)
+        if (all(a.evaluated_at >= scraped_at for a in alerts)
+                or time.monotonic() > deadline):
+            return alerts
+        time.sleep(0.5)
+
+
+def _prometheus_tables(targets: list[stack.ScrapeTarget],
+                       alerts: list[stack.AlertState]) -> Columns:
+    health = {"up": "[green]up[/green]", "down": "[red]down[/red]"}
+    scraped = Table(title="Prometheus: targets")
+    for column in ("job", "scrapes", "health"):
+        scraped.add_column(column, overflow="fold")
+    for target in targets:
+        shown = health.get(target.health, target.health)
+        scraped.add_row(target.job, target.address,
+                        f"{shown} ({target.error})" if target.error else shown)
+    states = {"firing": "[red]firing[/red]", "pending": "[yellow]pending[/yellow]"}
+    alerting = Table(title="Prometheus: alerts")
+    for column in ("alert", "severity", "state"):
+        alerting.add_column(column)
+    for alert in alerts:
+        alerting.add_row(alert.name, alert.severity, states.get(alert.state, alert.state))
+    return Columns([scraped, alerting])

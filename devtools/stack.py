@@ -1,8 +1,10 @@
-"""The local stack: Apache Kafka (KRaft) and FerretDB on this machine, without Docker.
+"""The local stack: Apache Kafka (KRaft), FerretDB and Prometheus on this machine, without
+Docker.
 
 Fetches what is missing (Kafka's jars with Maven, FerretDB built from `deploy/ferretdb` with
-Go), caches it under the state directory, starts both, waits until they answer, and stops
-exactly the processes it started (their pids are kept next to their logs).
+Go; Prometheus is Debian's package, installed by `scripts/system-tools`), caches it under the
+state directory, starts each, waits until it answers, and stops exactly the processes it
+started (their pids are kept next to their logs).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +52,7 @@ class StackSettings(BaseSettings):
     kafka_controller_port: int = 9093
     kafka_heap: str = "1g"
     mongo_port: int = 27017
+    prometheus_port: int = 9090
     start_timeout_s: float = 90.0
 
     cache_dir_override: Path | None = Field(default=None, alias="AMENDS_STACK_CACHE_DIR")
@@ -68,6 +73,10 @@ class StackSettings(BaseSettings):
     @property
     def mongo_url(self) -> str:
         return f"mongodb://127.0.0.1:{self.mongo_port}/"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
 
 Progress = Callable[[str], None]
@@ -374,6 +383,130 @@ def _mongo_ready(url: str) -> bool:
     return True
 
 
+# --- Prometheus --------------------------------------------------------------------------------
+
+PROMETHEUS_DIR = DEPLOY_DIR / "prometheus"
+PROMETHEUS_HINT = ("run `make tools` (it installs Debian's prometheus package), or install "
+                   "Prometheus 2.x and put `prometheus` on PATH")
+# The repository's config scrapes every 15 s; the local stack scrapes every 5 s, so that a
+# service just started (`make demo`) shows as up within seconds. The rules do not depend on it.
+LOCAL_SCRAPE_INTERVAL = "5s"
+
+
+def prometheus_config(ports: Mapping[str, int]) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml for this machine: each job scrapes its service on the
+    port in `ports` (by service name), and the rule files are the repository's own."""
+    import yaml  # noqa: PLC0415 - only Prometheus' start needs it
+
+    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"] |= {"scrape_interval": LOCAL_SCRAPE_INTERVAL,
+                         "scrape_timeout": LOCAL_SCRAPE_INTERVAL,
+                         "evaluation_interval": LOCAL_SCRAPE_INTERVAL}
+    # Relative to the config file in deploy/; the generated file lives in the run dir.
+    config["rule_files"] = [str(PROMETHEUS_DIR / pattern) for pattern in config["rule_files"]]
+    for job in config["scrape_configs"]:
+        service = job["job_name"].removeprefix("amends-")
+        if service not in ports:
+            raise StackError(f"deploy/prometheus/prometheus.yml has a job {job['job_name']!r} "
+                             f"for no service the stack runs ({', '.join(ports)})")
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[service]}"]}]
+    return config
+
+
+def _write_prometheus_config(settings: StackSettings) -> Path:
+    import yaml  # noqa: PLC0415
+
+    path = settings.run_dir / "prometheus.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = prometheus_config(service_ports())
+    path.write_text("# Made by `python -m devtools stack up` from deploy/prometheus/"
+                    "prometheus.yml; edit that file instead.\n"
+                    + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def prometheus_argv(settings: StackSettings, binary: str, config: Path) -> list[str]:
+    return [binary, f"--config.file={config}",
+            f"--storage.tsdb.path={settings.state_dir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{settings.prometheus_port}"]
+
+
+def start_prometheus(settings: StackSettings, progress: Progress = _quiet) -> str:
+    """Prometheus scraping the stack's services with the repository's rules. Already running,
+    it reloads the config (SIGHUP), so that a service moved to another port is followed."""
+    proc = Process("prometheus", settings.run_dir)
+    pid = proc.pid()
+    if pid is not None and port_open(settings.prometheus_port):
+        _write_prometheus_config(settings)
+        os.kill(pid, signal.SIGHUP)
+        return "already running"
+    if pid is None and port_open(settings.prometheus_port):
+        raise StackError(
+            f"port {settings.prometheus_port} is already taken by another process (Debian's "
+            "prometheus service?): stop it, or choose another port with "
+            "AMENDS_STACK_PROMETHEUS_PORT"
+        )
+    binary = _require_tool("prometheus", PROMETHEUS_HINT)
+    config = _write_prometheus_config(settings)
+    if pid is None:
+        progress("starting Prometheus")
+        proc.start(prometheus_argv(settings, binary, config), cwd=settings.state_dir)
+    _wait(proc, settings, partial(_http_ok, f"{settings.prometheus_url}/-/ready"), "Prometheus")
+    return "started"
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    address: str
+    health: str  # up, down, unknown (not scraped yet)
+    error: str
+    scraped_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertState:
+    name: str
+    severity: str
+    state: str  # inactive, pending, firing
+    evaluated_at: datetime
+
+
+def _instant(text: str) -> datetime:
+    """Prometheus' RFC 3339 times (nanoseconds, `Z`); never is year 1."""
+    return datetime.fromisoformat(text)
+
+
+def _prometheus_api(url: str, path: str, **params: str) -> Any:
+    import httpx  # noqa: PLC0415
+
+    try:
+        response = httpx.get(f"{url}{path}", params=params, timeout=5.0)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise StackError(f"Prometheus at {url} did not answer {path}: {exc}") from exc
+    return response.json()["data"]
+
+
+def scrape_targets(url: str) -> list[ScrapeTarget]:
+    """The targets Prometheus scrapes and how their last scrape went (`/api/v1/targets`)."""
+    active = _prometheus_api(url, "/api/v1/targets", state="active")["activeTargets"]
+    return sorted((ScrapeTarget(t["labels"]["job"], t["scrapeUrl"], t["health"],
+                                t.get("lastError", ""), _instant(t["lastScrape"]))
+                   for t in active),
+                  key=lambda t: t.job)
+
+
+def alert_states(url: str) -> list[AlertState]:
+    """Every alerting rule loaded and its state, firing ones first (`/api/v1/rules`)."""
+    groups = _prometheus_api(url, "/api/v1/rules", type="alert")["groups"]
+    order = {"firing": 0, "pending": 1}
+    return sorted((AlertState(r["name"], r.get("labels", {}).get("severity", "-"), r["state"],
+                              _instant(r["lastEvaluation"]))
+                   for g in groups for r in g["rules"]),
+                  key=lambda a: (order.get(a.state, 2), a.name))
+
+
 # --- credentials ---------------------------------------------------------------------------
 
 DEV_KEY_NAME = "local-dev"
@@ -458,12 +591,27 @@ def up(settings: StackSettings | None = None, progress: Progress = _quiet) -> di
 
 
 STACK_PROCESSES = ("kafka", "ferretdb")
-SERVICES = {"intake": 8001, "decision": 8002, "fulfilment": 8003}
+SERVICES = ("intake", "decision", "fulfilment")
+
+
+def service_ports() -> dict[str, int]:
+    """Each service's HTTP port (API, `/metrics`, `/health`) as its own settings read it from
+    this environment (`AMENDS_INTAKE_HTTP_PORT`, ...), which the services the stack starts
+    inherit."""
+    # Imported here: the services' settings pull in FastAPI, which `stack down` never needs.
+    from services.decision.settings import DecisionSettings  # noqa: PLC0415
+    from services.fulfilment.settings import FulfilmentSettings  # noqa: PLC0415
+    from services.intake.settings import IntakeSettings  # noqa: PLC0415
+
+    return {"intake": IntakeSettings().http_port, "decision": DecisionSettings().http_port,
+            "fulfilment": FulfilmentSettings().http_port}
 
 
 def down(settings: StackSettings | None = None,
-         names: Sequence[str] = (*SERVICES, *STACK_PROCESSES)) -> dict[str, str]:
-    """Stop what the stack started (the services first, then the broker and the database)."""
+         names: Sequence[str] = ("prometheus", *SERVICES, *STACK_PROCESSES)
+         ) -> dict[str, str]:
+    """Stop what the stack started (Prometheus and the services first, then the broker and
+    the database)."""
     settings = settings or StackSettings()
     return {name: "stopped" if Process(name, settings.run_dir).stop() else "was not running"
             for name in names}
@@ -500,8 +648,9 @@ def services_up(settings: StackSettings | None = None,
     """Start the three services as processes of their own against the local stack."""
     settings = settings or StackSettings()
     env = service_env(settings, os.environ)
+    ports = service_ports()
     result = {}
-    for name, port in SERVICES.items():
+    for name, port in ports.items():
         proc = Process(name, settings.run_dir)
         if proc.pid() is not None:
             result[name] = "already running"
@@ -512,7 +661,7 @@ def services_up(settings: StackSettings | None = None,
         progress(f"starting {name}")
         proc.start(service_argv(name), cwd=REPO_ROOT, env=env)
         result[name] = "started"
-    for name, port in SERVICES.items():
+    for name, port in ports.items():
         health = f"http://127.0.0.1:{port}/health"
         _wait(Process(name, settings.run_dir), settings, partial(_http_ok, health), name)
     return result
@@ -531,7 +680,7 @@ def status(settings: StackSettings | None = None) -> list[ComponentStatus]:
     settings = settings or StackSettings()
     rows = []
     for name, port in (("kafka", settings.kafka_port), ("ferretdb", settings.mongo_port),
-                       *SERVICES.items()):
+                       *service_ports().items(), ("prometheus", settings.prometheus_port)):
         proc = Process(name, settings.run_dir)
         rows.append(ComponentStatus(name, proc.pid(), f"127.0.0.1:{port}", port_open(port),
                                     proc.log_file))

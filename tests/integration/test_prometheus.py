@@ -1,6 +1,7 @@
 """A real Prometheus server scrapes intake's /metrics while a late delivery goes through the
 real broker and database, and sees the incident it caused; the repository's rules load and
-evaluate against the real series."""
+evaluate against the real series. The local stack's own Prometheus finds the three services
+on the ports their settings give, with the repository's alerts loaded."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from devtools import stack
 from devtools.gateway_peer import serving
 from tests.factories import order_delivered
 from tests.infra import Infra
@@ -146,3 +148,44 @@ async def test_prometheus_sees_the_incident_a_late_delivery_caused(
                     assert time.monotonic() < deadline, health
                     await asyncio.sleep(0.5)
                 assert set(health.values()) == {"ok"}, health
+
+
+async def test_the_local_stacks_prometheus_scrapes_the_services(
+        infra: Infra, suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prometheus_binary()
+    settings = stack.StackSettings(state_dir=tmp_path / "state", prometheus_port=free_port(),
+                                   cache_dir_override=tmp_path / "cache")
+    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"]
+              for rule in group["rules"] if "alert" in rule}
+
+    async with (running_pipeline(infra, suffix) as pipeline,
+                serving(pipeline.intake) as intake_url,
+                serving(pipeline.decision) as decision_url,
+                serving(pipeline.fulfilment) as fulfilment_url):
+        urls = {"intake": intake_url, "decision": decision_url, "fulfilment": fulfilment_url}
+        # The stack reads each service's port from the service's settings, as `make up`
+        # starts them.
+        monkeypatch.delenv("AMENDS_HTTP_PORT", raising=False)
+        for name, url in urls.items():
+            monkeypatch.setenv(f"AMENDS_{name.upper()}_HTTP_PORT", url.rsplit(":", 1)[1])
+        try:
+            # Off the event loop: the services answer the scrapes on it meanwhile.
+            assert await asyncio.to_thread(stack.start_prometheus, settings) == "started"
+            deadline = time.monotonic() + 30
+            while True:
+                targets = await asyncio.to_thread(stack.scrape_targets, settings.prometheus_url)
+                if targets and all(t.health == "up" for t in targets):
+                    break
+                assert time.monotonic() < deadline, targets
+                await asyncio.sleep(0.5)
+            assert {t.job: t.address for t in targets} == {
+                f"amends-{name}": f"{url}/metrics" for name, url in urls.items()}
+            loaded = await asyncio.to_thread(stack.alert_states, settings.prometheus_url)
+            assert {a.name for a in loaded} == alerts
+            assert await asyncio.to_thread(stack.start_prometheus, settings) == (
+                "already running")
+        finally:
+            stopped = stack.down(settings, ["prometheus"])
+    assert stopped == {"prometheus": "stopped"}
+    assert (settings.state_dir / "prometheus-data").is_dir()
+    assert not stack.port_open(settings.prometheus_port)

@@ -18,6 +18,8 @@ import yaml
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
+from devtools import stack
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +99,17 @@ def promtool(*args: str | Path) -> str:
 def test_prometheus_config_is_valid() -> None:
     output = promtool("check", "config", CONFIG)
     assert "1 rule files found" in output
+
+
+def test_the_local_stacks_config_is_valid(tmp_path: Path) -> None:
+    """What `python -m devtools stack up` gives its Prometheus: the same config with the
+    services' ports, rules named from wherever it is written."""
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(
+        stack.prometheus_config({"intake": 18001, "decision": 18002, "fulfilment": 18003})))
+    output = promtool("check", "config", path)
+    assert "1 rule files found" in output
+    assert f"Checking {RULES}" in output  # the repository's rules, wherever the config is
 
 
 def test_rules_are_valid() -> None:
