@@ -262,6 +262,9 @@ def _key(conditions: tuple[Condition, ...]) -> Callable[[Incident, WindowFacts],
         return lambda _incident, _facts: ()
     if len(conditions) == 1:
         return conditions[0].read
+    if len(conditions) == 2:  # the usual case, without a generator
+        first, second = conditions[0].read, conditions[1].read
+        return lambda incident, facts: (first(incident, facts), second(incident, facts))
     gets = tuple(c.read for c in conditions)
     return lambda incident, facts: tuple(get(incident, facts) for get in gets)
 
