@@ -5,7 +5,7 @@ reference engine and the fast path share it."""
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from schemas.decision import RemedyKind
 from schemas.incident import Incident, IncidentType
@@ -15,8 +15,25 @@ from services.decision.domain.remedies import Item, amount_in, cent
 Remedy = TypeVar("Remedy", bound=Item)  # the engine's items, or the fast path's
 
 
+class Refunded(NamedTuple):
+    """What was refunded already of what was paid for an order (or charged twice for it), in
+    the words a cut refund's note gives, made only when a refund is cut."""
+
+    taken: Decimal
+    paid: Decimal | None
+    currency: str
+    order_id: str | None
+    twice: bool  # of what was charged twice
+
+    def __str__(self) -> str:
+        taken, paid, currency = self.taken, self.paid, self.currency
+        how = "charged twice" if self.twice else "paid"
+        return (f"{taken} {currency} of the {paid} {currency} {how} for order {self.order_id} "
+                "is refunded already")
+
+
 def refund_room(incident: Incident, history: CustomerHistory, currency: str
-                ) -> tuple[Decimal | None, str]:
+                ) -> tuple[Decimal | None, Refunded]:
     """What may still be refunded for the incident's order (None: no known ceiling), and why.
 
     The ceiling is everything captured for the order (`captured_amount`) less what its other
@@ -40,15 +57,13 @@ def refund_room(incident: Incident, history: CustomerHistory, currency: str
     else:
         basis, taken = (order if order is not None else charged), before - duplicates
     room = None if basis is None else max(ZERO, basis - taken)
-    why = (f"{taken} {currency} of the {basis} {currency} paid for order "
-           f"{incident.order_id} is refunded already")
+    why = Refunded(taken, basis, currency, incident.order_id, twice=False)
     if duplicate:
         excess = (max(ZERO, captured - order) if captured is not None and order is not None
                   else charged)
         if excess is not None and (room is None or excess - duplicates < room):
             room = max(ZERO, excess - duplicates)
-            why = (f"{duplicates} {currency} of the {excess} {currency} charged twice for "
-                   f"order {incident.order_id} is refunded already")
+            why = Refunded(duplicates, excess, currency, incident.order_id, twice=True)
     return room, why
 
 
@@ -67,7 +82,7 @@ def within_captured(base: list[Remedy], options: list[tuple[str, list[Remedy]]],
                   for label, items in options]
 
 
-def _refunds_within(items: list[Remedy], room: Decimal, why: str, currency: str, *,
+def _refunds_within(items: list[Remedy], room: Decimal, why: Refunded, currency: str, *,
                     notes: list[str], where: str) -> tuple[list[Remedy], Decimal]:
     kept = []
     for item in items:

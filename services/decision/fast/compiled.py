@@ -25,6 +25,7 @@ from services.decision.domain.remedies import amount_in, cent
 from services.decision.fast.remedies import (
     Item,
     Make,
+    action_fields,
     built,
     grant_maker,
     money,
@@ -261,6 +262,9 @@ def _key(conditions: tuple[Condition, ...]) -> Callable[[Incident, WindowFacts],
         return lambda _incident, _facts: ()
     if len(conditions) == 1:
         return conditions[0].read
+    if len(conditions) == 2:  # the usual case, without a generator
+        first, second = conditions[0].read, conditions[1].read
+        return lambda incident, facts: (first(incident, facts), second(incident, facts))
     gets = tuple(c.read for c in conditions)
     return lambda incident, facts: tuple(get(incident, facts) for get in gets)
 
@@ -367,6 +371,7 @@ class CompiledPolicy:
     rules_read_compensation: bool  # a rule has a `compensation_in_window` condition
     caps: dict[str, tuple[Decimal, Money, str]]  # the limit, as Money and in words, of the
     # caps whose limit is known beforehand: the incident cap, and a budget spent
+    apology: dict[str, Any]  # the fields of every decision's first action but its key
 
 
 def _compile(policy: Policy) -> CompiledPolicy:
@@ -398,6 +403,8 @@ def _compile(policy: Policy) -> CompiledPolicy:
             ),
             "budget": (ZERO, zero, cap_detail("budget", policy, ZERO, ZERO)),
         },
+        apology=action_fields(Item(RemedyKind.apology, ZERO, ""), "an apology", zero, None)
+        | {"rule_id": None},
     )
 
 

@@ -59,7 +59,7 @@ from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
 from services.decision.domain.refunds import within_captured
 from services.decision.domain.remedies import paid, rounded
-from services.decision.domain.topup import earlier, top_up
+from services.decision.domain.topup import Earlier, earlier, top_up
 from services.decision.fast.compiled import (
     CompiledPolicy,
     Granted,
@@ -69,7 +69,9 @@ from services.decision.fast.compiled import (
 )
 from services.decision.fast.remedies import (
     Item,
+    action_fields,
     built,
+    built_from,
     describe,
     dressed,
     goodwill,
@@ -98,7 +100,6 @@ __all__ = [
 _REFUND, _POINTS, _VOUCHER = RemedyKind.refund, RemedyKind.points, RemedyKind.voucher
 _DOUBLE_CHARGE = IncidentType.double_charge
 _LABELLED = frozenset({RemedyKind.gift, RemedyKind.free_upgrade})
-_APOLOGY = RemedyKind.apology
 _HELD, _AWAITING, _APPROVED = (
     DecisionStatus.held,
     DecisionStatus.awaiting_choice,
@@ -529,6 +530,7 @@ class Evaluation(NamedTuple):
     value: Decimal  # goodwill: the remedies outside an offer and its dearest option
     plan: CompiledPolicy
     restitution: Decimal  # given back: outside an offer, and the most an option gives back
+    before: Earlier | None  # the earlier stages of the same failure, if any
 
     @property
     def total(self) -> Decimal:
@@ -585,7 +587,7 @@ def _evaluate(
     )
     if refunds:
         restitution_never_cut(draft, owed)
-    return Evaluation(draft, facts, review_reason, value, plan, owed)
+    return Evaluation(draft, facts, review_reason, value, plan, owed, before)
 
 
 def _refunds(draft: Draft) -> bool:
@@ -669,27 +671,18 @@ def _hours(n: int) -> timedelta:
 
 def _action(item: Item, did: str, position: int, currency: str, now: datetime) -> Action:
     ready = item.dressed
-    if ready is not None:
-        note, value, amount = ready.note, ready.value, ready.amount
+    if ready is not None:  # a shared item: its action's fields are made already
+        fields = ready.action.copy()
     else:
-        note, value = describe(item, currency), money(item.value, currency)
-        amount = None if item.amount is None else money(item.amount, currency)
-    return built(
-        Action,
-        position=position,
-        idempotency_key=action_key(did, position),
-        kind=item.kind,
-        amount=amount,
-        percent=item.percent,
-        points=item.points,
-        expires_at=now + _days(item.expires_days) if item.expires_days else None,
-        value=value,
-        note=note,
-        rule_id=item.rule_id,
-        quantity=item.quantity,
-        due_by=now + _hours(item.due_hours) if item.due_hours else None,
-        restitution=item.restitution,
-    )
+        fields = action_fields(item, describe(item, currency), money(item.value, currency),
+                               None if item.amount is None else money(item.amount, currency))
+    fields["position"] = position
+    fields["idempotency_key"] = action_key(did, position)
+    if item.expires_days:
+        fields["expires_at"] = now + _days(item.expires_days)
+    if item.due_hours:
+        fields["due_by"] = now + _hours(item.due_hours)
+    return built_from(Action, fields)
 
 
 def decide(
@@ -709,26 +702,11 @@ def decide(
     draft, review_reason, caps = evaluation.draft, evaluation.review_reason, evaluation.caps
     currency = policy.currency
     did = decision_id(incident.incident_id)
-    before = earlier(history, incident)
+    before = evaluation.before
 
-    actions = [
-        built(
-            Action,
-            position=0,
-            idempotency_key=action_key(did, 0),
-            kind=_APOLOGY,
-            amount=None,
-            percent=None,
-            points=None,
-            expires_at=None,
-            value=plan.zero,
-            note="an apology",
-            rule_id=None,
-            quantity=None,
-            due_by=None,
-            restitution=False,
-        )
-    ]
+    apology = plan.apology.copy()
+    apology["idempotency_key"] = action_key(did, 0)
+    actions = [built_from(Action, apology)]
     actions += [_action(item, did, n, currency, now) for n, item in enumerate(draft.base, 1)]
     described = [action.note for action in actions[1:]]
     offer = None

@@ -94,6 +94,27 @@ class Dressed:
     note: str
     value: Money
     amount: Money | None
+    action: dict[str, Any]  # the action's fields (`action_fields`): copied, never changed
+
+
+def action_fields(item: Item, note: str, value: Money, amount: Money | None) -> dict[str, Any]:
+    """The fields of an `Action` for `item`, in the model's order; its position and key, and
+    the times that depend on the decision's, are left for the decision to set."""
+    return {
+        "position": 0,
+        "idempotency_key": "",
+        "kind": item.kind,
+        "amount": amount,
+        "percent": item.percent,
+        "points": item.points,
+        "expires_at": None,
+        "value": value,
+        "note": note,
+        "rule_id": item.rule_id,
+        "quantity": item.quantity,
+        "due_by": None,
+        "restitution": item.restitution,
+    }
 
 
 @dataclass(slots=True)
@@ -155,11 +176,9 @@ def grant_maker(grant: Grant, rule: Rule, policy: Policy) -> Item | Make:
 
 def dressed(item: Item, currency: str) -> Dressed:
     """The words and money of a remedy that is shared from now on."""
-    return Dressed(
-        describe(item, currency),
-        money(item.value, currency),
-        None if item.amount is None else money(item.amount, currency),
-    )
+    note, value = describe(item, currency), money(item.value, currency)
+    amount = None if item.amount is None else money(item.amount, currency)
+    return Dressed(note, value, amount, action_fields(item, note, value, amount))
 
 
 def _fixed_item(grant: Grant, rule: Rule, policy: Policy) -> Item | None:

@@ -13,10 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from schemas.common import Money
 from schemas.common import deterministic_id as schema_id
-from schemas.decision import RemedyKind, decision_id
+from schemas.decision import RemedyKind, RuleTrace, decision_id
 from schemas.incident import Incident, IncidentType, incident_id
 from services.decision.backtest import (
     Tally,
@@ -182,6 +183,7 @@ def _equivalence(policy: Policy, count: int, seed: int) -> set[str]:
         made = reference.decide(one, history, policy, one.detected_at, budget_remaining=left)
         fast = decide(one, history, policy, one.detected_at, budget_remaining=left)
         assert fast.model_dump_json() == made.model_dump_json(), one.incident_id
+        assert_validated(fast)
         seen |= {name for name, met in (
             ("caps", made.caps), ("offer", made.offer), ("held", made.review_reason),
             ("top-up", made.top_up_of),
@@ -194,6 +196,49 @@ def _equivalence(policy: Policy, count: int, seed: int) -> set[str]:
             order_id=one.order_id, outage_id=one.outage_id,
             given=tuple(given_by(made).items())))
     return seen
+
+
+def assert_validated(built_model: BaseModel) -> None:
+    """The fast path builds its models without validation (`built`): each must be what
+    validation makes of its own fields, with the same types all the way down (an int where
+    a Decimal belongs would compare equal, and dump differently)."""
+    validated = type(built_model).model_validate(_fields(built_model))
+    _same(built_model, validated, type(built_model).__name__)
+
+
+def _fields(value: object) -> object:
+    """`value` with every model the engine made in it as a dict of its fields, so that
+    validation sees all of them (a dump would hide contact details, and a model given as is
+    is not checked). The incident is the engine's input, passed on as it is."""
+    if isinstance(value, BaseModel) and not isinstance(value, Incident):
+        return {name: _fields(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list):
+        return [_fields(v) for v in value]
+    return value
+
+
+def _same(made: object, valid: object, where: str) -> None:
+    assert type(made) is type(valid), f"{where}: {type(made).__name__} is not {type(valid)}"
+    if isinstance(made, BaseModel):
+        assert isinstance(valid, BaseModel)
+        assert made.model_fields_set == valid.model_fields_set, where
+        for name in type(made).model_fields:
+            _same(getattr(made, name), getattr(valid, name), f"{where}.{name}")
+    elif isinstance(made, list | tuple):
+        assert isinstance(valid, list | tuple)
+        assert len(made) == len(valid), where
+        for n, (a, b) in enumerate(zip(made, valid, strict=True)):
+            _same(a, b, f"{where}[{n}]")
+    elif isinstance(made, Decimal):
+        assert str(made) == str(valid), where  # the same digits, not only the same number
+    else:
+        assert made == valid, where
+
+
+def test_a_built_model_with_a_wrong_type_is_caught() -> None:
+    assert_validated(built(Money, amount=Decimal("1.50"), currency="EUR"))
+    with pytest.raises(AssertionError, match=r"RuleTrace\.matched"):  # 1 validates as True
+        assert_validated(built(RuleTrace, rule_id="r", matched=1, reason="why"))
 
 
 @pytest.mark.parametrize("name", ["default", "tight", "busy"])
