@@ -62,8 +62,9 @@ class Decisions(Protocol):
 
     async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
         """The decisions made before under these ids (each at its newest revision). Asked
-        before deciding: the FerretDB adapter marks each id asked, and only looks up those
-        asked before (so it must be asked before a decision is added)."""
+        before deciding: the FerretDB adapter looks up only those its view holds (or,
+        without a loaded view, marks each id asked and looks up those asked before; so it
+        must be asked before a decision is added)."""
 
     async def find(self, ids: Sequence[str]) -> dict[str, Decision]: ...
 

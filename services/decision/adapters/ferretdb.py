@@ -11,16 +11,17 @@ So the hot path inserts under unique ids and reads only what it must:
 - `reviews`, `choices`: one per decision, inserted once: the insert makes a verdict or a
   choice final when two people (or a person and the deadline) race;
 - `outcomes`: the failed actions fulfilment reported, once per action key;
-- `incidents_seen` (by decision id): marks inserted before a batch is decided, so only
-  incidents seen before are looked up (a lookup reads the whole collection, an insert costs
-  microseconds; a mark always precedes the decision it stands for, so a new mark proves
-  there is nothing to look up).
+- `incidents_seen` (by decision id): marks inserted before a batch is decided when the view
+  below is not loaded (a caller outside the service), so only incidents seen before are
+  looked up (a mark always precedes the decision it stands for, so a new mark proves there
+  is nothing to look up).
 
-Customers' histories are never read on the hot path: `history_view.HistoryView` keeps them in
-memory, loaded by one scan at start and fed by every decision this process records or reads
-and by those other instances publish (`learn`, from `follower.py`). The adapter once inserted a
-`customers_decided` mark per customer and batch to skip the reads of new customers; that
-collection is no longer written.
+The hot path reads nothing: `history_view.HistoryView` keeps every decision's id and history
+entry in memory, loaded by one scan at start and fed by every decision this process records
+or reads and by those other instances publish (`learn`, from `follower.py`). It answers
+customers' histories and which incidents were decided before (only those are read). The
+adapter once inserted marks per incident and per customer (`customers_decided`) each batch
+instead; the service no longer writes them.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ class FerretDecisions:
         return self.view.rename(customer_id, pseudonym)
 
     async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
+        if self.view.loaded:
+            # The view holds every decision recorded here, loaded or followed; one it does
+            # not hold yet (another instance's, in the follower's lag) makes the insert of
+            # this decider's decision lost, and the service takes the recorded one then.
+            return await self.find([i for i in ids if self.view.has(i)])
         new = await insert_new(self.incidents_seen, [{"_id": i} for i in ids])
         return await self.find([i for i in ids if i not in new])
 

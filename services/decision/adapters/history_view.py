@@ -57,6 +57,9 @@ class HistoryView:
             if known is None or known[1] < decision.revision:
                 self._put(_stored(decision))
 
+    def has(self, decision_id: str) -> bool:
+        return decision_id in self._of
+
     def knows(self, decision_id: str, revision: int) -> bool:
         """Whether the view has this revision of the decision or a newer one."""
         known = self._of.get(decision_id)

@@ -111,6 +111,10 @@ async def test_the_view_answers_what_the_store_would_and_reads_nothing(
 
         # What this decider records and revises is in the view at once, as in the store.
         later = [decided(f"c-{n}", f"o-new-{n}", T0 + timedelta(minutes=5)) for n in range(3)]
+        # Which were decided before: none of these, known without a read or a mark.
+        assert await store.known([d.decision_id for d in later]) == {}
+        assert finds.collections == []
+        assert await client[db_name]["incidents_seen"].count_documents({}) == 0
         await store.decisions.add_new([(d.decision_id, d) for d in later])
         for offer in offers[1::2][:3]:
             await store.update_current(chosen(offer, 0))
@@ -118,6 +122,10 @@ async def test_the_view_answers_what_the_store_would_and_reads_nothing(
         assert await store.histories(customers, since, ["o-3"]) == (
             await stored_histories(mongo[db_name], customers, since, ["o-3"]))
         assert finds.collections == []
+        # A redelivered incident's decision is read, and only it.
+        plain = made[1]  # no offer: never revised
+        assert await store.known([plain.decision_id, "d-never"]) == {plain.decision_id: plain}
+        assert finds.collections == ["decisions"]
     finally:
         await client.close()
 
