@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import re
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.decision import DecisionMade
@@ -30,6 +31,7 @@ _event: TypeAdapter[DecisionMade] = TypeAdapter(DecisionMade)
 # event's: the decision id, with ":<revision>" after revision 0.
 _EVENT_ID = re.compile(rb'[{,]"id":"([^"]*)"')
 _HEAD = 400  # the envelope's fields fit in this many bytes
+_TOPIC_TRIES = 40  # half a second apart
 
 
 def event_revision(value: bytes) -> tuple[str, int] | None:
@@ -54,9 +56,7 @@ class DecisionFollower:
         before the store loads its view, then `run`."""
         settings = self.settings
         options = kafka_client_options(settings)
-        # Created at start by the service when missing.
-        partitions = await partitions_of(settings.kafka_bootstrap, options,
-                                         settings.decisions_topic)
+        partitions = await _partitions(settings, options)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=None,
             enable_auto_commit=False, client_id=f"amends-{settings.service_name}-follower",
@@ -108,3 +108,15 @@ class DecisionFollower:
             self.store.learn(learnt)
             self.followed += len(learnt)
 
+
+async def _partitions(settings: DecisionSettings, options: dict[str, Any]
+                      ) -> list[TopicPartition]:
+    """The decisions topic's partitions. The service created the topic a moment ago when it
+    was missing, and a broker lists a new topic only once its metadata has spread."""
+    for _ in range(_TOPIC_TRIES - 1):
+        try:
+            return await partitions_of(settings.kafka_bootstrap, options,
+                                       settings.decisions_topic)
+        except ValueError:
+            await asyncio.sleep(0.5)
+    return await partitions_of(settings.kafka_bootstrap, options, settings.decisions_topic)
