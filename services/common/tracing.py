@@ -1,0 +1,379 @@
+"""Traces across the hops: a span per incident per service, with the W3C `traceparent` in the
+Kafka records' headers so that the next hop's span is a child of this one. Exported by OTLP
+when an endpoint is configured, else as OTLP/JSON lines to a file per service (what
+`amends trace` reads).
+
+The services handle batches, so a span covers its incident's part of a batch: from the
+batch's arrival to the end of its handling. Each incident's trace id derives from its id
+(`schemas.common.trace_id`), so a hop that receives no header (an older producer) still
+lands in the incident's trace. Spans carry ids, topics and counts; nothing personal."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    set_span_in_context,
+)
+
+from schemas.common import trace_id
+from services.common.messaging import HEADERS, Outgoing, Publisher, Record
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+_HEX = frozenset("0123456789abcdef")
+
+
+def traceparent(context: SpanContext) -> bytes:
+    """The W3C `traceparent` header of `context` (version 00)."""
+    return (f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+            f"{int(context.trace_flags):02x}").encode()
+
+
+def parse_traceparent(value: bytes) -> SpanContext | None:
+    """The remote span context a `traceparent` names, or None when it is not one (a
+    malformed header is ignored, as the W3C recommendation says, never an error)."""
+    try:
+        text = value.decode("ascii").strip().lower()
+    except UnicodeDecodeError:
+        return None
+    parts = text.split("-")
+    if (len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff"
+            or (parts[0] == "00" and len(parts) != 4)
+            or [len(p) for p in parts[1:4]] != [32, 16, 2]
+            or not set("".join(parts[:4])) <= _HEX):
+        return None
+    trace, span = int(parts[1], 16), int(parts[2], 16)
+    if not trace or not span:
+        return None
+    return SpanContext(trace, span, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16)))
+
+
+def _header(record: Record) -> SpanContext | None:
+    for name, value in record.headers:
+        if name == TRACEPARENT:
+            return parse_traceparent(value)
+    return None
+
+
+class _IncidentTraceIds(RandomIdGenerator):
+    """Span ids at random; the trace id of a new trace is the incident's when one is set."""
+
+    def __init__(self) -> None:
+        self.next_trace_id: int | None = None
+
+    def generate_trace_id(self) -> int:
+        return self.next_trace_id or super().generate_trace_id()
+
+
+class Hop:
+    """One service's handling of one batch (or one request): a span per trace it touches,
+    each starting when the batch arrived and ending when its handling did."""
+
+    def __init__(self, tracing: Tracing, tracer: Tracer, name: str, kind: SpanKind,
+                 records: Sequence[Record] = ()) -> None:
+        self._tracing = tracing
+        self._tracer = tracer
+        self.name = name
+        self.kind = kind
+        self.start_ns = time.time_ns()  # spans measure real time, not the injected clock
+        self.spans: dict[int, Span] = {}
+        self.parents: dict[int, SpanContext] = {}
+        self.topics = sorted({r.topic for r in records})
+        self.size = len(records)
+        for record in records:
+            parent = _header(record)
+            if parent is not None:
+                self.parents[parent.trace_id] = parent
+
+    def span(self, trace: int, incident_id: str | None = None) -> Span:
+        """The span of trace `trace` in this hop: a child of the span the record of that
+        trace named in its header, else the first span of the incident's trace."""
+        span = self.spans.get(trace)
+        if span is not None:
+            return span
+        parent = self.parents.get(trace)
+        attributes: dict[str, str | int] = {"messaging.system": "kafka",
+                                            "messaging.batch.message_count": self.size}
+        if self.topics:
+            attributes["messaging.destination.name"] = ",".join(self.topics)
+        if incident_id is not None:
+            attributes["amends.incident_id"] = incident_id
+        if parent is not None:
+            span = self._tracer.start_span(
+                self.name, set_span_in_context(NonRecordingSpan(parent)), kind=self.kind,
+                attributes=attributes, start_time=self.start_ns)
+        else:
+            ids = self._tracing.ids
+            ids.next_trace_id = trace
+            try:
+                span = self._tracer.start_span(self.name, Context(), kind=self.kind,
+                                               attributes=attributes,
+                                               start_time=self.start_ns)
+            finally:
+                ids.next_trace_id = None
+        self.spans[trace] = span
+        return span
+
+    def end(self, error: BaseException | None = None) -> None:
+        """End every span; a trace whose record came with a header and led to nothing
+        published here (the last hop) gets its span too."""
+        for trace in self.parents.keys() - self.spans.keys():
+            self.span(trace)
+        end = time.time_ns()
+        for span in self.spans.values():
+            if error is not None:  # the type only: an error's text may quote a record
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end(end)
+        self.spans.clear()
+
+
+_HOP: contextvars.ContextVar[Hop | None] = contextvars.ContextVar("amends_hop", default=None)
+
+
+class Tracing:
+    """A service's tracer, started in the lifespan; with `tracing` off, or before the start,
+    every method passes through and costs nothing."""
+
+    def __init__(self, settings: ServiceSettings, *,
+                 exporter: SpanExporter | None = None) -> None:
+        self.service = settings.service_name
+        self.settings = settings
+        self.enabled = settings.tracing != "off" and os.environ.get(
+            "OTEL_SDK_DISABLED", "").strip().lower() != "true"
+        self.ids = _IncidentTraceIds()
+        self._exporter = exporter
+        self._provider: TracerProvider | None = None
+        self._tracer: Tracer | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._tracer is not None
+
+    def start(self) -> None:
+        if not self.enabled or self._provider is not None:
+            return
+        exporter = self._exporter or span_exporter(self.settings)
+        self._provider = TracerProvider(
+            resource=Resource.create({"service.name": f"amends-{self.service}",
+                                      "service.namespace": "amends"}),
+            sampler=ParentBased(TraceIdRatioBased(self.settings.trace_sample_ratio)),
+            id_generator=self.ids)
+        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer = self._provider.get_tracer("amends")
+
+    def stop(self) -> None:
+        """Export what is left and stop the export thread."""
+        provider, self._provider, self._tracer = self._provider, None, None
+        if provider is not None:
+            provider.shutdown()
+
+    def force_flush(self) -> None:
+        if self._provider is not None:
+            self._provider.force_flush()
+
+    def trace_id(self, incident_id: str) -> str | None:
+        """The trace id a decision records: None while tracing is off."""
+        return trace_id(incident_id) if self.enabled else None
+
+    @contextlib.contextmanager
+    def hop(self, name: str, records: Sequence[Record] = (), *,
+            kind: SpanKind = SpanKind.CONSUMER) -> Iterator[Hop | None]:
+        """The spans of one batch (or request) handled inside the block; messages published
+        inside it carry their span's `traceparent`."""
+        if self._tracer is None:
+            yield None
+            return
+        hop = Hop(self, self._tracer, name, kind, records)
+        token = _HOP.set(hop)
+        try:
+            yield hop
+        except BaseException as exc:
+            hop.end(exc)
+            raise
+        else:
+            hop.end()
+        finally:
+            _HOP.reset(token)
+
+    def publisher(self, inner: Publisher) -> Publisher:
+        return TracedPublisher(inner, self)
+
+
+class TracedPublisher:
+    """Puts the `traceparent` of its incident's span on each message about an incident."""
+
+    def __init__(self, inner: Publisher, tracing: Tracing) -> None:
+        self.inner = inner
+        self.tracing = tracing
+
+    async def publish_all(self, messages: Sequence[Outgoing]) -> None:
+        if not self.tracing.active or not any(m.incident_id for m in messages):
+            await self.inner.publish_all(messages)
+            return
+        if _HOP.get() is not None:
+            await self.inner.publish_all(self._traced(messages))
+            return
+        # Published outside a batch (an HTTP request, a sweep): the span covers the sending.
+        with self.tracing.hop("publish", kind=SpanKind.PRODUCER):
+            await self.inner.publish_all(self._traced(messages))
+
+    def _traced(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
+        hop = _HOP.get()
+        assert hop is not None
+        traced: list[Outgoing] = []
+        for message in messages:
+            if message.incident_id is None:
+                traced.append(message)
+                continue
+            span = hop.span(int(trace_id(message.incident_id), 16), message.incident_id)
+            traced.append(replace(message, headers=(
+                *HEADERS, (TRACEPARENT, traceparent(span.get_span_context())))))
+        return traced
+
+
+def span_exporter(settings: ServiceSettings) -> SpanExporter:
+    """OTLP over HTTP when an endpoint is configured (the standard OTEL_EXPORTER_OTLP_*
+    variables) or `tracing` says otlp; else OTLP/JSON lines in `trace_dir`."""
+    configured = any(os.environ.get(name) for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    if settings.tracing == "otlp" or (settings.tracing == "auto" and configured):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,  # only imported when used: it pulls in protobuf and requests
+        )
+        return OTLPSpanExporter()
+    return OtlpJsonFileExporter(Path(settings.trace_dir) / f"{settings.service_name}.jsonl",
+                                max_bytes=settings.trace_file_max_mb * 1024 * 1024)
+
+
+# --- OTLP/JSON ------------------------------------------------------------------------------
+
+_KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
+          SpanKind.CONSUMER: 5}
+
+
+def _value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}  # int64 is a string in OTLP/JSON
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, list | tuple):
+        return {"arrayValue": {"values": [_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def _attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _value(v)} for k, v in (attributes or {}).items()]
+
+
+def _span(span: ReadableSpan) -> dict[str, Any]:
+    context = span.get_span_context()
+    assert context is not None
+    body: dict[str, Any] = {
+        "traceId": f"{context.trace_id:032x}", "spanId": f"{context.span_id:016x}",
+        "name": span.name, "kind": _KINDS.get(span.kind, 0),
+        "startTimeUnixNano": str(span.start_time or 0),
+        "endTimeUnixNano": str(span.end_time or 0),
+        "attributes": _attributes(span.attributes),
+        "flags": int(context.trace_flags),
+    }
+    if span.parent is not None:
+        body["parentSpanId"] = f"{span.parent.span_id:016x}"
+    if span.links:
+        body["links"] = [{"traceId": f"{link.context.trace_id:032x}",
+                          "spanId": f"{link.context.span_id:016x}",
+                          "attributes": _attributes(link.attributes)} for link in span.links]
+    if span.status.status_code is not StatusCode.UNSET:
+        body["status"] = {"code": 1 if span.status.status_code is StatusCode.OK else 2,
+                          "message": span.status.description or ""}
+    return body
+
+
+def otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """`spans` as an OTLP/JSON ExportTraceServiceRequest, grouped by resource and scope."""
+    grouped: dict[int, tuple[Resource, dict[str, list[dict[str, Any]]]]] = {}
+    for span in spans:
+        _, scopes = grouped.setdefault(id(span.resource), (span.resource, {}))
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        scopes.setdefault(scope, []).append(_span(span))
+    return {"resourceSpans": [
+        {"resource": {"attributes": _attributes(resource.attributes)},
+         "scopeSpans": [{"scope": {"name": scope}, "spans": bodies}
+                        for scope, bodies in scopes.items()]}
+        for resource, scopes in grouped.values()]}
+
+
+class OtlpJsonFileExporter(SpanExporter):
+    """Appends each export as one line of OTLP/JSON (the OpenTelemetry Collector's file
+    exporter writes the same). Past `max_bytes` the file is moved to `<name>.1` (replacing
+    the one before) and a new one begun: the two together are what is kept."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        line = json.dumps(otlp_json(spans), separators=(",", ":")) + "\n"
+        try:
+            with self._lock:
+                file = self._open()
+                file.write(line)
+                file.flush()
+                if file.tell() >= self.max_bytes:
+                    file.close()
+                    self._file = None
+                    self.path.replace(self.path.with_name(self.path.name + ".1"))
+        except OSError:
+            log.warning("could not write spans to %s", self.path, exc_info=True)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def _open(self) -> IO[str]:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        return self._file
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        del timeout_millis
+        return True
