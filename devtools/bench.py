@@ -407,6 +407,8 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
     t = Topics.fresh(run)
     envs = service_env(bootstrap, mongo_url, t, run)
     here = logs / f"pipeline-{run}"
+    for env in envs.values():  # the run's spans beside its logs (AMENDS_TRACING=off: none)
+        env["AMENDS_TRACE_DIR"] = os.environ.get("AMENDS_TRACE_DIR") or str(here / "traces")
     commands = [([sys.executable, *profiled(here, name)], envs[name]) for name in services]
     try:
         with processes(commands, here) as pids:

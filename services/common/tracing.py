@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,7 +45,7 @@ from opentelemetry.trace import (
 )
 
 from schemas.common import trace_id
-from services.common.messaging import HEADERS, Outgoing, Publisher, Record
+from services.common.messaging import Outgoing, Publisher, Record
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,7 @@ class Hop:
         if span is not None:
             return span
         parent = self.parents.get(trace)
-        attributes: dict[str, str | int] = {"messaging.system": "kafka",
-                                            "messaging.batch.message_count": self.size}
+        attributes: dict[str, str | int] = {"messaging.batch.message_count": self.size}
         if self.topics:
             attributes["messaging.destination.name"] = ",".join(self.topics)
         if incident_id is not None:
@@ -257,8 +256,9 @@ class TracedPublisher:
                 traced.append(message)
                 continue
             span = hop.span(int(trace_id(message.incident_id), 16), message.incident_id)
-            traced.append(replace(message, headers=(
-                *HEADERS, (TRACEPARENT, traceparent(span.get_span_context())))))
+            traced.append(Outgoing(  # not dataclasses.replace: five times slower
+                message.topic, message.key, message.value, message.incident_id,
+                (*message.headers, (TRACEPARENT, traceparent(span.get_span_context())))))
         return traced
 
 
@@ -282,6 +282,10 @@ _KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind
           SpanKind.CONSUMER: 5}
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _value(value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"boolValue": value}
@@ -298,41 +302,67 @@ def _attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return [{"key": k, "value": _value(v)} for k, v in (attributes or {}).items()]
 
 
-def _span(span: ReadableSpan) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def _key_json(key: str) -> str:  # a few keys, on every span
+    return f'{{"key":{_dumps(key)},"value":'
+
+
+def _value_json(value: Any) -> str:
+    if isinstance(value, str):
+        return f'{{"stringValue":{_dumps(value)}}}'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f'{{"intValue":"{value}"}}'
+    return _dumps(_value(value))
+
+
+def _attributes_json(attributes: Mapping[str, Any] | None) -> str:
+    return ",".join(f"{_key_json(k)}{_value_json(v)}}}"
+                    for k, v in (attributes or {}).items())
+
+
+def _span_json(span: ReadableSpan) -> str:
+    """One span as OTLP/JSON text, written out directly: building it as dicts for
+    `json.dumps` cost about four times as much, in every traced service."""
     context = span.get_span_context()
-    assert context is not None
-    body: dict[str, Any] = {
-        "traceId": f"{context.trace_id:032x}", "spanId": f"{context.span_id:016x}",
-        "name": span.name, "kind": _KINDS.get(span.kind, 0),
-        "startTimeUnixNano": str(span.start_time or 0),
-        "endTimeUnixNano": str(span.end_time or 0),
-        "attributes": _attributes(span.attributes),
-        "flags": int(context.trace_flags),
-    }
+    assert context is not None  # every SDK span has one
+    text = [f'{{"traceId":"{context.trace_id:032x}","spanId":"{context.span_id:016x}"']
     if span.parent is not None:
-        body["parentSpanId"] = f"{span.parent.span_id:016x}"
+        text.append(f',"parentSpanId":"{span.parent.span_id:016x}"')
+    text.append(f',"name":{_dumps(span.name)},"kind":{_KINDS.get(span.kind, 0)},'
+                f'"startTimeUnixNano":"{span.start_time or 0}",'
+                f'"endTimeUnixNano":"{span.end_time or 0}",'
+                f'"flags":{int(context.trace_flags)},'
+                f'"attributes":[{_attributes_json(span.attributes)}]')
     if span.links:
-        body["links"] = [{"traceId": f"{link.context.trace_id:032x}",
-                          "spanId": f"{link.context.span_id:016x}",
-                          "attributes": _attributes(link.attributes)} for link in span.links]
+        text.append(',"links":' + _dumps([
+            {"traceId": f"{link.context.trace_id:032x}",
+             "spanId": f"{link.context.span_id:016x}",
+             "attributes": _attributes(link.attributes)} for link in span.links]))
     if span.status.status_code is not StatusCode.UNSET:
-        body["status"] = {"code": 1 if span.status.status_code is StatusCode.OK else 2,
-                          "message": span.status.description or ""}
-    return body
+        text.append(',"status":' + _dumps(
+            {"code": 1 if span.status.status_code is StatusCode.OK else 2,
+             "message": span.status.description or ""}))
+    text.append("}")
+    return "".join(text)
 
 
-def otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
-    """`spans` as an OTLP/JSON ExportTraceServiceRequest, grouped by resource and scope."""
-    grouped: dict[int, tuple[Resource, dict[str, list[dict[str, Any]]]]] = {}
+def otlp_json_line(spans: Sequence[ReadableSpan]) -> str:
+    """`spans` as the text of one OTLP/JSON ExportTraceServiceRequest, grouped by resource
+    and scope."""
+    grouped: dict[int, tuple[Resource, dict[str, list[str]]]] = {}
     for span in spans:
         _, scopes = grouped.setdefault(id(span.resource), (span.resource, {}))
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
-        scopes.setdefault(scope, []).append(_span(span))
-    return {"resourceSpans": [
-        {"resource": {"attributes": _attributes(resource.attributes)},
-         "scopeSpans": [{"scope": {"name": scope}, "spans": bodies}
-                        for scope, bodies in scopes.items()]}
-        for resource, scopes in grouped.values()]}
+        scopes.setdefault(scope, []).append(_span_json(span))
+    resources = []
+    for resource, scopes in grouped.values():
+        scope_spans = ",".join(
+            f'{{"scope":{{"name":{_dumps(scope)}}},"spans":[{",".join(bodies)}]}}'
+            for scope, bodies in scopes.items())
+        attributes = _attributes_json(resource.attributes)
+        resources.append(f'{{"resource":{{"attributes":[{attributes}]}},'
+                         f'"scopeSpans":[{scope_spans}]}}')
+    return f'{{"resourceSpans":[{",".join(resources)}]}}'
 
 
 class OtlpJsonFileExporter(SpanExporter):
@@ -347,7 +377,7 @@ class OtlpJsonFileExporter(SpanExporter):
         self._file: IO[str] | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        line = json.dumps(otlp_json(spans), separators=(",", ":")) + "\n"
+        line = otlp_json_line(spans) + "\n"
         try:
             with self._lock:
                 file = self._open()

@@ -26,6 +26,7 @@ from services.common.tracing import (
     TRACEPARENT,
     OtlpJsonFileExporter,
     Tracing,
+    otlp_json_line,
     parse_traceparent,
     traceparent,
 )
@@ -275,3 +276,22 @@ async def test_a_full_file_is_moved_aside_and_still_read(tmp_path: Path) -> None
     assert len((tmp_path / "decision.jsonl.1").read_text().splitlines()) == 2
     assert len((tmp_path / "decision.jsonl").read_text().splitlines()) == 1
     assert len(spans_of(trace_id(INCIDENT.incident_id), tmp_path)) == 3
+
+
+def test_every_kind_of_attribute_is_written_as_otlp_json() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = _tracing(exporter)
+    with tracing.hop('a "quoted"\nname', [_record()]) as hop:
+        assert hop is not None
+        span = hop.span(0x1F)
+        span.set_attributes({"text": 'ü "q" \\ é', "flag": True, "share": 0.5, "many": [1, 2]})
+    tracing.stop()
+    [request] = json.loads(otlp_json_line(exporter.get_finished_spans()))["resourceSpans"]
+    [body] = request["scopeSpans"][0]["spans"]
+    assert body["name"] == 'a "quoted"\nname'
+    values = {a["key"]: a["value"] for a in body["attributes"]}
+    assert values["text"] == {"stringValue": 'ü "q" \\ é'}
+    assert values["flag"] == {"boolValue": True}
+    assert values["share"] == {"doubleValue": 0.5}
+    assert values["many"] == {"arrayValue": {"values": [{"intValue": "1"}, {"intValue": "2"}]}}
+    assert values["messaging.batch.message_count"] == {"intValue": "1"}
