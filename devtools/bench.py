@@ -39,7 +39,10 @@ from schemas.topics import DEFAULT_PARTITIONS
 
 PARTITIONS = DEFAULT_PARTITIONS  # what the services create their topics with
 SERVICES = ("intake", "decision", "fulfilment")
-PORTS = {"intake": 18101, "decision": 18102, "fulfilment": 18103}
+# The services' HTTP ports, 18101 to 18103 unless AMENDS_BENCH_HTTP_PORT_BASE moves them (two
+# benches on one machine, each on its own stack).
+_PORT_BASE = int(os.environ.get("AMENDS_BENCH_HTTP_PORT_BASE") or 18100)
+PORTS = {name: _PORT_BASE + n for n, name in enumerate(SERVICES, start=1)}
 Say = Callable[[str], None]
 
 # The pipeline's own message sizes (docs/performance.md): the ceiling moves the same bytes.
