@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -188,7 +189,10 @@ class Tracing:
                                       "service.namespace": "amends"}),
             sampler=ParentBased(TraceIdRatioBased(self.settings.trace_sample_ratio)),
             id_generator=self.ids)
-        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        # A queue of 2,048 spans (the SDK's default) is four batches of 500: a burst would
+        # drop spans while the exporter writes. OTEL_BSP_MAX_QUEUE_SIZE still decides.
+        queue = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or 32768)
+        self._provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue))
         self._tracer = self._provider.get_tracer("amends")
 
     def stop(self) -> None:
@@ -307,9 +311,18 @@ def _key_json(key: str) -> str:  # a few keys, on every span
     return f'{{"key":{_dumps(key)},"value":'
 
 
+@functools.lru_cache(maxsize=256)
+def _name_json(name: str) -> str:  # a few names, on every span
+    return _dumps(name)
+
+
+_PLAIN = re.compile(r"[\w.:,/-]*", re.ASCII)  # ids and topic names: nothing to escape
+
+
 def _value_json(value: Any) -> str:
     if isinstance(value, str):
-        return f'{{"stringValue":{_dumps(value)}}}'
+        return (f'{{"stringValue":"{value}"}}' if _PLAIN.fullmatch(value)
+                else f'{{"stringValue":{_dumps(value)}}}')
     if isinstance(value, int) and not isinstance(value, bool):
         return f'{{"intValue":"{value}"}}'
     return _dumps(_value(value))
@@ -328,7 +341,7 @@ def _span_json(span: ReadableSpan) -> str:
     text = [f'{{"traceId":"{context.trace_id:032x}","spanId":"{context.span_id:016x}"']
     if span.parent is not None:
         text.append(f',"parentSpanId":"{span.parent.span_id:016x}"')
-    text.append(f',"name":{_dumps(span.name)},"kind":{_KINDS.get(span.kind, 0)},'
+    text.append(f',"name":{_name_json(span.name)},"kind":{_KINDS.get(span.kind, 0)},'
                 f'"startTimeUnixNano":"{span.start_time or 0}",'
                 f'"endTimeUnixNano":"{span.end_time or 0}",'
                 f'"flags":{int(context.trace_flags)},'
