@@ -28,6 +28,7 @@ from services.common.tracing import (
     Tracing,
     otlp_json_line,
     parse_traceparent,
+    span_exporter,
     traceparent,
 )
 from tests import factories
@@ -291,3 +292,18 @@ def test_every_kind_of_attribute_is_written_as_otlp_json() -> None:
         "text": {"stringValue": 'ü "q" \\ é'}, "flag": {"boolValue": True},
         "share": {"doubleValue": 0.5}, "count": {"intValue": "3"},
         "many": {"arrayValue": {"values": [{"intValue": "1"}, {"intValue": "2"}]}}}
+
+
+def test_spans_go_by_otlp_when_an_endpoint_is_configured(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    auto = _settings(tracing="auto", trace_dir=tmp_path)
+    written = span_exporter(auto)
+    assert isinstance(written, OtlpJsonFileExporter)
+    assert written.path == tmp_path / "service.jsonl"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert isinstance(span_exporter(auto), OTLPSpanExporter)
+    assert isinstance(span_exporter(_settings(tracing="file")), OtlpJsonFileExporter)
