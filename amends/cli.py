@@ -1,5 +1,5 @@
 """The `amends` command: the operator's tools (whoami, case, review, dlq, replay, audit,
-customer, policy). The local stack, the demo and the benchmark are development tools:
+customer, policy, trace). The local stack, the demo and the benchmark are development tools:
 `python -m devtools`, not installed with the product."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from amends import cli_case, cli_customer, cli_ops, cli_policy, cli_review
+from amends import cli_case, cli_customer, cli_ops, cli_policy, cli_review, cli_trace
 from amends.cli_auth import Operator
 
 app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
@@ -19,6 +19,7 @@ app.add_typer(cli_customer.customer_app, name="customer")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)
+app.command()(cli_trace.trace)
 console = Console(width=None if Console().is_terminal else 140)
 
 

@@ -30,9 +30,11 @@ def case(customer: Annotated[str, typer.Argument(help="the customer's id")]) -> 
     console.print(_table("incidents", ("incident", "type", "detection", "occurred", "summary"), [
         (i["incident_id"], i["type"], i["detection"], i["occurred_at"], i["summary"])
         for i in data["incidents"]]))
-    console.print(_table("decisions", ("decision", "status", "policy", "value", "why"), [
+    console.print(_table("decisions", ("decision", "status", "policy", "value", "why",
+                                       "trace"), [
         (d["decision_id"], d["status"], d["policy_version"],
-         f"{d['total_value']['amount']} {d['total_value']['currency']}", d["explanation"])
+         f"{d['total_value']['amount']} {d['total_value']['currency']}", d["explanation"],
+         d.get("trace_id"))  # `amends trace` draws it
         for d in data["decisions"]]))
     console.print(_table("actions", ("key", "kind", "status", "value", "detail", "at"), [
         (a["idempotency_key"], a["kind"], a["status"],

@@ -21,3 +21,8 @@ def dev_key_file(state: Path | None = None) -> Path:
     """The dev API key (admin, every tenant) under a state directory (by default the one in
     use)."""
     return (state or state_dir()) / "run" / "dev-api-key"
+
+
+def trace_dir(state: Path | None = None) -> Path:
+    """Where the local stack's services write their spans (OTLP/JSON, a file per service)."""
+    return (state or state_dir()) / "traces"

@@ -39,7 +39,10 @@ from schemas.topics import DEFAULT_PARTITIONS
 
 PARTITIONS = DEFAULT_PARTITIONS  # what the services create their topics with
 SERVICES = ("intake", "decision", "fulfilment")
-PORTS = {"intake": 18101, "decision": 18102, "fulfilment": 18103}
+# The services' HTTP ports, 18101 to 18103 unless AMENDS_BENCH_HTTP_PORT_BASE moves them (two
+# benches on one machine, each on its own stack).
+_PORT_BASE = int(os.environ.get("AMENDS_BENCH_HTTP_PORT_BASE") or 18100)
+PORTS = {name: _PORT_BASE + n for n, name in enumerate(SERVICES, start=1)}
 Say = Callable[[str], None]
 
 # The pipeline's own message sizes (docs/performance.md): the ceiling moves the same bytes.
@@ -407,6 +410,8 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
     t = Topics.fresh(run)
     envs = service_env(bootstrap, mongo_url, t, run)
     here = logs / f"pipeline-{run}"
+    for env in envs.values():  # the run's spans beside its logs (AMENDS_TRACING=off: none)
+        env["AMENDS_TRACE_DIR"] = os.environ.get("AMENDS_TRACE_DIR") or str(here / "traces")
     commands = [([sys.executable, *profiled(here, name)], envs[name]) for name in services]
     try:
         with processes(commands, here) as pids:

@@ -628,10 +628,13 @@ def _http_ok(url: str) -> bool:
 
 def service_env(settings: StackSettings, base: Mapping[str, str]) -> dict[str, str]:
     """The environment the stack starts each service with: the local broker and database,
-    127.0.0.1 only, the dev API key (by digest), the customer-link key and the erasure
-    pseudonym key."""
+    127.0.0.1 only, the dev API key (by digest), the customer-link key, the erasure
+    pseudonym key, and the directory of trace files (`amends trace` looks there) unless the
+    caller names one."""
     dev = dev_credentials(settings)
-    return {**base, "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+    traces = base.get("AMENDS_TRACE_DIR") or str(dev_key.trace_dir(settings.state_dir))
+    return {**base, "AMENDS_TRACE_DIR": traces,
+            "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "AMENDS_MONGO_URL": settings.mongo_url, "AMENDS_HTTP_HOST": "127.0.0.1",
             "AMENDS_AUTH_API_KEYS_FILE": str(dev.api_keys_file),
             "AMENDS_CUSTOMER_LINK_KEYS": json.dumps(dev.link_keys),

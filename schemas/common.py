@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import date, datetime
@@ -31,6 +32,13 @@ _DECIMAL_RE = re.compile(r"^-?\d+(\.\d+)?$")
 def deterministic_id(kind: str, *parts: str) -> str:
     """A stable id for a fact: the same kind and parts always give the same id."""
     return str(uuid.uuid5(AMENDS_NAMESPACE, "\x1f".join((kind, *parts))))
+
+
+def trace_id(incident_id: str) -> str:
+    """The W3C trace id (32 hex digits) of an incident's trace. Derived from the incident's id
+    like every other id, so each hop, a redelivery and `amends trace` name the same trace; a
+    hash rather than a UUID, whose fixed version bits would skew trace-id ratio sampling."""
+    return hashlib.sha256(f"trace\x1f{incident_id}".encode()).hexdigest()[:32]
 
 
 def _decimal_from_text(value: Any) -> Any:

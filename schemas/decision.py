@@ -163,6 +163,10 @@ class Decision(Contract):
         default_factory=list,
         description="the earlier decisions for the same failure of the same order that this "
         "one adds to: its remedies are what the worse band grants minus what those gave")
+    trace_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$", exclude_if=lambda v: v is None,
+        description="the W3C trace id of the incident's spans across the services (derived "
+        "from incident_id); absent when tracing was off or before it was recorded")
 
 
 def decision_id(incident_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -10,6 +11,10 @@ from pymongo import AsyncMongoClient
 from services.common.adapters.mongo import Doc, make_client
 from tests.infra import Infra, new_suffix, provide, swept
 from tests.mail import Inbox, smtp_server
+
+# The apps tests build trace only when a test asks (tests/unit/test_tracing.py and the
+# integration test of traces): spans of a thousand apps would only fill files.
+os.environ.setdefault("AMENDS_TRACING", "off")
 
 
 @pytest.fixture(scope="session")

@@ -86,13 +86,18 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
 @contextlib.asynccontextmanager
 async def running_pipeline(infra: Infra, suffix: str, *, clock: Clock | None = None,
                            policy: Policy | None = None,
-                           fulfilment: Mapping[str, Any] | None = None
+                           fulfilment: Mapping[str, Any] | None = None,
+                           every: Mapping[str, Any] | None = None
                            ) -> AsyncIterator[Pipeline]:
     """The three services in this process; `fulfilment` overrides fulfilment's settings (a
-    gateway, an SMTP relay)."""
+    gateway, an SMTP relay), `every` those of all three (tracing)."""
     topics = Topics.unique(suffix)
     prefix = f"amends_test_{suffix}"
     intake_s, decision_s, fulfilment_s = settings_for(infra, topics, prefix)
+    if every:
+        intake_s, decision_s, fulfilment_s = (intake_s.model_copy(update=every),
+                                              decision_s.model_copy(update=every),
+                                              fulfilment_s.model_copy(update=every))
     if fulfilment:
         fulfilment_s = FulfilmentSettings(**{**fulfilment_s.model_dump(), **fulfilment})
     pipeline = Pipeline(topics, prefix, intake_app(intake_s, clock=clock),

@@ -39,6 +39,7 @@ from services.common.messaging import (
     subscribe_batches,
 )
 from services.common.settings import ServiceSettings
+from services.common.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Runtime:
     owns_mongo: bool
     access: Authenticator
     links: CustomerLinks
+    tracing: Tracing
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -77,8 +79,11 @@ class Runtime:
         clock = clock or system_clock
         redact_driver_errors()
         broker = make_broker(settings, registry)
+        tracing = Tracing(settings)
         publisher = publisher or KafkaPublisher(broker, registry)
-        return cls(
+        if tracing.enabled:
+            publisher = tracing.publisher(publisher)
+        runtime = cls(
             settings=settings, registry=registry, clock=clock, broker=broker,
             mongo=mongo or make_client(settings.mongo_url), publisher=publisher,
             dead_letters=DeadLetters(settings.service_name, settings.deadletter_topic,
@@ -88,7 +93,19 @@ class Runtime:
             access=Authenticator(settings.auth),
             links=CustomerLinks(settings.customer_link_keys, settings.customer_link_kid,
                                 timedelta(days=settings.customer_link_ttl_days)),
+            tracing=tracing,
         )
+
+        async def start_tracing() -> None:
+            tracing.start()
+
+        async def stop_tracing() -> None:
+            # Joins the export thread, which writes what is left: not on the event loop.
+            await asyncio.to_thread(tracing.stop)
+
+        runtime.on_start.append(start_tracing)
+        runtime.on_stop.append(stop_tracing)
+        return runtime
 
     def audit_trail(self) -> AuditTrail:
         """The service's audit trail, in its own `audit` store (indexed at start)."""
@@ -101,7 +118,8 @@ class Runtime:
         """Consume `topics` in batches in the service's consumer group (see
         `subscribe_batches`)."""
         subscribe_batches(self.broker, self.settings, topics, handle, name=name,
-                          metrics=self.consumer_metrics, dead_letters=self.dead_letters)
+                          metrics=self.consumer_metrics, dead_letters=self.dead_letters,
+                          tracing=self.tracing)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *,
               name: str) -> None:

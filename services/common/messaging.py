@@ -12,7 +12,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -51,9 +51,12 @@ from services.common.clock import Clock
 from services.common.errors import TransientError, chain, describe_error
 from services.common.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    from services.common.tracing import Tracing
+
 log = logging.getLogger(__name__)
 
-_HEADER_LIST = [("content-type", CONTENT_TYPE.encode())]
+HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,23 @@ class Outgoing:
     topic: str
     key: str
     value: bytes
+    incident_id: str | None = None  # whose trace the message belongs to (`tracing`)
+    headers: tuple[tuple[str, bytes], ...] = HEADERS
+
+
+def _incident_of(event: CloudEvent[Any]) -> str | None:
+    """The incident an event is about: its data's `incident_id` (an incident, an outcome, a
+    task) or its incident's (a decision)."""
+    data = event.data
+    found = getattr(data, "incident_id", None)
+    if found is None:
+        found = getattr(getattr(data, "incident", None), "incident_id", None)
+    return found if isinstance(found, str) else None
 
 
 def outgoing(topic: str, event: CloudEvent[Any]) -> Outgoing:
-    return Outgoing(topic, event.subject or "", event.model_dump_json().encode())
+    return Outgoing(topic, event.subject or "", event.model_dump_json().encode(),
+                    _incident_of(event))
 
 
 def outgoing_with_data(topic: str, event: CloudEvent[Any], data_json: str) -> Outgoing:
@@ -93,7 +109,8 @@ def outgoing_with_data(topic: str, event: CloudEvent[Any], data_json: str) -> Ou
     if event.model_extra:  # extension attributes would come after the data
         return outgoing(topic, event)
     head = event.model_dump_json(exclude={"data"})
-    return Outgoing(topic, event.subject or "", f'{head[:-1]},"data":{data_json}}}'.encode())
+    return Outgoing(topic, event.subject or "", f'{head[:-1]},"data":{data_json}}}'.encode(),
+                    _incident_of(event))
 
 
 class Publisher(Protocol):
@@ -154,6 +171,7 @@ async def send_packed(producer: AIOKafkaProducer,
 
     for message in messages:
         topic, key, value = message.topic, message.key.encode(), message.value
+        headers = list(message.headers)
         known = partitions.get(topic)
         if known is None:
             known = partitions[topic] = sorted(await producer.partitions_for(topic))
@@ -162,15 +180,15 @@ async def send_packed(producer: AIOKafkaProducer,
         if batch is None:
             batch = batches[topic, partition] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None,
-                        headers=_HEADER_LIST) is not None:
+                        headers=headers) is not None:
             continue
         await flush(topic, partition)  # full: the next batch takes the message
         batch = batches[topic, partition] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None,
-                        headers=_HEADER_LIST) is None:
+                        headers=headers) is None:
             # Larger than a batch may be: alone, after what was before it.
             sent.append(await producer.send(topic, value, key=key, partition=partition,
-                                            headers=_HEADER_LIST))
+                                            headers=headers))
     for topic, partition in list(batches):
         await flush(topic, partition)
     return sent
@@ -435,11 +453,13 @@ class BatchGuard:
 def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Sequence[str],
                       handle: BatchHandler, *, name: str, metrics: ConsumerMetrics,
                       dead_letters: DeadLetters | None = None,
-                      retry_delay: Callable[[int], float] | None = None) -> None:
+                      retry_delay: Callable[[int], float] | None = None,
+                      tracing: Tracing | None = None) -> None:
     """Consume `topics` in batches in the service's group; offsets are committed only after
     the batch is done. A record that fails on its own is dead-lettered alone and the rest go
     on (`BatchGuard`); when the database or the broker is unreachable, the batch is
-    redelivered after a growing pause instead of being skipped or crash-looping."""
+    redelivered after a growing pause instead of being skipped or crash-looping. With
+    `tracing`, each batch is a hop: a span per incident, children of the records' headers."""
     failures = 0
     delay = retry_delay or (lambda n: min(30.0, 0.5 * 2 ** min(n, 6)))
     guard = BatchGuard(handle, dead_letters, name=name, metrics=metrics,
@@ -451,7 +471,11 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
         records = [Record.of(raw) for raw in message.raw_message]
         metrics.observe_lag(message.consumer, records)
         try:
-            await guard.run(records)
+            if tracing is None:
+                await guard.run(records)
+            else:
+                with tracing.hop(name, records):
+                    await guard.run(records)
         except Exception:
             failures += 1
             metrics.batch_failures.labels(name).inc()

@@ -112,6 +112,20 @@ class ServiceSettings(BaseSettings):
                                         description="the audit trail")
     retention_sweep_seconds: float = Field(default=3600, gt=0,
                                            description="how often the retention sweep runs")
+    tracing: Literal["auto", "file", "otlp", "off"] = Field(
+        default="auto", description="spans per incident across the hops: `otlp` exports by "
+        "OTLP/HTTP (the standard OTEL_EXPORTER_OTLP_* variables say where), `file` writes "
+        "OTLP/JSON lines to trace_dir (what `amends trace` reads), `auto` is otlp when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else file; "
+        "`off` (or OTEL_SDK_DISABLED=true) records nothing")
+    trace_dir: Path = Field(default=Path(".amends/traces"),
+                            description="where the file exporter writes, a file per service")
+    trace_file_max_mb: int = Field(
+        default=64, ge=1, description="a trace file past this size is moved to `<name>.1` "
+        "and a new one begun (the two are what is kept)")
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="the share of incidents traced, decided by the "
+        "trace id, so every hop keeps or drops the same incidents")
     consumer_group: str | None = Field(
         default=None, description="the Kafka consumer group (default: the service's name); "
         "give each environment sharing a cluster its own")

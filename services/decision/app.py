@@ -49,7 +49,7 @@ def create_app(settings: DecisionSettings | None = None, *,
                               budget=budget or FerretBudget(runtime.db),
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
-                              audit=audit)
+                              audit=audit, traced=runtime.tracing.enabled)
 
     async def open_store() -> None:
         if store is None or budget is None:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.audit import AuditAction
-from schemas.common import CustomerSnapshot, Money, deterministic_id, minor_exponent
+from schemas.common import CustomerSnapshot, Money, deterministic_id, minor_exponent, trace_id
 from schemas.deadletter import DeadLetterReason
 from schemas.decision import (
     Action,
@@ -149,6 +149,7 @@ class DecisionService:
     clock: Clock
     metrics: DecisionMetrics
     audit: Audit | None = None
+    traced: bool = False  # decisions record their incident's trace id
 
     @property
     def limit(self) -> Money:
@@ -226,6 +227,9 @@ class DecisionService:
             customer = incident.customer.id
             history = seen.get(customer, _NO_HISTORY)
             decision = decide(incident, history, self.policy, now, budget_remaining=remaining)
+            if self.traced:
+                decision = decision.model_copy(
+                    update={"trace_id": trace_id(incident.incident_id)})
             made.append(decision)
             if decision.status.executable:
                 remaining -= goodwill(decision)

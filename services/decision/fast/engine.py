@@ -759,6 +759,7 @@ def decide(
         )
         + topped_up(incident, before),
         top_up_of=list(before.decision_ids) if before is not None else [],
+        trace_id=None,  # operational, not the policy's: the service sets it when tracing
     )
 
 
