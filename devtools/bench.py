@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from devtools import stack
 from devtools.bench_cpu import Meter, spent
 from devtools.bench_prefill import Prefill, Progress, bulk_prefill
-from devtools.bench_stats import percentile
+from devtools.bench_stats import Window, first_and_last, percentile
 from schemas.common import deterministic_id
 from schemas.incident import IncidentType, incident_id
 from schemas.topics import DEFAULT_PARTITIONS
@@ -524,22 +524,27 @@ class Stored:
         return first
 
 
-@asynccontextmanager
-async def stored_data(bootstrap: str, mongo_url: str, count: int, *, say: Say = _quiet,
-                      progress: Progress | None = None) -> AsyncIterator[Stored]:
-    """`count` late deliveries stored in bulk before any service starts (the services read
-    what they stored at start-up, as after a restart); the databases are dropped after."""
+async def store(bootstrap: str, mongo_url: str, count: int, *,
+                progress: Progress | None = None) -> Stored:
+    """`count` late deliveries stored in bulk before any service starts on them (the
+    services read what is stored at start-up, as after a restart); `forget_stored` drops
+    them."""
     run = uuid.uuid4().hex[:8]
     envs = service_env(bootstrap, mongo_url, Topics.fresh(run), run)
     try:
-        say(f"storing {count:,} incidents in bulk")
         done = await bulk_prefill(
             mongo_url, envs, lambda start, n, at: list(late_deliveries(run, n, start=start,
                                                                        at=at)),
             count, partitions=PARTITIONS, progress=progress)
-        yield Stored(run, count, done)
-    finally:
+    except BaseException:
         await _forget(bootstrap, mongo_url, list(envs.values()))
+        raise
+    return Stored(run, count, done)
+
+
+async def forget_stored(bootstrap: str, mongo_url: str, stored: Stored) -> None:
+    envs = service_env(bootstrap, mongo_url, Topics.fresh(stored.run), stored.run)
+    await _forget(bootstrap, mongo_url, list(envs.values()))
 
 
 # --- latency -----------------------------------------------------------------------------
@@ -692,3 +697,57 @@ def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             "load_average_1_5_15": [round(v, 2) for v in load]}
+
+
+# --- soak --------------------------------------------------------------------------------
+
+
+@dataclass
+class Soak:
+    rate: float
+    seconds: float
+    first: Window
+    last: Window
+    sent: int
+    apologised: int
+    carried: Carried  # the CPU of each process over the whole run
+
+
+async def soak(bootstrap: str, mongo_url: str, rate: float, seconds: float, logs: Path, *,
+               drain_s: float, stored: Stored | None = None, say: Say = _quiet) -> Soak:
+    """The pipeline at a steady offered load for `seconds` (on `stored`'s databases, with
+    half the customers returning, when given): throughput and event-to-apology p99 of the
+    first and the last minute, to show whether it slows down as it runs and stores more."""
+    run = uuid.uuid4().hex[:8]
+    count = max(1, int(rate * seconds))
+    async with pipeline(bootstrap, mongo_url, run, logs, say=say, stored=stored) as running:
+        t = running.topics
+        found: dict[str, float] = {}
+        stop = asyncio.Event()
+        lags = Latency(count, 0, [])
+        watchers = [asyncio.create_task(_apologies(bootstrap, t.outcomes, found, stop)),
+                    asyncio.create_task(_lags(bootstrap, t, lags, stop))]
+        events = (list(late_deliveries(stored.run, count, start=stored.take(count),
+                                       returning=stored.count))
+                  if stored is not None else list(late_deliveries(run, count)))
+        cpu = running.meter.read()
+        try:
+            say(f"soak: {count:,} events at {rate:,.0f}/s for {seconds:,.0f} s")
+            sending = asyncio.create_task(produce(bootstrap, t.upstream, events, rate))
+            while not sending.done():
+                say(f"soak: {len(found):,} of {count:,} apologised")
+                await asyncio.wait({sending}, timeout=1.0)
+            sent = sending.result()
+            deadline = time.monotonic() + drain_s
+            while len(found) < count and time.monotonic() < deadline:
+                say(f"soak: {len(found):,} of {count:,} apologised (draining)")
+                await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await asyncio.gather(*watchers, return_exceptions=True)
+        used = spent(cpu, running.meter.read())
+    began = min(sent.values())
+    first, last = first_and_last(sent, found, began, seconds)
+    apologised = sum(1 for key in sent if key in found)
+    carried = Carried(seconds, count, apologised, apologised, count, used)
+    return Soak(rate, seconds, first, last, count, apologised, carried)
