@@ -106,8 +106,8 @@ def _figures(plan: Plan) -> dict[str, Figure]:
 
 
 # The full bench's prefill. A million stored incidents is what issue 21 asks for; the bulk
-# prefill stores about 170 a second on the shared 2-core machine (docs/performance.md), so a
-# million costs some 1.5 hours: `--prefill 1000000` when that is worth it.
+# prefill stores 130 to 170 a second on the shared 2-core machine (docs/performance.md), so a
+# million costs over an hour: `--prefill 1000000` when that is worth it.
 DEFAULT_PREFILL = 100_000
 
 
@@ -297,14 +297,14 @@ def run_bench(
         help="customers affected by the outage [default: 100,000]")] = None,
     prefill: Annotated[int | None, typer.Option(
         help="incidents stored before the pipeline and soak runs, whose customers half of "
-             "their events return to (0: a fresh database) [default: 100,000, --quick: "
-             "1,000; 1,000,000 takes about 1.5 h on a 2-core machine]")] = None,
+             "their events return to (0: a fresh database); by default 100,000 (--quick: "
+             "1,000): a million takes over an hour on a 2-core machine")] = None,
     prefill_via: Annotated[str, typer.Option(
         help="bulk: stored once by the services' own code and adapters, without Kafka, and "
              "shared by the runs; pipeline: carried through the running pipeline before "
              "each pipeline run (slows as it grows)")] = "bulk",
     soak_seconds: Annotated[float | None, typer.Option(
-        help="how long the soak run offers its steady load [default: 600, --quick: 20]")
+        help="how long the soak run offers its steady load; by default 600 (--quick: 20)")
     ] = None,
     soak_rate: Annotated[float, typer.Option(
         help="the soak's steady offered load, events/s")] = 200,
