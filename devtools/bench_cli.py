@@ -257,7 +257,8 @@ def soak_table(figures: list[Figure]) -> Table | None:
         first, last = by_key[f"soak_first_{key}"], by_key[f"soak_last_{key}"]
         ratio_ = by_key[f"soak_{key}_ratio"]
         out.add_row(what, shown(first.median, unit), shown(last.median, unit),
-                    f"{shown(ratio_.median, '%')} %", unit)
+                    shown(ratio_.median, "%") + (" %" if math.isfinite(ratio_.median) else ""),
+                    unit)
     return out
 
 
