@@ -5,6 +5,7 @@ running services, decided exactly like one whose first incident went through the
 from __future__ import annotations
 
 import json
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,8 +39,16 @@ async def _decided(infra: Infra, topic: str, count: int) -> dict[str, dict[str, 
     return found
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def test_a_customer_stored_in_bulk_returns_like_one_carried_through(
-        infra: Infra, suffix: str, tmp_path: Path) -> None:
+        infra: Infra, suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bench's own HTTP ports may be taken by a bench someone runs on the same machine.
+    monkeypatch.setattr(bench, "PORTS", {name: _free_port() for name in bench.SERVICES})
     boot, mongo = infra.kafka_bootstrap, infra.mongo_url
     stored = await bench.store(boot, mongo, 2)  # customers 0 and 1, order numbers 0 and 1
     run = stored.run
