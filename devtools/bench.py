@@ -32,7 +32,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools import stack
 from devtools.bench_cpu import Meter, spent
-from devtools.bench_stats import percentile
+from devtools.bench_prefill import Prefill, Progress, bulk_prefill
+from devtools.bench_stats import Window, first_and_last, percentile
 from schemas.common import deterministic_id
 from schemas.incident import IncidentType, incident_id
 from schemas.topics import DEFAULT_PARTITIONS
@@ -137,13 +138,19 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[str, byte
     return sent
 
 
-def late_deliveries(run: str, count: int, *, start: int = 0, returning: int = 0
-                    ) -> Iterator[tuple[str, bytes]]:
-    """Orders `start` to `start + count`; with `returning`, every other one is for one of the
-    first `returning` customers (who have a history by then), the others for new ones."""
-    now = datetime.now(UTC)
+def late_deliveries(run: str, count: int, *, start: int = 0, returning: int = 0,
+                    at: datetime | None = None) -> Iterator[tuple[str, bytes]]:
+    """Orders `start` to `start + count`, each for a customer of its own; with `returning`
+    (the customers stored before, `bench-<run>-0` to `returning - 1`), every other one is
+    instead for one of the even-numbered half of those, each at most once, spread over all
+    of them (old and recent), while they last."""
+    now = at or datetime.now(UTC)
+    pool = (returning + 1) // 2
+    step = max(1, pool // max(1, (count + 1) // 2))
     for i in range(start, start + count):
-        who = (i - start) // 2 % returning if returning and (i - start) % 2 == 0 else i
+        j = i - start
+        back = j // 2 * step
+        who = 2 * back if j % 2 == 0 and back < pool else i
         yield f"bench-{run}-{who}", upstream_event(run, i, now, who)
 
 
@@ -358,9 +365,11 @@ async def ceiling(bootstrap: str, count: int, logs: Path, *, limit_s: float,
 # --- the pipeline ------------------------------------------------------------------------
 
 
-def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str) -> dict[str, dict[str, str]]:
+def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str,
+                db_run: str | None = None) -> dict[str, dict[str, str]]:
     """Each service's environment: the run's own topics and databases (as in
-    tests/processes.py), and batches as deployed."""
+    tests/processes.py; those of `db_run` when given: a prefill's), and batches as
+    deployed."""
     shared = {
         "AMENDS_KAFKA_BOOTSTRAP": bootstrap, "AMENDS_MONGO_URL": mongo_url,
         "AMENDS_DEADLETTER_TOPIC": t.deadletter, "AMENDS_INCIDENTS_TOPIC": t.incidents,
@@ -371,7 +380,7 @@ def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str) -> dict[str
         "AMENDS_INTAKE_OUTAGES_TOPIC": f"bench.outages.{run}",
         "AMENDS_FULFILMENT_TASKS_TOPIC": f"bench.tasks.{run}",
     }
-    return {name: {**shared, f"AMENDS_{name.upper()}_MONGO_DB": f"bench_{name}_{run}",
+    return {name: {**shared, f"AMENDS_{name.upper()}_MONGO_DB": f"bench_{name}_{db_run or run}",
                    f"AMENDS_{name.upper()}_HTTP_PORT": str(PORTS[name]),
                    "AMENDS_BENCH_NAME": name}
             for name in SERVICES}
@@ -403,12 +412,13 @@ class Running:
 
 @asynccontextmanager
 async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
-                   services: Sequence[str] = SERVICES, say: Say = _quiet
-                   ) -> AsyncIterator[Running]:
+                   services: Sequence[str] = SERVICES, say: Say = _quiet,
+                   stored: Stored | None = None) -> AsyncIterator[Running]:
     """The services as processes on the run's topics, healthy, and warmed up by one event
-    carried all the way through (consumer groups joined, collections and indexes made)."""
+    carried all the way through (consumer groups joined, collections and indexes made). With
+    `stored`, on its databases (kept when the run ends), else on the run's own."""
     t = Topics.fresh(run)
-    envs = service_env(bootstrap, mongo_url, t, run)
+    envs = service_env(bootstrap, mongo_url, t, run, stored.run if stored else None)
     here = logs / f"pipeline-{run}"
     for env in envs.values():  # the run's spans beside its logs (AMENDS_TRACING=off: none)
         env["AMENDS_TRACE_DIR"] = os.environ.get("AMENDS_TRACE_DIR") or str(here / "traces")
@@ -440,7 +450,8 @@ async def pipeline(bootstrap: str, mongo_url: str, run: str, logs: Path, *,
                 raise TimeoutError(f"the warm-up incident was not carried out; see {logs}")
             yield Running(t, warm.decided, warm.outcomes, Meter(pids, _stack_sessions()))
     finally:  # after the services stopped: a running consumer would create its topic again
-        await _forget(bootstrap, mongo_url, [envs[n] for n in services])
+        await _forget(bootstrap, mongo_url, [envs[n] for n in services],
+                      databases=stored is None)
 
 
 def _stack_sessions() -> dict[str, int]:
@@ -450,25 +461,32 @@ def _stack_sessions() -> dict[str, int]:
     return {name: pid for name, pid in found.items() if pid is not None}
 
 
-async def _forget(bootstrap: str, mongo_url: str, envs: Sequence[dict[str, str]]) -> None:
-    """Drop a run's databases and topics (no run reads another's data)."""
+async def _forget(bootstrap: str, mongo_url: str, envs: Sequence[dict[str, str]], *,
+                  databases: bool = True) -> None:
+    """Drop a run's databases (unless a prefill's, kept for the next run) and topics."""
     await stack.forget(
         bootstrap, mongo_url,
-        sorted({v for env in envs for k, v in env.items() if k.endswith("_MONGO_DB")}),
+        sorted({v for env in envs for k, v in env.items()
+                if databases and k.endswith("_MONGO_DB")}),
         sorted({v for env in envs for k, v in env.items() if k.endswith("_TOPIC")}))
 
 
 async def pipeline_throughput(bootstrap: str, mongo_url: str, count: int, logs: Path, *,
-                              limit_s: float, prefill: int = 0, say: Say = _quiet) -> Carried:
+                              limit_s: float, prefill: int = 0, stored: Stored | None = None,
+                              say: Say = _quiet) -> Carried:
     """Incidents per second from the first upstream event sent to the last outcome. With
-    `prefill`, that many incidents are carried through first (stored like any other), and
-    half of the measured events are for those customers: the reads that grow with what is
-    stored and with returning customers show."""
+    `stored` (a bulk prefill) or `prefill` (that many incidents carried through the pipeline
+    first), half of the measured events are for customers stored before: the reads that
+    grow with what is stored and with returning customers show."""
     run = uuid.uuid4().hex[:8]
-    async with pipeline(bootstrap, mongo_url, run, logs, say=say) as started:
+    async with pipeline(bootstrap, mongo_url, run, logs, say=say, stored=stored) as started:
         running = started if not prefill else await _prefilled(
             bootstrap, started, run=run, count=prefill, limit_s=limit_s, say=say)
-        events = list(late_deliveries(run, count, start=prefill, returning=prefill))
+        if stored is not None:
+            events = list(late_deliveries(stored.run, count, start=stored.take(count),
+                                          returning=stored.count))
+        else:
+            events = list(late_deliveries(run, count, start=prefill, returning=prefill))
         say(f"sending {count:,} events")
         began, cpu = time.monotonic(), running.meter.read()
         await produce(bootstrap, running.topics.upstream, events)
@@ -491,6 +509,47 @@ async def _prefilled(bootstrap: str, running: Running, *, run: str, count: int,
         raise TimeoutError(f"the prefill of {count:,} was not carried out in {limit_s:.0f} s")
     return Running(running.topics, running.warm_decisions + filled.decided,
                    running.warm_outcomes + filled.outcomes, running.meter)
+
+
+@dataclass
+class Stored:
+    """Databases a bulk prefill filled (`devtools.bench_prefill`) with `count` late
+    deliveries of customers `bench-<run>-0` onwards; the runs on them go on numbering
+    orders from `next_order`, so that each is new."""
+
+    run: str
+    count: int
+    prefill: Prefill
+    next_order: int = 0
+
+    def take(self, count: int) -> int:
+        """The first of `count` new order numbers."""
+        first = max(self.next_order, self.count)
+        self.next_order = first + count
+        return first
+
+
+async def store(bootstrap: str, mongo_url: str, count: int, *,
+                progress: Progress | None = None) -> Stored:
+    """`count` late deliveries stored in bulk before any service starts on them (the
+    services read what is stored at start-up, as after a restart); `forget_stored` drops
+    them."""
+    run = uuid.uuid4().hex[:8]
+    envs = service_env(bootstrap, mongo_url, Topics.fresh(run), run)
+    try:
+        done = await bulk_prefill(
+            mongo_url, envs, lambda start, n, at: list(late_deliveries(run, n, start=start,
+                                                                       at=at)),
+            count, partitions=PARTITIONS, progress=progress)
+    except BaseException:
+        await _forget(bootstrap, mongo_url, list(envs.values()))
+        raise
+    return Stored(run, count, done)
+
+
+async def forget_stored(bootstrap: str, mongo_url: str, stored: Stored) -> None:
+    envs = service_env(bootstrap, mongo_url, Topics.fresh(stored.run), stored.run)
+    await _forget(bootstrap, mongo_url, list(envs.values()))
 
 
 # --- latency -----------------------------------------------------------------------------
@@ -643,3 +702,59 @@ def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
             "load_average_1_5_15": [round(v, 2) for v in load]}
+
+
+# --- soak --------------------------------------------------------------------------------
+
+
+@dataclass
+class Soak:
+    rate: float
+    seconds: float
+    first: Window
+    last: Window
+    sent: int
+    apologised: int
+    carried: Carried  # the CPU of each process over the whole run
+
+
+async def soak(bootstrap: str, mongo_url: str, rate: float, seconds: float, logs: Path, *,
+               drain_s: float, stored: Stored | None = None, say: Say = _quiet) -> Soak:
+    """The pipeline at a steady offered load for `seconds` (on `stored`'s databases, with
+    half the customers returning, when given): throughput and event-to-apology p99 of the
+    first and the last minute, to show whether it slows down as it runs and stores more."""
+    run = uuid.uuid4().hex[:8]
+    count = max(1, int(rate * seconds))
+    async with pipeline(bootstrap, mongo_url, run, logs, say=say, stored=stored) as running:
+        t = running.topics
+        found: dict[str, float] = {}
+        stop = asyncio.Event()
+        lags = Latency(count, 0, [])
+        watchers = [asyncio.create_task(_apologies(bootstrap, t.outcomes, found, stop)),
+                    asyncio.create_task(_lags(bootstrap, t, lags, stop))]
+        events = (list(late_deliveries(stored.run, count, start=stored.take(count),
+                                       returning=stored.count))
+                  if stored is not None else list(late_deliveries(run, count)))
+        cpu = running.meter.read()
+        try:
+            say(f"soak: {count:,} events at {rate:,.0f}/s for {seconds:,.0f} s")
+            sending = asyncio.create_task(produce(bootstrap, t.upstream, events, rate))
+            while not sending.done():
+                say(f"soak: {len(found):,} of {count:,} apologised")
+                await asyncio.wait({sending}, timeout=1.0)
+            sent = sending.result()
+            deadline = time.monotonic() + drain_s
+            while len(found) < count and time.monotonic() < deadline:
+                say(f"soak: {len(found):,} of {count:,} apologised (draining)")
+                await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await asyncio.gather(*watchers, return_exceptions=True)
+        used = spent(cpu, running.meter.read())
+    began = min(sent.values())
+    first, last = first_and_last(sent, found, began, seconds)
+    apologised = sum(1 for key in sent if key in found)
+    # CPU per incident carried out: when the pipeline falls behind, per event sent would
+    # spread it over events it never handled.
+    carried = Carried(seconds, max(1, apologised), apologised, apologised, count, used)
+    return Soak(rate, seconds, first, last, count, apologised, carried)

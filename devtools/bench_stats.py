@@ -109,3 +109,39 @@ def target_text(figure: Figure) -> str:
     sign = "≥" if figure.better == "higher" else "≤"
     mark = {True: "met", False: "NOT met", None: "-"}[figure.met]
     return f"{sign} {shown(figure.target, figure.unit)} {mark}"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One stretch of a soak run, `start_s` to `end_s` after its first event was sent."""
+
+    start_s: float
+    end_s: float
+    sent: int  # events sent in the window
+    completed: int  # apologies published in the window (whenever their event was sent)
+    p99_ms: float  # event → apology of the events sent in it; inf if one never came
+
+    @property
+    def throughput(self) -> float:
+        """Apologies per second published in the window."""
+        return self.completed / (self.end_s - self.start_s)
+
+
+def window(sent: dict[str, float], done: dict[str, float], began: float, start_s: float,
+           end_s: float) -> Window:
+    """The window [`start_s`, `end_s`) of a run whose first event went at `began`; `sent` and
+    `done` are when each event was sent and its apology published (same clock, seconds)."""
+    lo, hi = began + start_s, began + end_s
+    mine = [key for key, at in sent.items() if lo <= at < hi]
+    delays = [(done[key] - sent[key]) * 1000 if key in done else math.inf for key in mine]
+    completed = sum(1 for at in done.values() if lo <= at < hi)
+    return Window(start_s, end_s, len(mine), completed, percentile(delays, 99))
+
+
+def first_and_last(sent: dict[str, float], done: dict[str, float], began: float,
+                   seconds: float, width: float = 60.0) -> tuple[Window, Window]:
+    """The first and the last `width` seconds of a run that sent for `seconds` (each at most
+    half the run, so that they never overlap)."""
+    width = min(width, seconds / 2)
+    return (window(sent, done, began, 0.0, width),
+            window(sent, done, began, seconds - width, seconds))

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from devtools import bench, bench_cpu
-from devtools.bench_stats import SCHEMA, Figure, percentile, ratio, results_doc, shown, target_text
+from devtools.bench_stats import (
+    SCHEMA,
+    Figure,
+    first_and_last,
+    percentile,
+    ratio,
+    results_doc,
+    shown,
+    target_text,
+    window,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -136,7 +146,8 @@ def test_cpu_of_this_process_is_read_from_the_real_proc() -> None:
 def test_after_a_prefill_every_other_order_is_for_a_returning_customer() -> None:
     sent = list(bench.late_deliveries("r", 6, start=10, returning=10))
     keys = [key for key, _ in sent]
-    assert keys == ["bench-r-0", "bench-r-11", "bench-r-1", "bench-r-13", "bench-r-2",
+    # The returning ones are the even-numbered half of the ten stored customers.
+    assert keys == ["bench-r-0", "bench-r-11", "bench-r-2", "bench-r-13", "bench-r-4",
                     "bench-r-15"]
     bodies = [json.loads(value) for _, value in sent]
     assert [b["subject"] for b in bodies] == keys
@@ -146,3 +157,45 @@ def test_after_a_prefill_every_other_order_is_for_a_returning_customer() -> None
     assert len({b["id"] for b in bodies}) == 6
     fresh = [key for key, _ in bench.late_deliveries("r", 3)]
     assert fresh == ["bench-r-0", "bench-r-1", "bench-r-2"]
+
+
+def test_returning_customers_are_spread_over_the_stored_ones_and_each_comes_once() -> None:
+    spread = [key for key, _ in bench.late_deliveries("r", 8, start=1000, returning=1000)]
+    assert spread[::2] == ["bench-r-0", "bench-r-250", "bench-r-500", "bench-r-750"]
+    # More events than stored customers to return: the rest are new customers.
+    few = [key for key, _ in bench.late_deliveries("r", 8, start=4, returning=4)]
+    assert few == ["bench-r-0", "bench-r-5", "bench-r-2", "bench-r-7", "bench-r-8",
+                   "bench-r-9", "bench-r-10", "bench-r-11"]
+    assert len(set(few)) == len(few)
+
+
+def test_a_soak_window_counts_the_events_sent_in_it_and_the_apologies_published_in_it(
+) -> None:
+    began = 1000.0
+    sent = {"a": 1000.0, "b": 1030.0, "c": 1059.9, "d": 1060.0}
+    done = {"a": 1000.1, "b": 1030.2, "c": 1060.4, "d": 1060.5}
+    first = window(sent, done, began, 0, 60)
+    assert first.sent == 3  # d was sent at 60 s: the next window's
+    assert first.completed == 2  # c's apology came at 60.4 s
+    assert first.throughput == pytest.approx(2 / 60)
+    assert first.p99_ms == pytest.approx(500.0)  # c's: sent in the window, however late
+
+
+def test_an_apology_never_seen_makes_the_window_p99_unfinished() -> None:
+    got = window({"a": 0.0, "b": 1.0}, {"a": 0.05}, 0.0, 0, 60)
+    assert math.isinf(got.p99_ms)
+    assert got.completed == 1
+    assert math.isnan(window({}, {}, 0.0, 0, 60).p99_ms)
+
+
+def test_first_and_last_minute_of_a_run_and_never_overlapping() -> None:
+    sent = {f"e{i}": float(i) for i in range(600)}  # one a second for ten minutes
+    done = {key: at + (0.01 if at < 300 else 0.2) for key, at in sent.items()}
+    first, last = first_and_last(sent, done, 0.0, 600)
+    assert (first.start_s, first.end_s, last.start_s, last.end_s) == (0, 60, 540, 600)
+    assert first.sent == last.sent == 60
+    assert first.p99_ms == pytest.approx(10.0)
+    assert last.p99_ms == pytest.approx(200.0)
+    assert first.throughput == pytest.approx(1.0)
+    short_first, short_last = first_and_last(sent, done, 0.0, 80)
+    assert (short_first.end_s, short_last.start_s) == (40, 40)
