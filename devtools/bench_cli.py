@@ -132,7 +132,7 @@ def measure(plan: Plan, say: Callable[[str], None], step: Callable[[], None]
     settings = stack.StackSettings()
     logs = settings.run_dir / "bench"
     f = _figures(plan)
-    needs_stack = set(plan.only) & {"ceiling", "pipeline", "latency", "fanout"}
+    needs_stack = set(plan.only) & {"ceiling", "pipeline", "latency", "fanout", "soak"}
     if needs_stack:
         say("starting the local stack")
         stack.up(settings, progress=say)
