@@ -94,8 +94,9 @@ async def query_until(client: httpx.AsyncClient, query: str, done: Callable[[Res
         except httpx.TransportError as exc:  # not listening yet
             last = repr(exc)
         else:
-            body = response.json()
-            if body.get("status") == "success":
+            if response.status_code != 200:  # 503 until its storage is open
+                last = f"{response.status_code} {response.text.strip()}"
+            elif (body := response.json()).get("status") == "success":
                 result: Result = body["data"]["result"]
                 if done(result):
                     return result
