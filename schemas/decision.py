@@ -144,7 +144,11 @@ class Decision(Contract):
     restitution_value: Money | None = Field(
         default=None, description="what the decision gives back as restitution (its refunds "
         "marked restitution, and the most an option gives back): never cut by caps or budgets")
-    rules: list[RuleTrace] = Field(default_factory=list)
+    rules: list[RuleTrace] = Field(
+        default_factory=list,
+        description="how each rule of the policy was judged for the incident; the "
+        "decisions topic's events carry only the rules that matched, decision's API "
+        "(GET /v1/decisions/{id}) every one")
     caps: list[CapApplied] = Field(default_factory=list)
     offer: Offer | None = None
     review_reason: str | None = None
@@ -167,6 +171,14 @@ class Decision(Contract):
         default=None, pattern=r"^[0-9a-f]{32}$", exclude_if=lambda v: v is None,
         description="the W3C trace id of the incident's spans across the services (derived "
         "from incident_id); absent when tracing was off or before it was recorded")
+
+
+def slim(decision: Decision) -> Decision:
+    """The decision as the decisions topic carries it: of the rule traces, only those of the
+    rules that matched. Why each other rule did not apply is for people and stays in
+    decision's store; every consumer validates every event, and those traces were half of
+    its bytes."""
+    return decision.model_copy(update={"rules": [t for t in decision.rules if t.matched]})
 
 
 def decision_id(incident_id: str) -> str:

@@ -30,6 +30,7 @@ from schemas.decision import (
     Review,
     action_key,
     decision_id,
+    slim,
 )
 from schemas.incident import Detection, Incident, IncidentDetected, IncidentType
 from schemas.outcome import ActionStatus, OutcomeRecorded
@@ -135,7 +136,7 @@ def _event(decision: Decision, now: datetime) -> DecisionMade:
                 else f"{decision.decision_id}:{decision.revision}")
     return DecisionMade(id=event_id, source="amends/decision", time=now,
                         subject=decision.incident.customer.id, tenant=decision.incident.tenant,
-                        data=decision)
+                        data=slim(decision))
 
 
 @dataclass

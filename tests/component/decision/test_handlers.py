@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from schemas.common import Money
-from schemas.decision import DecisionStatus
+from schemas.decision import DecisionStatus, slim
+from services.common.access import Role
 from services.decision.domain.lifecycle import goodwill
 from tests.clock import FakeClock
 from tests.component.decision.conftest import T0, Decider, build, did, tight
@@ -41,6 +42,20 @@ async def test_an_incident_is_decided_once_however_often_it_comes(decider: Decid
     assert (await decider.budget.state(DAY, LIMIT)).spent.amount == Decimal("14.90")
 
 
+async def test_the_event_carries_the_rules_that_matched_and_the_api_every_rule(
+        decider: Decider) -> None:
+    [made] = await decider.decide(late("c-1"))
+    [event] = decider.published()
+    published = [(t["rule_id"], t["matched"]) for t in event["data"]["rules"]]
+    assert published == [(t.rule_id, True) for t in made.rules if t.matched] != []
+    async with decider.api(Role.viewer) as viewer:
+        shown = (await viewer.get(f"/v1/decisions/{made.decision_id}")).json()
+    assert [t["rule_id"] for t in shown["rules"]] == [t.rule_id for t in made.rules]
+    assert any(not t["matched"] for t in shown["rules"])  # why the others did not apply
+    assert {k: v for k, v in shown.items() if k not in {"rules", "incident"}} == {
+        k: v for k, v in event["data"].items() if k not in {"rules", "incident"}}
+
+
 async def test_a_redelivery_after_a_crash_reuses_the_recorded_decision_and_books_it_once(
         ) -> None:
     before = build(tight("20", version="tight"))
@@ -65,7 +80,7 @@ async def test_a_redelivery_after_a_crash_reuses_the_recorded_decision_and_books
     assert day_1.spent.amount == Decimal("20.00")  # 14.90 + 5.10, on the day decided
     assert day_2.spent.amount == 0
     [event] = after.published()
-    assert event["data"] == recorded.model_dump(mode="json")
+    assert event["data"] == slim(recorded).model_dump(mode="json")
     assert event["data"]["policy_version"] == "tight"
     assert [c["cap"] for c in event["data"]["caps"]] == ["budget"]
     assert spent.total_value.amount == Decimal("14.90")
