@@ -102,17 +102,6 @@ def outgoing(topic: str, event: CloudEvent[Any]) -> Outgoing:
                     _incident_of(event))
 
 
-def outgoing_with_data(topic: str, event: CloudEvent[Any], data_json: str) -> Outgoing:
-    """`outgoing(topic, event)` when the JSON of the event's data is at hand already (the
-    text a service stores): the envelope is dumped without the data and the text put in its
-    place, the last field, so the bytes are those of dumping the whole event."""
-    if event.model_extra:  # extension attributes would come after the data
-        return outgoing(topic, event)
-    head = event.model_dump_json(exclude={"data"})
-    return Outgoing(topic, event.subject or "", f'{head[:-1]},"data":{data_json}}}'.encode(),
-                    _incident_of(event))
-
-
 class Publisher(Protocol):
     async def publish_all(self, messages: Sequence[Outgoing]) -> None:
         """Publish and wait until the broker has acknowledged every message."""
