@@ -7,7 +7,8 @@ then times one `finish_unfinished()` as it was before issue 21 (the effect logs 
 effects are unfinished: `status $in ...`) and as it is now (the FerretDB adapter asks memory),
 with nothing unfinished; the read of the sweep with one message due (`RemoteEffects.due` over
 both logs); and the full scan (`recall_unfinished`, at start and every `full_sweep_seconds`).
-Medians of R runs, in milliseconds, as a table. The scratch databases are dropped at the end.
+Medians of R runs, in milliseconds, as a table (printed again as each size is done). The
+scratch databases are dropped at the end.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def _median_ms(call: Callable[[], Awaitable[object]], repeat: int) -> floa
     return statistics.median(times)
 
 
-async def measure(url: str, sizes: Sequence[int], repeat: int, console: Console) -> Table:
+async def measure(url: str, sizes: Sequence[int], repeat: int, console: Console) -> None:
     client = make_client(url)
     settings = FulfilmentSettings(mongo_url=url)
     table = Table(title=f"fulfilment's sweep against stored messages (median of {repeat}, ms)")
@@ -123,10 +124,10 @@ async def measure(url: str, sizes: Sequence[int], repeat: int, console: Console)
             now_due = await _median_ms(functools.partial(reads, now), repeat)
             table.add_row(f"{size:,}", f"{before_sweep:,.1f}", f"{now_sweep:,.2f}",
                           f"{before_due:,.1f}", f"{now_due:,.1f}", f"{full:,.1f}")
+            console.print(table)  # so far: a size takes minutes on FerretDB
             await client.drop_database(name)
     finally:
         await client.close()
-    return table
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     url = os.environ.get("AMENDS_MONGO_URL", "mongodb://127.0.0.1:27017/")
     console = Console()
     sizes = [int(s) for s in args.sizes.split(",")]
-    console.print(asyncio.run(measure(url, sizes, args.repeat, console)))
+    asyncio.run(measure(url, sizes, args.repeat, console))
 
 
 if __name__ == "__main__":
