@@ -71,6 +71,9 @@ def create_app(settings: FulfilmentSettings | None = None, *,
         if finished:
             log.info("finished %d refunds and messages left unfinished", len(finished))
 
+    # The one scan at start for what a process that died left unfinished; then the sweep
+    # asks what the logs know, and scans whole every `full_sweep_seconds`.
+    runtime.on_start.append(service.recall_unfinished)
     runtime.every(settings.sweep_seconds, finish_unfinished, name="unfinished-effects")
 
     async def when_decisions_made(records: list[Record]) -> None:

@@ -5,7 +5,7 @@ a stored document."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -114,8 +114,16 @@ class EffectLog(Protocol):
     async def wake_paused(self, remote: str, now: datetime) -> None:
         """Make every effect paused for `remote` due now."""
 
-    async def unfinished(self, limit: int) -> list[Effect]:
-        """Up to `limit` effects that have no final answer yet."""
+    async def unfinished(self, limit: int,
+                         ready: Callable[[Effect], bool] | None = None) -> list[Effect]:
+        """Effects that have no final answer yet and for which `ready` holds (as stored),
+        among up to `limit` (0: all) unfinished ones. An adapter that keeps them in memory
+        reads only those `ready` holds for as it remembers them."""
+
+    async def recall(self) -> None:
+        """Learn afresh, from the whole log, which effects are unfinished (those another
+        process left too): for an adapter that keeps them in memory, at start and at a long
+        interval, never per batch; a no-op where `unfinished` asks the store each time."""
 
     async def take_over(self, effect: Effect, change: Change) -> bool:
         """Apply `change` unless another process changed the effect since it was read (its

@@ -300,13 +300,15 @@ class RemoteEffects:
         working credentials whose time has come, and claims whose lease ran out (their
         process died)."""
         stale = now - timedelta(seconds=self.settings.claim_lease_seconds)
-        found: list[Effect] = []
-        for effect in await kept.unfinished(limit * 4):
+
+        def ready(effect: Effect) -> bool:
             if effect.status == EffectState.claimed.value:
-                ready = (effect.claimed_at or now) <= stale
-            else:
-                ready = (effect.next_attempt_at or now) <= now
-            if ready:
+                return (effect.claimed_at or now) <= stale
+            return (effect.next_attempt_at or now) <= now
+
+        found: list[Effect] = []
+        for effect in await kept.unfinished(limit * 4, ready):
+            if ready(effect):  # as stored: the log may have chosen by what it remembered
                 found.append(effect)
             if len(found) >= limit:
                 break

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
@@ -146,6 +146,8 @@ class FulfilmentService:
     channels: Mapping[Channel, MessageChannel] = field(default_factory=dict)
     remote: RemoteEffects | None = None
     links: CustomerLinks | None = None
+
+    _recalled_at: datetime | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.remote is None:
@@ -571,10 +573,21 @@ class FulfilmentService:
     def _logs(self) -> tuple[EffectLog, EffectLog]:
         return self.stores.refunds, self.stores.messages
 
+    async def recall_unfinished(self) -> None:
+        """Have the effect logs learn afresh which effects are unfinished, those of other
+        processes included (a scan of each log where the adapter keeps them in memory)."""
+        self._recalled_at = self.clock()
+        for kept in self._logs():
+            await kept.recall()
+
     async def finish_unfinished(self, limit: int = 200) -> list[Outcome]:
         """Try again the refunds and messages that a transient failure, a pending gateway or
-        a dead process left unfinished; report those that now have a final answer."""
+        a dead process left unfinished; report those that now have a final answer. Every
+        `full_sweep_seconds` the logs are scanned whole first (see `recall_unfinished`)."""
         now = self.clock()
+        every = timedelta(seconds=self.settings.full_sweep_seconds)
+        if self._recalled_at is None or now - self._recalled_at >= every:
+            await self.recall_unfinished()
         token = new_claim()
         claimed: list[tuple[EffectLog, Effect]] = []
         for kept in self._logs():

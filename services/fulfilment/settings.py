@@ -68,6 +68,11 @@ class FulfilmentSettings(ServiceSettings):
     sweep_seconds: float = Field(default=30.0, gt=0,
                                  description="how often unfinished refunds and messages "
                                  "are tried again")
+    full_sweep_seconds: float = Field(
+        default=600.0, gt=0, description="how often the whole refunds and messages logs are "
+        "scanned for effects another process left unfinished (it died and did not come "
+        "back), on a store whose adapter keeps the unfinished ones in memory (FerretDB); "
+        "also done once at start")
     claim_lease_seconds: float = Field(
         default=300.0, gt=0, description="after this, an effect claimed by a process that "
         "died is taken over by the sweep")

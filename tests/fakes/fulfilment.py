@@ -100,6 +100,7 @@ class FakeEffectLog:
 
     def __init__(self) -> None:
         self.effects: dict[str, Effect] = {}
+        self.reads = 0  # calls that read the log (a find on the server)
 
     def __getitem__(self, key: str) -> Effect:
         return self.effects[key]
@@ -114,6 +115,7 @@ class FakeEffectLog:
         return new
 
     async def get(self, keys: Sequence[str]) -> list[Effect]:
+        self.reads += 1
         return [self.effects[k] for k in dict.fromkeys(keys) if k in self.effects]
 
     async def settle(self, results: Sequence[tuple[Effect, Change]]) -> int:
@@ -138,8 +140,14 @@ class FakeEffectLog:
             if effect.status == EffectState.paused.value and effect.remote == remote:
                 self.effects[key] = replace(effect, next_attempt_at=now)
 
-    async def unfinished(self, limit: int) -> list[Effect]:
-        return [e for e in self.effects.values() if e.status in UNFINISHED][:limit]
+    async def unfinished(self, limit: int,
+                         ready: Callable[[Effect], bool] | None = None) -> list[Effect]:
+        self.reads += 1
+        found = [e for e in self.effects.values() if e.status in UNFINISHED][:limit or None]
+        return [e for e in found if ready is None or ready(e)]
+
+    async def recall(self) -> None:
+        pass
 
     async def take_over(self, effect: Effect, change: Change) -> bool:
         now = self.effects.get(effect.key)

@@ -261,9 +261,15 @@ class MongoEffectLog:
             {"status": EffectState.paused.value, "remote": remote},
             {"$set": {"next_attempt_at": now}})
 
-    async def unfinished(self, limit: int) -> list[Effect]:
-        return [as_effect(doc) async for doc in self.collection.find(
+    async def unfinished(self, limit: int,
+                         ready: Callable[[Effect], bool] | None = None) -> list[Effect]:
+        # By the `status` index on MongoDB.
+        found = [as_effect(doc) async for doc in self.collection.find(
             {"status": {"$in": list(UNFINISHED)}}).limit(limit)]
+        return [e for e in found if ready is None or ready(e)]
+
+    async def recall(self) -> None:
+        """Nothing to learn: `unfinished` asks the store each time."""
 
     async def take_over(self, effect: Effect, change: Change) -> bool:
         guard: Doc = {"_id": effect.key, "status": effect.status,
