@@ -61,8 +61,8 @@ WORDS: dict[str, dict[str, str]] = {
                              "we suggested: {option}.",
         "deadline_passed": "The time to choose ended on {deadline}: you get the option we "
                            "suggested, {option}.",
-        "notice_chosen": "Thank you: your choice is recorded. We will confirm it by message, "
-                         "and it shows here in a minute.",
+        "notice_chosen": "Thank you: your choice is recorded. We will confirm it by message.",
+        "pending_choice": "What you chose shows here in a minute: reload this page to see it.",
         "notice_settled": "This offer was already settled, so nothing changed.",
         "notice_unavailable": "We could not record your choice just now. Please try again "
                               "in a few minutes.",
@@ -90,8 +90,9 @@ WORDS: dict[str, dict[str, str]] = {
                              "предложенный вариант: {option}.",
         "deadline_passed": "Время выбора закончилось {deadline}: вы получаете предложенный "
                            "вариант: {option}.",
-        "notice_chosen": "Спасибо: ваш выбор записан. Мы подтвердим его письмом, а здесь он "
-                         "появится через минуту.",
+        "notice_chosen": "Спасибо: ваш выбор записан. Мы подтвердим его письмом.",
+        "pending_choice": "Ваш выбор появится здесь через минуту: обновите страницу, чтобы "
+                          "его увидеть.",
         "notice_settled": "Это предложение уже было решено, ничего не изменилось.",
         "notice_unavailable": "Сейчас не удалось записать ваш выбор. Попробуйте через "
                               "несколько минут.",
@@ -120,7 +121,9 @@ WORDS: dict[str, dict[str, str]] = {
         "deadline_passed": "Timpul de ales s-a încheiat la {deadline}: primiți varianta "
                            "sugerată, {option}.",
         "notice_chosen": "Vă mulțumim: alegerea dumneavoastră este înregistrată. O "
-                         "confirmăm printr-un mesaj și apare aici într-un minut.",
+                         "confirmăm printr-un mesaj.",
+        "pending_choice": "Alegerea dumneavoastră apare aici într-un minut: reîncărcați "
+                          "pagina pentru a o vedea.",
         "notice_settled": "Această ofertă a fost deja stabilită, nu s-a schimbat nimic.",
         "notice_unavailable": "Nu am putut înregistra alegerea acum. Încercați din nou în "
                               "câteva minute.",

@@ -122,6 +122,7 @@ async def test_the_link_opens_the_page_in_html_and_the_choice_goes_to_decision()
     assert parse_qs(urlsplit(answer.headers["location"]).query)["notice"] == ["chosen"]
     assert "Thank you: your choice is recorded" in text(after.text)
     assert "Choose:" not in text(after.text)  # not offered twice while decision applies it
+    assert "What you chose shows here in a minute" in text(after.text)
 
     [voucher] = f.fakes.vouchers.vouchers.values()
     done = text(settled.text)
