@@ -133,3 +133,15 @@ async def test_a_customer_chooses_the_voucher_on_their_page_with_the_keyboard(
         await screenshot(page, shots, "4-expired")
         await no_violations(page, "the expired link")
     print(f"screenshots: {shots}")  # noqa: T201 - where to look, in the test's output
+
+
+async def test_the_accessibility_check_finds_what_it_should() -> None:
+    """The harness's own check: a field without a label and grey-on-white text are found,
+    so an empty list from the pages above means something."""
+    async with chromium() as browser:
+        page = await phone_page(browser)
+        await page.set_content('<!DOCTYPE html><html lang="en"><head><title>t</title></head>'
+                               '<body><main><h1>Form</h1><input type="text">'
+                               '<p style="color:#aaaaaa">faint</p></main></body></html>')
+        found = {v.rule for v in await axe(page)}
+    assert {"label", "color-contrast"} <= found, found
