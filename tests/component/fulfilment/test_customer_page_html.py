@@ -25,7 +25,7 @@ from schemas.decision import Decision, RemedyKind
 from schemas.upstream import RemedyRatedEvent, upstream_event_adapter
 from services.common.links import CustomerLinks
 from services.fulfilment.app import create_app
-from services.fulfilment.page import ChoiceAnswer
+from services.fulfilment.page import ChoiceAnswer, DecisionClient
 from tests.component.fulfilment.harness import Fulfilment, settings
 from tests.decisions import APOLOGY, chosen, decided, eur, grant, made_incident, offered
 
@@ -285,3 +285,28 @@ async def test_the_refusal_page_speaks_the_browsers_language() -> None:
     assert page.status_code == 403
     assert '<html lang="ro">' in page.text
     assert "Acest link nu deschide această pagină" in text(page.text)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (200, "chosen"), (409, "settled"), (422, "settled"), (401, "unavailable"),
+    (503, "unavailable"), (None, "unavailable")])
+async def test_decisions_answer_to_a_choice_is_read_as_the_page_needs(
+        status: int | None, outcome: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if status is None:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(status, json={})
+
+    client = DecisionClient("http://decision", 1.0, transport=httpx.MockTransport(answer))
+    try:
+        got = await client.choose("d-1", 1, "tok.en.x")
+    finally:
+        await client.aclose()
+    assert got == ChoiceAnswer(outcome)  # type: ignore[arg-type]
+    [request] = seen
+    assert request.url.path == "/v1/customer/decisions/d-1/choice"
+    assert request.headers["X-Customer-Token"] == "tok.en.x"
+    assert json.loads(request.content) == {"option": 1}
