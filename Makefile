@@ -36,7 +36,7 @@ status: install ## show what the local stack runs
 demo: install tools ## bring everything up, play a short scenario, print what happened
 	$(DEVTOOLS) demo
 
-tools: ## the system tools the tests and the stack need (promtool and prometheus, from Debian's packages)
+tools: ## the system tools the tests and the stack need (Prometheus and Chromium from Debian's packages, axe-core by npm)
 	@scripts/system-tools
 
 test: install tools ## the whole test suite (starts the local stack if nothing else is given)

@@ -633,7 +633,13 @@ def service_env(settings: StackSettings, base: Mapping[str, str]) -> dict[str, s
     caller names one."""
     dev = dev_credentials(settings)
     traces = base.get("AMENDS_TRACE_DIR") or str(dev_key.trace_dir(settings.state_dir))
-    return {**base, "AMENDS_TRACE_DIR": traces,
+    ports = service_ports()
+    # The customer's page (fulfilment) hands choices to decision: wherever their ports are.
+    pages = {"AMENDS_FULFILMENT_DECISION_URL": f"http://127.0.0.1:{ports['decision']}",
+             "AMENDS_FULFILMENT_CUSTOMER_PAGE_URL":
+                 f"http://127.0.0.1:{ports['fulfilment']}/v1/customer/decisions/{{decision_id}}"
+                 "?token={token}"}
+    return {**pages, **base, "AMENDS_TRACE_DIR": traces,
             "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "AMENDS_MONGO_URL": settings.mongo_url, "AMENDS_HTTP_HOST": "127.0.0.1",
             "AMENDS_AUTH_API_KEYS_FILE": str(dev.api_keys_file),

@@ -150,6 +150,22 @@ class OutageResolved(Contract):
     resolved_at: DateTime
 
 
+class RemedyRated(Contract):
+    """A customer's word on what they got for one decision, given on their page after the
+    remedy: a rating and what they wrote. For the learning loop (which remedies satisfy whom);
+    no incident comes of it. The `comment` is personal data: never logged, never a label."""
+
+    decision_id: str = Field(min_length=1, max_length=200)
+    incident_id: str = Field(min_length=1, max_length=200)
+    incident_type: str = Field(min_length=1, max_length=64)
+    customer: CustomerSnapshot
+    rated_at: DateTime
+    rating: int | None = Field(default=None, ge=1, le=5,
+                               description="satisfaction, 1 (not at all) to 5 (fully)")
+    comment: str | None = Field(default=None, max_length=2000, description="tell us more")
+    order_id: str | None = Field(default=None, max_length=128)
+
+
 class OrderPlacedEvent(CloudEvent[OrderPlaced]):
     type: Literal["order.placed"]
 
@@ -186,6 +202,10 @@ class OutageResolvedEvent(CloudEvent[OutageResolved]):
     type: Literal["outage.resolved"]
 
 
+class RemedyRatedEvent(CloudEvent[RemedyRated]):
+    type: Literal["remedy.rated"]
+
+
 UpstreamEvent = Annotated[
     OrderPlacedEvent
     | OrderDeliveredEvent
@@ -195,14 +215,15 @@ UpstreamEvent = Annotated[
     | ReviewPostedEvent
     | PaymentCapturedEvent
     | OutageDeclaredEvent
-    | OutageResolvedEvent,
+    | OutageResolvedEvent
+    | RemedyRatedEvent,
     Field(discriminator="type"),
 ]
 
 UPSTREAM_EVENT_TYPES: tuple[str, ...] = (
     "order.placed", "order.delivered", "order.cancelled", "order.item_reported",
     "support.ticket_updated", "payment.captured", "outage.declared", "outage.resolved",
-    "review.posted",
+    "review.posted", "remedy.rated",
 )
 
 upstream_event_adapter: TypeAdapter[UpstreamEvent] = TypeAdapter(UpstreamEvent)

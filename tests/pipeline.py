@@ -79,7 +79,7 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
         FulfilmentSettings(**common, consumer_group=f"{prefix}_fulfilment",
                            mongo_db=f"{prefix}_fulfilment",
                            decisions_topic=topics.decisions, outcomes_topic=topics.outcomes,
-                           tasks_topic=topics.tasks),
+                           tasks_topic=topics.tasks, feedback_topic=topics.support),
     )
 
 

@@ -40,12 +40,19 @@ def served(app: FastAPI, name: str = "the app") -> Iterator[str]:
         sock.close()
 
 
-@contextlib.asynccontextmanager
-async def served_here(app: FastAPI) -> AsyncIterator[str]:
-    """An app whose lifespan runs already, served over HTTP on a free port in this event
-    loop (async clients only); yields its base URL."""
+def bound() -> socket.socket:
+    """A socket on 127.0.0.1 and a free port, held: an app's URL known before it is built
+    (its settings name it) and no other process can take the port meanwhile."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def served_here(app: FastAPI, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """An app whose lifespan runs already, served over HTTP on a free port (or on `sock`,
+    from `bound()`) in this event loop (async clients only); yields its base URL."""
+    sock = sock or bound()
     port = sock.getsockname()[1]
     server = uvicorn.Server(server_config(app, "127.0.0.1", port, lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -15,6 +15,7 @@ from pydantic_settings import (
 
 from schemas import topics
 from services.common.access import ApiKey, AuthSettings
+from services.common.web import Brand
 
 
 class ServiceSettings(BaseSettings):
@@ -90,6 +91,12 @@ class ServiceSettings(BaseSettings):
     customer_link_kid: str | None = Field(
         default=None, description="the key id that signs new links (default: the greatest)")
     customer_link_ttl_days: int = Field(default=30, ge=1, le=365)
+    brand_name: str = Field(default="Customer care", min_length=1, max_length=80,
+                            description="the company's name on its pages")
+    brand_color: str = Field(default="#1f4e8c", description="the pages' colour (#rrggbb, "
+                             "white text on it must meet WCAG AA contrast)")
+    brands: dict[str, Brand] = Field(default_factory=dict, description="tenant -> "
+                                     '{"name": ..., "color": ...}, for several brands')
     erasures_topic: str = topics.ERASURES
     erasure_pseudonym_key: SecretStr | None = Field(
         default=None, repr=False, description="HMAC key of the pseudonym an erased "
@@ -150,6 +157,16 @@ class ServiceSettings(BaseSettings):
             tenant_claim=self.auth_tenant_claim, subject_claim=self.auth_subject_claim,
             api_keys=self.auth_api_keys, api_keys_file=self.auth_api_keys_file,
             default_tenant=self.auth_default_tenant)
+
+    @property
+    def brand(self) -> Brand:
+        """The deployment's brand (the colour checked for contrast when settings load)."""
+        return Brand(name=self.brand_name, color=self.brand_color)
+
+    @model_validator(mode="after")
+    def _brand_readable(self) -> Self:
+        Brand(name=self.brand_name, color=self.brand_color)
+        return self
 
     @property
     def group_id(self) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from schemas.common import Channel
+from schemas.decision import Decision
 from services.common.adapters.mongo import Client
 from services.common.adapters.storage import server_of
 from services.common.app import Runtime
@@ -16,11 +18,13 @@ from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
-from services.fulfilment import http, retention
+from services.common.web import Web
+from services.fulfilment import http, page, retention
 from services.fulfilment.adapters import ferretdb, mongodb
 from services.fulfilment.channels import MessageChannel
 from services.fulfilment.edges import message_channels, payment_gateway
 from services.fulfilment.gateway import PaymentGateway
+from services.fulfilment.page import Chooser, CustomerPages, DecisionClient
 from services.fulfilment.ports import Stores
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
@@ -33,9 +37,11 @@ def create_app(settings: FulfilmentSettings | None = None, *,
                publisher: Publisher | None = None, gateway: PaymentGateway | None = None,
                channels: Mapping[Channel, MessageChannel] | None = None,
                clock: Clock | None = None,
-               registry: CollectorRegistry | None = None) -> FastAPI:
+               registry: CollectorRegistry | None = None,
+               choose: Chooser | None = None) -> FastAPI:
     """The fulfilment app; every keyword's default is production, and each is what a test
-    may replace (`stores` with the fakes: then no database is touched)."""
+    may replace (`stores` with the fakes: then no database is touched; `choose` with a fake
+    of decision's customer-choice endpoint)."""
     settings = settings or FulfilmentSettings()
     runtime = Runtime.create(settings, mongo=mongo, clock=clock, registry=registry,
                              publisher=publisher)
@@ -86,7 +92,30 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     app = runtime.app(title="Amends fulfilment",
                       topics=[settings.decisions_topic, settings.outcomes_topic,
                               settings.tasks_topic],
-                      produces=[settings.outcomes_topic, settings.tasks_topic])
-    app.include_router(http.router(lambda: service.stores, runtime))
+                      produces=[settings.outcomes_topic, settings.tasks_topic,
+                                settings.feedback_topic])
+    decision_client = DecisionClient(settings.decision_url, settings.decision_timeout_s)
+
+    async def close_decision_client() -> None:
+        await decision_client.aclose()
+
+    runtime.on_stop.append(close_decision_client)
+    # The stores are chosen when the app starts: looked up at each request, not now.
+    async def newest(decision_id: str) -> Decision | None:
+        return await service.stores.decisions.newest(decision_id)
+
+    async def view(decision: Decision, now: datetime, expires: datetime) -> http.CustomerPage:
+        return await http.customer_view(service.stores, decision, now, expires)
+
+    web = Web(settings.brand, package="services.fulfilment", brands=settings.brands,
+              words=page.WORDS)
+    pages = CustomerPages(
+        web=web, links=runtime.links, clock=runtime.clock,
+        newest=newest, view=view,
+        choose=choose if choose is not None else decision_client.choose,
+        publisher=runtime.publisher, feedback_topic=settings.feedback_topic,
+        metrics=page.PageMetrics(runtime.registry))
+    app.include_router(web.static_router())
+    app.include_router(http.router(lambda: service.stores, runtime, pages))
     app.state.service = service
     return app

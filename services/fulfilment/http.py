@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.common import DecimalText, Money
@@ -18,8 +18,10 @@ from schemas.decision import Action, Decision, DecisionStatus, RemedyKind
 from services.common.access import AccessDeniedError, Principal, Role, operator
 from services.common.app import Runtime
 from services.common.clock import Clock
+from services.common.web import wants_html
 from services.fulfilment.domain.effects import Effect, EffectState
 from services.fulfilment.domain.plan import POINTS
+from services.fulfilment.page import CustomerPages
 from services.fulfilment.ports import Stores
 from services.fulfilment.service import LINK_MARK
 from services.fulfilment.vouchers import Redemption, Voucher, VoucherError, VoucherStatus
@@ -103,8 +105,10 @@ def _refused(exc: VoucherError) -> HTTPException:
                          detail={"problem": exc.problem, "message": str(exc)})
 
 
-def router(stores_of: Callable[[], Stores], runtime: Runtime) -> APIRouter:
-    """The API over the stores `stores_of()` gives (chosen when the app starts)."""
+def router(stores_of: Callable[[], Stores], runtime: Runtime,
+           pages: CustomerPages | None = None) -> APIRouter:
+    """The API over the stores `stores_of()` gives (chosen when the app starts); with
+    `pages`, the customer's page answers a browser in HTML and takes its forms."""
     api = APIRouter(prefix="/v1")
     access, clock = runtime.access, runtime.clock
     Viewer = Annotated[Principal, Depends(operator(access, Role.viewer))]  # noqa: N806
@@ -138,14 +142,21 @@ def router(stores_of: Callable[[], Stores], runtime: Runtime) -> APIRouter:
         return await customer_case(stores_of(), customer_id, clock,
                                    access.tenants(principal))
 
-    @api.get("/customer/decisions/{decision_id}", tags=["customer"],
+    # A browser gets the page as HTML (a response FastAPI passes on as it is); the model is
+    # what API clients get.
+    @api.get("/customer/decisions/{decision_id}", tags=["customer"], response_model=CustomerPage,
              summary="The customer's page of one decision (by the link in their messages)")
     async def customer_page(
-            decision_id: DecisionId, response: Response,
+            *, decision_id: DecisionId, request: Request, response: Response,
             token: Annotated[str | None, Query(max_length=4096, description=(
                 "the signed token of the customer's link"))] = None,
             x_customer_token: Annotated[str | None, Header(max_length=4096)] = None,
-    ) -> CustomerPage:
+            notice: Annotated[str | None, Query(max_length=32, include_in_schema=False)
+                              ] = None,
+    ) -> Any:
+        if pages is not None and wants_html(request):
+            # The same link opens the page in a browser (ADR 0011); API clients get JSON.
+            return await pages.show(request, decision_id, x_customer_token or token, notice)
         # The token is a bearer secret in a URL: not cached, not passed on as a referrer.
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -161,6 +172,18 @@ def router(stores_of: Callable[[], Stores], runtime: Runtime) -> APIRouter:
             raise AccessDeniedError(403, "link_customer",
                                     "the link was issued to another customer")
         return await customer_view(stores_of(), decision, clock(), grant.expires_at)
+
+    if pages is not None:
+        @api.post("/customer/decisions/{decision_id}/choice", include_in_schema=False)
+        async def customer_choice_form(decision_id: DecisionId, request: Request) -> Response:
+            """The page's choice form (urlencoded, the token a hidden field)."""
+            return await pages.post_choice(request, decision_id)
+
+        @api.post("/customer/decisions/{decision_id}/feedback", include_in_schema=False)
+        async def customer_feedback_form(decision_id: DecisionId, request: Request
+                                         ) -> Response:
+            """The page's rating form."""
+            return await pages.post_feedback(request, decision_id)
 
     return api
 

@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from schemas.common import Money, minor_exponent
 from schemas.decision import Action, Decision, RemedyKind
@@ -464,3 +464,47 @@ def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | 
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
                            html=_linked(_as_html(escaped, subject, chosen), context["page_url"]),
                            locale=chosen)
+
+
+# --- the customer's page: the same words, as HTML fragments ------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PageWords:
+    """What the customer's page says in the messages' own words: the apology's subject and
+    its "what happened" paragraph, and a phrase per remedy (autoescaped: safe markup)."""
+
+    locale: str
+    subject: Markup
+    what: Markup
+    remedies: dict[str, Markup]  # by action idempotency key
+    options: list[Markup]  # an offer's options, "A and B" each
+
+
+def page_words(decision: Decision, locale: str | None = None) -> PageWords:
+    """The page's sentences for `decision`, in the customer's locale (see `render_apology`):
+    each remedy named as the messages name it (a voucher's code the page shows apart)."""
+    chosen = resolve_locale(locale if locale is not None else decision.incident.customer.locale)
+    extras = MessageExtras()
+    template = environment().get_template(template_name(decision.incident.type.value, chosen))
+    context: dict[str, Any] = {
+        "fmt": Formatter(chosen), "name": None, "signature": None, "page_url": None,
+        "remedies": [], "offer": None, **_facts(decision, chosen), **_truths(decision)}
+
+    def block(name: str) -> Markup:
+        # Rendered with autoescaping on: every outside string in it is escaped already.
+        rendered = "".join(template.blocks[name](template.new_context(context)))
+        return Markup(_tidy(rendered))  # noqa: S704
+
+    module = environment().get_template(f"{chosen}/_remedies.txt.j2").make_module(
+        {"fmt": context["fmt"]})
+    remedy_macro, choices_macro = module.remedy, module.choices  # type: ignore[attr-defined]
+    fmt = context["fmt"]
+    # A macro of an autoescaping environment returns markup, its arguments escaped.
+    remedies: dict[str, Markup] = {
+        a.idempotency_key: remedy_macro(_remedy(a, decision, chosen, extras), fmt)
+        for a in decision.actions if a.kind is not RemedyKind.apology}
+    options: list[Markup] = [
+        choices_macro([_remedies(o.actions, decision, chosen, extras)], fmt)
+        for o in (decision.offer.options if decision.offer is not None else [])]
+    return PageWords(locale=chosen, subject=block("subject"), what=block("what"),
+                     remedies=remedies, options=options)

@@ -58,6 +58,12 @@ class FulfilmentSettings(ServiceSettings):
         description="the customer's page, linked from every message that offers a choice or "
         "shows what they got: {decision_id} and {token} (a signed, expiring customer link) "
         "are replaced; no link is sent while no customer_link_keys are configured")
+    decision_url: str = Field(
+        default="http://127.0.0.1:8002", description="decision's HTTP API: the customer's "
+        "page hands a choice made on it to decision, which owns the offer")
+    decision_timeout_s: float = Field(default=10.0, gt=0)
+    feedback_topic: str = Field(default=topics.SUPPORT, description="where a rating given on "
+                                "the customer's page goes, as an upstream remedy.rated event")
     send_concurrency: int = Field(default=16, ge=1,
                                   description="messages and refunds in flight at once")
 

@@ -136,6 +136,7 @@ def event_handlers(overrides: Mapping[str, Any]) -> dict[str, Handler]:
     keep state across events: checks, watermarks, captures), then every event type whose
     entries are all stateless. Outages are fanned out after the rest is published."""
     table: dict[str, Handler] = dict(STATEFUL)
+    table.update(dict.fromkeys(RECORDED_ONLY, _detects_nothing))
     for event_type, entries in triggered_by(INCIDENT_TYPES).items():
         if event_type in table or event_type in AFTER_PUBLISH:
             continue
@@ -636,5 +637,15 @@ STATEFUL: dict[str, Handler] = {
     "order.delivered": IntakeService._deliveries,
     "support.ticket_updated": IntakeService._tickets,
 }
+# Events that make no incident: accepted (deduplicated like any other) and left on the
+# upstream topic, where the learning loop reads them.
+RECORDED_ONLY = ("remedy.rated",)
+
+
+async def _detects_nothing(_service: IntakeService, _events: Sequence[tuple[int, Any]],
+                           _now: datetime) -> list[tuple[int, Incident]]:
+    return []
+
+
 # Handled after the batch's other incidents are published (`process`): fan-outs.
 AFTER_PUBLISH = ("outage.resolved", "outage.declared")

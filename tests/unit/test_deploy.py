@@ -722,6 +722,10 @@ def test_chart_environment_parses_into_the_settings(render: Any, combo: str) -> 
             mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
             policy = next(m for m in mounts if m["name"] == "policy")
             assert settings.policy_path.parent == Path(policy["mountPath"])
+        if isinstance(settings, FulfilmentSettings):
+            # The customer's page hands choices to decision's Service, on its port.
+            port = decision_values.get("port", 8002)
+            assert settings.decision_url == f"http://amends-decision:{port}"
 
 
 def _check_access_settings(values: Doc, name: str, settings: ServiceSettings) -> None:

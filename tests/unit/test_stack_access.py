@@ -21,6 +21,7 @@ from devtools.cli import app as devtools_cli
 from services.common.access import Authenticator, Role, key_digest
 from services.common.links import CustomerLinks
 from services.decision.settings import DecisionSettings
+from services.fulfilment.settings import FulfilmentSettings
 
 pytestmark = pytest.mark.unit
 
@@ -155,3 +156,15 @@ def test_a_token_sent_without_tls_to_another_host_is_warned_about(
     assert result.exit_code == 1
     assert ("warning: sending credentials to http://amends-decision.invalid:8002/v1/review"
             "?limit=100 without TLS") in result.output
+
+
+def test_the_customers_page_follows_the_services_ports(
+        settings: stack.StackSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMENDS_DECISION_HTTP_PORT", "18202")
+    monkeypatch.setenv("AMENDS_FULFILMENT_HTTP_PORT", "18203")
+    env = stack.service_env(settings, {})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    fulfilment = FulfilmentSettings()
+    assert fulfilment.decision_url == "http://127.0.0.1:18202"
+    assert fulfilment.customer_page_url.startswith("http://127.0.0.1:18203/v1/customer/")
