@@ -471,7 +471,7 @@ class OffsetCommits:
     again (idempotent). Before partitions are revoked and before the consumer stops, what is
     noted is committed (`drain`, for at most `timeout_s`: past it, redelivery again)."""
 
-    def __init__(self, name: str, *, timeout_s: float = 10.0,
+    def __init__(self, name: str, *, timeout_s: float = 5.0,
                  retry_s: float = 1.0) -> None:
         self.name = name
         self.timeout_s = timeout_s
@@ -529,7 +529,7 @@ class OffsetCommits:
             self._settled.set()
 
     async def close(self) -> None:
-        await self.drain()
+        """Once the consumer has stopped: what is still due can no longer be committed."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
