@@ -10,13 +10,21 @@ import itertools
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    CommitFailedError,
+    ConsumerStoppedError,
+    IllegalStateError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -439,20 +447,151 @@ class BatchGuard:
                 await self._split(half, failed)
 
 
+class OffsetCommits:
+    """A consumer's handled offsets, committed in the background so that the next poll does
+    not wait for the group coordinator's answer to the last one.
+
+    One task commits, one request at a time, the latest handled offset of each partition: the
+    commits reach the broker in the order the batches were handled, and a slow coordinator
+    makes them fewer rather than queued. A batch's offsets are noted only once it is handled
+    (its writes done, its messages acknowledged by the broker), so a crash before the commit
+    means redelivery, never loss. A batch polled before a rebalance and handled after it
+    commits nothing: its partitions may have moved, and their new owner handles its records
+    again (idempotent). Before partitions are revoked and before the consumer stops, what is
+    noted is committed (`drain`, for at most `timeout_s`: past it, redelivery again)."""
+
+    def __init__(self, name: str, *, timeout_s: float = 5.0,
+                 retry_s: float = 1.0) -> None:
+        self.name = name
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
+        self._generation = 0  # counts revocations
+        self._polled_in = 0  # the generation the batch in hand was polled in
+        self._consumer: AIOKafkaConsumer | None = None
+        self._due: dict[TopicPartition, int] = {}
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # nothing due, no commit in flight
+        self._settled.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def polling(self) -> None:
+        """A poll begins: what it returns belongs to the current assignment."""
+        self._polled_in = self._generation
+
+    def note(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
+        """`records` (of the last poll) are handled: their offsets are due."""
+        if self._polled_in != self._generation:
+            log.info("%s: a batch of %d straddled a rebalance; its offsets are not "
+                     "committed (redelivered)", self.name, len(records))
+            return
+        due = self._due
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            if record.offset >= due.get(partition, 0):
+                due[partition] = record.offset + 1
+        if not due:
+            return
+        self._consumer = consumer
+        self._settled.clear()
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"{self.name}-commits")
+
+    async def drain(self) -> None:
+        """Wait until what is due now is committed (or `timeout_s` has passed)."""
+        if self._settled.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._settled.wait(), self.timeout_s)
+        except TimeoutError:
+            log.warning("%s: offsets not committed within %.0f s; their records will be "
+                        "redelivered", self.name, self.timeout_s)
+
+    async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """Before a rebalance takes `partitions` away: commit what was handled, and forget
+        what could not be committed (it is redelivered to the partitions' next owner)."""
+        self._generation += 1
+        await self.drain()
+        for partition in partitions:
+            self._due.pop(partition, None)
+        if not self._due:
+            self._settled.set()
+
+    async def close(self) -> None:
+        """Once the consumer has stopped: what is still due can no longer be committed."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._due.clear()
+        self._settled.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            due, self._due = self._due, {}
+            if due and self._consumer is not None:
+                await self._commit(self._consumer, due)
+            if not self._due:
+                self._settled.set()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, due: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
+        offsets = {partition: offset for partition, offset in due.items()
+                   if partition in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, ConsumerStoppedError) as exc:
+            # The group moved on (or the consumer stopped): the partitions' next owner
+            # handles these records again.
+            log.warning("%s: offsets %s not committed (%s); their records will be "
+                        "redelivered", self.name, _offsets(offsets), type(exc).__name__)
+        except Exception as exc:
+            log.warning("%s: committing offsets %s failed (%s); trying again in %.0f s",
+                        self.name, _offsets(offsets), describe_error(exc)[:300],
+                        self.retry_s)
+            for partition, offset in offsets.items():  # unless a later batch superseded it
+                if offset > self._due.get(partition, 0):
+                    self._due[partition] = offset
+            await asyncio.sleep(self.retry_s)
+            self._wake.set()
+
+
+def _offsets(offsets: dict[TopicPartition, int]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]@{o}" for p, o in sorted(offsets.items()))
+
+
+class _CommitBeforeRevoking(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, commits: OffsetCommits) -> None:
+        self.commits = commits
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.commits.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        del assigned
+
+
 def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Sequence[str],
                       handle: BatchHandler, *, name: str, metrics: ConsumerMetrics,
                       dead_letters: DeadLetters | None = None,
                       retry_delay: Callable[[int], float] | None = None,
-                      tracing: Tracing | None = None) -> None:
-    """Consume `topics` in batches in the service's group; offsets are committed only after
-    the batch is done. A record that fails on its own is dead-lettered alone and the rest go
-    on (`BatchGuard`); when the database or the broker is unreachable, the batch is
-    redelivered after a growing pause instead of being skipped or crash-looping. With
-    `tracing`, each batch is a hop: a span per incident, children of the records' headers."""
+                      tracing: Tracing | None = None) -> OffsetCommits:
+    """Consume `topics` in batches in the service's group; a batch's offsets are committed
+    only after it is done, in the background (`OffsetCommits`), so the next batch is polled
+    meanwhile. A record that fails on its own is dead-lettered alone and the rest go on
+    (`BatchGuard`); when the database or the broker is unreachable, the batch is redelivered
+    after a growing pause instead of being skipped or crash-looping. With `tracing`, each
+    batch is a hop: a span per incident, children of the records' headers."""
     failures = 0
     delay = retry_delay or (lambda n: min(30.0, 0.5 * 2 ** min(n, 6)))
     guard = BatchGuard(handle, dead_letters, name=name, metrics=metrics,
                        attempts=settings.batch_attempts, pause=delay)
+    commits = OffsetCommits(name)
 
     async def on_batch(body: list[bytes], message: KafkaMessage) -> None:
         nonlocal failures
@@ -471,32 +610,56 @@ def subscribe_batches(broker: KafkaBroker, settings: ServiceSettings, topics: Se
             log.exception("%s: batch of %d failed (attempt %d); it will be redelivered",
                           name, len(records), failures)
             await asyncio.sleep(delay(failures))
+            await message.nack()  # back to the batch's first records: polled again next
             raise
         failures = 0
+        consumer = message.consumer
+        if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's TestKafkaBroker
+            await message.ack()
+            return
+        commits.note(consumer, records)
+        if not subscriber.running:  # stopping: the partitions go once this returns
+            await commits.drain()
 
     on_batch.__name__ = name
     subscriber = broker.subscriber(
         *topics,
         batch=True,
         group_id=settings.group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # Acknowledged here, not by FastStream's commit after each batch (`OffsetCommits`).
+        ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        listener=_CommitBeforeRevoking(commits),
         decoder=_raw_batch,
     )
     subscriber(on_batch)
-    poll_without_pause(subscriber, settings.batch_quiet_pause_ms)
+    poll_without_pause(subscriber, settings.batch_quiet_pause_ms, before_poll=commits.polling)
+    stop = subscriber.stop
+
+    async def commit_then_stop() -> None:
+        # FastStream's stop waits for the batch in hand, then stops the consumer: what was
+        # handled before must be committed first, and that batch commits as it ends.
+        subscriber.running = False
+        await commits.drain()
+        await stop()
+        await commits.close()
+
+    subscriber.stop = commit_then_stop  # type: ignore[method-assign]
+    return commits
 
 
-def poll_without_pause(subscriber: Any, pause_ms: int = 0) -> None:
+def poll_without_pause(subscriber: Any, pause_ms: int = 0, *,
+                       before_poll: Callable[[], None] | None = None) -> None:
     """FastStream's batch subscriber sleeps `batch_timeout_ms` after a poll that found
     nothing, on top of the poll's own wait for records: a record arriving during that sleep
     waited up to 50 ms more. The poll itself waits until records arrive or the timeout ends
     (aiokafka's `getmany`), so its answer is handed on as it is, after `pause_ms` when it
-    was empty (`batch_quiet_pause_ms`). A FastStream version that changes the subscriber
-    fails here, at start, rather than polling differently."""
+    was empty (`batch_quiet_pause_ms`). `before_poll` is called as each poll begins. A
+    FastStream version that changes the subscriber fails here, at start, rather than polling
+    differently."""
     if not (callable(getattr(subscriber, "get_msg", None))
             and isinstance(getattr(subscriber, "batch_timeout_ms", None), int)
             and isinstance(getattr(subscriber, "max_records", None), int)):
@@ -504,6 +667,8 @@ def poll_without_pause(subscriber: Any, pause_ms: int = 0) -> None:
                         "written for (get_msg, batch_timeout_ms, max_records)")
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        if before_poll is not None:
+            before_poll()
         polled = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms,
                                         max_records=subscriber.max_records)
         if not polled and pause_ms:
