@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -76,6 +77,7 @@ log = logging.getLogger(__name__)
 
 _decision_event: TypeAdapter[DecisionMade] = TypeAdapter(DecisionMade)
 
+FULL_SWEEP_SHARE_INVERSE = 10  # a full scan of the effect logs takes at most 1/10 of the time
 # Seconds to hours: automated apologies take seconds, the promise is "never more than a day".
 APOLOGY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
 
@@ -148,6 +150,7 @@ class FulfilmentService:
     links: CustomerLinks | None = None
 
     _recalled_at: datetime | None = field(default=None, init=False, repr=False)
+    _recall_took: timedelta = field(default=timedelta(0), init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.remote is None:
@@ -577,15 +580,23 @@ class FulfilmentService:
         """Have the effect logs learn afresh which effects are unfinished, those of other
         processes included (a scan of each log where the adapter keeps them in memory)."""
         self._recalled_at = self.clock()
+        started = time.monotonic()
         for kept in self._logs():
             await kept.recall()
+        self._recall_took = timedelta(seconds=time.monotonic() - started)
+        if self._recall_took > timedelta(seconds=1):
+            log.info("scanned the refunds and messages for unfinished effects in %.1f s",
+                     self._recall_took.total_seconds())
 
     async def finish_unfinished(self, limit: int = 200) -> list[Outcome]:
         """Try again the refunds and messages that a transient failure, a pending gateway or
         a dead process left unfinished; report those that now have a final answer. Every
         `full_sweep_seconds` the logs are scanned whole first (see `recall_unfinished`)."""
         now = self.clock()
-        every = timedelta(seconds=self.settings.full_sweep_seconds)
+        # A scan grows with what is stored (on FerretDB, minutes at a million): it may take
+        # at most a tenth of the time, whatever the setting.
+        every = max(timedelta(seconds=self.settings.full_sweep_seconds),
+                    self._recall_took * FULL_SWEEP_SHARE_INVERSE)
         if self._recalled_at is None or now - self._recalled_at >= every:
             await self.recall_unfinished()
         token = new_claim()

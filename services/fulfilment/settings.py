@@ -78,7 +78,8 @@ class FulfilmentSettings(ServiceSettings):
         default=600.0, gt=0, description="how often the whole refunds and messages logs are "
         "scanned for effects another process left unfinished (it died and did not come "
         "back), on a store whose adapter keeps the unfinished ones in memory (FerretDB); "
-        "also done once at start")
+        "also done once at start. Never more often than ten times the last scan's own "
+        "duration (a scan grows with what is stored)")
     claim_lease_seconds: float = Field(
         default=300.0, gt=0, description="after this, an effect claimed by a process that "
         "died is taken over by the sweep")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from schemas.decision import RemedyKind
+from services.fulfilment import service as service_module
 from services.fulfilment.adapters.ferretdb import TrackedEffectLog
 from services.fulfilment.domain.effects import EffectState
 from tests.component.fulfilment.harness import Fulfilment
@@ -84,3 +86,19 @@ async def test_a_claim_another_process_left_waits_for_the_full_sweep() -> None:
     assert (finished.idempotency_key, finished.status.value) == (key, "succeeded")
     assert [m.idempotency_key for m in survivor.email.sent] == [key]
     assert dying.email.sent == []
+
+
+async def test_a_slow_full_scan_is_spaced_to_a_tenth_of_the_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tracked(Fulfilment.with_email())
+    every = f.settings.full_sweep_seconds
+    ticks = iter([0.0, every * 0.2, 1000.0, 1000.0 + every * 0.2])  # each scan: a fifth
+    monkeypatch.setattr(service_module, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    await f.service.recall_unfinished()
+    scanned = reads(f)
+    f.clock.advance(timedelta(seconds=every))
+    assert await f.service.finish_unfinished() == []
+    assert reads(f) == scanned, "not before ten times the scan's own time"
+    f.clock.advance(timedelta(seconds=every))
+    assert await f.service.finish_unfinished() == []
+    assert reads(f) > scanned
