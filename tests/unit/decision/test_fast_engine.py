@@ -52,11 +52,14 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULT = load_policy("deploy/policy/default.yaml")
 
 
-def variant(**changes: Any) -> Policy:
-    """The default policy with other guards (`guards`) or extra rules (`rules`)."""
-    data = DEFAULT.model_dump(mode="json")
+def variant(base: Policy = DEFAULT, **changes: Any) -> Policy:
+    """`base` (the default policy) with other guards (`guards`), extra rules (`rules`) or an
+    experiment (`experiment`)."""
+    data = base.model_dump(mode="json")
     data["guards"].update(changes.get("guards", {}))
     data["rules"] += changes.get("rules", [])
+    if "experiment" in changes:
+        data["experiment"] = changes["experiment"]
     return Policy.model_validate(data)
 
 
@@ -155,6 +158,16 @@ BUSY = variant(
 )
 
 
+# BUSY with an experiment on a rule that makes an offer: its holdout gets neither the rule's
+# points nor its offer, so a later rule's offer is made instead.
+BUSY_EXPERIMENT = variant(BUSY, experiment={
+    "id": "defective-extras", "rule": "item-defective",
+    "variants": [{"id": "more-points", "share": "0.4", "grant": [{"points": 900}]},
+                 {"id": "voucher", "share": "0.4",
+                  "grant": [{"voucher": {"amount": "6.00", "expires_days": 30}}]}],
+    "holdout": {"share": "0.2", "gets": "apology"}})
+
+
 def _with_later_stages(made: list[Incident]) -> list[Incident]:
     """The generated incidents, every third delay followed by a worse stage of it (the same
     order, later): a top-up."""
@@ -186,8 +199,10 @@ def _equivalence(policy: Policy, count: int, seed: int) -> set[str]:
         assert_validated(fast)
         seen |= {name for name, met in (
             ("caps", made.caps), ("offer", made.offer), ("held", made.review_reason),
-            ("top-up", made.top_up_of),
+            ("top-up", made.top_up_of), ("experiment", made.experiment),
             ("group", any("group" in r.reason for r in made.rules))) if met}
+        if made.experiment is not None:
+            seen.add(f"arm {made.experiment.arm}")
         goodwill = (made.goodwill_value or made.total_value).amount
         if made.status.executable:
             spent += goodwill
@@ -241,14 +256,21 @@ def test_a_built_model_with_a_wrong_type_is_caught() -> None:
         assert_validated(built(RuleTrace, rule_id="r", matched=1, reason="why"))
 
 
-@pytest.mark.parametrize("name", ["default", "tight", "busy"])
+@pytest.mark.parametrize("name", ["default", "tight", "busy", "experiment", "busy-experiment"])
 def test_the_fast_path_decides_as_the_reference_does(name: str) -> None:
-    policy = {**golden_policies(), "busy": BUSY}[name]
+    policy = {**golden_policies(), "busy": BUSY, "busy-experiment": BUSY_EXPERIMENT}[name]
     seen = _equivalence(policy, 2500, seed=31)
     # the comparison took the paths it is meant to cover
     assert {"caps", "top-up", "group"} <= seen
-    if name != "default":
-        assert seen == {"caps", "offer", "held", "top-up", "group"}
+    arms = {name for name in seen if name.startswith("arm ")}
+    if policy.experiment is not None:  # every arm, the holdout too
+        assert arms == {f"arm {v.id}" for v in policy.experiment.variants} | {"arm holdout"}
+        assert "experiment" in seen
+    else:
+        assert not arms
+        assert "experiment" not in seen
+    if name in {"tight", "busy", "busy-experiment"}:
+        assert seen - arms - {"experiment"} == {"caps", "offer", "held", "top-up", "group"}
 
 
 # --- the engine --------------------------------------------------------------------------
