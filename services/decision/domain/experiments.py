@@ -78,11 +78,15 @@ def assigned(policy: Policy, customer_id: str, now: datetime) -> Arm | None:
     return pick(arms(experiment, rule), experiment.id, customer_id)
 
 
+def percent(share: Decimal) -> str:
+    """A share in percent, without trailing zeros (0.45: "45", 0.125: "12.5")."""
+    shown = f"{share * 100:f}"
+    return shown.rstrip("0").rstrip(".") if "." in shown else shown
+
+
 def arm_words(assignment: Assignment, policy: Policy) -> str:
     """The explanation's sentence about the arm that applied."""
-    share = f"{assignment.probability * 100:f}"
-    if "." in share:
-        share = share.rstrip("0").rstrip(".")
+    share = percent(assignment.probability)
     experiment = policy.experiment
     if assignment.arm != HOLDOUT:
         return (f" Experiment {assignment.id}: rule {assignment.rule_id} granted what its "

@@ -92,6 +92,7 @@ def signature(tally: Tally) -> tuple[object, ...]:
         sorted((kind, str(value)) for kind, value in tally.remedy_value.items()),
         sorted(tally.caps.items()),
         str(tally.cut),
+        sorted((arm, t.decisions, str(t.cost), t.held) for arm, t in tally.arms.items()),
     )
 
 
@@ -413,6 +414,26 @@ def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.Mon
     assert sum(advanced) == 3000
     assert alone[1].caps
     assert alone[1].held
+
+
+def test_a_backtest_tallies_the_arms_of_an_experiment_in_two_processes_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy = golden_policies()["experiment"]
+    alone = backtest(generate_incidents(3000, start=START, days=2, seed=4), [policy, DEFAULT])
+    monkeypatch.setattr(processes, "_WORTH_A_PROCESS", 0)
+    shared = backtest_generated(3000, [policy, DEFAULT], start=START, days=2, seed=4)
+    assert [signature(t) for t in shared] == [signature(t) for t in alone]
+    arms = alone[0].arms
+    assert set(arms) == {"points-300", "points-600", "holdout"}
+    assert not alone[1].arms  # the default policy has no experiment
+    # each arm costs what it grants: the holdout only what the other rules add
+    per = {name: arm.cost_per_decision for name, arm in arms.items()}
+    assert per["holdout"] < per["points-300"] < per["points-600"]
+    assert sum(a.decisions for a in arms.values()) == sum(
+        1 for i in generate_incidents(3000, start=START, days=2, seed=4)
+        if i.type is IncidentType.delivery_delayed and i.delay_minutes is not None
+        and 30 <= i.delay_minutes < 120)
 
 
 def test_a_backtest_of_rules_that_look_at_compensation_stays_in_one_process(
