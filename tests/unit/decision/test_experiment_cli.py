@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from amends.cli import app as cli
+from services.decision.domain.policy import parse_policy
 from tests.factories import incident
 from tests.golden import policies
 from tests.unit.decision.test_experiments import customer_in
@@ -68,3 +69,12 @@ def test_backtest_tallies_each_arm(tried: Path) -> None:
                                                                    "holdout")}
     assert counts["holdout"] < counts["points-300"]
     assert all(n > 0 for n in counts.values())
+
+
+def test_the_default_policys_example_experiment_is_valid_once_uncommented() -> None:
+    lines = Path("deploy/policy/default.yaml").read_text().splitlines()
+    start = lines.index("# experiment:")
+    text = "\n".join(lines[:start] + [line.removeprefix("# ") for line in lines[start:]])
+    policy = parse_policy(text)
+    assert policy.experiment is not None
+    assert policy.experiment.rule == "delay-30min-to-2h"
