@@ -5,7 +5,8 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 
 1. Every rule is considered in file order and traced. A rule matches when all its
    conditions hold. Of the rules sharing a `group`, only the first that matches applies;
-   rules without a group all apply.
+   rules without a group all apply. A running experiment first gives its rule the remedies
+   of the customer's arm (`compiled.CompiledExperiment`: one compiled plan per arm).
 2. Every decision starts with an apology. The remedies of the applying rules are combined
    per kind: amounts, points and free-delivery orders add up; for percent vouchers,
    priority-support days and call deadlines the most generous wins; a replacement, and a
