@@ -33,6 +33,7 @@ from services.common.errors import describe
 from services.decision.adapters.storage import open_storage
 from services.decision.backtest import Tally, backtest, backtest_generated
 from services.decision.domain.engine import decide
+from services.decision.domain.experiments import percent
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.policy import Policy, PolicyError, load_policy, policy_json_schema
 
@@ -64,6 +65,18 @@ def validate(path: Annotated[Path, typer.Argument(help="the policy file")]) -> N
         f"{len(policy.rules)} rules in {len(groups)} groups, "
         f"{len(policy.guards.review)} review triggers"
     )
+    experiment = policy.experiment
+    if experiment is not None:
+        shares = [(v.id, v.share) for v in experiment.variants] + (
+            [("holdout", experiment.holdout.share)] if experiment.holdout is not None else [])
+        state = ("stopped" if experiment.stopped else
+                 f"running until {experiment.until.isoformat()}" if experiment.until else
+                 "running")
+        console.print(
+            f"experiment {experiment.id} on rule {experiment.rule} ({state}): "
+            + ", ".join(f"{arm} {percent(share)}%" for arm, share in shares),
+            highlight=False,
+        )
 
 
 @policy_app.command()
@@ -129,6 +142,20 @@ def explain(
     console.print(actions)
     for cap in decision.caps:
         console.print(f"cap [bold]{cap.cap}[/bold] cut {cap.cut}: {cap.detail}")
+    if decision.experiment is not None:
+        arm = decision.experiment
+        console.print(
+            f"experiment [bold]{arm.id}[/bold]: arm [bold]{arm.arm}[/bold] "
+            f"(probability {arm.probability}) for rule {arm.rule_id}, sticky for customer "
+            f"{parsed.customer.id}",
+            highlight=False,
+        )
+    elif policy.experiment is not None:
+        console.print(
+            f"experiment {policy.experiment.id}: not applied (rule {policy.experiment.rule} "
+            "did not apply, or the experiment is stopped)",
+            highlight=False,
+        )
     console.print(decision.explanation, highlight=False)
 
 
@@ -270,3 +297,20 @@ def run_backtest(
             tallies = backtest(incidents, policies, lambda n: progress.advance(task, n))
         seconds = time.perf_counter() - began
     console.print(_comparison(tallies, seconds, count))
+    for tally in tallies:
+        if tally.arms:
+            console.print(_arms(tally))
+
+
+def _arms(tally: Tally) -> Table:
+    """Per arm of the policy's experiment: how often it applied and what it cost."""
+    table = Table(title=f"experiment arms of policy {tally.version} (decisions in which the "
+                  "varied rule applied)", title_justify="left")
+    for column in ("arm", "decisions", "share", "held", "cost", "cost per decision"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    counted = sum(arm.decisions for arm in tally.arms.values())
+    for name, arm in sorted(tally.arms.items()):
+        table.add_row(name, f"{arm.decisions:,}", f"{arm.decisions / counted:.1%}",
+                      f"{arm.held:,}", _money(arm.cost, tally.currency),
+                      _money(arm.cost_per_decision, tally.currency))
+    return table

@@ -123,6 +123,17 @@ class Choice(Contract):
         description="the authenticated operator who chose on the customer's behalf")
 
 
+class Assignment(Contract):
+    """The arm of a policy experiment a decision applied: which variant of the rule's remedies
+    the customer got, and how likely that was (for estimates weighted by it)."""
+
+    id: str = Field(description="the experiment's id in the policy")
+    rule_id: str = Field(description="the rule whose remedies the experiment varies")
+    arm: str = Field(description="the variant's id, or 'holdout'")
+    probability: DecimalText = Field(
+        description="the arm's share of customers: the chance of this assignment")
+
+
 class Decision(Contract):
     decision_id: str
     revision: int = Field(
@@ -167,6 +178,10 @@ class Decision(Contract):
         default_factory=list,
         description="the earlier decisions for the same failure of the same order that this "
         "one adds to: its remedies are what the worse band grants minus what those gave")
+    experiment: Assignment | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="the arm of the policy's experiment that applied (sticky per customer); "
+        "absent when no experiment's rule applied")
     trace_id: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{32}$", exclude_if=lambda v: v is None,
         description="the W3C trace id of the incident's spans across the services (derived "

@@ -31,14 +31,26 @@ START = datetime(2026, 3, 1, 6, tzinfo=UTC)
 COUNT = 1500
 
 
+# An experiment on the default policy's 30-minute-to-2-hour delays: 200 points (the rule's
+# own), 300 or 600, and a holdout with the apology only.
+EXPERIMENT: dict[str, Any] = {
+    "id": "delay-points", "rule": "delay-30min-to-2h",
+    "variants": [{"id": "points-300", "share": "0.45", "grant": [{"points": 300}]},
+                 {"id": "points-600", "share": "0.45", "grant": [{"points": 600}]}],
+    "holdout": {"share": "0.10", "gets": "apology"}}
+
+
 def policies() -> dict[str, Policy]:
-    """The default policy, and one with small caps, a small budget and a low review
-    threshold, so that cuts, budget and review paths are taken too."""
+    """The default policy, one with small caps, a small budget and a low review threshold,
+    so that cuts, budget and review paths are taken too, and the default with an experiment."""
     default = _as_recorded(load_policy("deploy/policy/default.yaml"))
     data = default.model_dump(mode="json")
     data["version"] = f"{default.version}-tight"
     data["guards"].update(incident_cap="20.00", customer_cap="35.00", daily_budget="900.00")
-    return {"default": default, "tight": Policy.model_validate(data)}
+    tried = default.model_dump(mode="json") | {"version": f"{default.version}-experiment",
+                                                "experiment": EXPERIMENT}
+    return {"default": default, "tight": Policy.model_validate(data),
+            "experiment": Policy.model_validate(tried)}
 
 
 def _as_recorded(policy: Policy) -> Policy:

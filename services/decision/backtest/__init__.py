@@ -4,6 +4,6 @@ in two processes (`processes`, with `rules` the second process's entry point).""
 
 from services.decision.backtest.generated import generate_incidents
 from services.decision.backtest.processes import backtest_generated
-from services.decision.backtest.simulation import Tally, backtest
+from services.decision.backtest.simulation import ArmTally, Tally, backtest
 
-__all__ = ["Tally", "backtest", "backtest_generated", "generate_incidents"]
+__all__ = ["ArmTally", "Tally", "backtest", "backtest_generated", "generate_incidents"]

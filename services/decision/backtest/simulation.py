@@ -22,6 +22,19 @@ from services.decision.fast.remedies import Item, restitution
 
 
 @dataclass
+class ArmTally:
+    """The decisions in which one arm of the policy's experiment applied."""
+
+    decisions: int = 0
+    cost: Decimal = ZERO  # goodwill and restitution carried out (held decisions excluded)
+    held: int = 0
+
+    @property
+    def cost_per_decision(self) -> Decimal:
+        return (self.cost / self.decisions).quantize(Decimal("0.01")) if self.decisions else ZERO
+
+
+@dataclass
 class Tally:
     """What one policy would have done with the incidents."""
 
@@ -39,6 +52,7 @@ class Tally:
     remedy_value: dict[str, Decimal] = field(default_factory=dict)
     caps: Counter[str] = field(default_factory=Counter)
     cut: Decimal = ZERO
+    arms: dict[str, ArmTally] = field(default_factory=dict)  # of the policy's experiment
 
     @property
     def cost(self) -> Decimal:
@@ -107,6 +121,15 @@ class _Simulation:
         for cut in draft.cuts:
             tally.caps[cut.cap] += 1
             tally.cut += cut.cut
+        if result.assignment is not None:
+            arm = tally.arms.get(result.assignment.arm)
+            if arm is None:
+                arm = tally.arms[result.assignment.arm] = ArmTally()
+            arm.decisions += 1
+            if held:
+                arm.held += 1
+            else:
+                arm.cost += value + (restitution(items) if result.restitution else ZERO)
         self.histories[customer] = history.plus(
             PastIncident(
                 incident.incident_id,

@@ -19,6 +19,7 @@ from decimal import ROUND_DOWN, Decimal
 from schemas.common import Money
 from schemas.decision import (
     Action,
+    Assignment,
     CapApplied,
     Decision,
     DecisionStatus,
@@ -30,6 +31,7 @@ from schemas.decision import (
 )
 from schemas.incident import Incident
 from services.decision.domain.conditions import matches
+from services.decision.domain.experiments import arm_words, as_applied, assigned
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Grant, Policy, ReviewTrigger, Rule
@@ -311,6 +313,7 @@ class Evaluation:
     review_reason: str | None
     value: Decimal  # goodwill: the remedies outside an offer and its dearest option
     restitution: Decimal  # given back: outside an offer, and the most an option gives back
+    assignment: Assignment | None = None  # the experiment's arm, when its rule applied
 
     @property
     def total(self) -> Decimal:
@@ -327,8 +330,12 @@ class Evaluation:
 
 def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: datetime, *,
              budget_remaining: Decimal | None = None) -> Evaluation:
-    """The steps of docs/policy.md, in order, before the result is dressed as a decision."""
+    """The steps of docs/policy.md, in order, before the result is dressed as a decision. A
+    running experiment first puts its arm's remedies in the varied rule."""
     currency = policy.currency
+    arm = assigned(policy, incident.customer.id, now)
+    if arm is not None:
+        policy = as_applied(policy, arm)
     facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
                            order_id=incident.order_id, outage_id=incident.outage_id)
     draft = apply_rules(policy, incident, facts)
@@ -351,7 +358,9 @@ def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: 
     reason = review_reason(draft, policy, incident, facts, value)
     restitution_never_cut(draft, owed)
     refunds_within_captured(draft, incident, history, currency)
-    return Evaluation(draft, facts, reason, value, owed)
+    return Evaluation(draft, facts, reason, value, owed,
+                      arm.assignment if arm is not None and arm.rule.id in draft.applied
+                      else None)
 
 
 def _money(amount: Decimal, currency: str) -> Money:
@@ -405,8 +414,11 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
         rules=draft.traces, caps=caps, offer=offer, review_reason=result.review_reason,
         review=None, approvals=[], requested_by=None, choice=None,
         explanation=explain(incident, policy, draft, [a.note for a in actions[1:]], caps=caps,
-                            offer=offer, result=result) + topped_up(incident, before),
-        top_up_of=list(before.decision_ids) if before is not None else [])
+                            offer=offer, result=result)
+        + (arm_words(result.assignment, policy) if result.assignment is not None else "")
+        + topped_up(incident, before),
+        top_up_of=list(before.decision_ids) if before is not None else [],
+        experiment=result.assignment)
 
 
 # --- words --------------------------------------------------------------------------------

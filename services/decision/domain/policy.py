@@ -6,12 +6,15 @@ The semantics (which rules apply, how remedies combine, how caps cut) are those 
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -53,6 +56,25 @@ PolicyDecimal = Annotated[
                               {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}]}),
 ]
 Amount = Annotated[PolicyDecimal, Field(ge=0)]
+
+
+def _share(value: Any) -> Any:
+    """A share of customers is a fraction, so a YAML float is fine here: it is read as the
+    decimal it was written as (0.45, not the binary fraction nearest it), and shares then add
+    up exactly."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return _policy_decimal(value)
+
+
+Share = Annotated[
+    Decimal,
+    BeforeValidator(_share),
+    Field(ge=0, le=1),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": 1},
+                              {"type": "string", "pattern": r"^(0(\.\d+)?|1(\.0+)?)$"}]}),
+]
 Percent = Annotated[PolicyDecimal, Field(gt=0, le=100)]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
@@ -280,6 +302,64 @@ class Rule(PolicyModel):
                          description="the reason in the customer's words, e.g. 'for the delay'")
 
 
+class Variant(PolicyModel):
+    """One arm of an experiment: what the varied rule grants the customers assigned to it."""
+
+    id: RuleId
+    share: Share = Field(description="the fraction of customers assigned to this arm")
+    grant: list[Grant] = Field(
+        default_factory=list, description="replaces the rule's grant (its offer stays)")
+
+
+class Holdout(PolicyModel):
+    """The customers an experiment leaves out, to compare the variants with."""
+
+    share: Share
+    gets: Literal["rule", "apology"] = Field(
+        default="rule", description="rule: the rule's own remedies (and offer); apology: the "
+        "rule grants nothing, so the apology and what other rules grant")
+
+
+HOLDOUT = "holdout"  # the holdout's arm, as decisions record it
+
+
+class Experiment(PolicyModel):
+    """Variants of one rule's remedies, each given to a share of customers. A customer's arm
+    is a hash of the experiment's id and theirs, so it is the same in every decision; a
+    decision records it only when the varied rule applied."""
+
+    id: RuleId
+    description: str = Field(default="", max_length=500)
+    rule: RuleId = Field(description="the rule whose remedies the variants replace")
+    variants: list[Variant] = Field(min_length=2)
+    holdout: Holdout | None = None
+    stopped: bool = Field(
+        default=False, description="no one is assigned: the rule grants its own remedies")
+    until: AwareDatetime | None = Field(
+        default=None, description="stopped from this time on (of the decision, never a clock)")
+
+    @model_validator(mode="after")
+    def _arms(self) -> Self:
+        ids = [v.id for v in self.variants]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"variant id {', '.join(map(repr, twice))} is used twice")
+        if HOLDOUT in ids:
+            raise ValueError(f"{HOLDOUT!r} names the holdout; call the variant otherwise")
+        total = sum((v.share for v in self.variants), Decimal(0)) + (
+            self.holdout.share if self.holdout is not None else Decimal(0))
+        if total != 1:
+            parts = " + ".join(format(v.share, "f") for v in self.variants) + (
+                f" + holdout {self.holdout.share:f}" if self.holdout is not None else "")
+            raise ValueError(f"the shares of the variants and the holdout must add up to 1; "
+                             f"they add up to {total:f} ({parts})")
+        return self
+
+    def running(self, now: datetime) -> bool:
+        """Whether customers are assigned at `now` (the decision's time)."""
+        return not self.stopped and (self.until is None or now < self.until)
+
+
 class ReviewTrigger(PolicyModel):
     """Holds a decision for a human when `when` matches (if given) and, if given, the refund
     or the total granted exceeds its threshold. The thresholds count goodwill only: a
@@ -338,6 +418,9 @@ class Policy(PolicyModel):
                     "amount vouchers) are reduced, the others dropped whole")
     guards: Guards
     rules: list[Rule] = Field(min_length=1)
+    experiment: Experiment | None = Field(
+        default=None, description="variants of one rule's remedies for shares of customers "
+        "(one experiment at a time; docs/policy.md, Experiments)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -346,6 +429,8 @@ class Policy(PolicyModel):
             if rule.id in seen:
                 raise ValueError(f"rule id {rule.id!r} is used twice")
             seen.add(rule.id)
+        if self.experiment is not None and self.experiment.rule not in seen:
+            raise ValueError(f"experiment.rule: the policy has no rule {self.experiment.rule!r}")
         missing = [k.value for k in CUTTABLE if k not in self.cut_order]
         if missing:
             raise ValueError(f"cut_order must list every remedy with a value; missing "
@@ -383,6 +468,9 @@ def _where(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) 
     return "line ?"
 
 
+_NAMED = re.compile(r"^([a-z_]+(?:\.[a-z0-9_]+)*): ")
+
+
 def parse_policy(text: str, origin: str = "<policy>") -> Policy:
     """Validate a policy's YAML text; errors name the line, the field and the problem."""
     try:
@@ -402,8 +490,12 @@ def parse_policy(text: str, origin: str = "<policy>") -> Policy:
         for error in exc.errors(include_url=False):
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and
                                                          p.startswith("function-")))
-            field = ".".join(str(p) for p in loc) or "(policy)"
             message = str(error["msg"]).removeprefix("Value error, ")
+            named = _NAMED.match(message) if not loc else None
+            if named:  # a check across fields that names the one at fault: point at it
+                loc = tuple(int(p) if p.isdigit() else p for p in named[1].split("."))
+                message = message[named.end():]
+            field = ".".join(str(p) for p in loc) or "(policy)"
             problems.append(f"{_where(loc, lines)}: {field}: {message}")
         raise PolicyError(origin, problems) from exc
 

@@ -19,8 +19,9 @@ from schemas.common import Money
 from schemas.decision import RemedyKind, RuleTrace
 from schemas.incident import Detection, Incident, IncidentType
 from services.decision.domain.engine import cap_detail
+from services.decision.domain.experiments import Arm, arms, as_applied, pick
 from services.decision.domain.history import ZERO, WindowFacts
-from services.decision.domain.policy import Policy, Range, Rule, When
+from services.decision.domain.policy import Experiment, Policy, Range, Rule, When
 from services.decision.domain.remedies import amount_in, cent
 from services.decision.fast.remedies import (
     Item,
@@ -372,6 +373,30 @@ class CompiledPolicy:
     caps: dict[str, tuple[Decimal, Money, str]]  # the limit, as Money and in words, of the
     # caps whose limit is known beforehand: the incident cap, and a budget spent
     apology: dict[str, Any]  # the fields of every decision's first action but its key
+    experiment: CompiledExperiment | None  # the policy's experiment, if it has one
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledExperiment:
+    """An experiment's arms, each with the policy as it applies them, compiled."""
+
+    experiment: Experiment
+    arms: tuple[Arm, ...]
+    plans: dict[str, CompiledPolicy]  # by arm
+
+    def plan_for(self, customer_id: str) -> tuple[Arm, CompiledPolicy]:
+        arm = pick(self.arms, self.experiment.id, customer_id)
+        return arm, self.plans[arm.id]
+
+
+def _experiment(policy: Policy) -> CompiledExperiment | None:
+    experiment = policy.experiment
+    if experiment is None:
+        return None
+    rule = next(r for r in policy.rules if r.id == experiment.rule)
+    made = arms(experiment, rule)
+    return CompiledExperiment(experiment, made,
+                              {arm.id: _compile(as_applied(policy, arm)) for arm in made})
 
 
 def _compile(policy: Policy) -> CompiledPolicy:
@@ -405,6 +430,7 @@ def _compile(policy: Policy) -> CompiledPolicy:
         },
         apology=action_fields(Item(RemedyKind.apology, ZERO, ""), "an apology", zero, None)
         | {"rule_id": None},
+        experiment=_experiment(policy),
     )
 
 

@@ -5,7 +5,8 @@ Semantics, in the order they are applied (docs/policy.md has examples):
 
 1. Every rule is considered in file order and traced. A rule matches when all its
    conditions hold. Of the rules sharing a `group`, only the first that matches applies;
-   rules without a group all apply.
+   rules without a group all apply. A running experiment first gives its rule the remedies
+   of the customer's arm (`compiled.CompiledExperiment`: one compiled plan per arm).
 2. Every decision starts with an apology. The remedies of the applying rules are combined
    per kind: amounts, points and free-delivery orders add up; for percent vouchers,
    priority-support days and call deadlines the most generous wins; a replacement, and a
@@ -43,6 +44,7 @@ from typing import NamedTuple
 
 from schemas.decision import (
     Action,
+    Assignment,
     CapApplied,
     Decision,
     DecisionStatus,
@@ -54,6 +56,7 @@ from schemas.decision import (
 )
 from schemas.incident import Incident, IncidentType
 from services.decision.domain.engine import cap_detail, listing, topped_up
+from services.decision.domain.experiments import arm_words
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
 from services.decision.domain.policy import Policy, Rule
@@ -531,6 +534,7 @@ class Evaluation(NamedTuple):
     plan: CompiledPolicy
     restitution: Decimal  # given back: outside an offer, and the most an option gives back
     before: Earlier | None  # the earlier stages of the same failure, if any
+    assignment: Assignment | None  # the experiment's arm, when its rule applied
 
     @property
     def total(self) -> Decimal:
@@ -566,6 +570,11 @@ def _evaluate(
     trace: bool,
     applying: Sequence[int] | None = None,
 ) -> Evaluation:
+    arm = None
+    experiment = plan.experiment
+    if experiment is not None and experiment.experiment.running(now):
+        # the arm's policy: the same rules in the same places, so `applying` still holds
+        arm, plan = experiment.plan_for(incident.customer.id)
     policy = plan.policy
     facts = WindowFacts.of(history, incident.incident_id, incident.type, now, policy.window_days,
                            order_id=incident.order_id, outage_id=incident.outage_id)
@@ -587,7 +596,9 @@ def _evaluate(
     )
     if refunds:
         restitution_never_cut(draft, owed)
-    return Evaluation(draft, facts, review_reason, value, plan, owed, before)
+    assignment = (arm.assignment if arm is not None and arm.rule.id in draft.applied
+                  else None)
+    return Evaluation(draft, facts, review_reason, value, plan, owed, before, assignment)
 
 
 def _refunds(draft: Draft) -> bool:
@@ -700,6 +711,7 @@ def decide(
         plan, incident, history, now, budget_remaining=budget_remaining, trace=True
     )
     draft, review_reason, caps = evaluation.draft, evaluation.review_reason, evaluation.caps
+    assignment = evaluation.assignment
     currency = policy.currency
     did = decision_id(incident.incident_id)
     before = evaluation.before
@@ -757,8 +769,10 @@ def decide(
             review_reason=review_reason,
             facts=evaluation.facts,
         )
+        + (arm_words(assignment, policy) if assignment is not None else "")
         + topped_up(incident, before),
         top_up_of=list(before.decision_ids) if before is not None else [],
+        experiment=assignment,
         trace_id=None,  # operational, not the policy's: the service sets it when tracing
     )
 

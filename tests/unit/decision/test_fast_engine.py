@@ -52,11 +52,14 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULT = load_policy("deploy/policy/default.yaml")
 
 
-def variant(**changes: Any) -> Policy:
-    """The default policy with other guards (`guards`) or extra rules (`rules`)."""
-    data = DEFAULT.model_dump(mode="json")
+def variant(base: Policy = DEFAULT, **changes: Any) -> Policy:
+    """`base` (the default policy) with other guards (`guards`), extra rules (`rules`) or an
+    experiment (`experiment`)."""
+    data = base.model_dump(mode="json")
     data["guards"].update(changes.get("guards", {}))
     data["rules"] += changes.get("rules", [])
+    if "experiment" in changes:
+        data["experiment"] = changes["experiment"]
     return Policy.model_validate(data)
 
 
@@ -89,6 +92,7 @@ def signature(tally: Tally) -> tuple[object, ...]:
         sorted((kind, str(value)) for kind, value in tally.remedy_value.items()),
         sorted(tally.caps.items()),
         str(tally.cut),
+        sorted((arm, t.decisions, str(t.cost), t.held) for arm, t in tally.arms.items()),
     )
 
 
@@ -155,6 +159,16 @@ BUSY = variant(
 )
 
 
+# BUSY with an experiment on a rule that makes an offer: its holdout gets neither the rule's
+# points nor its offer, so a later rule's offer is made instead.
+BUSY_EXPERIMENT = variant(BUSY, experiment={
+    "id": "defective-extras", "rule": "item-defective",
+    "variants": [{"id": "more-points", "share": "0.4", "grant": [{"points": 900}]},
+                 {"id": "voucher", "share": "0.4",
+                  "grant": [{"voucher": {"amount": "6.00", "expires_days": 30}}]}],
+    "holdout": {"share": "0.2", "gets": "apology"}})
+
+
 def _with_later_stages(made: list[Incident]) -> list[Incident]:
     """The generated incidents, every third delay followed by a worse stage of it (the same
     order, later): a top-up."""
@@ -186,8 +200,10 @@ def _equivalence(policy: Policy, count: int, seed: int) -> set[str]:
         assert_validated(fast)
         seen |= {name for name, met in (
             ("caps", made.caps), ("offer", made.offer), ("held", made.review_reason),
-            ("top-up", made.top_up_of),
+            ("top-up", made.top_up_of), ("experiment", made.experiment),
             ("group", any("group" in r.reason for r in made.rules))) if met}
+        if made.experiment is not None:
+            seen.add(f"arm {made.experiment.arm}")
         goodwill = (made.goodwill_value or made.total_value).amount
         if made.status.executable:
             spent += goodwill
@@ -241,14 +257,21 @@ def test_a_built_model_with_a_wrong_type_is_caught() -> None:
         assert_validated(built(RuleTrace, rule_id="r", matched=1, reason="why"))
 
 
-@pytest.mark.parametrize("name", ["default", "tight", "busy"])
+@pytest.mark.parametrize("name", ["default", "tight", "busy", "experiment", "busy-experiment"])
 def test_the_fast_path_decides_as_the_reference_does(name: str) -> None:
-    policy = {**golden_policies(), "busy": BUSY}[name]
+    policy = {**golden_policies(), "busy": BUSY, "busy-experiment": BUSY_EXPERIMENT}[name]
     seen = _equivalence(policy, 2500, seed=31)
     # the comparison took the paths it is meant to cover
     assert {"caps", "top-up", "group"} <= seen
-    if name != "default":
-        assert seen == {"caps", "offer", "held", "top-up", "group"}
+    arms = {name for name in seen if name.startswith("arm ")}
+    if policy.experiment is not None:  # every arm, the holdout too
+        assert arms == {f"arm {v.id}" for v in policy.experiment.variants} | {"arm holdout"}
+        assert "experiment" in seen
+    else:
+        assert not arms
+        assert "experiment" not in seen
+    if name in {"tight", "busy", "busy-experiment"}:
+        assert seen - arms - {"experiment"} == {"caps", "offer", "held", "top-up", "group"}
 
 
 # --- the engine --------------------------------------------------------------------------
@@ -391,6 +414,26 @@ def test_a_backtest_in_two_processes_tallies_as_one_does(monkeypatch: pytest.Mon
     assert sum(advanced) == 3000
     assert alone[1].caps
     assert alone[1].held
+
+
+def test_a_backtest_tallies_the_arms_of_an_experiment_in_two_processes_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy = golden_policies()["experiment"]
+    alone = backtest(generate_incidents(3000, start=START, days=2, seed=4), [policy, DEFAULT])
+    monkeypatch.setattr(processes, "_WORTH_A_PROCESS", 0)
+    shared = backtest_generated(3000, [policy, DEFAULT], start=START, days=2, seed=4)
+    assert [signature(t) for t in shared] == [signature(t) for t in alone]
+    arms = alone[0].arms
+    assert set(arms) == {"points-300", "points-600", "holdout"}
+    assert not alone[1].arms  # the default policy has no experiment
+    # each arm costs what it grants: the holdout only what the other rules add
+    per = {name: arm.cost_per_decision for name, arm in arms.items()}
+    assert per["holdout"] < per["points-300"] < per["points-600"]
+    assert sum(a.decisions for a in arms.values()) == sum(
+        1 for i in generate_incidents(3000, start=START, days=2, seed=4)
+        if i.type is IncidentType.delivery_delayed and i.delay_minutes is not None
+        and 30 <= i.delay_minutes < 120)
 
 
 def test_a_backtest_of_rules_that_look_at_compensation_stays_in_one_process(
