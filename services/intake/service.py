@@ -639,7 +639,7 @@ STATEFUL: dict[str, Handler] = {
 }
 # Events that make no incident: accepted (deduplicated like any other) and left on the
 # upstream topic, where the learning loop reads them.
-RECORDED_ONLY = ("remedy.rated",)
+RECORDED_ONLY = ("remedy.rated", "customer.churned")
 
 
 async def _detects_nothing(_service: IntakeService, _events: Sequence[tuple[int, Any]],
