@@ -225,8 +225,9 @@ class MongoIntakeStore:
 
 class MongoAftermaths:
     """On MongoDB: one document per followed incident (`aftermath`) with its facts nested
-    in it; a fact is pushed only when its id is not there yet (a conditional update, so a
-    redelivery changes nothing), and reads use the index on `occurred_at`."""
+    in it, added to the set of its facts (the same fact, a deterministic document, is not
+    added twice, so a redelivery changes nothing; a different fact under a known id, which
+    the fold ignores, would be), and reads use the index on `occurred_at`."""
 
     def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
         self.collection = db["aftermath"]
@@ -243,8 +244,8 @@ class MongoAftermaths:
 
     async def add(self, facts: Sequence[Fact]) -> None:
         await bulk_update(self.collection, [
-            UpdateOne({"_id": f.incident_id, "facts.id": {"$ne": f.fact_id}},
-                      {"$push": {"facts": fact_doc(f)}}) for f in facts])
+            UpdateOne({"_id": f.incident_id}, {"$addToSet": {"facts": fact_doc(f)}})
+            for f in facts])
 
     async def since(self, start: datetime, stop: datetime | None = None
                     ) -> list[tuple[Followed, list[Fact]]]:
