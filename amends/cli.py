@@ -1,5 +1,5 @@
 """The `amends` command: the operator's tools (whoami, case, review, dlq, replay, audit,
-customer, policy, trace). The local stack, the demo and the benchmark are development tools:
+customer, policy, report, trace). The local stack, the demo and the benchmark are development tools:
 `python -m devtools`, not installed with the product."""
 
 from __future__ import annotations
@@ -7,7 +7,15 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from amends import cli_case, cli_customer, cli_ops, cli_policy, cli_review, cli_trace
+from amends import (
+    cli_case,
+    cli_customer,
+    cli_ops,
+    cli_policy,
+    cli_report,
+    cli_review,
+    cli_trace,
+)
 from amends.cli_auth import Operator
 
 app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=True,
@@ -16,6 +24,7 @@ app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
 app.add_typer(cli_customer.customer_app, name="customer")
+app.add_typer(cli_report.report_app, name="report")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)

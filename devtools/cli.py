@@ -13,7 +13,7 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
-from devtools import bench_cli, stack
+from devtools import bench_cli, customers_sim, stack
 
 app = typer.Typer(help="Amends' development tools: the local stack, the demo, the benchmark.",
                   no_args_is_help=True, add_completion=False)
@@ -21,6 +21,7 @@ stack_app = typer.Typer(help="The local stack: Kafka, FerretDB and Prometheus on
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.command("bench")(bench_cli.run_bench)
+app.command("retention-sim")(customers_sim.run_simulation)
 # Piped output (CI, `make demo | tee`) gets a width that fits the tables.
 console = Console(width=None if Console().is_terminal else 140)
 DEV_KEY_COMMAND = "python -m devtools stack token"

@@ -166,6 +166,16 @@ class RemedyRated(Contract):
     order_id: str | None = Field(default=None, max_length=128)
 
 
+class CustomerChurned(Contract):
+    """Upstream's word that a customer left: closed the account, ended a subscription, or was
+    judged lapsed by the upstream's own rule. For the learning loop; no incident comes of it.
+    The `reason` is a short code (e.g. `account_closed`), never free text."""
+
+    customer: CustomerSnapshot
+    churned_at: DateTime
+    reason: str | None = Field(default=None, max_length=64)
+
+
 class OrderPlacedEvent(CloudEvent[OrderPlaced]):
     type: Literal["order.placed"]
 
@@ -206,6 +216,10 @@ class RemedyRatedEvent(CloudEvent[RemedyRated]):
     type: Literal["remedy.rated"]
 
 
+class CustomerChurnedEvent(CloudEvent[CustomerChurned]):
+    type: Literal["customer.churned"]
+
+
 UpstreamEvent = Annotated[
     OrderPlacedEvent
     | OrderDeliveredEvent
@@ -216,14 +230,15 @@ UpstreamEvent = Annotated[
     | PaymentCapturedEvent
     | OutageDeclaredEvent
     | OutageResolvedEvent
-    | RemedyRatedEvent,
+    | RemedyRatedEvent
+    | CustomerChurnedEvent,
     Field(discriminator="type"),
 ]
 
 UPSTREAM_EVENT_TYPES: tuple[str, ...] = (
     "order.placed", "order.delivered", "order.cancelled", "order.item_reported",
     "support.ticket_updated", "payment.captured", "outage.declared", "outage.resolved",
-    "review.posted", "remedy.rated",
+    "review.posted", "remedy.rated", "customer.churned",
 )
 
 upstream_event_adapter: TypeAdapter[UpstreamEvent] = TypeAdapter(UpstreamEvent)

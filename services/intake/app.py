@@ -10,6 +10,7 @@ from typing import Any, cast
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from schemas.erasure import ErasureRequest
 from services.common.adapters.mongo import Client
 from services.common.app import Runtime
 from services.common.clock import Clock
@@ -64,13 +65,22 @@ def create_app(settings: IntakeSettings | None = None, *,
         service.store = erased.store = app.state.store = chosen
         await chosen.create_indexes()
 
-    runtime.on_start.extend([open_the_store, erased.load])
+    runtime.on_start.extend([open_the_store, erased.load, service.load_aftermath])
     # Pending checks and the customers seen (for outage segments) go: nothing is to be told
     # to an erased customer. The erased set itself holds pseudonyms only.
+    async def before_erasure(request: ErasureRequest, pseudonym: str) -> int:
+        return (await erased.add(request, pseudonym)
+                + service.aftermath.rename_customer(request.customer_id, pseudonym))
+
     install_erasure(runtime, delete={"checks", "customers_seen"}, skip={"erased"},
-                    before=erased.add)
+                    before=before_erasure)
     runtime.every(settings.erased_refresh_seconds, erased.load, name="erased-refresh")
     install_retention(runtime, rules_of(settings, retention.RETENTION))
+
+    async def prune_aftermath() -> None:
+        service.prune_aftermath()
+
+    runtime.every(settings.aftermath_prune_seconds, prune_aftermath, name="aftermath-prune")
 
     async def when_upstream_events_arrive(records: list[Record]) -> None:
         # Not read to their end while their records are processed.

@@ -15,14 +15,36 @@ from typing import Protocol
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
 from services.common.outbox import Outbox
+from services.intake.domain.aftermath import Fact, Followed
 from services.intake.domain.detection import Capture, Check, CheckKind, OrderPayments
 from services.intake.domain.outages import Declaration, Outage, Resolution
+
+
+class Aftermaths(Protocol):
+    """The incidents followed and what their customers did afterwards (ADR 0012): written
+    once each under deterministic ids (a duplicate is "already done"); read whole at start
+    and by reports, never on the hot path."""
+
+    async def follow(self, followed: Sequence[Followed]) -> set[str]:
+        """Start following these incidents (the first record of an incident is kept);
+        returns the incident ids new to the store."""
+
+    async def add(self, facts: Sequence[Fact]) -> None:
+        """Keep these facts of followed incidents (each `follow`ed before), once per
+        `Fact.fact_id`."""
+
+    async def since(self, start: datetime, stop: datetime | None = None
+                    ) -> list[tuple[Followed, list[Fact]]]:
+        """The incidents that occurred in [start, stop) and every fact kept of each."""
 
 
 class IntakeStore(Protocol):
     # The incidents raised, each under its deterministic id, and which were published.
     @property
     def incidents(self) -> Outbox[Incident]: ...
+
+    @property
+    def aftermaths(self) -> Aftermaths: ...
 
     async def create_indexes(self) -> None: ...
 

@@ -37,6 +37,7 @@ from services.common.clock import Clock
 from services.common.errors import TransientError, describe
 from services.common.messaging import DeadLetters, Outgoing, Publisher, Record, outgoing
 from services.common.outbox import record_then_publish
+from services.intake.aftermath import AftermathView
 from services.intake.domain import batches
 from services.intake.domain import detection as rules
 from services.intake.domain.detection import CheckKind, Thresholds
@@ -75,6 +76,12 @@ class IntakeMetrics:
             "amends_intake_watermark_behind_seconds",
             "How far each upstream partition's watermark (event time read) trails the clock: "
             "checks due within it wait", ["topic", "partition"], registry=registry)
+        self.followed = Gauge("amends_aftermath_followed",
+                              "Incidents whose aftermath is followed (in memory)",
+                              registry=registry)
+        self.facts = Counter("amends_aftermath_facts_total",
+                             "What customers did after an incident, counted once per "
+                             "incident and fact", ["kind"], registry=registry)
         self.fan_out = Histogram("amends_outage_fan_out_customers",
                                  "Customers an outage was fanned out to",
                                  buckets=(1, 10, 100, 1000, 10_000, 100_000),
@@ -160,6 +167,8 @@ class IntakeService:
     event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
     # Customers erased: their events from before the erasure are dropped (`erasure.py`).
     erased: ErasedCustomers | None = None
+    # The incidents followed for their aftermath, in memory (`aftermath.py`, ADR 0012).
+    aftermath: AftermathView = field(init=False, repr=False)
     # Events posted over HTTP being processed now, by receipt: a second request with the
     # same event waits for the first one's incidents instead of racing it to publish them.
     _in_flight: dict[str, asyncio.Future[list[str]]] = field(default_factory=dict,
@@ -175,6 +184,7 @@ class IntakeService:
     def __post_init__(self) -> None:
         # Built at start: a registry entry intake cannot handle fails here, not mid-stream.
         self.handlers = event_handlers(self.settings.thresholds)
+        self.aftermath = AftermathView(self.settings.aftermath_windows_days)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -337,7 +347,37 @@ class IntakeService:
             ids, fresh = await self._outage_declared(event, now)
             out.incident_ids[index].extend(ids)
             out.new.extend(fresh)
+        await self._follow_up(events)
         return out
+
+    # --- the aftermath ---------------------------------------------------------------------
+
+    async def load_aftermath(self) -> None:
+        """Follow again, from the store, the incidents whose windows are still open."""
+        loaded = await self.aftermath.load(self.store.aftermaths, self.clock())
+        self.metrics.followed.set(len(self.aftermath))
+        log.info("following the aftermath of %d incidents", loaded)
+
+    def prune_aftermath(self) -> None:
+        self.aftermath.prune(self.clock())
+        self.metrics.followed.set(len(self.aftermath))
+
+    async def _follow(self, incidents: Sequence[Incident]) -> None:
+        followed = self.aftermath.unfollowed(incidents)
+        if followed:
+            await self.store.aftermaths.follow(followed)
+            self.aftermath.follow(followed)
+            self.metrics.followed.set(len(self.aftermath))
+
+    async def _follow_up(self, events: Sequence[UpstreamEvent]) -> None:
+        """What these events tell of the customers' incidents followed: new facts only,
+        stored in one bulk write (a duplicate id is a fact kept before)."""
+        facts = self.aftermath.facts(events)
+        if facts:
+            await self.store.aftermaths.add(facts)
+            self.aftermath.keep(facts)
+            for fact in facts:
+                self.metrics.facts.labels(fact.kind.value).inc()
 
     async def _see_customers(self, events: Sequence[UpstreamEvent]) -> None:
         await self.store.see(batches.customers_seen(events))
@@ -599,6 +639,7 @@ class IntakeService:
                 items.append((incident.incident_id, incident,
                               outgoing(self.settings.incidents_topic, event)))
             new |= await record_then_publish(self.store.incidents, self.publisher, items)
+        await self._follow(incidents)
         counted: set[str] = set()
         for incident in incidents:
             if incident.incident_id in new and incident.incident_id not in counted:
@@ -639,7 +680,7 @@ STATEFUL: dict[str, Handler] = {
 }
 # Events that make no incident: accepted (deduplicated like any other) and left on the
 # upstream topic, where the learning loop reads them.
-RECORDED_ONLY = ("remedy.rated",)
+RECORDED_ONLY = ("remedy.rated", "customer.churned")
 
 
 async def _detects_nothing(_service: IntakeService, _events: Sequence[tuple[int, Any]],

@@ -123,6 +123,16 @@ class IntakeSettings(ServiceSettings):
     write_chunk: int = Field(default=1000, ge=1, le=1000,
                              description="documents per bulk write (outage fan-out)")
 
+    # --- the aftermath of incidents (ADR 0012) ---------------------------------------------
+    aftermath_windows_days: list[int] = Field(
+        default=[7, 30, 90], min_length=1,
+        description="the windows, in days from an incident's occurred_at, over which what "
+                    "the customer did afterwards is counted; each incident is followed for "
+                    "the longest")
+    aftermath_prune_seconds: float = Field(
+        default=3600.0, gt=0, description="how often incidents past their longest window "
+        "are dropped from memory")
+
     erased_refresh_seconds: float = Field(
         default=30.0, gt=0, description="how often the erased customers are read again (an "
         "erasure another instance handled is known here within this time)")
@@ -145,6 +155,13 @@ class IntakeSettings(ServiceSettings):
         if not value or starts != sorted(starts) or len(set(starts)) != len(starts):
             raise ValueError("delay bands must be non-empty and in strictly ascending order")
         return value
+
+    @field_validator("aftermath_windows_days")
+    @classmethod
+    def _positive_windows(cls, value: list[int]) -> list[int]:
+        if any(days < 1 for days in value):
+            raise ValueError("aftermath windows are whole days, at least 1")
+        return sorted(set(value))
 
     @field_validator("thresholds")
     @classmethod

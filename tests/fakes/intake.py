@@ -10,6 +10,7 @@ from datetime import datetime
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
+from services.intake.domain.aftermath import Fact, Followed
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -49,10 +50,36 @@ class FakeIncidents:
         self.sent |= set(ids)
 
 
+class FakeAftermaths:
+    """Followed incidents and their facts, each kept once under its id (the first wins)."""
+
+    def __init__(self) -> None:
+        self.followed: dict[str, Followed] = {}
+        self.facts: dict[str, Fact] = {}
+
+    async def follow(self, followed: Sequence[Followed]) -> set[str]:
+        new = {f.incident_id for f in followed if f.incident_id not in self.followed}
+        for one in followed:
+            self.followed.setdefault(one.incident_id, one)
+        return new
+
+    async def add(self, facts: Sequence[Fact]) -> None:
+        for fact in facts:
+            if fact.incident_id in self.followed:
+                self.facts.setdefault(fact.fact_id, fact)
+
+    async def since(self, start: datetime, stop: datetime | None = None
+                    ) -> list[tuple[Followed, list[Fact]]]:
+        return [(f, [x for x in self.facts.values() if x.incident_id == f.incident_id])
+                for f in self.followed.values()
+                if start <= f.occurred_at and (stop is None or f.occurred_at < stop)]
+
+
 class FakeIntakeStore:
     def __init__(self, chunk: int = 1000) -> None:
         self.chunk = chunk
         self.incidents = FakeIncidents()
+        self.aftermaths = FakeAftermaths()
         self.checks: dict[str, Check] = {}
         self.settled: dict[str, datetime] = {}
         self.totals: dict[str, Money] = {}

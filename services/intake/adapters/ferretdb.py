@@ -30,7 +30,8 @@ Bulk writes go in chunks of at most `chunk` (<= 1000) documents.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -49,6 +50,7 @@ from services.common.adapters.mongo import (
     insert_new,
 )
 from services.common.adapters.outbox import MongoOutbox
+from services.intake.domain.aftermath import Fact, FactKind, Followed
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -163,6 +165,7 @@ class FerretIntakeStore:
         self.outages = db["outages"]
         self.received = db["received"]
         self.erased_customers = db["erased"]
+        self.aftermaths = FerretAftermaths(db, self.chunk)
 
     async def create_indexes(self) -> None:
         await self.db["incidents"].create_index([("customer_id", ASCENDING)])
@@ -171,6 +174,7 @@ class FerretIntakeStore:
         await self.customers.create_index([("hour", DESCENDING)])
         await self.charges.create_index([("order_id", ASCENDING)])
         await self.incidents.create_indexes()
+        await self.aftermaths.create_indexes()
 
     # --- scheduled checks ----------------------------------------------------------------
 
@@ -375,3 +379,83 @@ class FerretIntakeStore:
 
     async def add_erased(self, pseudonym: str, at: datetime) -> None:
         await insert_new(self.erased_customers, [{"_id": pseudonym, "at": at}])
+
+
+# --- the aftermath of incidents (ADR 0012) ---------------------------------------------
+
+
+def followed_doc(followed: Followed) -> Doc:
+    """A followed incident as flat fields (both adapters): a few hundred bytes, no body."""
+    return {"_id": followed.incident_id, "customer_id": followed.customer_id,
+            "type": followed.type, "detection": followed.detection, "tier": followed.tier,
+            "locale": followed.locale, "tenant": followed.tenant,
+            "occurred_at": followed.occurred_at, "detected_at": followed.detected_at,
+            "order_id": followed.order_id, "ticket_id": followed.ticket_id}
+
+
+def followed_of(doc: Doc) -> Followed:
+    return Followed(incident_id=doc["_id"], customer_id=doc["customer_id"], type=doc["type"],
+                    detection=doc["detection"], tier=doc["tier"], locale=doc["locale"],
+                    tenant=doc.get("tenant"), occurred_at=_utc(doc["occurred_at"]),
+                    detected_at=_utc(doc["detected_at"]), order_id=doc.get("order_id"),
+                    ticket_id=doc.get("ticket_id"))
+
+
+def fact_doc(fact: Fact) -> Doc:
+    return {"id": fact.fact_id, "incident_id": fact.incident_id,
+            "followed_at": fact.followed_at, "kind": fact.kind.value,
+            "key": fact.key, "at": fact.at,
+            "amount": str(fact.amount.amount) if fact.amount else None,
+            "currency": fact.amount.currency if fact.amount else None, "rating": fact.rating}
+
+
+def fact_of(doc: Doc) -> Fact:
+    amount = (Money(amount=Decimal(doc["amount"]), currency=doc["currency"])
+              if doc.get("amount") is not None else None)
+    return Fact(incident_id=doc["incident_id"], followed_at=_utc(doc["followed_at"]),
+                kind=FactKind(doc["kind"]), key=doc["key"], at=_utc(doc["at"]), amount=amount,
+                rating=doc.get("rating"))
+
+
+def _utc(at: datetime) -> datetime:
+    # The driver gives times back in UTC; a fake or an older client may give them naive.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def range_of(start: datetime, stop: datetime | None) -> Doc:
+    return {"$gte": start, **({"$lt": stop} if stop is not None else {})}
+
+
+class FerretAftermaths:
+    """On FerretDB (ADR 0003): `followed`, one document per incident, and `aftermath_facts`,
+    one per fact under its id, both insert-only; a fact carries its incident's `occurred_at`
+    so that a range of incidents is read with its facts in two scans, at start and for
+    reports only."""
+
+    def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
+        self.followed = db["followed"]
+        self.facts = db["aftermath_facts"]
+        self.chunk = chunk
+
+    async def create_indexes(self) -> None:
+        await self.followed.create_index([("occurred_at", ASCENDING)])
+        await self.facts.create_index([("occurred_at", ASCENDING)])
+
+    async def follow(self, followed: Sequence[Followed]) -> set[str]:
+        return await insert_new(self.followed, [followed_doc(f) for f in followed], self.chunk)
+
+    async def add(self, facts: Sequence[Fact]) -> None:
+        await insert_new(self.facts, [{"_id": f.fact_id, **fact_doc(f),
+                                       "occurred_at": f.followed_at} for f in facts],
+                         self.chunk)
+
+    async def since(self, start: datetime, stop: datetime | None = None
+                    ) -> list[tuple[Followed, list[Fact]]]:
+        found: dict[str, tuple[Followed, list[Fact]]] = {}
+        async for doc in self.followed.find({"occurred_at": range_of(start, stop)}):
+            followed = followed_of(doc)
+            found[followed.incident_id] = (followed, [])
+        async for doc in self.facts.find({"occurred_at": range_of(start, stop)}):
+            if doc["incident_id"] in found:
+                found[doc["incident_id"]][1].append(fact_of(doc))
+        return list(found.values())

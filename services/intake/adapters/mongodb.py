@@ -26,9 +26,26 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.common import CustomerSnapshot, Money
 from schemas.incident import Incident
-from services.common.adapters.mongo import MAX_CHUNK, Doc, chunks, in_chunks, insert_new
+from services.common.adapters.mongo import (
+    MAX_CHUNK,
+    Doc,
+    bulk_update,
+    chunks,
+    in_chunks,
+    insert_new,
+)
 from services.common.adapters.outbox import FlagOutbox
-from services.intake.adapters.ferretdb import FerretIntakeStore, newest_seen, see_in
+from services.intake.adapters.ferretdb import (
+    FerretIntakeStore,
+    fact_doc,
+    fact_of,
+    followed_doc,
+    followed_of,
+    newest_seen,
+    range_of,
+    see_in,
+)
+from services.intake.domain.aftermath import Fact, Followed
 from services.intake.domain.detection import (
     Capture,
     Check,
@@ -70,12 +87,14 @@ class MongoIntakeStore:
                                                            self.chunk)
         self.charges = db["charges"]
         self.customers = db["customers_seen"]
+        self.aftermaths = MongoAftermaths(db, self.chunk)
 
     async def create_indexes(self) -> None:
         await self.db["incidents"].create_index([("customer_id", ASCENDING)])
         await self.db["incidents"].create_index([("outage_id", ASCENDING)])
         await self.db["checks"].create_index([("due_at", ASCENDING)])
         await self.customers.create_index([("hour", DESCENDING), ("tenant", ASCENDING)])
+        await self.aftermaths.create_indexes()
 
     # --- scheduled checks ----------------------------------------------------------------
 
@@ -202,3 +221,33 @@ class MongoIntakeStore:
 
     async def add_erased(self, pseudonym: str, at: datetime) -> None:
         await self.flat.add_erased(pseudonym, at)
+
+
+class MongoAftermaths:
+    """On MongoDB: one document per followed incident (`aftermath`) with its facts nested
+    in it, added to the set of its facts (the same fact, a deterministic document, is not
+    added twice, so a redelivery changes nothing; a different fact under a known id, which
+    the fold ignores, would be), and reads use the index on `occurred_at`."""
+
+    def __init__(self, db: AsyncDatabase[Doc], chunk: int = MAX_CHUNK) -> None:
+        self.collection = db["aftermath"]
+        self.chunk = chunk
+
+    async def create_indexes(self) -> None:
+        await self.collection.create_index([("occurred_at", ASCENDING)])
+        await self.collection.create_index([("customer_id", ASCENDING)])
+
+    async def follow(self, followed: Sequence[Followed]) -> set[str]:
+        return await insert_new(self.collection,
+                                [{**followed_doc(f), "facts": []} for f in followed],
+                                self.chunk)
+
+    async def add(self, facts: Sequence[Fact]) -> None:
+        await bulk_update(self.collection, [
+            UpdateOne({"_id": f.incident_id}, {"$addToSet": {"facts": fact_doc(f)}})
+            for f in facts])
+
+    async def since(self, start: datetime, stop: datetime | None = None
+                    ) -> list[tuple[Followed, list[Fact]]]:
+        return [(followed_of(doc), [fact_of(f) for f in doc.get("facts", [])])
+                async for doc in self.collection.find({"occurred_at": range_of(start, stop)})]
