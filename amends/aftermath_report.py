@@ -1,4 +1,4 @@
-"""The retention report (ADR 0012): did the amends keep the customer? Pure: records in,
+"""The retention report (ADR 0013): did the amends keep the customer? Pure: records in,
 figures out.
 
 Each incident's aftermath (intake) is joined with its decision (decision's store) for the

@@ -1,4 +1,4 @@
-"""The closed loop's hot path (ADR 0012): which incidents each customer has open, in memory,
+"""The closed loop's hot path (ADR 0013): which incidents each customer has open, in memory,
 and the facts each upstream event adds to them.
 
 Loaded at start by one read of the incidents within the longest window (and their facts),

@@ -21,7 +21,7 @@ from services.intake.domain.outages import Declaration, Outage, Resolution
 
 
 class Aftermaths(Protocol):
-    """The incidents followed and what their customers did afterwards (ADR 0012): written
+    """The incidents followed and what their customers did afterwards (ADR 0013): written
     once each under deterministic ids (a duplicate is "already done"); read whole at start
     and by reports, never on the hot path."""
 

@@ -9,7 +9,7 @@ RETENTION = (
     ("marks", "customers_seen", "hour"),
     ("records", "incidents", "detected_at"),
     ("records", "outages", "declared_at"),
-    # The aftermath of incidents (ADR 0012): FerretDB's two collections, MongoDB's one.
+    # The aftermath of incidents (ADR 0013): FerretDB's two collections, MongoDB's one.
     ("records", "followed", "occurred_at"),
     ("records", "aftermath_facts", "occurred_at"),
     ("records", "aftermath", "occurred_at"),

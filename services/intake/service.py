@@ -167,7 +167,7 @@ class IntakeService:
     event_time: EventTime = field(default_factory=lambda: EventTime(timedelta(0), timedelta(0)))
     # Customers erased: their events from before the erasure are dropped (`erasure.py`).
     erased: ErasedCustomers | None = None
-    # The incidents followed for their aftermath, in memory (`aftermath.py`, ADR 0012).
+    # The incidents followed for their aftermath, in memory (`aftermath.py`, ADR 0013).
     aftermath: AftermathView = field(init=False, repr=False)
     # Events posted over HTTP being processed now, by receipt: a second request with the
     # same event waits for the first one's incidents instead of racing it to publish them.

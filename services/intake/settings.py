@@ -123,7 +123,7 @@ class IntakeSettings(ServiceSettings):
     write_chunk: int = Field(default=1000, ge=1, le=1000,
                              description="documents per bulk write (outage fan-out)")
 
-    # --- the aftermath of incidents (ADR 0012) ---------------------------------------------
+    # --- the aftermath of incidents (ADR 0013) ---------------------------------------------
     aftermath_windows_days: list[int] = Field(
         default=[7, 30, 90], min_length=1,
         description="the windows, in days from an incident's occurred_at, over which what "

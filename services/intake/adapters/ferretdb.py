@@ -381,7 +381,7 @@ class FerretIntakeStore:
         await insert_new(self.erased_customers, [{"_id": pseudonym, "at": at}])
 
 
-# --- the aftermath of incidents (ADR 0012) ---------------------------------------------
+# --- the aftermath of incidents (ADR 0013) ---------------------------------------------
 
 
 def followed_doc(followed: Followed) -> Doc:
