@@ -246,7 +246,7 @@ def row(customer: str, tier: str, story: str, case: dict[str, Any], sent_at: flo
                   else f"sent by {message['channel']}") + f" ({message['locale']})"
                  if message else "-"),
         event_to_apology_ms=latency,
-        decision_id=decision["decision_id"] if decision else None,
+        decision_id=decision.get("decision_id") if decision else None,
         offer_open=bool(decision and decision.get("offer") and decision.get("choice") is None),
     )
 
