@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
-from typing import Annotated
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.columns import Columns
@@ -110,7 +111,12 @@ def stack_status() -> None:
 @app.command()
 def demo() -> None:
     """Bring everything up, play a short scenario, and show what happened."""
-    from devtools.demo import FINE, SCENARIO, play_on_stack  # noqa: PLC0415 - Kafka when needed
+    from devtools.demo import (  # noqa: PLC0415 - Kafka when needed
+        FINE,
+        SCENARIO,
+        customer_link,
+        play_on_stack,
+    )
 
     settings = stack.StackSettings()
     ports = stack.service_ports()
@@ -148,6 +154,7 @@ def demo() -> None:
     apologised = sum(1 for r in rows if r.apology != "-")
     console.print(f"{apologised} of {len(let_down)} customers let down got an apology; "
                   f"{len(rows) - len(let_down)} who were fine got nothing.")
+    _pages_hint(rows, settings, ports, customer_link)
     if prometheus_runs:
         console.print(_prometheus_tables(targets, alerts))
         console.print(f"Prometheus: [bold]{settings.prometheus_url}[/bold] (targets, alerts, "
@@ -164,6 +171,23 @@ def demo() -> None:
         "\nStop everything: [bold]make down[/bold]; the data is kept for the next start.")
     if apologised != len(let_down) or len(let_down) != len(SCENARIO) - len(FINE):
         raise typer.Exit(1)
+
+
+def _pages_hint(rows: list[Any], settings: stack.StackSettings, ports: dict[str, int],
+                link: Callable[..., str | None]) -> None:
+    """Where the pages people use are: one customer's page (as their apology links it) and
+    the operations console with how to sign in."""
+    env = stack.service_env(settings, {})
+    dev = stack.dev_credentials(settings)
+    url = link(rows, env["AMENDS_FULFILMENT_CUSTOMER_PAGE_URL"], dev.link_keys,
+               stack.DEV_LINK_KID, datetime.now(UTC))
+    console.print(f"A customer's page (as their apology links it, valid 30 days):\n  "
+                  f"[bold]{url or '- (no apology yet)'}[/bold]", highlight=False,
+                  soft_wrap=True)
+    console.print(f"The operations console: [bold]http://127.0.0.1:{ports['decision']}/console"
+                  f"[/bold]\n  sign in with the dev API key (admin, every tenant): "
+                  f"[bold]{DEV_KEY_COMMAND}[/bold] prints it ({dev.api_key_file})",
+                  highlight=False, soft_wrap=True)
 
 
 def _targets_up(url: str, timeout_s: float = 20.0) -> list[stack.ScrapeTarget]:

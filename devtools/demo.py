@@ -146,6 +146,8 @@ class Row:
     remedies: str
     apology: str
     event_to_apology_ms: float | None
+    decision_id: str | None = None
+    offer_open: bool = False
 
 
 async def play(kafka_bootstrap: str, fulfilment: httpx.AsyncClient, *,
@@ -244,4 +246,25 @@ def row(customer: str, tier: str, story: str, case: dict[str, Any], sent_at: flo
                   else f"sent by {message['channel']}") + f" ({message['locale']})"
                  if message else "-"),
         event_to_apology_ms=latency,
+        decision_id=decision.get("decision_id") if decision else None,
+        offer_open=bool(decision and decision.get("offer") and decision.get("choice") is None),
     )
+
+
+def customer_link(rows: list[Row], page_url: str, link_keys: Mapping[str, str], kid: str,
+                  now: datetime) -> str | None:
+    """A link to a customer's page like the one their apology carries (signed with the local
+    stack's link key): one whose offer is still open when there is one, so the page has a
+    choice to make."""
+    from pydantic import SecretStr  # noqa: PLC0415 - the services' parts only when asked
+
+    from services.common.links import CustomerLinks  # noqa: PLC0415
+
+    apologised = [r for r in rows if r.decision_id and r.apology != "-"]
+    chosen = next((r for r in apologised if r.offer_open), apologised[0] if apologised else None)
+    if chosen is None or chosen.decision_id is None:
+        return None
+    links = CustomerLinks({k: SecretStr(v) for k, v in link_keys.items()}, kid,
+                          timedelta(days=30))
+    token = links.sign(chosen.customer, chosen.decision_id, now)
+    return page_url.format(decision_id=chosen.decision_id, token=token)

@@ -537,6 +537,7 @@ class DevCredentials:
     api_keys_file: Path
     link_keys: dict[str, str]
     pseudonym_key: str
+    console_session_key: str
 
 
 def dev_credentials(settings: StackSettings) -> DevCredentials:
@@ -556,6 +557,8 @@ def dev_credentials(settings: StackSettings) -> DevCredentials:
                             lambda: secrets.token_urlsafe(32))
     pseudonym_key = _secret_file(settings.run_dir / "erasure-pseudonym-key",
                                  lambda: secrets.token_urlsafe(32))
+    console_key = _secret_file(settings.run_dir / "console-session-key",
+                               lambda: secrets.token_urlsafe(32))
     keys_file = settings.run_dir / "api-keys.json"
     dev = ApiKey(name=DEV_KEY_NAME, sha256=key_digest(api_key), roles=[Role.admin],
                  tenant="*")
@@ -563,7 +566,7 @@ def dev_credentials(settings: StackSettings) -> DevCredentials:
     keys_file.write_text(json.dumps(known, indent=2) + "\n")
     keys_file.chmod(0o600)
     return DevCredentials(api_key, key_file, keys_file, {DEV_LINK_KID: link_key},
-                          pseudonym_key)
+                          pseudonym_key, console_key)
 
 
 # --- both --------------------------------------------------------------------------------------
@@ -634,11 +637,16 @@ def service_env(settings: StackSettings, base: Mapping[str, str]) -> dict[str, s
     dev = dev_credentials(settings)
     traces = base.get("AMENDS_TRACE_DIR") or str(dev_key.trace_dir(settings.state_dir))
     ports = service_ports()
-    # The customer's page (fulfilment) hands choices to decision: wherever their ports are.
+    # The customer's page (fulfilment) hands choices to decision, and the console (decision)
+    # reads cases from fulfilment: wherever their ports are.
     pages = {"AMENDS_FULFILMENT_DECISION_URL": f"http://127.0.0.1:{ports['decision']}",
              "AMENDS_FULFILMENT_CUSTOMER_PAGE_URL":
                  f"http://127.0.0.1:{ports['fulfilment']}/v1/customer/decisions/{{decision_id}}"
-                 "?token={token}"}
+                 "?token={token}",
+             # The console (decision) reads cases from fulfilment; its sessions outlive a
+             # restart of decision.
+             "AMENDS_DECISION_FULFILMENT_URL": f"http://127.0.0.1:{ports['fulfilment']}",
+             "AMENDS_DECISION_CONSOLE_SESSION_KEY": dev.console_session_key}
     return {**pages, **base, "AMENDS_TRACE_DIR": traces,
             "AMENDS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "AMENDS_MONGO_URL": settings.mongo_url, "AMENDS_HTTP_HOST": "127.0.0.1",

@@ -87,10 +87,12 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
 async def running_pipeline(infra: Infra, suffix: str, *, clock: Clock | None = None,
                            policy: Policy | None = None,
                            fulfilment: Mapping[str, Any] | None = None,
+                           decision: Mapping[str, Any] | None = None,
                            every: Mapping[str, Any] | None = None
                            ) -> AsyncIterator[Pipeline]:
     """The three services in this process; `fulfilment` overrides fulfilment's settings (a
-    gateway, an SMTP relay), `every` those of all three (tracing)."""
+    gateway, an SMTP relay), `decision` decision's (where fulfilment is, for the console),
+    `every` those of all three (tracing)."""
     topics = Topics.unique(suffix)
     prefix = f"amends_test_{suffix}"
     intake_s, decision_s, fulfilment_s = settings_for(infra, topics, prefix)
@@ -100,6 +102,8 @@ async def running_pipeline(infra: Infra, suffix: str, *, clock: Clock | None = N
                                               fulfilment_s.model_copy(update=every))
     if fulfilment:
         fulfilment_s = FulfilmentSettings(**{**fulfilment_s.model_dump(), **fulfilment})
+    if decision:
+        decision_s = DecisionSettings(**{**decision_s.model_dump(), **decision})
     pipeline = Pipeline(topics, prefix, intake_app(intake_s, clock=clock),
                         decision_app(decision_s, clock=clock, policy=policy),
                         fulfilment_app(fulfilment_s, clock=clock))

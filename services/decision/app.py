@@ -23,6 +23,7 @@ from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.follower import DecisionFollower
 from services.decision.adapters.mongo import quiet_write_errors
 from services.decision.adapters.storage import open_storage
+from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.ports import Budget, Decisions
 from services.decision.service import DecisionMetrics, DecisionService
@@ -35,7 +36,9 @@ def create_app(settings: DecisionSettings | None = None, *,
                mongo: Client | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None, store: Decisions | None = None,
-               budget: Budget | None = None, publisher: Publisher | None = None) -> FastAPI:
+               budget: Budget | None = None, publisher: Publisher | None = None,
+               cases: FulfilmentCases | None = None,
+               dead_letters: DeadLetterDesk | None = None) -> FastAPI:
     """Every keyword's default is production; tests replace the store, the budget and the
     publisher with fakes."""
     settings = settings or DecisionSettings()
@@ -102,5 +105,15 @@ def create_app(settings: DecisionSettings | None = None, *,
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
+    console, console_routes, web = create_console(service, runtime.access, settings,
+                                                  runtime.registry, brand=settings.brand,
+                                                  cases=cases, desk=dead_letters)
+    app.include_router(console_routes)
+    app.include_router(web.static_router())
+
+    async def close_console() -> None:
+        await console.cases.aclose()
+
+    runtime.on_stop.append(close_console)
     app.state.service = service
     return app

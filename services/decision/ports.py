@@ -27,6 +27,15 @@ class BudgetState:
         return Money(amount=self.limit.amount - self.spent.amount, currency=self.limit.currency)
 
 
+@dataclass(frozen=True)
+class BudgetMovement:
+    """One movement of a day's budget: a reservation or booking (positive) or a release
+    (negative), when it happened."""
+
+    at: datetime
+    amount: Money
+
+
 class Decisions(Protocol):
     """The decisions, one per incident under its deterministic id, at their newest revision;
     `decisions` keeps revision 0 (and whether it was published), `revisions` the later ones."""
@@ -83,6 +92,11 @@ class Decisions(Protocol):
                    ) -> list[Decision]:
         """The held decisions, oldest first; only of `tenants` when given (None in it: those
         without a tenant)."""
+
+    async def customers_of_order(self, order_id: str,
+                                 tenants: Sequence[str | None] | None = None) -> list[str]:
+        """The customers with a decision about `order_id` (only of `tenants` when given):
+        the console finds a case by order."""
 
     async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
         """Decisions awaiting a choice whose deadline is at or before `now`."""
@@ -151,3 +165,7 @@ class Budget(Protocol):
     async def release(self, key: str, reason: str, amount: Money, now: datetime) -> bool:
         """Give back `amount` of the reservation `key`, once per `reason`, never more than
         was reserved. Whether anything was given back."""
+
+    async def movements(self, day: date, currency: str) -> list[BudgetMovement]:
+        """Every movement of the day's budget in `currency`, oldest first (for people: the
+        console's burn over the day)."""

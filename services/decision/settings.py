@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
@@ -41,3 +41,15 @@ class DecisionSettings(ServiceSettings):
         description="the most a manual voucher may be worth; the policy's caps still apply")
     manual_voucher_max_days: int = Field(
         default=365, ge=1, le=3650, description="the longest a manual voucher may stay valid")
+    fulfilment_url: str = Field(
+        default="http://127.0.0.1:8003", description="fulfilment's HTTP API: the console "
+        "reads a customer's case there, with the operator's own credentials")
+    fulfilment_timeout_s: float = Field(default=10.0, gt=0)
+    console_session_key: SecretStr | None = Field(
+        default=None, repr=False, description="encrypts and signs the console's session "
+        "cookies; give every instance the same one (none: a key made at start, so sessions "
+        "end when the process does and hold on one instance only)")
+    console_session_hours: float = Field(default=8.0, gt=0, le=24,
+                                         description="how long a console sign-in lasts")
+    ops_db: str = Field(default="amends_ops", description="where the operators' tools record "
+                        "which dead letters were redriven (shared with `amends dlq`)")

@@ -18,7 +18,7 @@ from services.common.access import Principal
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
 from services.decision.domain.topup import given_by
-from services.decision.ports import BudgetState, HistoriesRead
+from services.decision.ports import BudgetMovement, BudgetState, HistoriesRead
 from tests.fakes.common import FakeOutbox
 
 
@@ -77,6 +77,12 @@ class FakeDecisions(HistoriesRead):
                 and (tenants is None or d.incident.tenant in tenants)]
         return sorted(held, key=lambda d: d.decided_at)[:limit]
 
+    async def customers_of_order(self, order_id: str,
+                                 tenants: Sequence[str | None] | None = None) -> list[str]:
+        return sorted({d.incident.customer.id for d in self.all().values()
+                       if d.incident.order_id == order_id
+                       and (tenants is None or d.incident.tenant in tenants)})
+
     async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
         return [d for d in self.all().values()
                 if d.status is DecisionStatus.awaiting_choice and d.offer is not None
@@ -115,6 +121,7 @@ class _Key:
     at: datetime
     released: Decimal = Decimal(0)
     reasons: dict[str, datetime] = field(default_factory=dict)
+    releases: list[tuple[datetime, Decimal]] = field(default_factory=list)
 
 
 class FakeBudget:
@@ -165,6 +172,16 @@ class FakeBudget:
             self.keys[key] = _Key(chain, amount, now)
         return done
 
+    async def movements(self, day: date, currency: str) -> list[BudgetMovement]:
+        found: list[BudgetMovement] = []
+        for kept in self.keys.values():
+            if kept.day == (day, currency):
+                found.append(BudgetMovement(kept.at, Money(amount=kept.amount,
+                                                           currency=currency)))
+                found += [BudgetMovement(at, Money(amount=-units, currency=currency))
+                          for at, units in kept.releases]
+        return sorted(found, key=lambda m: m.at)
+
     async def release(self, key: str, reason: str, amount: Money, now: datetime) -> bool:
         kept = self.keys.get(key)
         if kept is None or reason in kept.reasons:
@@ -174,6 +191,7 @@ class FakeBudget:
             return False
         kept.released += units
         kept.reasons[reason] = now
+        kept.releases.append((now, units))
         chain_limit, spent = self.days[kept.day]
         self.days[kept.day] = (chain_limit, spent - units)
         return True

@@ -3,12 +3,14 @@ customer from the case's newest incident and decision and its first message."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from devtools.demo import row
+from devtools.demo import Row, customer_link, row
+from services.common.links import CustomerLinks
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +58,23 @@ def test_an_offer_already_chosen_is_not_shown_as_a_choice() -> None:
     shown = row("c-1", "silver", "x", case, SENT.timestamp())
     assert (shown.remedies, shown.apology, shown.event_to_apology_ms) == (
         "-", "sent by email (en)", None)
+
+
+def test_the_printed_customer_link_opens_an_open_offer_first() -> None:
+    """The link `make demo` prints is signed as an apology's is: it verifies for its customer
+    and decision, and it goes to a customer who still has a choice to make."""
+    def made(customer: str, decision: str, *, offer: bool) -> Row:
+        return Row(customer, "gold", "late", "delivery_delayed (proactive)", "approved", "-",
+                   "sent by email (en)", 10.0, decision_id=decision, offer_open=offer)
+
+    rows = [Row("boris-1", "standard", "fine", "-", "-", "-", "-", None),
+            made("ana-1", "d-ana", offer=False), made("greta-1", "d-greta", offer=True)]
+    url = customer_link(rows, "http://pages/v1/customer/decisions/{decision_id}?token={token}",
+                        {"k1": "link-key-for-the-demo-test-00001"}, "k1", SENT)
+    assert url is not None
+    assert url.startswith("http://pages/v1/customer/decisions/d-greta?token=")
+    links = CustomerLinks({"k1": SecretStr("link-key-for-the-demo-test-00001")}, "k1",
+                          timedelta(days=30))
+    grant = links.verify(url.split("token=", 1)[1], "d-greta", SENT)
+    assert grant.customer_id == "greta-1"
+    assert customer_link(rows[:1], "{decision_id}{token}", {"k1": "x" * 32}, "k1", SENT) is None

@@ -49,7 +49,7 @@ from schemas.common import Money
 from schemas.common import minor_exponent as exponent
 from services.common.adapters.mongo import Doc, insert_new
 from services.common.errors import TransientError
-from services.decision.ports import BudgetState
+from services.decision.ports import BudgetMovement, BudgetState
 
 MAX_ATTEMPTS = 200
 
@@ -220,3 +220,10 @@ class FerretBudget:
                                       {"release_of": decision_id, "decisions": [], "at": now})
         return bool(appended)
 
+    async def movements(self, day: date, currency: str) -> list[BudgetMovement]:
+        found = [BudgetMovement(doc["at"], from_minor(int(doc["amount"]), currency))
+                 async for doc in self.ledger.find(
+                     {"chain": self._chain(day, currency), "seq": {"$gt": 0}},
+                     {"amount": 1, "at": 1})
+                 if doc.get("at") is not None and int(doc["amount"]) != 0]
+        return sorted(found, key=lambda m: m.at)

@@ -145,6 +145,10 @@ class FerretDecisions:
                    ) -> list[Decision]:
         return await reads.held(self._decisions, _decision, limit, tenants)
 
+    async def customers_of_order(self, order_id: str,
+                                 tenants: Sequence[str | None] | None = None) -> list[str]:
+        return await reads.customers_of_order(self._decisions, order_id, tenants)
+
     async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
         return await reads.offers_due(self._decisions, _decision, now, limit)
 

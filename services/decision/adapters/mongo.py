@@ -170,6 +170,15 @@ async def held(decisions: AsyncCollection[Doc], decode: Decode, limit: int,
     return [decode(doc) async for doc in cursor]
 
 
+async def customers_of_order(decisions: AsyncCollection[Doc], order_id: str,
+                             tenants: Sequence[str | None] | None) -> list[str]:
+    query: Doc = {"order_id": order_id}
+    if tenants is not None:
+        query["tenant"] = {"$in": list(tenants)}
+    return sorted({doc["customer_id"] async for doc in decisions.find(query,
+                                                                       {"customer_id": 1})})
+
+
 async def offers_due(decisions: AsyncCollection[Doc], decode: Decode, now: datetime,
                      limit: int) -> list[Decision]:
     cursor = decisions.find({"status": "awaiting_choice", "deadline": {"$lte": now}},

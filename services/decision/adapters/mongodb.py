@@ -32,7 +32,7 @@ from services.decision.adapters.mongo import (
     history_query,
 )
 from services.decision.domain.history import CustomerHistory
-from services.decision.ports import BudgetState, HistoriesRead
+from services.decision.ports import BudgetMovement, BudgetState, HistoriesRead
 
 
 def _document(key: str, decision: Decision) -> Doc:
@@ -91,6 +91,10 @@ class MongoDecisions(HistoriesRead):
     async def held(self, limit: int, tenants: Sequence[str | None] | None = None
                    ) -> list[Decision]:
         return await reads.held(self._decisions, _decision, limit, tenants)
+
+    async def customers_of_order(self, order_id: str,
+                                 tenants: Sequence[str | None] | None = None) -> list[str]:
+        return await reads.customers_of_order(self._decisions, order_id, tenants)
 
     async def offers_due(self, now: datetime, limit: int) -> list[Decision]:
         return await reads.offers_due(self._decisions, _decision, now, limit)
@@ -226,6 +230,15 @@ class MongoBudget:
         if not await self._in_transaction(move):
             return None
         return done
+
+    async def movements(self, day: date, currency: str) -> list[BudgetMovement]:
+        found: list[BudgetMovement] = []
+        async for doc in self.keys.find({"chain": self._chain(day, currency)}):
+            found.append(BudgetMovement(doc["at"], from_minor(int(doc["amount"]), currency)))
+            if int(doc.get("released", 0)):  # what was given back, at the last release
+                found.append(BudgetMovement(doc.get("released_at") or doc["at"],
+                                            from_minor(-int(doc["released"]), currency)))
+        return sorted(found, key=lambda m: m.at)
 
     async def _in_transaction(self, move: Any) -> bool:
         if not self.transactions:
