@@ -14,7 +14,7 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
-from devtools import bench_cli, customers_sim, stack
+from devtools import bench_cli, customers_sim, experiment_sim, stack
 
 app = typer.Typer(help="Amends' development tools: the local stack, the demo, the benchmark.",
                   no_args_is_help=True, add_completion=False)
@@ -23,6 +23,7 @@ stack_app = typer.Typer(help="The local stack: Kafka, FerretDB and Prometheus on
 app.add_typer(stack_app, name="stack")
 app.command("bench")(bench_cli.run_bench)
 app.command("retention-sim")(customers_sim.run_simulation)
+app.command("experiment-sim")(experiment_sim.run_experiment_sim)
 # Piped output (CI, `make demo | tee`) gets a width that fits the tables.
 console = Console(width=None if Console().is_terminal else 140)
 DEV_KEY_COMMAND = "python -m devtools stack token"
