@@ -2,10 +2,10 @@
 estimated from recorded decisions, their outcomes and the logged chance of each past
 experiment's assignment. Pure: no I/O, no clock, seeded resampling.
 
-An action is what a decision granted beyond the apology, as a canonical text ("points 600",
-"apology" when nothing else). For each recorded decision the new policy's action is decided
-(the reference engine, in time order, with the customers' histories and the daily budget, as
-the service would). Two estimators of the new policy's reorder rate:
+An action is what a decision granted beyond the apology, as a canonical text ("points 6",
+its money equivalent; "apology" when nothing else). For each recorded decision the new
+policy's action is decided as the service would (the fast engine, in time order, with the
+customers' histories and the daily budget). Two estimators of its reorder rate:
 
 - **self-normalised inverse propensity (SNIPS):** the outcomes of the decisions whose logged
   action is the one the new policy picks, each weighted by 1 / the logged probability of it
@@ -22,20 +22,21 @@ logged for incidents like them (then no weighting can stand in for an outcome ne
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 from schemas.decision import Action, Decision, RemedyKind
 from schemas.incident import Incident
-from services.decision.domain.engine import decide
 from services.decision.domain.history import ZERO, CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
 from services.decision.domain.policy import Policy
 from services.decision.domain.topup import given_by
+from services.decision.fast.engine import decide
 
 APOLOGY = RemedyKind.apology.value
 
@@ -182,26 +183,46 @@ def estimate(logged: Sequence[Logged], chosen: Sequence[str], *,
     if result.refused:
         return result
     model = _reward_model(logged)
-    rewards = [r.reward for r in logged]
-    predicted_new = [model(context_of(r.incident), new) for r, new in zip(logged, chosen,
-                                                                          strict=True)]
-    predicted_logged = [model(context_of(r.incident), r.action) for r in logged]
-
-    def snips(index: Sequence[int]) -> float:
-        top = sum(weights[i] * rewards[i] for i in index)
-        bottom = sum(weights[i] for i in index)
-        return top / bottom if bottom else 0.0
-
-    def dr(index: Sequence[int]) -> float:
-        return sum(predicted_new[i] + weights[i] * (rewards[i] - predicted_logged[i])
-                   for i in index) / len(index)
-
-    everyone = range(n)
-    rng = random.Random(seed)
-    draws = [[rng.randrange(n) for _ in everyone] for _ in range(resamples)]
-    result.snips = _with_interval(snips(everyone), [snips(d) for d in draws])
-    result.dr = _with_interval(dr(everyone), [dr(d) for d in draws])
+    # Each decision as (weight, outcome, model under the new action, model under the logged
+    # one): both estimators are sums of these, and decisions alike in all four are
+    # interchangeable, so a bootstrap resample is a multinomial draw over the distinct ones.
+    kinds = Counter(
+        (weight, record.reward, model(context_of(record.incident), new),
+         model(context_of(record.incident), record.action))
+        for record, new, weight in zip(logged, chosen, weights, strict=True))
+    distinct = list(kinds)
+    counts = [kinds[k] for k in distinct]
+    drawn = list(_resampled(counts, resamples, seed))
+    result.snips = _with_interval(_snips(distinct, counts),
+                                  [_snips(distinct, d) for d in drawn])
+    result.dr = _with_interval(_dr(distinct, counts), [_dr(distinct, d) for d in drawn])
     return result
+
+
+Kind = tuple[float, float, float, float]  # weight, outcome, predicted new, predicted logged
+
+
+def _snips(kinds: Sequence[Kind], counts: Sequence[int]) -> float:
+    top = sum(c * w * r for (w, r, _, _), c in zip(kinds, counts, strict=True))
+    bottom = sum(c * w for (w, _, _, _), c in zip(kinds, counts, strict=True))
+    return top / bottom if bottom else 0.0
+
+
+def _dr(kinds: Sequence[Kind], counts: Sequence[int]) -> float:
+    total = sum(c * (new + w * (r - old))
+                for (w, r, new, old), c in zip(kinds, counts, strict=True))
+    return total / sum(counts)
+
+
+def _resampled(counts: Sequence[int], resamples: int, seed: int) -> Iterator[list[int]]:
+    """Bootstrap resamples of the decisions (as many, drawn with replacement), as counts of
+    each distinct kind; seeded, so the intervals are reproducible."""
+    rng = random.Random(seed)
+    n, places = sum(counts), range(len(counts))
+    cumulative = list(itertools.accumulate(counts))
+    for _ in range(resamples):
+        drawn = Counter(rng.choices(places, cum_weights=cumulative, k=n))
+        yield [drawn[i] for i in places]
 
 
 def _with_interval(value: float, resampled: Sequence[float]) -> Estimate:
