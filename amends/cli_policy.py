@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from amends import ops
+from amends import cli_counterfactual, ops
 from amends.cli_ops import OpsSettings
 from schemas import topics
 from schemas.decision import Action
@@ -257,11 +257,20 @@ def run_backtest(
     ] = "earliest",
     to: Annotated[str | None, typer.Option(help="RFC 3339 time or offset")] = None,
     seed: Annotated[int, typer.Option(help="seed of the generated incidents")] = 7,
+    retention: Annotated[bool, typer.Option(
+        help="with --store: also estimate the share of customers each policy would have "
+             "kept, from the decisions' aftermath in --intake-db (docs/policy.md)")] = False,
+    retention_days: Annotated[int, typer.Option(help="the window of --retention")] = 30,
+    intake_db: Annotated[str, typer.Option(help="intake's database, for --retention")
+                         ] = "amends_intake",
 ) -> None:
     """Re-decide past incidents under NEW (and OLD) without side effects; compare."""
     policies = [_load(new)] + ([_load(against)] if against else [])
     if sum(x is not None for x in (topic, store, generate)) != 1:
         raise typer.BadParameter("give exactly one of --topic, --store or --generate")
+    if retention and store is None:
+        raise typer.BadParameter("--retention needs --store: outcomes follow recorded "
+                                 "decisions")
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(
         *Progress.get_default_columns()[:1],
@@ -300,6 +309,11 @@ def run_backtest(
     for tally in tallies:
         if tally.arms:
             console.print(_arms(tally))
+    if retention and store is not None:
+        cli_counterfactual.show(
+            console, policies, store, intake_db,
+            None if from_ == "earliest" else datetime.fromisoformat(from_),
+            datetime.fromisoformat(to) if to else None, retention_days)
 
 
 def _arms(tally: Tally) -> Table:

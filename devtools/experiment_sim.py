@@ -54,7 +54,7 @@ experiment:
   holdout: {{share: 0.10, gets: apology}}
 """, "experiment_sim")
 # A policy no arm ran: 600 points for standard customers, 300 for gold ones.
-BY_TIER = parse_policy(f"""
+BY_TIER_YAML = f"""
 version: sim-by-tier
 {_HEAD}
 rules:
@@ -66,16 +66,18 @@ rules:
     group: delay
     when: {{type: [delivery_delayed], delay_minutes: {{gte: 60}}}}
     grant: [{{points: 600}}]
-""", "experiment_sim")
+"""
+BY_TIER = parse_policy(BY_TIER_YAML, "experiment_sim")
 # A policy whose remedy the experiment never gave: its retention cannot be told.
-VOUCHERS = parse_policy(f"""
+VOUCHERS_YAML = f"""
 version: sim-vouchers
 {_HEAD}
 rules:
   - id: delay-2h
     when: {{type: [delivery_delayed], delay_minutes: {{gte: 60}}}}
     grant: [{{voucher: {{amount: 5}}}}]
-""", "experiment_sim")
+"""
+VOUCHERS = parse_policy(VOUCHERS_YAML, "experiment_sim")
 
 # The planted effect: the chance of an order within 30 days, by tier and action granted.
 PLANTED: dict[tuple[str, str], float] = {
