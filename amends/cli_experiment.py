@@ -42,7 +42,7 @@ async def _members(experiment_id: str, intake_db: str, decision_db: str, since: 
 
 
 def _rate(rate: float, low: float, high: float) -> str:
-    return f"{rate:6.1%} [{low:.1%}, {high:.1%}]"
+    return f"{rate:.1%} [{low * 100:.1f}, {high * 100:.1f}]"
 
 
 def table(made: er.ExperimentReport) -> Table:
@@ -52,8 +52,8 @@ def table(made: er.ExperimentReport) -> Table:
                 "interval, Holm-adjusted p)", title_justify="left")
     for name in ("arm", "share", "n", "reordered", f"value after ({currency})",
                  "complained again", f"cost ({currency})", "per retained",
-                 f"vs {made.control or 'control'}", "p", "significant",
-                 "extra cost per extra kept"):
+                 f"vs {made.control or 'control'} (points)", "p", "significant",
+                 "per extra kept"):
         out.add_column(name, justify="left" if name == "arm" else "right")
     compared = {c.arm: c for c in made.comparisons}
     for a in made.arms:
@@ -65,7 +65,8 @@ def table(made: er.ExperimentReport) -> Table:
             _rate(a.complaint_rate, a.complaint_ci.low, a.complaint_ci.high),
             f"{a.cost:,.2f}",
             f"{a.cost_per_retained:,.2f}" if a.cost_per_retained is not None else "-",
-            f"{c.difference:+.1%} [{c.ci.low:+.1%}, {c.ci.high:+.1%}]" if c else "control",
+            f"{c.difference * 100:+.1f} [{c.ci.low * 100:+.1f}, {c.ci.high * 100:+.1f}]"
+            if c else "control",
             f"{c.p_holm:.2g}" if c else "-",
             ("yes" if c.significant else "no") if c else "-",
             f"{c.extra_cost_per_retained:,.2f}" if c and c.extra_cost_per_retained is not None

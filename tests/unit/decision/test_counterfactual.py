@@ -30,7 +30,7 @@ pytestmark = pytest.mark.unit
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 # A 95% interval misses the truth one time in twenty, so a test on one draw needs a draw on
 # which every interval it checks holds; over seeds 0-39 they held 36-38 times in 40 each
-# (docs/experiments.md, "How well the intervals hold"), and on 30 seeds all at once.
+# (docs/policy.md, "How well the intervals hold"), and on 30 seeds all at once.
 SEED = 3
 
 # Standard customers get the apology only, gold ones 600 points: each half matches another
