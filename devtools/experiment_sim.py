@@ -38,7 +38,7 @@ values: {point: "0.01"}
 guards: {incident_cap: "100.00", customer_cap: "200.00", daily_budget: "100000.00"}
 """
 # The experiment: 300 or 600 points for a two-hour delay, a tenth held out with an apology.
-POLICY = parse_policy(f"""
+POLICY_YAML = f"""
 version: sim-experiment
 {_HEAD}
 rules:
@@ -52,7 +52,8 @@ experiment:
     - {{id: points-300, share: 0.45, grant: [{{points: 300}}]}}
     - {{id: points-600, share: 0.45, grant: [{{points: 600}}]}}
   holdout: {{share: 0.10, gets: apology}}
-""", "experiment_sim")
+"""
+POLICY = parse_policy(POLICY_YAML, "experiment_sim")
 # A policy no arm ran: 600 points for standard customers, 300 for gold ones.
 BY_TIER_YAML = f"""
 version: sim-by-tier

@@ -9,7 +9,8 @@ customers' histories and the daily budget). Two estimators of its reorder rate:
 
 - **self-normalised inverse propensity (SNIPS):** the outcomes of the decisions whose logged
   action is the one the new policy picks, each weighted by 1 / the logged probability of it
-  (an experiment's arm share; 1 outside experiments), divided by the sum of the weights;
+  (the shares of the experiment's arms seen giving it; 1 outside experiments), divided by
+  the sum of the weights;
 - **doubly robust (DR):** a reward model (the mean outcome of each action per incident type
   and customer tier, from the same history) predicts every incident under the new action,
   and the weighted residuals of the matching decisions correct the model's bias.
@@ -78,13 +79,31 @@ class Logged:
 
     incident: Incident
     action: str
-    probability: float  # of the logged action: the experiment arm's share, else 1
+    probability: float  # of the logged arm: its share in the experiment, else 1
     reward: float  # 1 if the customer ordered again within the window, else 0
+    experiment: str | None = None
+    arm: str | None = None
 
     @classmethod
     def of(cls, decision: Decision, reordered: bool) -> Logged:
-        chance = float(decision.experiment.probability) if decision.experiment else 1.0
-        return cls(decision.incident, action_of(decision), chance, 1.0 if reordered else 0.0)
+        arm = decision.experiment
+        return cls(decision.incident, action_of(decision),
+                   float(arm.probability) if arm else 1.0, 1.0 if reordered else 0.0,
+                   arm.id if arm else None, arm.arm if arm else None)
+
+
+def propensities(logged: Sequence[Logged]) -> list[float]:
+    """The chance the logging policy took each decision's action: outside experiments 1; in
+    one, the shares of every arm seen giving that action to incidents like this one (a
+    holdout that gets the rule's remedies gives what a variant may give too, and weighting
+    by one arm's share alone would count those incidents twice)."""
+    arms: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for record in logged:
+        if record.experiment is not None and record.arm is not None:
+            key = (record.experiment, context_of(record.incident), record.action)
+            arms[key][record.arm] = record.probability
+    return [min(1.0, sum(arms[(r.experiment, context_of(r.incident), r.action)].values()))
+            if r.experiment is not None else r.probability for r in logged]
 
 
 def chosen_actions(incidents: Iterable[Incident], policy: Policy) -> list[str]:
@@ -162,8 +181,9 @@ def estimate(logged: Sequence[Logged], chosen: Sequence[str], *,
         seen[context_of(record.incident)].add(record.action)
     unlogged = Counter(new for record, new in zip(logged, chosen, strict=True)
                        if new not in seen[context_of(record.incident)])
-    weights = [1.0 / record.probability if record.action == new else 0.0
-               for record, new in zip(logged, chosen, strict=True)]
+    weights = [1.0 / chance if record.action == new else 0.0
+               for record, new, chance in zip(logged, chosen, propensities(logged),
+                                              strict=True)]
     matched = sum(w > 0 for w in weights)
     total, squares = sum(weights), sum(w * w for w in weights)
     ess = total * total / squares if squares else 0.0

@@ -18,6 +18,7 @@ from services.decision.backtest.counterfactual import (
     action_of,
     chosen_actions,
     estimate,
+    propensities,
 )
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
@@ -137,3 +138,45 @@ def test_the_action_is_what_the_policy_granted_and_an_offer_its_options() -> Non
         "choice": Choice(option=1, label=picked.label, by="customer",
                          at=late.detected_at + timedelta(hours=1))})
     assert action_of(chose) == offered
+
+
+def test_arms_giving_the_same_remedy_share_its_probability() -> None:
+    # The holdout gets the rule's 300 points, as the points-300 variant does: 55% of
+    # customers get 300 points, and weighting by one arm's share would count standard
+    # customers (who get 300 under the new policy) twice as much as gold ones.
+    alike = parse_policy(sim_.POLICY_YAML.replace("gets: apology", "gets: rule")
+                         .replace("version: sim-experiment", "version: sim-alike"))
+    sim = sim_.simulate(4000, T0, seed=SEED, policy=alike)
+    records = sorted(sim.aftermaths(), key=lambda a: a.followed.detected_at)
+    logged = [Logged.of(sim.decisions[a.followed.incident_id], a.window(sim_.DAYS).reordered)
+              for a in records]
+    assert {(r.action, r.arm) for r in logged if r.action == "points 3"} == {
+        ("points 3", "holdout"), ("points 3", "points-300")}
+    assert sorted({round(p, 9) for p in propensities(logged)}) == [0.45, 0.55]
+    new = chosen_actions([r.incident for r in logged], MIXED)
+    truth = sim_.truth([r.incident for r in logged], new)
+    result = estimate(logged, new)
+    assert result.snips is not None
+    assert result.snips.low <= truth <= result.snips.high
+    per_arm = [1 / r.probability if r.action == a else 0.0
+               for r, a in zip(logged, new, strict=True)]
+    naive = sum(w * r.reward for w, r in zip(per_arm, logged, strict=True)) / sum(per_arm)
+    assert not result.snips.low <= naive <= result.snips.high
+
+
+# 300 points for standard customers, 600 for gold ones.
+MIXED = parse_policy("""
+version: sim-mixed
+currency: EUR
+values: {point: "0.01"}
+guards: {incident_cap: "100.00", customer_cap: "200.00", daily_budget: "100000.00"}
+rules:
+  - id: delay-2h-gold
+    group: delay
+    when: {type: [delivery_delayed], delay_minutes: {gte: 60}, tier: [gold]}
+    grant: [{points: 600}]
+  - id: delay-2h
+    group: delay
+    when: {type: [delivery_delayed], delay_minutes: {gte: 60}}
+    grant: [{points: 300}]
+""")
