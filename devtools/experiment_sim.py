@@ -171,7 +171,7 @@ def run_experiment_sim(
     table = Table(title=f"experiment delay-points: planted vs recovered, {DAYS} days "
                   f"({customers:,} customers, seed {seed})", title_justify="left")
     for name in ("arm", "n", "planted", "reordered [95%]", "inside", "vs holdout [95%]",
-                 "planted difference", "p"):
+                 "planted difference", "p (Holm)"):
         table.add_column(name, justify="left" if name == "arm" else "right")
     arm_truth = {a.arm: sum(sim.chance[m.decision.incident.incident_id] for m in found
                             if m.arm == a.arm) / a.n for a in made.arms}

@@ -63,6 +63,12 @@ async def test_the_stored_experiment_is_reported_per_arm_and_a_new_policy_estima
     assert rows["holdout"]["control"] == "holdout"
     assert rows["points-600"]["cost"] == f"{rows['points-600']['n'] * 6}.00"
 
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["experiment", "report", "never-ran", "--intake-db", intake_db,
+                             "--decision-db", decision_db], terminal_width=240)
+    assert result.exit_code == 1
+    assert "no decisions recorded an arm of experiment 'never-ran'" in result.output
+
     new, vouchers = tmp_path / "by-tier.yaml", tmp_path / "vouchers.yaml"
     new.write_text(sim_.BY_TIER_YAML)
     vouchers.write_text(sim_.VOUCHERS_YAML)

@@ -5,11 +5,16 @@ through intake's aftermath."""
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from amends import cli_experiment
 from amends import experiment_report as er
 from devtools import experiment_sim as sim_
 from services.decision.domain.policy import HOLDOUT
@@ -137,3 +142,21 @@ def test_other_experiments_and_undecided_incidents_are_left_out(
     sim, _ = simulated
     assert er.members("another", sim.aftermaths(), sim.decisions) == []
     assert er.members("delay-points", sim.aftermaths(), {}) == []
+
+
+def test_the_table_and_the_exports_show_every_arm(
+        simulated: tuple[sim_.ExperimentSim, list[er.Member]], tmp_path: Path) -> None:
+    _, found = simulated
+    made = er.report("delay-points", found, 30, LATER)
+    shown = Console(width=250, record=True)
+    shown.print(cli_experiment.table(made))
+    text = shown.export_text()
+    for arm in (HOLDOUT, "points-300", "points-600"):
+        assert arm in text
+    assert "control" in text
+    assert "Holm-adjusted" in text
+    cli_experiment.export(made, tmp_path / "e.csv", tmp_path / "e.json")
+    with (tmp_path / "e.csv").open(newline="") as rows:
+        read = list(csv.DictReader(rows))
+    assert [r["arm"] for r in read] == [HOLDOUT, "points-300", "points-600"]
+    assert json.loads((tmp_path / "e.json").read_text()) == made.rows()
