@@ -73,9 +73,8 @@ def table(found: Sequence[tuple[Policy, Counterfactual]], days: int) -> Table:
 
 def show(console: Console, policies: Sequence[Policy], decision_db: str, intake_db: str,
          start: datetime | None, stop: datetime | None, days: int) -> None:
-    with console.status("reading decisions and their aftermath"):
-        logged = asyncio.run(_logged(decision_db, intake_db, start, stop, days,
-                                     datetime.now(UTC)))
+    # Reading shows its own progress (the decisions, in chunks): no second live display.
+    logged = asyncio.run(_logged(decision_db, intake_db, start, stop, days, datetime.now(UTC)))
     with console.status(f"deciding {len(logged):,} incidents and estimating"):
         found = estimates(policies, logged)
     console.print(table(found, days))
