@@ -17,7 +17,7 @@ from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
-from services.decision import erasure, http, retention
+from services.decision import erasure, http, reply_http, retention
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.follower import DecisionFollower
@@ -113,6 +113,7 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
                                                   runtime.registry, brand=settings.brand,
                                                   cases=cases, desk=dead_letters)
     app.include_router(console_routes)
+    reply_http.mount(app, desk, runtime.access, console)
     app.include_router(web.static_router())
 
     async def close_console() -> None:
