@@ -17,9 +17,12 @@ APOLOGY: Mapping[str, tuple[str, ...]] = {
     "ro": ("scuze",),
 }
 OWNERSHIP: Mapping[str, tuple[str, ...]] = {
-    "en": ("our failure", "our fault", "we let you down", "on us", "our mistake"),
-    "ru": ("наша вина", "нашей вине", "мы вас подвели", "наша ошибка", "мы подвели"),
-    "ro": ("vina noastră", "v-am dezamăgit", "greșeala noastră", "din vina noastră"),
+    "en": ("our mistake", "our failure", "our fault", "we let you down", "we should have",
+           "should not have happened"),
+    "ru": ("наша ошибка", "наша вина", "наш сбой", "мы вас подвели", "мы должны были",
+           "так быть не должно", "по нашей вине"),
+    "ro": ("greșeala noastră", "vina noastră", "v-am dezamăgit", "trebuia să observăm",
+           "nu trebuia să se întâmple"),
 }
 THANKS: Mapping[str, tuple[str, ...]] = {
     "en": ("thank you", "thanks"),
