@@ -85,7 +85,7 @@ async def test_a_poor_review_gets_a_drafted_public_reply_beside_the_private_reme
     assert "credit în cont" in reply["text"]
     [doc] = stored  # one reply for the review delivered twice, its body as JSON text
     assert doc["_id"] == reply["reply_id"]
-    assert isinstance(doc["body"], str)
+    assert isinstance(doc["reply"], str)
     assert [r["reply_id"] for r in escalated] == [reply["reply_id"]]
     assert "amends_public_replies_overdue 1.0" in metrics
     assert 'amends_public_replies_open{queue="escalated"} 1.0' in metrics

@@ -121,10 +121,12 @@ class FerretReplies(_ReplyStore):
 
     def _reply_doc(self, reply: Reply) -> Doc:
         return {"_id": reply.reply_id, **{f: getattr(reply, f) for f in _FIELDS},
-                "body": json.dumps(_body(reply), ensure_ascii=False)}
+                # Not "body": erasure takes a field of that name for free text and would
+                # blank it; under this name it reads the JSON inside and scrubs that.
+                "reply": json.dumps(_body(reply), ensure_ascii=False)}
 
     def _reply(self, doc: Doc) -> Reply:
-        return _from(doc, json.loads(doc["body"]))
+        return _from(doc, json.loads(doc["reply"]))
 
 
 class MongoReplies(_ReplyStore):

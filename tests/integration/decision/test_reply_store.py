@@ -9,11 +9,15 @@ from datetime import timedelta
 import pytest
 from pymongo import AsyncMongoClient
 
+from schemas.erasure import ErasureRequest
+from services.common.adapters.erasure import erase_in_database
 from services.common.adapters.mongo import Doc
+from services.common.erasure import Pseudonyms, Scrub
 from services.decision.adapters.replies import FerretReplies, MongoReplies
 from services.decision.domain import replies
 from services.decision.domain.replies import ReplyStep, ReplyStepKind
 from services.decision.ports import Replies
+from tests.auth import PSEUDONYM_KEY
 from tests.decisions import APOLOGY, CREDIT, T0, decided, made_incident
 
 pytestmark = pytest.mark.integration
@@ -60,3 +64,23 @@ async def test_drafts_and_steps_are_kept_once_and_listed_by_state_and_tenant(
     found = await store.get(second.reply_id)
     assert found == (second, [])
     assert await store.get("no-such-reply") is None
+
+
+@pytest.mark.parametrize("adapter", [FerretReplies, MongoReplies])
+async def test_an_erased_customers_reply_is_pseudonymised_and_still_reads(
+        mongo: AsyncMongoClient[Doc], suffix: str, adapter: type[FerretReplies]) -> None:
+    db = mongo[f"amends_test_{suffix}_decision"]
+    store: Replies = adapter(db)
+    mine, theirs = draft("c-1", None, 0), draft("c-12", None, 1)
+    await store.add([mine, theirs])
+    request = ErasureRequest(erasure_id="e-1", customer_id="c-1", tenant="default",
+                             requested_by="admin-1", requested_at=T0 + timedelta(days=1))
+    pseudonym = Pseudonyms(PSEUDONYM_KEY).of("c-1")
+    report = await erase_in_database(db, request, Scrub("c-1", pseudonym),
+                                     default_tenant="default")
+    assert report.scrubbed == {"public_replies": 1}
+    found = await store.get(mine.reply_id)
+    assert found is not None
+    assert found[0].customer_id == pseudonym
+    assert found[0].draft == mine.draft  # our own words, never the customer's
+    assert await store.get(theirs.reply_id) == (theirs, [])
