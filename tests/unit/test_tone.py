@@ -29,7 +29,7 @@ from schemas.incident import IncidentType
 from services.common import tone
 from services.decision.domain import replies
 from services.fulfilment.messages import render_apology, render_follow_up
-from tests.decisions import APOLOGY, CREDIT, T0, decided, eur, grant, made_incident
+from tests.decisions import APOLOGY, CREDIT, T0, decided, eur, grant, made_incident, offered
 
 pytestmark = pytest.mark.unit
 
@@ -183,6 +183,14 @@ def test_every_apology_keeps_the_tone_and_names_its_remedies(kind: IncidentType,
         assert named == (REFUND_GRANT in grants), f"refund claimed or left out\n{message.text}"
         if CREDIT in grants:
             assert "10,00" in message.text or "10.00" in message.text, message.text
+
+
+@pytest.mark.parametrize("locale", tone.LOCALES)
+def test_an_apology_with_an_offer_keeps_the_tone(locale: str) -> None:
+    made = decided(incident_of(IncidentType.item_defective, locale), APOLOGY)
+    message = render_apology(offered(made, [REFUND_GRANT], [CREDIT], default=1))
+    assert_tone(f"{message.subject}\n{message.text}", locale)
+    assert REFUND[locale] in message.text.lower()  # an option offered is named as one
 
 
 @pytest.mark.parametrize(("kind", "locale"), CASES)
