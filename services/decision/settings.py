@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
@@ -62,3 +62,9 @@ class DecisionSettings(ServiceSettings):
     reply_sweep_seconds: float = Field(
         default=60.0, gt=0, description="how often the reply queue's gauges are brought up to "
         "date (overdue replies, the oldest open one)")
+
+    @model_validator(mode="after")
+    def _reply_sla_in_order(self) -> Self:
+        if self.reply_sla_max_hours < self.reply_sla_target_hours:
+            raise ValueError("reply_sla_max_hours must be at least reply_sla_target_hours")
+        return self

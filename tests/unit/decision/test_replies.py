@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from schemas.decision import Decision, DecisionStatus, RemedyKind
 from services.common import tone
@@ -22,7 +23,8 @@ from services.decision.domain.replies import (
     ReplyState,
     ReplyStepKind,
 )
-from services.decision.replies import ReplyDesk, ReplyMetrics
+from services.decision.replies import ReplyDesk, ReplyMetrics, sla_of
+from services.decision.settings import DecisionSettings
 from tests.clock import FakeClock
 from tests.decisions import APOLOGY, CREDIT, T0, decided, eur, grant, made_incident
 from tests.fakes.decision import FakeDecisions, FakeReplies
@@ -230,3 +232,10 @@ async def test_steps_out_of_order_raced_or_off_tone_are_refused() -> None:
     with pytest.raises(ReplyRefusedError, match="posted already"):
         await desk.act(posted, ReplyStepKind.posted, REVIEWER,
                        public_url="https://reviews.example/r#2")
+
+
+def test_the_sla_limit_may_not_come_before_its_target() -> None:
+    assert sla_of(DecisionSettings(reply_sla_target_hours=2, reply_sla_max_hours=8)) == (
+        ReplySla(timedelta(hours=2), timedelta(hours=8)))
+    with pytest.raises(ValidationError, match="at least reply_sla_target_hours"):
+        DecisionSettings(reply_sla_target_hours=8, reply_sla_max_hours=4)
