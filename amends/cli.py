@@ -1,6 +1,6 @@
-"""The `amends` command: the operator's tools (whoami, case, review, dlq, replay, audit,
-customer, policy, report, experiment, trace). The local stack, the demo and the benchmark
-are development tools: `python -m devtools`, not installed with the product."""
+"""The `amends` command: the operator's tools (whoami, case, review, replies, dlq, replay,
+audit, customer, policy, report, experiment, trace). The local stack, the demo and the
+benchmark are development tools: `python -m devtools`, not installed with the product."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from amends import (
     cli_experiment,
     cli_ops,
     cli_policy,
+    cli_replies,
     cli_report,
     cli_review,
     cli_trace,
@@ -24,6 +25,7 @@ app = typer.Typer(help="Amends: service recovery on Kafka.", no_args_is_help=Tru
 app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
+app.add_typer(cli_replies.replies_app, name="replies")
 app.add_typer(cli_customer.customer_app, name="customer")
 app.add_typer(cli_report.report_app, name="report")
 app.add_typer(cli_experiment.experiment_app, name="experiment")

@@ -21,6 +21,9 @@ class AuditAction(StrEnum):
     redrive = "redrive"
     replay = "replay"
     erasure = "erasure"
+    reply_edit = "reply_edit"
+    reply_approve = "reply_approve"
+    reply_post = "reply_post"
 
 
 class AuditEntry(Contract):

@@ -17,7 +17,7 @@ from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
-from services.decision import erasure, http, retention
+from services.decision import erasure, http, reply_http, retention
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.follower import DecisionFollower
@@ -25,20 +25,22 @@ from services.decision.adapters.mongo import quiet_write_errors
 from services.decision.adapters.storage import open_storage
 from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
 from services.decision.domain.policy import Policy, load_policy
-from services.decision.ports import Budget, Decisions
+from services.decision.ports import Budget, Decisions, Replies
+from services.decision.replies import install_replies
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: DecisionSettings | None = None, *,
+def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - the one wiring
                mongo: Client | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None, store: Decisions | None = None,
                budget: Budget | None = None, publisher: Publisher | None = None,
                cases: FulfilmentCases | None = None,
-               dead_letters: DeadLetterDesk | None = None) -> FastAPI:
+               dead_letters: DeadLetterDesk | None = None,
+               replies: Replies | None = None) -> FastAPI:
     """Every keyword's default is production; tests replace the store, the budget and the
     publisher with fakes."""
     settings = settings or DecisionSettings()
@@ -72,10 +74,12 @@ def create_app(settings: DecisionSettings | None = None, *,
             app.state.follower = follower
 
     runtime.on_start.append(open_store)
+    desk = install_replies(runtime, settings, service, replies)  # after open_store: its store
 
     async def when_incidents_detected(records: list[Record]) -> None:
         with quiet_write_errors():
             await service.handle_incidents(records)
+            await desk.draft_for(records)  # a negative review's public reply, once decided
 
     async def when_outcomes_recorded(records: list[Record]) -> None:
         with quiet_write_errors():
@@ -109,11 +113,12 @@ def create_app(settings: DecisionSettings | None = None, *,
                                                   runtime.registry, brand=settings.brand,
                                                   cases=cases, desk=dead_letters)
     app.include_router(console_routes)
+    reply_http.mount(app, desk, runtime.access, console)
     app.include_router(web.static_router())
 
     async def close_console() -> None:
         await console.cases.aclose()
 
     runtime.on_stop.append(close_console)
-    app.state.service = service
+    app.state.service, app.state.replies = service, desk
     return app

@@ -14,6 +14,7 @@ from schemas.decision import Approval, Choice, Decision, Review
 from schemas.outcome import Outcome
 from services.common.outbox import Outbox
 from services.decision.domain.history import CustomerHistory
+from services.decision.domain.replies import Reply, ReplyStep
 
 
 @dataclass(frozen=True)
@@ -169,3 +170,24 @@ class Budget(Protocol):
     async def movements(self, day: date, currency: str) -> list[BudgetMovement]:
         """Every movement of the day's budget in `currency`, oldest first (for people: the
         console's burn over the day)."""
+
+
+class Replies(Protocol):
+    """The public replies to negative reviews (ADR 0017), insert-only: each reply once under
+    its deterministic id, each step once under its key (an edit by its number, the approval
+    and the posting once per reply), so two people racing on one reply cannot both win."""
+
+    async def create_indexes(self) -> None: ...
+
+    async def add(self, replies: Sequence[Reply]) -> set[str]:
+        """Record the drafts whose ids are new; the ids recorded by this call."""
+
+    async def add_step(self, step: ReplyStep) -> bool:
+        """Record the step unless its key is taken; whether it was recorded."""
+
+    async def get(self, reply_id: str) -> tuple[Reply, list[ReplyStep]] | None: ...
+
+    async def listing(self, tenants: Sequence[str | None] | None, *, posted: bool,
+                      limit: int) -> list[tuple[Reply, list[ReplyStep]]]:
+        """Replies oldest review first, with their steps: the unposted ones, or (`posted`)
+        the posted ones, newest review first; only of `tenants` when given."""

@@ -11,4 +11,7 @@ RETENTION = (
     ("money", "choices", "at"),
     ("money", "outcomes", "at"),
     ("audit", "audit", "at"),
+    # Public replies to negative reviews (ADR 0017): working records, not money.
+    ("records", "public_replies", "review_posted_at"),
+    ("records", "public_reply_steps", "at"),
 )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from schemas import topics
@@ -53,3 +53,18 @@ class DecisionSettings(ServiceSettings):
                                          description="how long a console sign-in lasts")
     ops_db: str = Field(default="amends_ops", description="where the operators' tools record "
                         "which dead letters were redriven (shared with `amends dlq`)")
+    reply_sla_target_hours: float = Field(
+        default=4.0, gt=0, description="a public reply to a negative review should be posted "
+        "within this many hours of the review; past it the reply is overdue and escalated")
+    reply_sla_max_hours: float = Field(
+        default=24.0, gt=0, description="the most a public reply may take (the overdue alert "
+        "turns critical past it)")
+    reply_sweep_seconds: float = Field(
+        default=60.0, gt=0, description="how often the reply queue's gauges are brought up to "
+        "date (overdue replies, the oldest open one)")
+
+    @model_validator(mode="after")
+    def _reply_sla_in_order(self) -> Self:
+        if self.reply_sla_max_hours < self.reply_sla_target_hours:
+            raise ValueError("reply_sla_max_hours must be at least reply_sla_target_hours")
+        return self

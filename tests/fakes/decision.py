@@ -17,6 +17,7 @@ from schemas.outcome import Outcome
 from services.common.access import Principal
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
+from services.decision.domain.replies import Reply, ReplyStep, ReplyStepKind
 from services.decision.domain.topup import given_by
 from services.decision.ports import BudgetMovement, BudgetState, HistoriesRead
 from tests.fakes.common import FakeOutbox
@@ -227,3 +228,41 @@ class FakeAudit:
 
     def of(self, target: str) -> list[AuditEntry]:
         return [e for e in self.entries.values() if e.target == target]
+
+
+class FakeReplies:
+    """The reply queue in memory, insert-only like its adapters."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, Reply] = {}
+        self.steps: dict[str, ReplyStep] = {}
+
+    async def create_indexes(self) -> None:
+        return None
+
+    async def add(self, replies: Sequence[Reply]) -> set[str]:
+        new = {r.reply_id for r in replies if r.reply_id not in self.replies}
+        for reply in replies:
+            self.replies.setdefault(reply.reply_id, reply)
+        return new
+
+    async def add_step(self, step: ReplyStep) -> bool:
+        if step.key in self.steps:
+            return False
+        self.steps[step.key] = step
+        return True
+
+    def _of(self, reply_id: str) -> list[ReplyStep]:
+        return [s for s in self.steps.values() if s.reply_id == reply_id]
+
+    async def get(self, reply_id: str) -> tuple[Reply, list[ReplyStep]] | None:
+        reply = self.replies.get(reply_id)
+        return None if reply is None else (reply, self._of(reply_id))
+
+    async def listing(self, tenants: Sequence[str | None] | None, *, posted: bool,
+                      limit: int) -> list[tuple[Reply, list[ReplyStep]]]:
+        done = {s.reply_id for s in self.steps.values() if s.kind is ReplyStepKind.posted}
+        found = [r for r in self.replies.values()
+                 if (r.reply_id in done) == posted and (tenants is None or r.tenant in tenants)]
+        found.sort(key=lambda r: (r.review_posted_at, r.reply_id), reverse=posted)
+        return [(r, self._of(r.reply_id)) for r in found[:limit]]

@@ -25,6 +25,7 @@ from schemas.decision import (
     action_key,
 )
 from schemas.incident import Incident, IncidentType
+from services.common import tone
 from services.decision.domain.engine import decide
 from services.decision.domain.history import CustomerHistory
 from services.decision.domain.policy import load_policy
@@ -51,17 +52,14 @@ OPENING = {"en": "We're sorry", "ru": "Приносим извинения", "ro
 APOLOGY_WORD = {"en": "sorry", "ru": "извинени", "ro": "scuze"}
 THANKS = {"en": "Thank you for your patience", "ru": "Спасибо за ваше терпение",
           "ro": "Vă mulțumim pentru răbdare"}
-# Blaming someone else, hiding behind "technical reasons", or asking the customer to act.
-FORBIDDEN = {
-    "en": ["courier", "carrier", "partner", "supplier", "weather", "technical reason",
-           "technical issue", "technical difficult", "beyond our control", "third party",
-           "third-party", "unforeseen", "your fault", "claim", "fill in", "form "],
-    "ru": ["курьер", "перевозчик", "партнёр", "партнер", "поставщик", "погод",
-           "технических причин", "техническ", "не зависящ", "сторонн", "форс-мажор",
-           "заполн", "заявк"],
-    "ro": ["curier", "transportator", "partener", "furnizor", "vreme", "meteo", "tehnic",
-           "independent de noi", "terț", "forță majoră", "completa", "formular"],
+# Blaming someone else or hiding behind "technical reasons" (the words live in one place,
+# `services.common.tone`), or asking the customer to act.
+ASKING = {
+    "en": ["your fault", "claim", "fill in", "form "],
+    "ru": ["заполн", "заявк"],
+    "ro": ["completa", "formular"],
 }
+FORBIDDEN = {locale: [*tone.BLAME[locale], *ASKING[locale]] for locale in ASKING}
 
 # One action of each kind, and what its line must show in each locale.
 EUR = "EUR"

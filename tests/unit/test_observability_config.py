@@ -58,6 +58,13 @@ AMENDS_METRICS = {
     "amends_published_messages": "counter",
     "amends_effects_paused": "counter",
     "amends_remote_credentials_valid": "gauge",
+    "amends_public_reply_seconds": "histogram",
+    "amends_public_reply_draft_seconds": "histogram",
+    "amends_public_replies_open": "gauge",
+    "amends_public_replies_overdue": "gauge",
+    "amends_public_replies_breached": "gauge",
+    "amends_public_reply_oldest_open_seconds": "gauge",
+    "amends_public_reply_sla_seconds": "gauge",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -65,7 +72,7 @@ AMENDS_METRICS = {
 KNOWN_LABELS = {
     "job", "instance", "le",
     "type", "detection", "status", "cap", "kind", "currency", "result", "service", "reason",
-    "topic", "partition", "handler", "remote",
+    "topic", "partition", "handler", "remote", "bound", "queue",
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
 }

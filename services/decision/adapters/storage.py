@@ -12,7 +12,8 @@ from services.common.adapters.storage import Server, server_of
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.mongodb import MongoBudget, MongoDecisions
-from services.decision.ports import Budget, Decisions
+from services.decision.adapters.replies import FerretReplies, MongoReplies
+from services.decision.ports import Budget, Decisions, Replies
 
 
 def adapters(db: AsyncDatabase[Doc], server: Server) -> tuple[Decisions, Budget]:
@@ -28,3 +29,8 @@ async def open_storage(client: Client, db: str,
     server = await server_of(client, setting)
     store, budget = adapters(client[db], server)
     return store, budget, server
+
+
+def reply_store(db: AsyncDatabase[Doc], server: Server) -> Replies:
+    """The reply queue's adapter for the server (ADR 0017)."""
+    return MongoReplies(db) if server.backend == "mongodb" else FerretReplies(db)
