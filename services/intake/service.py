@@ -528,7 +528,8 @@ class IntakeService:
         each of them its duration (an incident of the resolved stage: decision tops up)."""
         data = event.data
         outage = await self.store.outage_resolved(data.outage_id, Resolution(
-            resolved_at=data.resolved_at, source=event.source, event_id=event.id))
+            resolved_at=data.resolved_at, source=event.source, event_id=event.id,
+            prevention=data.prevention))
         if outage.minutes is None:  # declared later: the declaration fills the duration in
             return [], []
         log.info("outage %s resolved after %d minutes", data.outage_id, outage.minutes)
@@ -549,7 +550,7 @@ class IntakeService:
         async for part in self.store.outage_incidents(outage.outage_id):
             incidents = rules.outage_resolved_incidents(
                 outage.outage_id, part, minutes, now, source=resolution.source,
-                source_event_id=resolution.event_id)
+                source_event_id=resolution.event_id, prevention=resolution.prevention)
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
             new.extend(i for i in incidents if i.incident_id in created)
