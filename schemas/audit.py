@@ -21,6 +21,7 @@ class AuditAction(StrEnum):
     redrive = "redrive"
     replay = "replay"
     erasure = "erasure"
+    approve_status_post = "approve_status_post"
 
 
 class AuditEntry(Contract):

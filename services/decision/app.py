@@ -17,28 +17,31 @@ from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
-from services.decision import erasure, http, retention
+from services.decision import erasure, http, retention, status_console
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.follower import DecisionFollower
 from services.decision.adapters.mongo import quiet_write_errors
+from services.decision.adapters.status_posts import MongoStatusPosts
 from services.decision.adapters.storage import open_storage
 from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.ports import Budget, Decisions
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
+from services.decision.status_posts import StatusPostStore, install_status_posts
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: DecisionSettings | None = None, *,
+def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - the wiring
                mongo: Client | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None, store: Decisions | None = None,
                budget: Budget | None = None, publisher: Publisher | None = None,
                cases: FulfilmentCases | None = None,
-               dead_letters: DeadLetterDesk | None = None) -> FastAPI:
+               dead_letters: DeadLetterDesk | None = None,
+               status_posts: StatusPostStore | None = None) -> FastAPI:
     """Every keyword's default is production; tests replace the store, the budget and the
     publisher with fakes."""
     settings = settings or DecisionSettings()
@@ -53,6 +56,8 @@ def create_app(settings: DecisionSettings | None = None, *,
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
                               audit=audit, traced=runtime.tracing.enabled)
+    desk = install_status_posts(runtime, settings, policy,
+                                status_posts or MongoStatusPosts(runtime.db))
 
     async def open_store() -> None:
         if store is None or budget is None:
@@ -75,7 +80,8 @@ def create_app(settings: DecisionSettings | None = None, *,
 
     async def when_incidents_detected(records: list[Record]) -> None:
         with quiet_write_errors():
-            await service.handle_incidents(records)
+            made = await service.handle_incidents(records)
+            await desk.when_decided([d.incident for d in made])
 
     async def when_outcomes_recorded(records: list[Record]) -> None:
         with quiet_write_errors():
@@ -100,8 +106,10 @@ def create_app(settings: DecisionSettings | None = None, *,
     install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
-                              settings.outcomes_topic, settings.audit_topic],
-                      produces=[settings.decisions_topic])  # the audit topic: by install_erasure
+                              settings.outcomes_topic, settings.audit_topic,
+                              settings.status_posts_topic],
+                      # the audit topic: by install_erasure
+                      produces=[settings.decisions_topic, settings.status_posts_topic])
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
@@ -109,6 +117,8 @@ def create_app(settings: DecisionSettings | None = None, *,
                                                   runtime.registry, brand=settings.brand,
                                                   cases=cases, desk=dead_letters)
     app.include_router(console_routes)
+    app.include_router(status_console.console_router(console, desk, audit))
+    app.include_router(status_console.api_router(desk, runtime.access, audit))
     app.include_router(web.static_router())
 
     async def close_console() -> None:
@@ -116,4 +126,5 @@ def create_app(settings: DecisionSettings | None = None, *,
 
     runtime.on_stop.append(close_console)
     app.state.service = service
+    app.state.status_posts = desk
     return app
