@@ -1,6 +1,6 @@
 """The `amends` command: the operator's tools (whoami, case, review, dlq, replay, audit,
-customer, policy, report, trace). The local stack, the demo and the benchmark are development tools:
-`python -m devtools`, not installed with the product."""
+customer, policy, report, trace, status-post). The local stack, the demo and the benchmark are
+development tools: `python -m devtools`, not installed with the product."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from amends import (
     cli_policy,
     cli_report,
     cli_review,
+    cli_status,
     cli_trace,
 )
 from amends.cli_auth import Operator
@@ -25,6 +26,7 @@ app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
 app.add_typer(cli_customer.customer_app, name="customer")
 app.add_typer(cli_report.report_app, name="report")
+app.add_typer(cli_status.status_app, name="status-post")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)
