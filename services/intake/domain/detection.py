@@ -405,8 +405,10 @@ def support_ticket(event: SupportTicketUpdatedEvent, now: datetime, thresholds: 
 
 
 def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSnapshot],
-                     now: datetime, outage_minutes: int | None = None) -> list[Incident]:
-    """One incident per affected customer (each customer once)."""
+                     now: datetime, outage_minutes: int | None = None, *,
+                     prevention: str | None = None) -> list[Incident]:
+    """One incident per affected customer (each customer once); `prevention` is what its
+    resolution, already known, said (it says more than the declaration)."""
     data = event.data
     unique = list({c.id: c for c in customers}.values())
     return [Incident(
@@ -416,7 +418,7 @@ def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSna
         occurred_at=data.started_at, detected_at=now, source=event.source,
         source_event_id=event.id, outage_id=data.outage_id, outage_minutes=outage_minutes,
         summary=f"{data.service} was unavailable ({data.severity.value} outage)"[:500],
-        outage_service=data.service, outage_prevention=data.prevention,
+        outage_service=data.service, outage_prevention=prevention or data.prevention,
     ) for customer in unique]
 
 
