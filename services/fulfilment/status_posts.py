@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.deadletter import DeadLetterReason
@@ -189,6 +190,14 @@ def status_page(settings: FulfilmentSettings, clock: Clock) -> StatusPage | None
     return None
 
 
+class StatusPostMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "amends_status_posts", "Status posts with a final answer from the status page, "
+            "by stage and outcome (succeeded, failed)", ["stage", "outcome"],
+            registry=registry)
+
+
 @dataclass
 class StatusPostPublisher:
     """Publishes each released post once; the sweep finishes what a failure left."""
@@ -198,6 +207,13 @@ class StatusPostPublisher:
     effects: RemoteEffects
     dead_letters: DeadLetters
     clock: Clock
+    metrics: StatusPostMetrics | None = None
+
+    def _count(self, done: dict[str, Done], stages: dict[str, str]) -> None:
+        for key, result in done.items():
+            if self.metrics is not None and result.status is not None and result.fresh:
+                self.metrics.published.labels(stages.get(key, "?"),
+                                              result.status.value).inc()
 
     async def handle(self, records: Sequence[Record]) -> dict[str, Done]:
         """Publish the posts of these records (each once); returns how each stands."""
@@ -213,7 +229,9 @@ class StatusPostPublisher:
             posts.setdefault(post.post_id, post)
         await self.dead_letters.send(rejected)
         jobs = [self._job(self._effect(post, now)) for post in posts.values()]
-        return await self.effects.run(self.kept, jobs, now)
+        done = await self.effects.run(self.kept, jobs, now)
+        self._count(done, {key: post.stage.value for key, post in posts.items()})
+        return done
 
     def _effect(self, post: StatusPost, now: datetime) -> Effect:
         draft = post.drafts[0]
@@ -273,6 +291,8 @@ class StatusPostPublisher:
             if taken is not None and job is not None and job.perform is not None:
                 claimed.append((job, taken))
         done = await self.effects.perform(self.kept, claimed)
+        self._count(done, {effect.key: StatusPost.model_validate_json(
+            effect.text or "").stage.value for _, effect in claimed})
         return sum(d.status is not None for d in done.values())
 
 
@@ -284,7 +304,8 @@ def install_status_posts(runtime: Runtime, settings: FulfilmentSettings,
     log_ = kept or MongoEffectLog(runtime.db["status_posts"])
     page = page if page is not None else status_page(settings, runtime.clock)
     publisher = StatusPostPublisher(page=page, kept=log_, effects=effects,
-                                    dead_letters=runtime.dead_letters, clock=runtime.clock)
+                                    dead_letters=runtime.dead_letters, clock=runtime.clock,
+                                    metrics=StatusPostMetrics(runtime.registry))
 
     async def when_status_posts_released(records: list[Record]) -> None:
         await publisher.handle(records)

@@ -27,6 +27,7 @@ from services.fulfilment.status_posts import (
     Posted,
     SignedStatusWebhook,
     StatuspageApi,
+    StatusPostMetrics,
     StatusPostPublisher,
 )
 from tests.clock import FakeClock
@@ -73,6 +74,14 @@ class FakePage:
         pass
 
 
+REGISTRIES: dict[int, CollectorRegistry] = {}  # each publisher's, by its id
+
+
+def published(status: StatusPostPublisher, stage: str, outcome: str) -> float | None:
+    return REGISTRIES[id(status)].get_sample_value(
+        "amends_status_posts_total", {"stage": stage, "outcome": outcome})
+
+
 async def no_sleep(_: float) -> None:
     pass
 
@@ -80,10 +89,13 @@ async def no_sleep(_: float) -> None:
 def publisher(page: FakePage) -> tuple[StatusPostPublisher, FakeEffectLog, FakePublisher]:
     settings = FulfilmentSettings(retry_attempts=2)
     clock, kept, out = FakeClock(T0), FakeEffectLog(), FakePublisher()
-    return StatusPostPublisher(
+    registry = CollectorRegistry()
+    status = StatusPostPublisher(
         page=page, kept=kept, effects=RemoteEffects(settings, clock, sleep=no_sleep),
-        dead_letters=DeadLetters("fulfilment", "deadletter", out, clock,
-                                 CollectorRegistry()), clock=clock), kept, out
+        dead_letters=DeadLetters("fulfilment", "deadletter", out, clock, registry),
+        clock=clock, metrics=StatusPostMetrics(registry))
+    REGISTRIES[id(status)] = registry
+    return status, kept, out
 
 
 async def test_a_post_is_published_once_however_often_it_arrives() -> None:
@@ -94,6 +106,7 @@ async def test_a_post_is_published_once_however_often_it_arrives() -> None:
     await status.handle([record(opened, 2)])  # a redelivery, a replay
     assert page.calls == [(opened.post_id, StatusPostStage.opened, None)]
     assert kept[opened.post_id].status == EffectState.succeeded.value
+    assert published(status, "opened", "succeeded") == 1
 
 
 async def test_the_resolved_stage_updates_the_opened_post_once() -> None:
@@ -126,6 +139,7 @@ async def test_a_page_that_is_down_gets_the_post_from_the_sweep() -> None:
     assert await status.finish_unfinished() == 1
     assert await status.finish_unfinished() == 0
     assert page.calls == [(opened.post_id, StatusPostStage.opened, None)]
+    assert published(status, "opened", "succeeded") == 1
 
 
 async def test_a_record_that_is_not_a_status_post_is_dead_lettered() -> None:
