@@ -77,7 +77,6 @@ async def peer() -> AsyncIterator[tuple[Peer, str]]:
 async def test_one_status_post_per_outage_updated_once_and_linked_from_every_apology(
         infra: Infra, suffix: str, peer: tuple[Peer, str]) -> None:
     received, url = peer
-    topic = f"status-posts.{suffix}"
     outage = f"{suffix}-out"
     customers = [f"{suffix}-c{i}" for i in range(3)]
     started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
@@ -86,14 +85,13 @@ async def test_one_status_post_per_outage_updated_once_and_linked_from_every_apo
     resolved["data"]["prevention"] = PREVENTION
     async with running_pipeline(
             infra, suffix,
-            decision={"status_posts_topic": topic, "status_post_url": PUBLIC.replace(
-                "{outage_id}", "{subject_id}")},
-            fulfilment={"status_posts_topic": topic, "status_page": "webhook",
+            decision={"status_post_url": PUBLIC.replace("{outage_id}", "{subject_id}")},
+            fulfilment={"status_page": "webhook",
                         "status_webhook_url": f"{url}/status",
                         "status_webhook_secret": SECRET, "status_page_url": PUBLIC,
                         "webhook_url": f"{url}/apologies", "webhook_secret": SECRET,
                         "sweep_seconds": 1.0}) as pipeline:
-        outages = pipeline.topics.outages
+        outages, topic = pipeline.topics.outages, pipeline.topics.status_posts
         await produce(infra.kafka_bootstrap, outages, as_json([declared]))
         await until(lambda: len(received.status) >= 1 and len(received.apologies) >= 3)
 
