@@ -17,7 +17,11 @@ from schemas.status_post import StatusPost
 from services.common.access import Authenticator, Principal, Role, operator
 from services.decision.console import PREFIX, Console, Refused, Signed, _see, _SignIn
 from services.decision.service import Audit
-from services.decision.status_posts import StatusPostDesk, StatusPostNotFoundError
+from services.decision.status_posts import (
+    StatusPostDesk,
+    StatusPostNotFoundError,
+    StatusPostSupersededError,
+)
 
 NOTICE = "Approved: the post goes to the status page."
 
@@ -60,7 +64,7 @@ def console_router(console: Console, desk: StatusPostDesk,
 
     async def page(me: Signed, notice: str | None) -> Response:
         posts = await desk.listed(me.principal)
-        held = [p for p in posts if p.approval_required and p.approved_by is None]
+        held = await desk.awaiting(me.principal)
         rest = [p for p in posts if p not in held]
         rows: list[dict[str, Any]] = [{"post": p, "held": p in held} for p in held + rest]
         return console.page("console_status_posts.html.j2", me, rows=rows,
@@ -84,6 +88,9 @@ def console_router(console: Console, desk: StatusPostDesk,
             except StatusPostNotFoundError:
                 raise Refused(404, "No such status post", f"No status post {post_id}."
                               ) from None
+            except StatusPostSupersededError:
+                raise Refused(409, "Superseded", "The outage is resolved: approve its "
+                              "resolved post, which says all of it.") from None
             return _see(f"{PREFIX}/status-posts", notice="approved")
         return await guarded("approve_status_post", request, run)
 
@@ -110,5 +117,8 @@ def api_router(desk: StatusPostDesk, access: Authenticator, audit: Audit | None)
             return await _approve(desk, audit, principal, post_id)
         except StatusPostNotFoundError:
             raise HTTPException(404, f"no status post {post_id}") from None
+        except StatusPostSupersededError:
+            raise HTTPException(409, "the outage is resolved: approve its resolved post"
+                                ) from None
 
     return api

@@ -138,6 +138,11 @@ class StatusPostNotFoundError(LookupError):
     pass
 
 
+class StatusPostSupersededError(ValueError):
+    """An opened post still held when its outage was resolved: the resolved post says all of
+    it, and publishing the opened one after it would open the outage again in public."""
+
+
 @dataclass
 class StatusPostDesk:
     """Drafts, holds and releases the status posts of what decision decides."""
@@ -191,9 +196,12 @@ class StatusPostDesk:
         await self.store.mark_released([p.post_id for p in todo])
 
     async def awaiting(self, who: Principal | None = None) -> list[StatusPost]:
-        """Drafts held for approval, oldest first (only the operator's tenants)."""
-        posts = [p for p in await self.store.all()
-                 if p.approval_required and p.approved_by is None]
+        """Drafts held for approval, oldest first (only the operator's tenants); an opened
+        post whose outage has a resolved post is superseded, not awaited."""
+        every = await self.store.all()
+        resolved = {p.subject_id for p in every if p.stage is StatusPostStage.resolved}
+        posts = [p for p in every if p.approval_required and p.approved_by is None
+                 and not (p.stage is StatusPostStage.opened and p.subject_id in resolved)]
         if who is not None:
             posts = [p for p in posts if who.sees(p.tenant, self.default_tenant)]
         return sorted(posts, key=lambda p: p.drafted_at)
@@ -209,6 +217,10 @@ class StatusPostDesk:
         post = await self.store.get(post_id)
         if post is None or not who.sees(post.tenant, self.default_tenant):
             raise StatusPostNotFoundError(post_id)
+        if (post.stage is StatusPostStage.opened and post.approved_by is None
+                and await self.store.get(status_post_id(post.subject_id,
+                                                        StatusPostStage.resolved))):
+            raise StatusPostSupersededError(post_id)
         if post.approved_by is None and post.approval_required:
             await self.store.approve(post_id, who.subject, self.clock())
             post = await self.store.get(post_id) or post

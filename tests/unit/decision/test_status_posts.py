@@ -21,6 +21,7 @@ from services.decision.status_posts import (
     Drafter,
     StatusPostDesk,
     StatusPostNotFoundError,
+    StatusPostSupersededError,
     format_length,
 )
 from tests.clock import FakeClock
@@ -172,3 +173,15 @@ async def test_a_post_recorded_but_not_released_before_a_crash_is_released_by_th
     assert await desk.release_unreleased() == 0
     assert [json.dumps(b["data"]["post_id"]) for b in publisher.bodies("status-posts")] == [
         json.dumps(post.post_id)]
+
+
+async def test_an_opened_post_still_held_when_the_outage_is_resolved_is_superseded() -> None:
+    held = POLICY.model_copy(update={"public": PublicPosts(approval=True)})
+    desk, _, publisher = _desk(held)
+    [opened] = await desk.when_decided([outage()])
+    [resolved] = await desk.when_decided([outage(minutes=30)])
+    assert [p.post_id for p in await desk.awaiting(REVIEWER)] == [resolved.post_id]
+    with pytest.raises(StatusPostSupersededError):
+        await desk.approve(opened.post_id, REVIEWER)
+    await desk.approve(resolved.post_id, REVIEWER)
+    assert [b["data"]["stage"] for b in publisher.bodies("status-posts")] == ["resolved"]
