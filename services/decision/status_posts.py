@@ -156,23 +156,24 @@ class StatusPostDesk:
     default_tenant: str = "default"
     drafter: Drafter = field(default_factory=Drafter)
     # Subjects and stages this process has seen to their release: an outage's thousands of
-    # decisions cost one store round trip, not one each.
-    _done: set[str] = field(default_factory=set)
+    # decisions cost one store round trip, not one each (and no id is derived for them).
+    _done: set[tuple[str, StatusPostStage]] = field(default_factory=set)
 
     async def when_decided(self, incidents: Sequence[Incident]) -> list[StatusPost]:
         """Draft the post of each public subject and stage not seen yet (of the incidents
         just decided); release those that need no approval. Returns the posts drafted now."""
         public = set(self.policy.public.types)
-        wanted: dict[str, Incident] = {}
+        wanted: dict[tuple[str, StatusPostStage], Incident] = {}
         for incident in incidents:
             if incident.type not in public:
                 continue
-            key = status_post_id(subject_of(incident), stage_of(incident))
-            if key not in self._done:
-                wanted.setdefault(key, incident)
+            seen = (subject_of(incident), stage_of(incident))
+            if seen not in self._done:
+                wanted.setdefault(seen, incident)
         drafted: list[StatusPost] = []
         now = self.clock()
-        for key, incident in wanted.items():
+        for seen, incident in wanted.items():
+            key = status_post_id(*seen)
             post = self.drafter.post(incident, self.policy, now, self.url_template)
             if await self.store.add_new(post):
                 drafted.append(post)
@@ -182,7 +183,7 @@ class StatusPostDesk:
                 post = await self.store.get(key) or post  # recorded before: that one stands
             if not post.approval_required or post.approved_by is not None:
                 await self._release([post])
-            self._done.add(key)
+            self._done.add(seen)
         return drafted
 
     async def _release(self, posts: Sequence[StatusPost]) -> None:
