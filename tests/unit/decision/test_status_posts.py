@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from schemas.incident import Incident
-from schemas.status_post import StatusPostStage, status_post_id
+from schemas.status_post import StatusPost, StatusPostStage, status_post_id
 from services.common.access import Principal, Role
 from services.decision.domain.policy import Policy, PublicPosts, load_policy
 from services.decision.status_posts import (
@@ -185,3 +185,28 @@ async def test_an_opened_post_still_held_when_the_outage_is_resolved_is_supersed
         await desk.approve(opened.post_id, REVIEWER)
     await desk.approve(resolved.post_id, REVIEWER)
     assert [b["data"]["stage"] for b in publisher.bodies("status-posts")] == ["resolved"]
+
+
+class CountingStore(FakeStatusPosts):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def add_new(self, post: StatusPost) -> bool:
+        self.calls += 1
+        return await super().add_new(post)
+
+    async def get(self, post_id: str) -> StatusPost | None:
+        self.calls += 1
+        return await super().get(post_id)
+
+
+async def test_an_outage_s_thousands_of_decisions_cost_one_store_trip_per_stage() -> None:
+    store = CountingStore()
+    desk = StatusPostDesk(store=store, publisher=FakePublisher(), policy=POLICY,
+                          clock=FakeClock(T0), topic="status-posts")
+    for start in range(0, 2000, 500):
+        await desk.when_decided([outage(f"c-{n}") for n in range(start, start + 500)])
+    assert store.calls == 1
+    await desk.when_decided([outage(f"c-{n}", minutes=30) for n in range(500)])
+    assert store.calls == 2
