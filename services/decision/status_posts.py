@@ -1,5 +1,5 @@
 """Public status posts (ADR 0016): one per outage, or per incident of another type the policy
-marks public, drafted here in every locale from `templates/status_posts/<locale>.txt.j2`,
+marks public, drafted here in every locale from `templates/<locale>/status_post.txt.j2`,
 kept under a deterministic id, held for a reviewer when the policy says so, and released on
 the status-posts topic, where fulfilment publishes it once. The outage's resolved stage is a
 second post under its own id: the update that says how long it lasted.
@@ -37,6 +37,7 @@ from services.decision.settings import DecisionSettings
 log = logging.getLogger(__name__)
 
 LOCALES = ("en", "ru", "ro")
+TEMPLATE = "status_post.txt.j2"  # in templates/<locale>/, like the apologies
 _UNITS = {"en": ("h", "min"), "ru": ("ч", "мин"), "ro": ("h", "min")}
 
 
@@ -102,7 +103,7 @@ class Drafter:
                prevention: str | None) -> list[StatusPostDraft]:
         out = []
         for locale in LOCALES:
-            template = self.env.get_template(f"status_posts/{locale}.txt.j2")
+            template = self.env.get_template(f"{locale}/{TEMPLATE}")
             context = template.new_context({
                 "service": service, "started": format_moment(started_at),
                 "resolved": format_moment(resolved_at) if resolved_at is not None else None,
