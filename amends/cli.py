@@ -1,6 +1,7 @@
 """The `amends` command: the operator's tools (whoami, case, review, replies, dlq, replay,
-audit, customer, policy, report, experiment, trace). The local stack, the demo and the
-benchmark are development tools: `python -m devtools`, not installed with the product."""
+audit, customer, policy, report, experiment, trace, status-post). The local stack, the demo
+and the benchmark are development tools: `python -m devtools`, not installed with the
+product."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from amends import (
     cli_replies,
     cli_report,
     cli_review,
+    cli_status,
     cli_trace,
 )
 from amends.cli_auth import Operator
@@ -29,6 +31,7 @@ app.add_typer(cli_replies.replies_app, name="replies")
 app.add_typer(cli_customer.customer_app, name="customer")
 app.add_typer(cli_report.report_app, name="report")
 app.add_typer(cli_experiment.experiment_app, name="experiment")
+app.add_typer(cli_status.status_app, name="status-post")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)

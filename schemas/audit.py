@@ -24,6 +24,7 @@ class AuditAction(StrEnum):
     reply_edit = "reply_edit"
     reply_approve = "reply_approve"
     reply_post = "reply_post"
+    approve_status_post = "approve_status_post"
 
 
 class AuditEntry(Contract):

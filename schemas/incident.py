@@ -77,6 +77,12 @@ class Incident(Contract):
                                         exclude_if=lambda v: v is None)
     review_url: str | None = Field(default=None, max_length=2048,
                                    exclude_if=lambda v: v is None)
+    # An outage's public facts for its status post: the service that failed and, when the
+    # source said it, what was done so it won't happen again (never invented).
+    outage_service: str | None = Field(default=None, max_length=128,
+                                       exclude_if=lambda v: v is None)
+    outage_prevention: str | None = Field(default=None, max_length=500,
+                                          exclude_if=lambda v: v is None)
 
 
 def incident_id(incident_type: IncidentType, *fact: str) -> str:

@@ -11,5 +11,6 @@ TASKS = "amends.tasks.v1"
 DEADLETTER = "amends.deadletter.v1"
 AUDIT = "amends.audit.v1"
 ERASURES = "amends.erasures.v1"
+STATUS_POSTS = "amends.status-posts.v1"
 
 DEFAULT_PARTITIONS = 6

@@ -135,6 +135,11 @@ class OutageSegment(Contract):
     seen_within_hours: int = Field(default=24, ge=1, le=24 * 90)
 
 
+PREVENTION = ("what was done so that it won't happen again, one sentence in the words the "
+              "public status post may quote; without it the post says the cause is being "
+              "reviewed")
+
+
 class OutageDeclared(Contract):
     outage_id: str = Field(min_length=1, max_length=128)
     service: str = Field(min_length=1, max_length=128)
@@ -143,11 +148,15 @@ class OutageDeclared(Contract):
     description: str | None = Field(default=None, max_length=2000)
     affected_customers: list[CustomerSnapshot] | None = None
     segment: OutageSegment | None = None
+    prevention: str | None = Field(default=None, min_length=1, max_length=500,
+                                   description=PREVENTION)
 
 
 class OutageResolved(Contract):
     outage_id: str = Field(min_length=1, max_length=128)
     resolved_at: DateTime
+    prevention: str | None = Field(default=None, min_length=1, max_length=500,
+                                   description=PREVENTION)
 
 
 class RemedyRated(Contract):

@@ -36,12 +36,13 @@ class Topics:
     deadletter: str
     audit: str
     erasures: str
+    status_posts: str
 
     @classmethod
     def unique(cls, suffix: str) -> Topics:
         return cls(*(f"{name}.{suffix}" for name in (
             "orders", "support", "payments", "outages", "incidents", "decisions", "outcomes",
-            "tasks", "deadletter", "audit", "erasures")))
+            "tasks", "deadletter", "audit", "erasures", "status-posts")))
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,12 @@ def settings_for(infra: Infra, topics: Topics, prefix: str) -> tuple[
         DecisionSettings(**common, consumer_group=f"{prefix}_decision",
                          mongo_db=f"{prefix}_decision",
                          incidents_topic=topics.incidents, decisions_topic=topics.decisions,
-                         outcomes_topic=topics.outcomes),
+                         outcomes_topic=topics.outcomes, status_posts_topic=topics.status_posts),
         FulfilmentSettings(**common, consumer_group=f"{prefix}_fulfilment",
                            mongo_db=f"{prefix}_fulfilment",
                            decisions_topic=topics.decisions, outcomes_topic=topics.outcomes,
-                           tasks_topic=topics.tasks, feedback_topic=topics.support),
+                           tasks_topic=topics.tasks, feedback_topic=topics.support,
+                           status_posts_topic=topics.status_posts),
     )
 
 

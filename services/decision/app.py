@@ -17,11 +17,12 @@ from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
-from services.decision import erasure, http, reply_http, retention
+from services.decision import erasure, http, reply_http, retention, status_console
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.follower import DecisionFollower
 from services.decision.adapters.mongo import quiet_write_errors
+from services.decision.adapters.status_posts import MongoStatusPosts
 from services.decision.adapters.storage import open_storage
 from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
 from services.decision.domain.policy import Policy, load_policy
@@ -29,6 +30,7 @@ from services.decision.ports import Budget, Decisions, Replies
 from services.decision.replies import install_replies
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
+from services.decision.status_posts import StatusPostStore, install_status_posts
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
                budget: Budget | None = None, publisher: Publisher | None = None,
                cases: FulfilmentCases | None = None,
                dead_letters: DeadLetterDesk | None = None,
-               replies: Replies | None = None) -> FastAPI:
+               replies: Replies | None = None,
+               status_posts: StatusPostStore | None = None) -> FastAPI:
     """Every keyword's default is production; tests replace the store, the budget and the
     publisher with fakes."""
     settings = settings or DecisionSettings()
@@ -55,6 +58,8 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
                               publisher=runtime.publisher, dead_letters=runtime.dead_letters,
                               clock=runtime.clock, metrics=DecisionMetrics(runtime.registry),
                               audit=audit, traced=runtime.tracing.enabled)
+    posts = install_status_posts(runtime, settings, policy,
+                                 status_posts or MongoStatusPosts(runtime.db))
 
     async def open_store() -> None:
         if store is None or budget is None:
@@ -74,12 +79,13 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
             app.state.follower = follower
 
     runtime.on_start.append(open_store)
-    desk = install_replies(runtime, settings, service, replies)  # after open_store: its store
+    reply_desk = install_replies(runtime, settings, service, replies)  # after open_store
 
     async def when_incidents_detected(records: list[Record]) -> None:
         with quiet_write_errors():
-            await service.handle_incidents(records)
-            await desk.draft_for(records)  # a negative review's public reply, once decided
+            made = await service.handle_incidents(records)
+            await reply_desk.draft_for(records)  # a negative review's public reply, once decided
+            await posts.when_decided([d.incident for d in made])
 
     async def when_outcomes_recorded(records: list[Record]) -> None:
         with quiet_write_errors():
@@ -104,8 +110,10 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
     install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
-                              settings.outcomes_topic, settings.audit_topic],
-                      produces=[settings.decisions_topic])  # the audit topic: by install_erasure
+                              settings.outcomes_topic, settings.audit_topic,
+                              settings.status_posts_topic],
+                      # the audit topic: by install_erasure
+                      produces=[settings.decisions_topic, settings.status_posts_topic])
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
@@ -113,12 +121,14 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
                                                   runtime.registry, brand=settings.brand,
                                                   cases=cases, desk=dead_letters)
     app.include_router(console_routes)
-    reply_http.mount(app, desk, runtime.access, console)
+    reply_http.mount(app, reply_desk, runtime.access, console)
+    app.include_router(status_console.console_router(console, posts, audit))
+    app.include_router(status_console.api_router(posts, runtime.access, audit))
     app.include_router(web.static_router())
 
     async def close_console() -> None:
         await console.cases.aclose()
 
     runtime.on_stop.append(close_console)
-    app.state.service, app.state.replies = service, desk
+    app.state.service, app.state.replies, app.state.status_posts = service, reply_desk, posts
     return app

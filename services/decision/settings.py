@@ -68,3 +68,13 @@ class DecisionSettings(ServiceSettings):
         if self.reply_sla_max_hours < self.reply_sla_target_hours:
             raise ValueError("reply_sla_max_hours must be at least reply_sla_target_hours")
         return self
+    status_posts_topic: str = Field(
+        default=topics.STATUS_POSTS, description="where status posts cleared for publishing "
+        "go (fulfilment publishes them to the status page)")
+    status_post_url: str = Field(
+        default="", description="the public address of a status post, with `{subject_id}` "
+        "for the outage id (shown with each draft; the apologies' link is fulfilment's "
+        "`status_page_url`)")
+    status_post_sweep_seconds: float = Field(
+        default=30.0, gt=0, description="how often posts cleared but not yet on the topic "
+        "(a crash in between) are put there")

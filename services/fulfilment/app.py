@@ -28,6 +28,7 @@ from services.fulfilment.page import Chooser, CustomerPages, DecisionClient
 from services.fulfilment.ports import Stores
 from services.fulfilment.service import FulfilmentMetrics, FulfilmentService
 from services.fulfilment.settings import FulfilmentSettings
+from services.fulfilment.status_posts import install_status_posts
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,12 @@ def create_app(settings: FulfilmentSettings | None = None, *,
 
     runtime.consume([settings.decisions_topic],
                     when_decisions_made, name="when_decisions_made")
+    status = install_status_posts(runtime, settings, service.effects)
     install_erasure(runtime)
     install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends fulfilment",
                       topics=[settings.decisions_topic, settings.outcomes_topic,
-                              settings.tasks_topic],
+                              settings.tasks_topic, settings.status_posts_topic],
                       produces=[settings.outcomes_topic, settings.tasks_topic,
                                 settings.feedback_topic])
     decision_client = DecisionClient(settings.decision_url, settings.decision_timeout_s)
@@ -118,4 +120,5 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     app.include_router(web.static_router())
     app.include_router(http.router(lambda: service.stores, runtime, pages))
     app.state.service = service
+    app.state.status_posts = status
     return app

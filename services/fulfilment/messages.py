@@ -55,6 +55,7 @@ class MessageExtras:
     voucher_codes: Mapping[str, str] = field(default_factory=dict, repr=False)
     signature: str | None = None
     page_url: str | None = field(default=None, repr=False)  # carries a bearer token
+    status_url: str | None = None  # the public status post of the customer's outage
     timezone: tzinfo = UTC
     now: datetime | None = None
     states: Mapping[str, str] = field(default_factory=dict)
@@ -417,6 +418,7 @@ def render_apology(decision: Decision, locale: str | None = None,
         "name": clean(extras.customer_name),
         "signature": clean(extras.signature),
         "page_url": clean(extras.page_url, URL_MAX_CHARS),
+        "status_url": clean(extras.status_url, URL_MAX_CHARS),
         "remedies": _remedies(decision.actions if actions is None else actions,
                               decision, chosen, extras),
         "offer": _offer(decision, chosen, extras),
@@ -425,9 +427,9 @@ def render_apology(decision: Decision, locale: str | None = None,
     }
     escaped = _tidy(template.render(context))
     subject = _tidy("".join(template.blocks["subject"](template.new_context(context))))
+    html = _linked(_as_html(escaped, subject, chosen), context["page_url"])
     return RenderedMessage(subject=_as_text(subject), text=_as_text(escaped),
-                           html=_linked(_as_html(escaped, subject, chosen), context["page_url"]),
-                           locale=chosen)
+                           html=_linked(html, context["status_url"]), locale=chosen)
 
 
 FOLLOW_UP_TEMPLATE = "_followup.txt.j2"
@@ -488,7 +490,8 @@ def page_words(decision: Decision, locale: str | None = None) -> PageWords:
     template = environment().get_template(template_name(decision.incident.type.value, chosen))
     context: dict[str, Any] = {
         "fmt": Formatter(chosen), "name": None, "signature": None, "page_url": None,
-        "remedies": [], "offer": None, **_facts(decision, chosen), **_truths(decision)}
+        "status_url": None, "remedies": [], "offer": None, **_facts(decision, chosen),
+        **_truths(decision)}
 
     def block(name: str) -> Markup:
         # Rendered with autoescaping on: every outside string in it is escaped already.

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
@@ -419,7 +420,7 @@ class FulfilmentService:
         page, token = self._page(decision, now)
         rendered = render_apology(decision, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature,
-            page_url=page, now=now), actions=given)
+            page_url=page, now=now, status_url=self._status_url(decision)), actions=given)
         effect = replace(self._effect(run, action, now),
                          incident_type=decision.incident.type.value, channel=path.name,
                          locale=rendered.locale, subject=rendered.subject,
@@ -443,6 +444,13 @@ class FulfilmentService:
         token = self.links.sign(decision.incident.customer.id, decision.decision_id, now)
         return (self.settings.customer_page_url.replace("{decision_id}", decision.decision_id)
                 .replace("{token}", token)), token
+
+    def _status_url(self, decision: Decision) -> str | None:
+        """The public status post of the customer's outage, when a page address is set."""
+        outage = decision.incident.outage_id
+        if not outage or not self.settings.status_page_url:
+            return None
+        return self.settings.status_page_url.replace("{outage_id}", quote(outage, safe=""))
 
     def _to_send(self, stored_text: str, decision: Decision) -> str:
         """A stored message's text with a fresh token in its link (the stored copy has none:

@@ -7,7 +7,7 @@ configures a channel that delivers them.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -99,8 +99,35 @@ class FulfilmentSettings(ServiceSettings):
                   + self.refund_poll_interval_s * self.refund_polls)
         return max(refund, self.smtp_timeout_s, 10.0)
 
+    # Public status posts (ADR 0016): where they are published, and the link in apologies.
+    status_posts_topic: str = topics.STATUS_POSTS
+    status_page: Literal["none", "webhook", "statuspage"] = Field(
+        default="none", description="where status posts go: a signed webhook, an Atlassian "
+        "Statuspage-compatible API, or nowhere (recorded only)")
+    status_webhook_url: str | None = None
+    status_webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    statuspage_api_url: str = "https://api.statuspage.io/v1"
+    statuspage_page_id: str = ""
+    statuspage_api_key: SecretStr | None = Field(default=None, repr=False)
+    statuspage_locale: str = Field(default="en", description="the one language of the page")
+    status_page_url: str = Field(
+        default="", description="the public address of an outage's status post, with "
+        "`{outage_id}`: every apology of the outage links to it (none: no link)")
+
     @model_validator(mode="after")
     def _complete(self) -> Self:
+        if self.status_page == "webhook" and not (self.status_webhook_url
+                                                  and self.status_webhook_secret):
+            raise ValueError("status_webhook_url and status_webhook_secret: required with "
+                             "status_page=webhook")
+        if self.status_page == "statuspage" and not (self.statuspage_page_id
+                                                     and self.statuspage_api_key):
+            raise ValueError("statuspage_page_id and statuspage_api_key: required with "
+                             "status_page=statuspage")
+        if self.status_page_url and ("{outage_id}" not in self.status_page_url or any(
+                c in self.status_page_url for c in "&<>\"' \t\r\n")):
+            raise ValueError("status_page_url: must contain {outage_id}, and no &, <, >, "
+                             "quotes or spaces")
         if self.payment_gateway_url and self.payment_gateway_api_key is None:
             raise ValueError("payment_gateway_api_key: required with payment_gateway_url")
         if self.webhook_url and self.webhook_secret is None:

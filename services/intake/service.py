@@ -486,6 +486,7 @@ class IntakeService:
             service=data.service, severity=data.severity.value, started_at=data.started_at,
             tenant=event.tenant, event_id=event.id, declared_at=now))
         minutes = outage.minutes
+        resolved_prevention = outage.resolution.prevention if outage.resolution else None
         ids: list[str] = []
         new: list[Incident] = []
         seen: set[str] = set()
@@ -496,7 +497,8 @@ class IntakeService:
                 kept = self.erased.keep([c.id for c in fresh], event.time, "outage_fan_out")
                 fresh = [c for c, keep in zip(fresh, kept, strict=True) if keep]
             seen.update(c.id for c in fresh)
-            incidents = rules.outage_incidents(event, fresh, now, minutes)
+            incidents = rules.outage_incidents(event, fresh, now, minutes,
+                                               prevention=resolved_prevention)
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
             new.extend(i for i in incidents if i.incident_id in created)
@@ -528,7 +530,8 @@ class IntakeService:
         each of them its duration (an incident of the resolved stage: decision tops up)."""
         data = event.data
         outage = await self.store.outage_resolved(data.outage_id, Resolution(
-            resolved_at=data.resolved_at, source=event.source, event_id=event.id))
+            resolved_at=data.resolved_at, source=event.source, event_id=event.id,
+            prevention=data.prevention))
         if outage.minutes is None:  # declared later: the declaration fills the duration in
             return [], []
         log.info("outage %s resolved after %d minutes", data.outage_id, outage.minutes)
@@ -549,7 +552,7 @@ class IntakeService:
         async for part in self.store.outage_incidents(outage.outage_id):
             incidents = rules.outage_resolved_incidents(
                 outage.outage_id, part, minutes, now, source=resolution.source,
-                source_event_id=resolution.event_id)
+                source_event_id=resolution.event_id, prevention=resolution.prevention)
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
             new.extend(i for i in incidents if i.incident_id in created)

@@ -14,6 +14,7 @@ from schemas.audit import AuditAction
 from schemas.common import Money
 from schemas.decision import Approval, Choice, Decision, DecisionStatus, Review
 from schemas.outcome import Outcome
+from schemas.status_post import StatusPost
 from services.common.access import Principal
 from services.decision.domain.history import CustomerHistory, PastIncident
 from services.decision.domain.lifecycle import goodwill, refunded
@@ -266,3 +267,42 @@ class FakeReplies:
                  if (r.reply_id in done) == posted and (tenants is None or r.tenant in tenants)]
         found.sort(key=lambda r: (r.review_posted_at, r.reply_id), reverse=posted)
         return [(r, self._of(r.reply_id)) for r in found[:limit]]
+class FakeStatusPosts:
+    """The status posts' store in memory (`services.decision.status_posts.StatusPostStore`)."""
+
+    def __init__(self) -> None:
+        self.posts: dict[str, StatusPost] = {}
+        self.approvals: dict[str, tuple[str, datetime]] = {}
+        self.marks: set[str] = set()
+
+    async def add_new(self, post: StatusPost) -> bool:
+        if post.post_id in self.posts:
+            return False
+        self.posts[post.post_id] = post
+        return True
+
+    async def get(self, post_id: str) -> StatusPost | None:
+        post = self.posts.get(post_id)
+        if post is None or post_id not in self.approvals:
+            return post
+        by, at = self.approvals[post_id]
+        return post.model_copy(update={"approved_by": by, "approved_at": at})
+
+    async def approve(self, post_id: str, by: str, at: datetime) -> bool:
+        if post_id in self.approvals:
+            return False
+        self.approvals[post_id] = (by, at)
+        return True
+
+    async def all(self) -> list[StatusPost]:
+        posts = [p for i in self.posts if (p := await self.get(i)) is not None]
+        return sorted(posts, key=lambda p: p.drafted_at, reverse=True)
+
+    async def released(self, post_ids: Sequence[str]) -> set[str]:
+        return set(post_ids) & self.marks
+
+    async def mark_released(self, post_ids: Sequence[str]) -> None:
+        self.marks.update(post_ids)
+
+    async def create_indexes(self) -> None:
+        pass

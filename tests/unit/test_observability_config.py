@@ -65,6 +65,7 @@ AMENDS_METRICS = {
     "amends_public_replies_breached": "gauge",
     "amends_public_reply_oldest_open_seconds": "gauge",
     "amends_public_reply_sla_seconds": "gauge",
+    "amends_status_posts": "counter",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -75,6 +76,7 @@ KNOWN_LABELS = {
     "topic", "partition", "handler", "remote", "bound", "queue",
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
+    "stage", "outcome",
 }
 IDENTIFYING = re.compile(r"customer|client|user|e_?mail|mail|phone|contact|address|order|"
                          r"subject|incident_id|decision_id|action_id|idempotency", re.IGNORECASE)

@@ -84,3 +84,22 @@ def test_a_short_outage_resolved_later_says_so_and_that_what_was_given_stands(
     text = render_apology(second, locale).text
     assert OVER[locale] in text
     assert STANDS[locale] in text
+
+
+STATUS_LINE = {"en": "What happened, for everyone", "ru": "Что случилось и что мы делаем",
+               "ro": "Ce s-a întâmplat și ce facem"}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_an_outage_apology_links_the_public_status_post(policy: Policy, locale: str) -> None:
+    from services.fulfilment.messages import MessageExtras
+
+    first, _ = stages(policy, 75)
+    url = "https://status.example.org/outages/out-1"
+    message = render_apology(first, locale, MessageExtras(status_url=url))
+    without = render_apology(first, locale)
+    [line] = [ln for ln in message.text.splitlines() if STATUS_LINE[locale] in ln]
+    assert line.endswith(f": {url}")
+    assert f'<a href="{url}">{url}</a>' in message.html
+    assert STATUS_LINE[locale] not in without.text
+    assert_follows_principles(message, locale)

@@ -406,6 +406,17 @@ CUTTABLE: tuple[RemedyKind, ...] = (
     RemedyKind.store_credit)
 
 
+class PublicPosts(PolicyModel):
+    """The public side of a failure: one status post per outage (and per incident of the other
+    types listed), and whether a person approves each before it is published."""
+
+    types: list[IncidentType] = Field(
+        default_factory=lambda: [IncidentType.service_outage],
+        description="incident types that get a public status post")
+    approval: bool = Field(default=False,
+                           description="hold every status post for a reviewer's approval")
+
+
 class Policy(PolicyModel):
     version: str = Field(min_length=1, max_length=64)
     currency: Currency
@@ -421,6 +432,10 @@ class Policy(PolicyModel):
     experiment: Experiment | None = Field(
         default=None, description="variants of one rule's remedies for shares of customers "
         "(one experiment at a time; docs/policy.md, Experiments)")
+    public: PublicPosts = Field(
+        default_factory=PublicPosts,
+        description="which incidents get one public status post (docs/policy.md, Public "
+        "status posts)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -130,7 +130,8 @@ def declaration_doc(declaration: Declaration) -> Doc:
 
 def resolution_doc(resolution: Resolution) -> Doc:
     return {"resolved_at": resolution.resolved_at, "resolved_source": resolution.source,
-            "resolved_event_id": resolution.event_id}
+            "resolved_event_id": resolution.event_id,
+            "resolved_prevention": resolution.prevention}
 
 
 def outage_of(doc: Doc) -> Outage:
@@ -145,7 +146,8 @@ def outage_of(doc: Doc) -> Outage:
     resolution = None
     if doc.get("resolved_at") is not None:
         resolution = Resolution(resolved_at=doc["resolved_at"], source=doc["resolved_source"],
-                                event_id=doc["resolved_event_id"])
+                                event_id=doc["resolved_event_id"],
+                                prevention=doc.get("resolved_prevention"))
     return Outage(outage_id=doc["_id"], declaration=declaration, resolution=resolution,
                   affected_customers=doc.get("affected_customers"),
                   duration_told=bool(doc.get("duration_told")))

@@ -405,8 +405,10 @@ def support_ticket(event: SupportTicketUpdatedEvent, now: datetime, thresholds: 
 
 
 def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSnapshot],
-                     now: datetime, outage_minutes: int | None = None) -> list[Incident]:
-    """One incident per affected customer (each customer once)."""
+                     now: datetime, outage_minutes: int | None = None, *,
+                     prevention: str | None = None) -> list[Incident]:
+    """One incident per affected customer (each customer once); `prevention` is what its
+    resolution, already known, said (it says more than the declaration)."""
     data = event.data
     unique = list({c.id: c for c in customers}.values())
     return [Incident(
@@ -416,12 +418,13 @@ def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSna
         occurred_at=data.started_at, detected_at=now, source=event.source,
         source_event_id=event.id, outage_id=data.outage_id, outage_minutes=outage_minutes,
         summary=f"{data.service} was unavailable ({data.severity.value} outage)"[:500],
+        outage_service=data.service, outage_prevention=prevention or data.prevention,
     ) for customer in unique]
 
 
 def outage_resolved_incidents(outage_id: str, told: Sequence[Incident], minutes: int,
-                              now: datetime, *, source: str, source_event_id: str | None
-                              ) -> list[Incident]:
+                              now: datetime, *, source: str, source_event_id: str | None,
+                              prevention: str | None = None) -> list[Incident]:
     """The resolved stage of an outage: for each customer an earlier incident of the outage
     told it was going on (no duration), one incident with its duration, under an id of its
     own (the same for every redelivery), so that decision tops up what was given."""
@@ -435,6 +438,8 @@ def outage_resolved_incidents(outage_id: str, told: Sequence[Incident], minutes:
             "incident_id": resolved_outage_id(outage_id, customer),
             "detected_at": now, "source": source, "source_event_id": source_event_id,
             "outage_minutes": minutes,
+            # The resolution's word on prevention, else what the declaration said.
+            "outage_prevention": prevention or first.outage_prevention,
             "summary": f"{first.summary}, resolved after {minutes} minutes"[:500]}))
     return list(out.values())
 

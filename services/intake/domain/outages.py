@@ -28,6 +28,7 @@ class Resolution:
     resolved_at: datetime
     source: str
     event_id: str
+    prevention: str | None = None  # what was done so it won't happen again, if it said
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,3 +134,21 @@ async def test_a_resolution_recorded_during_the_fan_out_is_told_by_the_fan_out(
     assert raced == [[]]  # the other instance found nothing to tell yet
     assert sorted((i.customer.id, i.outage_minutes or 0) for i in fanned.new) == sorted(
         [(c, 0) for c in customers] + [(c, 75) for c in customers])
+
+
+async def test_an_outage_s_incidents_carry_its_service_and_what_prevents_a_repeat() -> None:
+    declared = f.outage_declared("out", at=T0, customers=["c-1"])
+    resolved = f.outage_resolved("out", at=T0 + timedelta(minutes=20))
+    resolved["data"]["prevention"] = "A standby database now takes over within seconds."
+    app = intake(T0 + timedelta(minutes=30))
+    [ongoing] = (await app.service.process([parsed(declared)])).new
+    assert (ongoing.outage_service, ongoing.outage_prevention) == ("checkout", None)
+    [told] = (await app.service.process([parsed(resolved)])).new
+    assert told.outage_service == "checkout"
+    assert told.outage_prevention == "A standby database now takes over within seconds."
+    # Kept with the outage: a declaration arriving after the resolution still tells it.
+    late = intake(T0 + timedelta(minutes=30))
+    await late.service.process([parsed(resolved)])
+    [both] = (await late.service.process([parsed(declared)])).new
+    assert (both.outage_minutes, both.outage_prevention) == (
+        20, "A standby database now takes over within seconds.")

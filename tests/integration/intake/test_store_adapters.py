@@ -118,7 +118,8 @@ async def test_customers_seen_come_newest_first_once_a_chunk_at_a_time(
 
 async def test_an_outage_is_recorded_whichever_event_comes_first(store: IntakeStore) -> None:
     declaration = Declaration("checkout", "major", T0, "brand-a", "e-1", T0)
-    resolution = Resolution(T0 + timedelta(minutes=75), "status-page", "e-2")
+    resolution = Resolution(T0 + timedelta(minutes=75), "status-page", "e-2",
+                            prevention="A standby now takes over.")
     assert await store.outage("out") is None
     resolved = await store.outage_resolved("out", resolution)
     assert (resolved.resolution, resolved.declaration, resolved.minutes) == (
