@@ -12,6 +12,7 @@ from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
 from schemas.erasure import ErasureRequested
 from schemas.incident import IncidentDetected
+from schemas.outage import OutageCostPreviewed
 from schemas.outcome import OutcomeRecorded
 from schemas.task import TaskCreated
 from schemas.upstream import UpstreamEvent
@@ -26,6 +27,7 @@ CONTRACTS: dict[str, Any] = {
     "task-created": TaskCreated,
     "audit-recorded": AuditRecorded,
     "erasure-requested": ErasureRequested,
+    "outage-cost-previewed": OutageCostPreviewed,
 }
 
 # default topic -> the contract name of what travels on it
@@ -41,6 +43,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.DEADLETTER: "message-deadlettered",
     topics.AUDIT: "audit-recorded",
     topics.ERASURES: "erasure-requested",
+    topics.OUTAGE_PREVIEWS: "outage-cost-previewed",
 }
 
 

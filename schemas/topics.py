@@ -11,5 +11,6 @@ TASKS = "amends.tasks.v1"
 DEADLETTER = "amends.deadletter.v1"
 AUDIT = "amends.audit.v1"
 ERASURES = "amends.erasures.v1"
+OUTAGE_PREVIEWS = "amends.outages.v1"  # decision: each outage's cost preview
 
 DEFAULT_PARTITIONS = 6

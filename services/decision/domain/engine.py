@@ -469,7 +469,8 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
         + (arm_words(result.assignment, policy) if result.assignment is not None else "")
         + topped_up(incident, before),
         top_up_of=list(before.decision_ids) if before is not None else [],
-        experiment=result.assignment)
+        experiment=result.assignment,
+        outage_budget=draft.outage.outage_id if draft.outage is not None else None)
 
 
 # --- words --------------------------------------------------------------------------------

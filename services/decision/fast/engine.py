@@ -788,6 +788,7 @@ def decide(
         top_up_of=list(before.decision_ids) if before is not None else [],
         experiment=assignment,
         trace_id=None,  # operational, not the policy's: the service sets it when tracing
+        outage_budget=draft.outage.outage_id if draft.outage is not None else None,
     )
 
 
