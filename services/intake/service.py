@@ -525,14 +525,15 @@ class IntakeService:
         data, seen = event.data, set[str]()
 
         def fresh(customers: Sequence[CustomerSnapshot]) -> list[CustomerSnapshot]:
-            out = [c for c in customers if c.id not in seen and (only is None or c.id in only)]
+            unique = {c.id: c for c in customers}  # a customer listed twice counts once
+            out = [c for c in unique.values() if c.id not in seen]
             if self.erased is not None:
                 ids = [c.id for c in out]
                 kept = ([not self.erased.covers(c, event.time) for c in ids] if counting
                         else self.erased.keep(ids, event.time, "outage_fan_out"))
                 out = [c for c, keep in zip(out, kept, strict=True) if keep]
             seen.update(c.id for c in out)
-            return out
+            return out if only is None else [c for c in out if c.id in only]
 
         if data.affected_customers:
             for part in chunks(data.affected_customers, self.chunk):

@@ -7,6 +7,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from rich.console import Console
+
+from amends.cli_outage import tables
 from schemas.common import Money
 from schemas.decision import RemedyKind
 from services.decision.domain.policy import Policy
@@ -86,6 +89,14 @@ async def test_an_outage_is_scaled_booked_apart_and_previewed_once() -> None:
     assert (body["decisions_paid"], body["spent"]["amount"], body["left"]["amount"]) == (
         200, "80.00", "0.00")
     assert missing.status_code == 404
+    # `amends outage show` prints the answer as tables
+    out = Console(record=True, width=120)
+    for table in tables(body):
+        out.print(table)
+    text = out.export_text()
+    for line in ("200 customers affected", "(standard 150, gold 50)", "points", "80.00 EUR",
+                 "200.00 EUR", "grants scaled", "paid so far (200 decisions)"):
+        assert line in text
 
 
 async def test_tiers_cover_the_policy_s_order_first() -> None:
