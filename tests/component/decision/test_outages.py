@@ -12,6 +12,7 @@ from rich.console import Console
 from amends.cli_outage import tables
 from schemas.common import Money
 from schemas.decision import RemedyKind
+from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy
 from tests.component.decision.conftest import DEFAULT, T0, build, tight
 from tests.factories import incident as make_incident
@@ -58,7 +59,7 @@ async def test_an_outage_is_scaled_booked_apart_and_previewed_once() -> None:
     assert (refund.restitution, refund.value.amount) == (True, Decimal("49.90"))
     # the day's budget moved for the double charge's goodwill only (an outage 26 times its
     # size left it whole); the outage's ledger has every grant once
-    extra = owed.goodwill_value.amount
+    extra = goodwill(owed)
     assert extra > 0
     assert (await decider.budget.state(DAY, LIMIT)).spent.amount == extra
     assert [m.amount.amount for m in await decider.budget.movements(DAY, "EUR")] == [extra]

@@ -18,6 +18,7 @@ from schemas.decision import RemedyKind
 from services.common.access import Role
 from services.common.messaging import Record
 from services.decision.app import create_app as decision_app
+from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.service import DecisionService
 from tests import auth
@@ -94,7 +95,7 @@ async def test_an_outage_is_scaled_booked_apart_and_previewed_once(
         # The day's budget moved once, for the double charge's goodwill; the outage's
         # ledger has each of its 300 decisions once, within its budget.
         moves = await service.budget.movements(clock().date(), "EUR")
-        assert [m.amount for m in moves] == [owed.goodwill_value]
+        assert [m.amount.amount for m in moves] == [goodwill(owed)]
         paid, spent = await service.store.outages.booked(f"{suffix}-out")
         assert paid == AFFECTED
         assert Decimal("140.00") < spent <= Decimal("150.00")

@@ -17,6 +17,7 @@ from schemas.decision import Decision
 from schemas.incident import Incident, IncidentType, incident_id
 from services.decision.domain import engine as reference
 from services.decision.domain.history import CustomerHistory, PastIncident
+from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.outages import applies, share_out
 from services.decision.domain.policy import Outages, Policy, PolicyError, load_policy, parse_policy
 from services.decision.domain.topup import given_by
@@ -155,7 +156,7 @@ def _stages(policy: Policy, counts: dict[str, int], minutes: int,
         first = decide(outage(f"c-{tier}", tier=tier, tiers=counts), CustomerHistory(),
                        policy, AT)
         past = PastIncident(first.incident.incident_id, first.incident.type,
-                            first.incident.detection, AT, first.goodwill_value.amount,
+                            first.incident.detection, AT, goodwill(first),
                             outage_id="out-1", given=tuple(given_by(first).items()))
         then = decide(outage(f"c-{tier}", tier=tier, tiers=counts, minutes=minutes),
                       CustomerHistory((past,)), policy, AT)
@@ -170,7 +171,7 @@ def test_the_top_up_at_resolution_keeps_the_outage_within_its_budget(partial: st
     spent = Decimal(0)
     for first, then in _stages(policy, counts, 300, reference.decide):
         assert then.top_up_of == [first.decision_id]
-        per_customer = first.goodwill_value.amount + then.goodwill_value.amount
+        per_customer = goodwill(first) + goodwill(then)
         spent += per_customer * counts[first.incident.customer.tier.value]
     # the policy's full grant: 8.00 for everyone, 9.00 more for gold: 3,300.00
     assert Decimal("1400.00") < spent <= Decimal("1500.00")
