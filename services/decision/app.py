@@ -100,8 +100,10 @@ def create_app(settings: DecisionSettings | None = None, *,
     install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
-                              settings.outcomes_topic, settings.audit_topic],
-                      produces=[settings.decisions_topic])  # the audit topic: by install_erasure
+                              settings.outcomes_topic, settings.audit_topic,
+                              settings.outage_previews_topic],
+                      produces=[settings.decisions_topic, settings.outage_previews_topic]
+                      )  # the audit topic: by install_erasure
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
