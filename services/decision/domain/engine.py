@@ -4,10 +4,11 @@ It follows the steps of docs/policy.md ("Semantics"), in their order and under t
 1. the rules, traced, and 4. the first offer (`apply_rules`); 2. the apology (`decide`);
 3. combining per kind (`combine`) and, for a later stage of a failure, only the difference
 (`topup.top_up`); 5. no refund above what was captured (`refunds.within_captured`), then the
-caps on goodwill (`apply_caps`); 6. the review triggers (`review_reason`). `evaluate` runs them
-and the engine's own invariants, named checks. What an incident type or a remedy kind does is
-asked of the registries (`services/registry/`). `services/decision/fast/` makes the same
-decisions sooner; `tests/unit/decision/test_fast_engine.py` holds the two to the same bytes."""
+caps on goodwill (`apply_caps`; an outage's own budget: `outages.py`); 6. the review
+triggers (`review_reason`). `evaluate` runs them and the engine's own invariants, named
+checks. What an incident type or a remedy kind does is asked of the registries
+(`services/registry/`). `services/decision/fast/` makes the same decisions sooner;
+`tests/unit/decision/test_fast_engine.py` holds the two to the same bytes."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from amends.cli_outage import tables
 from schemas.common import Money
-from schemas.decision import RemedyKind
+from schemas.decision import DecisionStatus, RemedyKind
+from services.common.access import Role
 from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy
 from tests.component.decision.conftest import DEFAULT, T0, build, tight
@@ -123,3 +124,21 @@ async def test_an_incident_without_the_outage_s_size_uses_the_day_s_budget() -> 
     assert [c.cap for c in made.caps] == ["budget"]
     assert decider.publisher.bodies(decider.settings.outage_previews_topic) == []
     assert (await decider.budget.state(DAY, LIMIT)).spent.amount == Decimal("0.50")
+
+
+async def test_a_held_outage_decision_approved_is_paid_by_the_outage_budget() -> None:
+    data = with_budget("0.40").model_dump(mode="json")
+    data["guards"]["review"] = [{"id": "outages-held", "reason": "outages wait here",
+                                 "when": {"type": ["service_outage"]}}]
+    decider = build(tight("0.10", Policy.model_validate(data)))
+    body = outage_incident(1, tiers={"standard": 10})
+    [held] = await decider.decide(body)
+    assert held.status is DecisionStatus.held
+    assert held.outage_budget == "out-1"
+    assert await decider.store.outages.booked("out-1") == (0, Decimal(0))
+    async with decider.api(Role.reviewer) as reviewer:
+        answer = await reviewer.post(f"/v1/review/{held.decision_id}/approve",
+                                     json={"reason": "checked"})
+    assert answer.status_code == 200, answer.text  # the day's 0.10 EUR did not refuse it
+    assert await decider.store.outages.booked("out-1") == (1, Decimal("0.40"))
+    assert await decider.budget.movements(DAY, "EUR") == []
