@@ -10,5 +10,7 @@ RETENTION = (
     ("money", "reviews", "at"),
     ("money", "choices", "at"),
     ("money", "outcomes", "at"),
+    ("money", "outage_previews", "previewed_at"),
+    ("money", "outage_ledger", "at"),
     ("audit", "audit", "at"),
 )

@@ -19,7 +19,8 @@ from services.common.adapters.outbox import FlagOutbox, MongoOutbox
 
 
 def _document(key: str, preview: OutageCostPreview) -> Doc:
-    return {"_id": key, "outage_id": preview.outage_id, "preview": preview.model_dump_json()}
+    return {"_id": key, "outage_id": preview.outage_id, "previewed_at": preview.previewed_at,
+            "preview": preview.model_dump_json()}
 
 
 class MongoOutages:
