@@ -2,7 +2,8 @@
 budget smaller than the policy's grant are scaled as the policy says, booked in the outage's
 ledger while the day's budget moves for nothing else; a double charge decided in the middle
 is refunded in full; the cost preview reaches its topic once, redelivery or not, and
-`GET /v1/outages/{id}` serves it."""
+`GET /v1/outages/{id}` serves it. The outage store keeps one preview and books each
+decision once, with either way of marking what was published."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from schemas.common import Money
 from schemas.decision import RemedyKind
+from schemas.incident import Incident
 from services.common.access import Role
+from services.common.adapters.mongo import Doc
 from services.common.messaging import Record
+from services.decision.adapters.outages import MongoOutages
 from services.decision.app import create_app as decision_app
 from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy, load_policy
+from services.decision.domain.preview import cost_preview
 from services.decision.service import DecisionService
 from tests import auth
 from tests.clock import FakeClock
@@ -118,3 +124,31 @@ async def test_an_outage_is_scaled_booked_apart_and_previewed_once(
         assert body["decisions_paid"] == AFFECTED
         assert Money.model_validate(body["spent"]).amount == spent
         assert limit.amount == Decimal(body["preview"]["daily_budget"]["amount"])
+
+
+@pytest.mark.parametrize("flags", [False, True], ids=["ferretdb-marks", "mongodb-flags"])
+async def test_the_outage_store_keeps_one_preview_and_books_each_decision_once(
+        mongo: AsyncMongoClient[Doc], suffix: str, flags: bool) -> None:
+    store = MongoOutages(mongo[f"amends_test_{suffix}_outages"], flags=flags)
+    await store.create_indexes()
+    one = incident("service_outage", customer_id=f"{suffix}-c", at=T0, fact="o",
+                   outage_id=f"{suffix}-out", outage_affected=2,
+                   outage_tiers={"standard": 2}) | {"order_id": None}
+    preview = cost_preview(Incident.model_validate(one), policy("even"), T0,
+                           daily_limit=Decimal(100), daily_remaining=Decimal(40))
+    assert preview is not None
+    assert await store.preview(f"{suffix}-out") is None
+    kept = [(preview.preview_id, preview)]
+    assert await store.previews.add_new(kept) == {preview.preview_id}
+    assert await store.previews.add_new(kept) == set()
+    assert await store.previews.published([preview.preview_id]) == set()
+    await store.previews.mark_published([preview.preview_id])
+    assert await store.previews.published([preview.preview_id]) == {preview.preview_id}
+    assert await store.preview(f"{suffix}-out") == preview
+
+    eur = {"a": Money(amount=Decimal("0.50"), currency="EUR"),
+           "b": Money(amount=Decimal("0.25"), currency="EUR")}
+    assert await store.book(f"{suffix}-out", eur, T0) == {"a", "b"}
+    assert await store.book(f"{suffix}-out", eur, T0) == set()
+    assert await store.book(f"{suffix}-other", {"c": eur["a"]}, T0) == {"c"}
+    assert await store.booked(f"{suffix}-out") == (2, Decimal("0.75"))
