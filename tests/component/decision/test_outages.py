@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from amends.cli_outage import tables
@@ -17,6 +18,8 @@ from services.decision.domain.lifecycle import goodwill
 from services.decision.domain.policy import Policy
 from tests.component.decision.conftest import DEFAULT, T0, build, tight
 from tests.factories import incident as make_incident
+
+pytestmark = pytest.mark.component
 
 DAY = T0.date()
 LIMIT = Money(amount=Decimal("25000.00"), currency="EUR")
