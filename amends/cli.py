@@ -1,7 +1,7 @@
 """The `amends` command: the operator's tools (whoami, case, review, replies, dlq, replay,
-audit, customer, policy, report, experiment, trace, status-post). The local stack, the demo
-and the benchmark are development tools: `python -m devtools`, not installed with the
-product."""
+audit, customer, policy, report, experiment, trace, status-post, outage). The local stack,
+the demo and the benchmark are development tools: `python -m devtools`, not installed with
+the product."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from amends import (
     cli_customer,
     cli_experiment,
     cli_ops,
+    cli_outage,
     cli_policy,
     cli_replies,
     cli_report,
@@ -32,6 +33,7 @@ app.add_typer(cli_customer.customer_app, name="customer")
 app.add_typer(cli_report.report_app, name="report")
 app.add_typer(cli_experiment.experiment_app, name="experiment")
 app.add_typer(cli_status.status_app, name="status-post")
+app.add_typer(cli_outage.outage_app, name="outage")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)

@@ -186,6 +186,10 @@ class Decision(Contract):
         default=None, pattern=r"^[0-9a-f]{32}$", exclude_if=lambda v: v is None,
         description="the W3C trace id of the incident's spans across the services (derived "
         "from incident_id); absent when tracing was off or before it was recorded")
+    outage_budget: str | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="the outage whose own budget pays this decision's goodwill (never the "
+        "daily budget); absent when the daily budget does")
 
 
 def slim(decision: Decision) -> Decision:

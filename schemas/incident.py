@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.common import Contract, CustomerSnapshot, Money, deterministic_id
+from schemas.common import Contract, CustomerSnapshot, Money, Tier, deterministic_id
 from schemas.envelope import CloudEvent
 
 
@@ -83,6 +83,14 @@ class Incident(Contract):
                                        exclude_if=lambda v: v is None)
     outage_prevention: str | None = Field(default=None, max_length=500,
                                           exclude_if=lambda v: v is None)
+    # An outage's size, as intake knew it at the fan-out, on each of its incidents: decision
+    # computes every customer's share of the outage budget from them alone (ADR 0014).
+    outage_affected: int | None = Field(
+        default=None, ge=1, exclude_if=lambda v: v is None,
+        description="how many customers the outage affected, for its outage budget")
+    outage_tiers: dict[Tier, int] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="how many of them in each tier (they add up to outage_affected)")
 
 
 def incident_id(incident_type: IncidentType, *fact: str) -> str:

@@ -12,6 +12,7 @@ from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
 from schemas.erasure import ErasureRequested
 from schemas.incident import IncidentDetected
+from schemas.outage import OutageCostPreviewed
 from schemas.outcome import OutcomeRecorded
 from schemas.status_post import StatusPostReleased
 from schemas.task import TaskCreated
@@ -28,6 +29,7 @@ CONTRACTS: dict[str, Any] = {
     "audit-recorded": AuditRecorded,
     "erasure-requested": ErasureRequested,
     "status-post-released": StatusPostReleased,
+    "outage-cost-previewed": OutageCostPreviewed,
 }
 
 # default topic -> the contract name of what travels on it
@@ -44,6 +46,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.AUDIT: "audit-recorded",
     topics.ERASURES: "erasure-requested",
     topics.STATUS_POSTS: "status-post-released",
+    topics.OUTAGE_PREVIEWS: "outage-cost-previewed",
 }
 
 

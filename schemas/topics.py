@@ -12,5 +12,6 @@ DEADLETTER = "amends.deadletter.v1"
 AUDIT = "amends.audit.v1"
 ERASURES = "amends.erasures.v1"
 STATUS_POSTS = "amends.status-posts.v1"
+OUTAGE_PREVIEWS = "amends.outages.v1"  # decision: each outage's cost preview
 
 DEFAULT_PARTITIONS = 6

@@ -111,9 +111,10 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic, settings.audit_topic,
-                              settings.status_posts_topic],
+                              settings.status_posts_topic, settings.outage_previews_topic],
                       # the audit topic: by install_erasure
-                      produces=[settings.decisions_topic, settings.status_posts_topic])
+                      produces=[settings.decisions_topic, settings.status_posts_topic,
+                                settings.outage_previews_topic])
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))

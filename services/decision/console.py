@@ -38,6 +38,7 @@ from amends.adapters.redrives import Redrives
 from schemas.audit import AuditAction
 from schemas.common import Money
 from schemas.decision import Decision, DecisionStatus
+from schemas.outage import OutageCostPreview
 from services.common.access import (
     EVERY_TENANT,
     AccessDeniedError,
@@ -375,7 +376,11 @@ class Console:
         tenants = self.access.tenants(me.principal)
         recent = [d for d in await self.service.store.between(now - OUTAGE_WINDOW, None)
                   if tenants is None or d.incident.tenant in tenants]
-        return self.page("console_outages.html.j2", me, outages=outage_rows(recent),
+        rows = outage_rows(recent)
+        previews = [p for p in [await self.service.outage_preview(r["outage_id"])
+                                for r in rows] if p is not None]
+        return self.page("console_outages.html.j2", me, outages=rows,
+                         previews=[preview_row(p) for p in previews],
                          hours=int(OUTAGE_WINDOW.total_seconds() // 3600))
 
 
@@ -490,6 +495,22 @@ def outage_rows(recent: Sequence[Decision]) -> list[dict[str, Any]]:
                      "last_at": max(d.decided_at for d in decisions),
                      "last": _when(max(d.decided_at for d in decisions))})
     return sorted(rows, key=lambda r: r["last_at"], reverse=True)
+
+
+def preview_row(preview: OutageCostPreview) -> dict[str, Any]:
+    """An outage's cost preview as the outages page shows it."""
+    def money(m: Money) -> str:
+        return _money(m.amount, m.currency)
+
+    return {"outage_id": preview.outage_id, "affected": preview.affected_customers,
+            "tiers": ", ".join(f"{t.value} {n}" for t, n in preview.tiers.items()),
+            "remedies": ", ".join(f"{r.kind.value} to {r.customers} ({money(r.value)})"
+                                  for r in preview.remedies),
+            "full": money(preview.full_cost), "total": money(preview.total),
+            "budget": money(preview.outage_budget),
+            "scaled": f"yes ({preview.partial})" if preview.scaled else "no",
+            "daily": f"{money(preview.daily_remaining)} of {money(preview.daily_budget)}",
+            "at": _when(preview.previewed_at)}
 
 
 def router(console: Console) -> APIRouter:  # noqa: PLR0915 - one route table

@@ -30,6 +30,7 @@ from services.common.access import (
     problem,
 )
 from services.common.links import CustomerLinks
+from services.decision import http_outages
 from services.decision.adapters.mongo import STORE_ERRORS, without_documents
 from services.decision.domain.lifecycle import DecisionRefusedError
 from services.decision.service import DecisionNotFoundError, DecisionService, ManualVoucher
@@ -286,6 +287,7 @@ def router(service: DecisionService, access: Authenticator, links: CustomerLinks
                       remaining=format(state.remaining.amount, "f"),
                       currency=state.limit.currency)
 
+    http_outages.install(api, service, access)
     return api
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Protocol
 
 from schemas.common import Money
 from schemas.decision import Approval, Choice, Decision, Review
+from schemas.outage import OutageCostPreview
 from schemas.outcome import Outcome
 from services.common.outbox import Outbox
 from services.decision.domain.history import CustomerHistory
@@ -37,6 +39,25 @@ class BudgetMovement:
     amount: Money
 
 
+class Outages(Protocol):
+    """Each outage's cost preview, once under its deterministic id (the outbox of its event),
+    and its ledger: the goodwill of the decisions its budget paid, once per decision."""
+
+    @property
+    def previews(self) -> Outbox[OutageCostPreview]: ...
+
+    async def create_indexes(self) -> None: ...
+
+    async def preview(self, outage_id: str) -> OutageCostPreview | None: ...
+
+    async def book(self, outage_id: str, amounts: Mapping[str, Money], at: datetime
+                   ) -> set[str]:
+        """Book each decision id's amount once; returns the ids booked by this call."""
+
+    async def booked(self, outage_id: str) -> tuple[int, Decimal]:
+        """How many decisions the outage's budget paid, and how much in all."""
+
+
 class Decisions(Protocol):
     """The decisions, one per incident under its deterministic id, at their newest revision;
     `decisions` keeps revision 0 (and whether it was published), `revisions` the later ones."""
@@ -46,6 +67,9 @@ class Decisions(Protocol):
 
     @property
     def revisions(self) -> Outbox[Decision]: ...
+
+    @property
+    def outages(self) -> Outages: ...
 
     @property
     def follows_published(self) -> bool:

@@ -10,6 +10,8 @@ RETENTION = (
     ("money", "reviews", "at"),
     ("money", "choices", "at"),
     ("money", "outcomes", "at"),
+    ("money", "outage_previews", "previewed_at"),
+    ("money", "outage_ledger", "at"),
     ("audit", "audit", "at"),
     # Public replies to negative reviews (ADR 0017): working records, not money.
     ("records", "public_replies", "review_posted_at"),

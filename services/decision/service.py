@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -33,6 +33,7 @@ from schemas.decision import (
     slim,
 )
 from schemas.incident import Detection, Incident, IncidentDetected, IncidentType
+from schemas.outage import OutageCostPreview, OutageCostPreviewed
 from schemas.outcome import ActionStatus, OutcomeRecorded
 from services.common.access import Principal
 from services.common.clock import Clock
@@ -56,7 +57,9 @@ from services.decision.domain.lifecycle import (
     restitution_keys,
     value,
 )
+from services.decision.domain.outages import applies
 from services.decision.domain.policy import Policy
+from services.decision.domain.preview import cost_preview
 from services.decision.domain.topup import given_by
 from services.decision.fast.engine import decide
 from services.decision.ports import Budget, Decisions
@@ -93,6 +96,12 @@ class DecisionMetrics:
                                ["verdict"], registry=registry)
         self.choices = Counter("amends_offer_choices_total", "Offers settled",
                                ["by"], registry=registry)
+        self.outage_booked = Counter(
+            "amends_outage_budget_booked_total",
+            "Goodwill (money equivalent) booked against outages' own budgets, never the daily "
+            "one", ["currency"], registry=registry)
+        self.outage_previews = Counter("amends_outage_previews_total",
+                                       "Outage cost previews published", registry=registry)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,8 @@ class DecisionService:
     metrics: DecisionMetrics
     audit: Audit | None = None
     traced: bool = False  # decisions record their incident's trace id
+    # The outages this process previewed (the store keeps one preview per outage anyway).
+    _previewed: set[str] = field(default_factory=set)
 
     @property
     def limit(self) -> Money:
@@ -188,6 +199,8 @@ class DecisionService:
         fresh = [i for did, i in by_id.items() if did not in known]
         made = await self._decide(fresh, histories, now) if fresh else []
 
+        # Before any remedy of an outage goes out, its cost preview (once per outage).
+        await self._preview_outages(list(incidents.values()), now)
         new = await self.store.decisions.add_new([(d.decision_id, d) for d in made])
         lost = [d.decision_id for d in made if d.decision_id not in new]
         if lost:  # a racing decider recorded these first: theirs stand
@@ -232,7 +245,7 @@ class DecisionService:
                 decision = decision.model_copy(
                     update={"trace_id": trace_id(incident.incident_id)})
             made.append(decision)
-            if decision.status.executable:
+            if decision.status.executable and decision.outage_budget is None:
                 remaining -= goodwill(decision)
             seen[customer] = history.plus(PastIncident(
                 incident_id=incident.incident_id, type=incident.type,
@@ -248,8 +261,13 @@ class DecisionService:
         at its recorded amount; the budget books each id once, so a redelivery books only
         what a crash left unbooked."""
         by_day: dict[date, dict[str, Money]] = {}
+        by_outage: dict[str, dict[str, Money]] = {}
         for decision in decisions:
             did, amount = decision.decision_id, goodwill(decision)
+            if decision.outage_budget is not None and amount > 0 and decision.review is None \
+                    and decision.status is not DecisionStatus.held:
+                by_outage.setdefault(decision.outage_budget, {})[did] = Money(
+                    amount=amount, currency=decision.total_value.currency)
             if reservation(decision) != did or amount <= 0:
                 continue  # held (booked when approved) or worth no goodwill
             by_day.setdefault(decision.decided_at.date(), {})[did] = Money(
@@ -260,6 +278,54 @@ class DecisionService:
                          Decimal(0))
             if booked:
                 self.metrics.reserved.labels(self.policy.currency).inc(float(booked))
+        await self._book_outages(by_outage, now)
+
+    async def _book_outages(self, by_outage: Mapping[str, Mapping[str, Money]],
+                            now: datetime) -> None:
+        """Book outage decisions' goodwill in their outage's ledger, once per decision (the
+        shares keep the outage within its budget; the ledger shows what it paid)."""
+        for outage_id, amounts in sorted(by_outage.items()):
+            new = await self.store.outages.book(outage_id, amounts, now)
+            booked = sum((amounts[did].amount for did in new), Decimal(0))
+            if booked:
+                self.metrics.outage_booked.labels(self.policy.currency).inc(float(booked))
+
+    async def _preview_outages(self, incidents: Sequence[Incident], now: datetime) -> None:
+        """Publish the cost preview of each outage in `incidents` not previewed yet by this
+        process, from the first of its incidents (each carries the outage's size); the
+        outbox keeps one per outage, so a redelivery or another instance publishes no
+        second one."""
+        first: dict[str, Incident] = {}
+        for incident in incidents:
+            if (incident.outage_id is not None and incident.outage_id not in self._previewed
+                    and applies(self.policy, incident)):
+                first.setdefault(incident.outage_id, incident)
+        if not first:
+            return
+        state = await self.budget.state(now.date(), self.limit, cached=True)
+        items = []
+        for outage_id, incident in first.items():
+            preview = cost_preview(incident, self.policy, now,
+                                   daily_limit=state.limit.amount,
+                                   daily_remaining=state.remaining.amount)
+            if preview is None:
+                continue
+            event = OutageCostPreviewed(id=preview.preview_id, source="amends/decision",
+                                        time=now, subject=outage_id, tenant=incident.tenant,
+                                        data=preview)
+            items.append((preview.preview_id, preview,
+                          outgoing(self.settings.outage_previews_topic, event)))
+        new = await record_then_publish(self.store.outages.previews, self.publisher, items)
+        self.metrics.outage_previews.inc(len(new))
+        self._previewed.update(first)
+        for preview_key, preview, _ in items:
+            if preview_key in new:
+                log.info("outage %s: cost preview %s of %s for %d customers (budget %s)",
+                         preview.outage_id, preview.total.amount, preview.full_cost.amount,
+                         preview.affected_customers, preview.outage_budget.amount)
+
+    async def outage_preview(self, outage_id: str) -> OutageCostPreview | None:
+        return await self.store.outages.preview(outage_id)
 
     def _count_restitution(self, actions: Sequence[Action]) -> None:
         """Restitution carried out is counted apart from the goodwill the budget counts (an
@@ -387,6 +453,9 @@ class DecisionService:
         if verdict == "approved":
             revision = lifecycle.approve(current, won, approvals)
             self._count_restitution(current.actions)
+            if current.outage_budget is not None and goodwill(current) > 0:
+                await self._book_outages({current.outage_budget: {current.decision_id: Money(
+                    amount=goodwill(current), currency=current.total_value.currency)}}, now)
         else:
             revision = lifecycle.reject(current, won)
         await self._publish_revision(revision)

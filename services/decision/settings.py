@@ -24,6 +24,8 @@ class DecisionSettings(ServiceSettings):
     incidents_topic: str = topics.INCIDENTS
     decisions_topic: str = topics.DECISIONS
     outcomes_topic: str = topics.OUTCOMES
+    outage_previews_topic: str = Field(
+        default=topics.OUTAGE_PREVIEWS, description="where each outage's cost preview goes")
     policy_path: Path = Field(default=DEFAULT_POLICY,
                               description="the compensation policy (YAML) the service applies")
     offer_sweep_seconds: float = Field(

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from schemas.common import INPUT_CONTEXT, CustomerSnapshot, deterministic_id
+from schemas.common import INPUT_CONTEXT, CustomerSnapshot, Tier, deterministic_id
 from schemas.deadletter import DeadLetterReason
 from schemas.incident import Incident, IncidentDetected
 from schemas.report import IncidentReport
@@ -489,31 +489,26 @@ class IntakeService:
         resolved_prevention = outage.resolution.prevention if outage.resolution else None
         ids: list[str] = []
         new: list[Incident] = []
-        seen: set[str] = set()
-
-        async def fan_out(customers: Sequence[CustomerSnapshot]) -> None:
-            fresh = [c for c in customers if c.id not in seen]
-            if self.erased is not None:
-                kept = self.erased.keep([c.id for c in fresh], event.time, "outage_fan_out")
-                fresh = [c for c, keep in zip(fresh, kept, strict=True) if keep]
-            seen.update(c.id for c in fresh)
-            incidents = rules.outage_incidents(event, fresh, now, minutes,
+        # Every incident tells the outage's size, so intake counts its customers per tier
+        # first (a second read of the segment), then fans out.
+        tiers: dict[Tier, int] = {}
+        counted: set[str] = set()
+        async for part in self._affected(event, now, counting=True):
+            counted.update(c.id for c in part)
+            for tier, n in rules.tier_counts(part).items():
+                tiers[tier] = tiers.get(tier, 0) + n
+        seen = 0
+        async for part in self._affected(event, now, counting=False, only=counted):
+            seen += len(part)
+            incidents = rules.outage_incidents(event, part, now, minutes, tiers,
                                                prevention=resolved_prevention)
             created = await self.publish(incidents)
             ids.extend(i.incident_id for i in incidents)
             new.extend(i for i in incidents if i.incident_id in created)
-
-        if data.affected_customers:
-            for part in chunks(data.affected_customers, self.chunk):
-                await fan_out(part)
-        if data.segment is not None:
-            since = now - timedelta(hours=data.segment.seen_within_hours)
-            async for part in self.store.seen_since(since, event.tenant):
-                await fan_out(part)
-        await self.store.outage_fanned_out(data.outage_id, len(seen), minutes is not None)
-        self.metrics.fan_out.observe(len(seen))
+        await self.store.outage_fanned_out(data.outage_id, seen, minutes is not None)
+        self.metrics.fan_out.observe(seen)
         log.info("outage %s: %d affected customers, %d new incidents", data.outage_id,
-                 len(seen), len(new))
+                 seen, len(new))
         if minutes is None:
             # Resolved elsewhere (another partition, another instance) during the fan-out:
             # what that resolution did not see yet is told here.
@@ -523,6 +518,32 @@ class IntakeService:
                 ids.extend(told)
                 new.extend(fresh)
         return ids, new
+
+    async def _affected(self, event: OutageDeclaredEvent, now: datetime, *, counting: bool,
+                        only: set[str] | None = None) -> AsyncIterator[list[CustomerSnapshot]]:
+        """The outage's customers, a chunk at a time, each once, without the erased ones
+        (counted as dropped only once: by the pass that fans out) and, given `only`, only
+        those (the ones counted: a customer first seen between the passes is not told)."""
+        data, seen = event.data, set[str]()
+
+        def fresh(customers: Sequence[CustomerSnapshot]) -> list[CustomerSnapshot]:
+            unique = {c.id: c for c in customers}  # a customer listed twice counts once
+            out = [c for c in unique.values() if c.id not in seen]
+            if self.erased is not None:
+                ids = [c.id for c in out]
+                kept = ([not self.erased.covers(c, event.time) for c in ids] if counting
+                        else self.erased.keep(ids, event.time, "outage_fan_out"))
+                out = [c for c, keep in zip(out, kept, strict=True) if keep]
+            seen.update(c.id for c in out)
+            return out if only is None else [c for c in out if c.id in only]
+
+        if data.affected_customers:
+            for part in chunks(data.affected_customers, self.chunk):
+                yield fresh(part)
+        if data.segment is not None:
+            since = now - timedelta(hours=data.segment.seen_within_hours)
+            async for part in self.store.seen_since(since, event.tenant):
+                yield fresh(part)
 
     async def _outage_resolved(self, event: OutageResolvedEvent, now: datetime
                                ) -> tuple[list[str], list[Incident]]:

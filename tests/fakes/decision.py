@@ -13,6 +13,7 @@ from typing import Any
 from schemas.audit import AuditAction
 from schemas.common import Money
 from schemas.decision import Approval, Choice, Decision, DecisionStatus, Review
+from schemas.outage import OutageCostPreview, preview_id
 from schemas.outcome import Outcome
 from schemas.status_post import StatusPost
 from services.common.access import Principal
@@ -28,6 +29,7 @@ class FakeDecisions(HistoriesRead):
     def __init__(self) -> None:
         self.decisions = FakeOutbox[Decision]()
         self.revisions = FakeOutbox[Decision]()
+        self.outages = FakeOutages()
         self.updated: dict[str, Decision] = {}
         self.approvals: dict[str, list[Approval]] = {}
         self.reviews: dict[str, Review] = {}
@@ -267,6 +269,8 @@ class FakeReplies:
                  if (r.reply_id in done) == posted and (tenants is None or r.tenant in tenants)]
         found.sort(key=lambda r: (r.review_posted_at, r.reply_id), reverse=posted)
         return [(r, self._of(r.reply_id)) for r in found[:limit]]
+
+
 class FakeStatusPosts:
     """The status posts' store in memory (`services.decision.status_posts.StatusPostStore`)."""
 
@@ -306,3 +310,28 @@ class FakeStatusPosts:
 
     async def create_indexes(self) -> None:
         pass
+
+
+class FakeOutages:
+    """The `Outages` port in memory: a preview once per id, a ledger entry once per
+    decision."""
+
+    def __init__(self) -> None:
+        self.previews = FakeOutbox[OutageCostPreview]()
+        self.ledger: dict[str, tuple[str, Money, datetime]] = {}
+
+    async def create_indexes(self) -> None:
+        return None
+
+    async def preview(self, outage_id: str) -> OutageCostPreview | None:
+        return self.previews.records.get(preview_id(outage_id))
+
+    async def book(self, outage_id: str, amounts: Mapping[str, Money], at: datetime
+                   ) -> set[str]:
+        new = {did for did in amounts if did not in self.ledger}
+        self.ledger.update({did: (outage_id, amounts[did], at) for did in new})
+        return new
+
+    async def booked(self, outage_id: str) -> tuple[int, Decimal]:
+        mine = [m.amount for o, m, _ in self.ledger.values() if o == outage_id]
+        return len(mine), sum(mine, Decimal(0))

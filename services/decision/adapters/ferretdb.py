@@ -45,6 +45,7 @@ from services.decision.adapters.mongo import (
     HISTORY_FIELDS,
     fields_of,
 )
+from services.decision.adapters.outages import MongoOutages
 from services.decision.domain.history import CustomerHistory
 
 
@@ -78,6 +79,7 @@ class FerretDecisions:
         self.view = HistoryView()
         self.decisions: MongoOutbox[Decision] = _ViewedOutbox(self._decisions, self.view)
         self.revisions: MongoOutbox[Decision] = MongoOutbox(db["revisions"], _document)
+        self.outages = MongoOutages(db, flags=False)
         self.reviews = db["reviews"]
         self.choices = db["choices"]
         self.approvals = db["approvals"]
@@ -92,6 +94,7 @@ class FerretDecisions:
         await self.approvals.create_index([("decision_id", ASCENDING)])
         for outbox in (self.decisions, self.revisions):
             await outbox.create_indexes()
+        await self.outages.create_indexes()
 
     async def load_histories(self) -> None:
         """The one scan of `decisions` the view needs, at start (or at the first history

@@ -31,6 +31,7 @@ from services.decision.adapters.mongo import (
     histories_of,
     history_query,
 )
+from services.decision.adapters.outages import MongoOutages
 from services.decision.domain.history import CustomerHistory
 from services.decision.ports import BudgetMovement, BudgetState, HistoriesRead
 
@@ -52,6 +53,7 @@ class MongoDecisions(HistoriesRead):
         self._decisions = db["decisions"]
         self.decisions: FlagOutbox[Decision] = FlagOutbox(self._decisions, _document)
         self.revisions: FlagOutbox[Decision] = FlagOutbox(db["revisions"], _document)
+        self.outages = MongoOutages(db, flags=True)
         self.outcomes = db["outcomes"]
 
     async def create_indexes(self) -> None:
@@ -62,6 +64,7 @@ class MongoDecisions(HistoriesRead):
         await self._decisions.create_index([("status", ASCENDING), ("deadline", ASCENDING)])
         await self._decisions.create_index([("status", ASCENDING), ("decided_at", ASCENDING)])
         await self.outcomes.create_index([("decision_id", ASCENDING)])
+        await self.outages.create_indexes()
 
     async def known(self, ids: Sequence[str]) -> dict[str, Decision]:
         return await self.find(ids)

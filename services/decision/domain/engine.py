@@ -4,10 +4,11 @@ It follows the steps of docs/policy.md ("Semantics"), in their order and under t
 1. the rules, traced, and 4. the first offer (`apply_rules`); 2. the apology (`decide`);
 3. combining per kind (`combine`) and, for a later stage of a failure, only the difference
 (`topup.top_up`); 5. no refund above what was captured (`refunds.within_captured`), then the
-caps on goodwill (`apply_caps`); 6. the review triggers (`review_reason`). `evaluate` runs them
-and the engine's own invariants, named checks. What an incident type or a remedy kind does is
-asked of the registries (`services/registry/`). `services/decision/fast/` makes the same
-decisions sooner; `tests/unit/decision/test_fast_engine.py` holds the two to the same bytes."""
+caps on goodwill (`apply_caps`; an outage's own budget: `outages.py`); 6. the review
+triggers (`review_reason`). `evaluate` runs them and the engine's own invariants, named
+checks. What an incident type or a remedy kind does is asked of the registries
+(`services/registry/`). `services/decision/fast/` makes the same decisions sooner;
+`tests/unit/decision/test_fast_engine.py` holds the two to the same bytes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
-from schemas.common import Money
+from schemas.common import CustomerSnapshot, Money, Tier
 from schemas.decision import (
     Action,
     Assignment,
@@ -34,6 +35,7 @@ from services.decision.domain.conditions import matches
 from services.decision.domain.experiments import arm_words, as_applied, assigned
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
+from services.decision.domain.outages import OutageShare, applies, outage_share
 from services.decision.domain.policy import Grant, Policy, ReviewTrigger, Rule
 from services.decision.domain.refunds import refund_room, within_captured
 from services.decision.domain.remedies import (
@@ -74,6 +76,7 @@ class Draft:
     notes: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # the rules that matched, in order
     granted: Decimal = ZERO  # goodwill the earlier stages of the same failure granted
+    outage: OutageShare | None = None  # the outage budget's shares, when it pays
 
 
 # --- 1. and 4. the rules and the offer ----------------------------------------------------
@@ -202,14 +205,17 @@ def _divisible(item: Item) -> bool:
 
 
 def apply_caps(draft: Draft, policy: Policy, facts: WindowFacts,
-               budget_remaining: Decimal | None) -> Decimal:
+               budget_remaining: Decimal | None, tier: Tier = Tier.standard) -> Decimal:
     """The incident cap (less what the earlier stages of the failure granted), the customer's
-    room under the per-customer cap, the day's budget, in order; returns the goodwill left."""
+    room under the per-customer cap, then the customer's share of the outage budget (less
+    the same) or else the day's budget, in order; returns the goodwill left."""
     guards = policy.guards
     limits = [("incident", max(ZERO, guards.incident_cap - draft.granted)
                if draft.granted > 0 else guards.incident_cap),
               ("customer", max(ZERO, guards.customer_cap - facts.compensation))]
-    if budget_remaining is not None:
+    if draft.outage is not None:
+        limits.append(("outage", max(ZERO, draft.outage.shares[tier] - draft.granted)))
+    elif budget_remaining is not None:
         limits.append(("budget", max(ZERO, budget_remaining)))
     value = goodwill(draft.base) + dearest(draft.options)
     for cap, limit in limits:
@@ -230,7 +236,7 @@ def apply_caps(draft: Draft, policy: Policy, facts: WindowFacts,
 
 
 def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal, *,
-               granted: Decimal = ZERO) -> str:
+               granted: Decimal = ZERO, outage: OutageShare | None = None) -> str:
     """The words of a cap that cut something (`compensation`: granted before in the window;
     `granted`: by the earlier stages of the same failure, which the incident cap counts)."""
     guards, currency = policy.guards, policy.currency
@@ -241,7 +247,51 @@ def cap_detail(cap: str, policy: Policy, compensation: Decimal, limit: Decimal, 
     if cap == "customer":
         return (f"at most {guards.customer_cap} {currency} per customer in "
                 f"{policy.window_days} days, {compensation} {currency} granted before")
+    if cap == "outage" and outage is not None:
+        return outage.words(currency)
     return f"{limit} {currency} left in today's budget"
+
+
+# --- the outage budget (outages.py shares it) ---------------------------------------------
+
+
+def outage_need(incident: Incident, tier: Tier, policy: Policy) -> Decimal:
+    """What the policy grants one customer of `tier` for `incident`'s outage, with no
+    history and no experiment: the same for every customer of the tier, so every decider
+    shares the budget alike."""
+    someone = incident.model_copy(update={"customer": CustomerSnapshot(
+        id=f"outage-{tier.value}", tier=tier), "order_id": None})
+    facts = WindowFacts.of(CustomerHistory(), someone.incident_id, someone.type,
+                           someone.detected_at, policy.window_days,
+                           outage_id=someone.outage_id)
+    draft = apply_rules(policy, someone, facts)
+    value = (goodwill(combine(draft.base, someone, policy.currency))
+             + dearest([(label, combine(items, someone, policy.currency))
+                        for label, items in draft.options]))
+    return min(value, policy.guards.incident_cap)
+
+
+_SHARES: dict[tuple[object, ...], tuple[Policy, OutageShare]] = {}
+
+
+def outage_share_of(incident: Incident, policy: Policy) -> OutageShare | None:
+    """The shares of `incident`'s outage budget, if it draws on one; computed once per
+    outage, stage and policy (an outage's incidents all carry the same facts)."""
+    if not applies(policy, incident):
+        return None
+    key = (id(policy), incident.outage_id, incident.type, incident.severity,
+           incident.outage_minutes, incident.tenant, incident.outage_affected,
+           tuple(sorted((incident.outage_tiers or {}).items())),
+           incident.customer.tier if incident.outage_tiers is None else None)
+    kept = _SHARES.get(key)
+    if kept is not None and kept[0] is policy:
+        return kept[1]
+    if len(_SHARES) > 1024:
+        _SHARES.clear()
+    share = outage_share(incident, policy,
+                         lambda one, tier: outage_need(one, tier, policy))
+    _SHARES[key] = (policy, share)
+    return share
 
 
 # --- 6. review ----------------------------------------------------------------------------
@@ -333,6 +383,7 @@ def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: 
     """The steps of docs/policy.md, in order, before the result is dressed as a decision. A
     running experiment first puts its arm's remedies in the varied rule."""
     currency = policy.currency
+    drawn_on = outage_share_of(incident, policy)  # the policy's, whatever arm applies
     arm = assigned(policy, incident.customer.id, now)
     if arm is not None:
         policy = as_applied(policy, arm)
@@ -354,7 +405,8 @@ def evaluate(incident: Incident, history: CustomerHistory, policy: Policy, now: 
     draft.base, draft.options = within_captured(draft.base, draft.options, incident, history,
                                                 currency, notes=draft.notes)
     owed = restitution(draft.base) + dearest(draft.options, restitution)
-    value = apply_caps(draft, policy, facts, budget_remaining)
+    draft.outage = drawn_on
+    value = apply_caps(draft, policy, facts, budget_remaining, incident.customer.tier)
     reason = review_reason(draft, policy, incident, facts, value)
     restitution_never_cut(draft, owed)
     refunds_within_captured(draft, incident, history, currency)
@@ -401,7 +453,7 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
     caps = [CapApplied(cap=cut.cap, limit=_money(cut.limit, currency),
                        cut=_money(cut.cut, currency),
                        detail=cap_detail(cut.cap, policy, result.facts.compensation, cut.limit,
-                                         granted=draft.granted)
+                                         granted=draft.granted, outage=draft.outage)
                        + ("" if cut.option is None else f"; option {cut.option!r}"))
             for cut in draft.cuts]
     before = earlier(history, incident)
@@ -418,7 +470,8 @@ def decide(incident: Incident, history: CustomerHistory, policy: Policy, now: da
         + (arm_words(result.assignment, policy) if result.assignment is not None else "")
         + topped_up(incident, before),
         top_up_of=list(before.decision_ids) if before is not None else [],
-        experiment=result.assignment)
+        experiment=result.assignment,
+        outage_budget=draft.outage.outage_id if draft.outage is not None else None)
 
 
 # --- words --------------------------------------------------------------------------------

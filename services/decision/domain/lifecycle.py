@@ -106,7 +106,10 @@ def review_key(decision_id: str) -> str:
 def reservation(decision: Decision) -> str | None:
     """The key a decision's goodwill is booked under, None when nothing is: a held decision
     books when approved (under its review key), a rejected one keeps nothing, any other
-    books under its own id when it was made worth some goodwill."""
+    books under its own id when it was made worth some goodwill; one its outage's budget
+    pays books nothing here (the outage's shares are fixed in advance: ADR 0014)."""
+    if decision.outage_budget is not None:
+        return None
     if decision.review is not None:
         return review_key(decision.decision_id) if decision.review.verdict == "approved" \
             else None
@@ -175,7 +178,7 @@ def first_approval(current: Decision, approval: Approval, approvals: Sequence[Ap
 def approval_reservation(current: Decision) -> Reservation | None:
     """What approving `current` takes from the budget: its goodwill, under its review key."""
     amount = goodwill(current)
-    if amount <= 0:
+    if amount <= 0 or current.outage_budget is not None:  # its outage's budget pays
         return None
     owed = current.restitution_value
     return Reservation(review_key(current.decision_id),

@@ -387,6 +387,50 @@ class Guards(PolicyModel):
     review: list[ReviewTrigger] = Field(default_factory=list)
 
 
+class OutageBudget(PolicyModel):
+    """The goodwill one outage may grant, all its customers together, apart from the daily
+    budget (restitution is never drawn from it): a sum, or so much per affected customer."""
+
+    total: Amount | None = Field(default=None, description="money equivalent for the outage")
+    per_customer: Amount | None = Field(
+        default=None, description="money equivalent per affected customer")
+
+    @model_validator(mode="after")
+    def _one_basis(self) -> Self:
+        if (self.total is None) == (self.per_customer is None):
+            raise ValueError("give exactly one of total or per_customer")
+        return self
+
+    def of(self, affected: int) -> Decimal:
+        """The budget of an outage that affected `affected` customers."""
+        if self.total is not None:
+            return self.total
+        assert self.per_customer is not None, "validated: one basis"
+        return self.per_customer * affected
+
+
+class Outages(PolicyModel):
+    """How an outage's goodwill is shared when its budget cannot cover everyone at the
+    policy's amounts (docs/policy.md, Outages): `even` scales every customer's grant by the
+    same factor; `tiers` covers the tiers in `tier_order` in full, one after another, and
+    scales the first one it cannot cover. Never first come, first served."""
+
+    budget: OutageBudget
+    partial: Literal["even", "tiers"] = "even"
+    tier_order: list[Tier] = Field(
+        default_factory=lambda: [Tier.platinum, Tier.gold, Tier.silver, Tier.standard],
+        description="with partial: tiers, the tiers covered first, in order")
+
+    @model_validator(mode="after")
+    def _every_tier_once(self) -> Self:
+        if len(set(self.tier_order)) != len(self.tier_order):
+            raise ValueError("tier_order: names a tier twice")
+        missing = [t.value for t in Tier if t not in self.tier_order]
+        if missing:
+            raise ValueError(f"tier_order: must list every tier; missing {', '.join(missing)}")
+        return self
+
+
 class Values(PolicyModel):
     """What remedies without an amount are worth, for caps and budgets."""
 
@@ -436,6 +480,9 @@ class Policy(PolicyModel):
         default_factory=PublicPosts,
         description="which incidents get one public status post (docs/policy.md, Public "
         "status posts)")
+    outages: Outages | None = Field(
+        default=None, description="an outage's own budget, apart from the daily budget, and "
+        "how it is shared when it cannot cover everyone (docs/policy.md, Outages)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -17,7 +17,8 @@ Semantics, in the order they are applied (docs/policy.md has examples):
    deadline); the remedies outside the offer are carried out at once.
 4. Caps on goodwill, in order: the per-incident cap (for a later stage of a failure, what the
    earlier stages left of it: the cap bounds the whole failure), the customer's room under
-   the per-customer cap for the window, and the day's remaining budget. When the goodwill is
+   the per-customer cap for the window, and the customer's share of the outage budget
+   (`domain/outages.py`) or else the day's remaining budget. When the goodwill is
    worth more than a cap, the cut follows `cut_order`: refunds, points and amount vouchers
    are reduced, the other remedies dropped whole, until the total fits. Options of an offer
    are cut against what the remedies outside it leave. The apology and restitution (refunds
@@ -42,6 +43,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import NamedTuple
 
+from schemas.common import Tier
 from schemas.decision import (
     Action,
     Assignment,
@@ -55,10 +57,11 @@ from schemas.decision import (
     action_key,
 )
 from schemas.incident import Incident, IncidentType
-from services.decision.domain.engine import cap_detail, listing, topped_up
+from services.decision.domain.engine import cap_detail, listing, outage_share_of, topped_up
 from services.decision.domain.experiments import arm_words
 from services.decision.domain.history import ZERO, CustomerHistory, WindowFacts
 from services.decision.domain.ids import decision_id
+from services.decision.domain.outages import OutageShare
 from services.decision.domain.policy import Policy, Rule
 from services.decision.domain.refunds import within_captured
 from services.decision.domain.remedies import paid, rounded
@@ -130,6 +133,7 @@ class Draft:
     notes: list[str]
     applied: list[str]  # the rules that matched, in order
     granted: Decimal = ZERO  # goodwill the earlier stages of the same failure granted
+    outage: OutageShare | None = None  # the outage budget's shares, when it pays
 
 
 # --- rules -----------------------------------------------------------------------------
@@ -406,7 +410,8 @@ def _cut_whole(items: list[Item], plan: CompiledPolicy) -> tuple[list[Item], Dec
 
 
 def _cap_applied(
-    plan: CompiledPolicy, facts: WindowFacts, cut: Cut, granted: Decimal = ZERO
+    plan: CompiledPolicy, facts: WindowFacts, cut: Cut, granted: Decimal = ZERO,
+    outage: OutageShare | None = None,
 ) -> CapApplied:
     """`granted`: the goodwill the earlier stages of the same failure gave."""
     currency = plan.policy.currency
@@ -416,7 +421,7 @@ def _cap_applied(
     else:
         limit = money(cut.limit, currency)
         detail = cap_detail(cut.cap, plan.policy, facts.compensation, cut.limit,
-                            granted=granted)
+                            granted=granted, outage=outage)
     return built(
         CapApplied,
         cap=cut.cap,
@@ -427,7 +432,8 @@ def _cap_applied(
 
 
 def _apply_caps(
-    draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None
+    draft: Draft, plan: CompiledPolicy, facts: WindowFacts, budget_remaining: Decimal | None,
+    tier: Tier,
 ) -> Decimal:
     """Cut the draft's goodwill to the caps, in order; returns what is left of it (the
     remedies outside an offer and its dearest option). Restitution is never cut. The
@@ -443,7 +449,11 @@ def _apply_caps(
     limit = max(ZERO, guards.customer_cap - facts.compensation)
     if value > limit:
         value = _cut(draft, plan, "customer", limit)
-    if budget_remaining is not None:
+    if draft.outage is not None:  # the outage budget pays, not the day's
+        limit = max(ZERO, draft.outage.shares[tier] - draft.granted)
+        if value > limit:
+            value = _cut(draft, plan, "outage", limit)
+    elif budget_remaining is not None:
         limit = max(ZERO, budget_remaining)
         if value > limit:
             value = _cut(draft, plan, "budget", limit)
@@ -546,8 +556,9 @@ class Evaluation(NamedTuple):
     @property
     def caps(self) -> list[CapApplied]:
         """What the caps cut, as a decision records it."""
-        granted = self.draft.granted
-        return [_cap_applied(self.plan, self.facts, cut, granted) for cut in self.draft.cuts]
+        granted, outage = self.draft.granted, self.draft.outage
+        return [_cap_applied(self.plan, self.facts, cut, granted, outage)
+                for cut in self.draft.cuts]
 
     @property
     def status(self) -> DecisionStatus:
@@ -571,6 +582,8 @@ def _evaluate(
     applying: Sequence[int] | None = None,
 ) -> Evaluation:
     arm = None
+    drawn_on = (outage_share_of(incident, plan.policy)  # the policy's, whatever the arm
+                if incident.outage_affected is not None else None)
     experiment = plan.experiment
     if experiment is not None and experiment.experiment.running(now):
         # the arm's policy: the same rules in the same places, so `applying` still holds
@@ -590,7 +603,8 @@ def _evaluate(
     if refunds:
         _within_captured(draft, incident, history, policy.currency)
         owed = restitution(draft.base) + _dearest(draft.options, restitution)
-    value = _apply_caps(draft, plan, facts, budget_remaining)
+    draft.outage = drawn_on
+    value = _apply_caps(draft, plan, facts, budget_remaining, incident.customer.tier)
     review_reason = _foreign_currency(incident, policy.currency) or _review(
         draft, plan, incident, facts, value
     )
@@ -774,6 +788,7 @@ def decide(
         top_up_of=list(before.decision_ids) if before is not None else [],
         experiment=assignment,
         trace_id=None,  # operational, not the policy's: the service sets it when tracing
+        outage_budget=draft.outage.outage_id if draft.outage is not None else None,
     )
 
 

@@ -4,13 +4,13 @@ describes, so the same fact seen again is the same incident."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from schemas.common import CustomerSnapshot, Money
+from schemas.common import CustomerSnapshot, Money, Tier
 from schemas.incident import Detection, Incident, IncidentType, Severity, incident_id
 from schemas.report import IncidentReport
 from schemas.upstream import (
@@ -405,12 +405,17 @@ def support_ticket(event: SupportTicketUpdatedEvent, now: datetime, thresholds: 
 
 
 def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSnapshot],
-                     now: datetime, outage_minutes: int | None = None, *,
+                     now: datetime, outage_minutes: int | None = None,
+                     tiers: Mapping[Tier, int] | None = None, *,
                      prevention: str | None = None) -> list[Incident]:
-    """One incident per affected customer (each customer once); `prevention` is what its
-    resolution, already known, said (it says more than the declaration)."""
+    """One incident per affected customer (each customer once). `tiers`: how many customers
+    the whole outage affects in each tier, told on every incident so that decision can share
+    the outage budget among them all (`tier_counts`); `prevention` is what its resolution,
+    already known, said (it says more than the declaration)."""
     data = event.data
     unique = list({c.id: c for c in customers}.values())
+    counted = {t: n for t, n in (tiers or {}).items() if n > 0}
+    affected = sum(counted.values()) or None
     return [Incident(
         incident_id=incident_id(IncidentType.service_outage, data.outage_id, customer.id),
         type=IncidentType.service_outage, detection=Detection.proactive,
@@ -419,7 +424,16 @@ def outage_incidents(event: OutageDeclaredEvent, customers: Sequence[CustomerSna
         source_event_id=event.id, outage_id=data.outage_id, outage_minutes=outage_minutes,
         summary=f"{data.service} was unavailable ({data.severity.value} outage)"[:500],
         outage_service=data.service, outage_prevention=prevention or data.prevention,
+        outage_affected=affected, outage_tiers=counted or None,
     ) for customer in unique]
+
+
+def tier_counts(customers: Iterable[CustomerSnapshot]) -> dict[Tier, int]:
+    """How many of `customers` (each once) are in each tier."""
+    counts: dict[Tier, int] = {}
+    for customer in customers:
+        counts[customer.tier] = counts.get(customer.tier, 0) + 1
+    return counts
 
 
 def outage_resolved_incidents(outage_id: str, told: Sequence[Incident], minutes: int,

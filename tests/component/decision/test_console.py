@@ -404,3 +404,20 @@ async def test_outages_group_their_customers_or_say_none(held: Decider) -> None:
     assert "out-1" in some.text
     assert re.search(r'<td class="num">3</td>', some.text), some.text
 
+
+
+async def test_the_outages_page_shows_each_outage_s_cost_preview(held: Decider) -> None:
+    console_of(held)
+    tiers = {"standard": 30, "gold": 10}
+    async with browser(held.app) as client:
+        await signed_in(client, Role.viewer)
+        await held.decide(*[incident("service_outage", customer_id=f"c-o{n}", at=T0,
+                                     fact="out-7", outage_id="out-7", order_id=None,
+                                     outage_affected=40, outage_tiers=tiers)
+                            for n in range(3)])
+        page = await client.get("/console/outages")
+    assert "Cost previews" in page.text
+    # the default policy: 5.00 EUR per customer covers 100 points (1.00 EUR) for all 40
+    assert re.search(r"<td class=\"num\">40 \(standard 30, gold 10\)</td>", page.text)
+    assert "points to 40 (40.00 EUR)" in page.text
+    assert "200.00 EUR" in page.text  # the outage budget

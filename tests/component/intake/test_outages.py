@@ -152,3 +152,24 @@ async def test_an_outage_s_incidents_carry_its_service_and_what_prevents_a_repea
     [both] = (await late.service.process([parsed(declared)])).new
     assert (both.outage_minutes, both.outage_prevention) == (
         20, "A standby database now takes over within seconds.")
+
+
+async def test_every_outage_incident_tells_the_outage_s_size_per_tier() -> None:
+    app = intake(T0, write_chunk=100)  # the counts span the chunks
+    seen = [CustomerSnapshot.model_validate(f.customer(f"s-{n}", tier="gold" if n % 4 else
+                                                       "platinum")) for n in range(240)]
+    await app.store.see([(c, None, T0 - timedelta(hours=1)) for c in seen])
+    # s-3: listed (as standard) and seen (as gold): counted once, as the list tells it
+    listed = [f"c-{n}" for n in range(130)] + ["s-3"]
+    await app.consume([f.outage_declared("out", at=T0, customers=listed,
+                                         seen_within_hours=24)])
+    incidents = app.incidents()
+    assert len(incidents) == 370
+    assert {i["outage_affected"] for i in incidents} == {370}
+    tiers = {tuple(sorted(i["outage_tiers"].items())) for i in incidents}
+    assert tiers == {(("gold", 179), ("platinum", 60), ("standard", 131))}
+    # the resolved stage carries them on
+    await app.consume([f.outage_resolved("out", at=T0 + timedelta(minutes=30))])
+    told = [i for i in app.incidents() if i["outage_minutes"] is not None]
+    assert len(told) == 370
+    assert {i["outage_affected"] for i in told} == {370}
