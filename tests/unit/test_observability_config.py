@@ -58,6 +58,9 @@ AMENDS_METRICS = {
     "amends_published_messages": "counter",
     "amends_effects_paused": "counter",
     "amends_remote_credentials_valid": "gauge",
+    "amends_aftermath_closed": "gauge",
+    "amends_aftermath_reordered": "gauge",
+    "amends_aftermath_complained_again": "gauge",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -68,6 +71,7 @@ KNOWN_LABELS = {
     "topic", "partition", "handler", "remote",
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
+    "days",
 }
 IDENTIFYING = re.compile(r"customer|client|user|e_?mail|mail|phone|contact|address|order|"
                          r"subject|incident_id|decision_id|action_id|idempotency", re.IGNORECASE)
