@@ -24,6 +24,7 @@ from services.decision.adapters.follower import DecisionFollower
 from services.decision.adapters.mongo import quiet_write_errors
 from services.decision.adapters.storage import open_storage
 from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
+from services.decision.console_retention import RetentionRows, retention_router, store_rows
 from services.decision.domain.policy import Policy, load_policy
 from services.decision.ports import Budget, Decisions
 from services.decision.service import DecisionMetrics, DecisionService
@@ -38,7 +39,8 @@ def create_app(settings: DecisionSettings | None = None, *,
                policy: Policy | None = None, store: Decisions | None = None,
                budget: Budget | None = None, publisher: Publisher | None = None,
                cases: FulfilmentCases | None = None,
-               dead_letters: DeadLetterDesk | None = None) -> FastAPI:
+               dead_letters: DeadLetterDesk | None = None,
+               retention_rows: RetentionRows | None = None) -> FastAPI:
     """Every keyword's default is production; tests replace the store, the budget and the
     publisher with fakes."""
     settings = settings or DecisionSettings()
@@ -109,6 +111,8 @@ def create_app(settings: DecisionSettings | None = None, *,
                                                   runtime.registry, brand=settings.brand,
                                                   cases=cases, desk=dead_letters)
     app.include_router(console_routes)
+    app.include_router(retention_router(console, retention_rows or store_rows(settings),
+                                        settings))
     app.include_router(web.static_router())
 
     async def close_console() -> None:

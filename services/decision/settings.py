@@ -53,3 +53,14 @@ class DecisionSettings(ServiceSettings):
                                          description="how long a console sign-in lasts")
     ops_db: str = Field(default="amends_ops", description="where the operators' tools record "
                         "which dead letters were redriven (shared with `amends dlq`)")
+
+    # --- the console's Retention page (ADR 0019) -------------------------------------------
+    retention_intake_db: str = Field(
+        default="amends_intake", description="intake's database, where the aftermath of "
+        "incidents is kept: the Retention page reads it as `amends report retention` does")
+    retention_windows_days: list[int] = Field(
+        default=[7, 30, 90], min_length=1, description="the aftermath windows, in days: "
+        "the same as intake's `aftermath_windows_days`")
+    retention_since_days: int = Field(
+        default=180, ge=1, le=3650, description="the Retention page's incidents: those of "
+        "the last this many days")
