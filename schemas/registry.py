@@ -11,6 +11,7 @@ from schemas.audit import AuditRecorded
 from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
 from schemas.erasure import ErasureRequested
+from schemas.fairness import FairnessFlagged
 from schemas.incident import IncidentDetected
 from schemas.outcome import OutcomeRecorded
 from schemas.task import TaskCreated
@@ -26,6 +27,7 @@ CONTRACTS: dict[str, Any] = {
     "task-created": TaskCreated,
     "audit-recorded": AuditRecorded,
     "erasure-requested": ErasureRequested,
+    "fairness-flagged": FairnessFlagged,
 }
 
 # default topic -> the contract name of what travels on it
@@ -41,6 +43,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.DEADLETTER: "message-deadlettered",
     topics.AUDIT: "audit-recorded",
     topics.ERASURES: "erasure-requested",
+    topics.FINDINGS: "fairness-flagged",
 }
 
 

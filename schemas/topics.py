@@ -11,5 +11,6 @@ TASKS = "amends.tasks.v1"
 DEADLETTER = "amends.deadletter.v1"
 AUDIT = "amends.audit.v1"
 ERASURES = "amends.erasures.v1"
+FINDINGS = "amends.findings.v1"
 
 DEFAULT_PARTITIONS = 6

@@ -26,6 +26,7 @@ from services.decision.adapters.storage import open_storage
 from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
 from services.decision.console_retention import RetentionRows, retention_router, store_rows
 from services.decision.domain.policy import Policy, load_policy
+from services.decision.fairness import install_fairness
 from services.decision.ports import Budget, Decisions
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
@@ -33,7 +34,7 @@ from services.decision.settings import DecisionSettings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: DecisionSettings | None = None, *,
+def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - the root
                mongo: Client | None = None, clock: Clock | None = None,
                registry: CollectorRegistry | None = None,
                policy: Policy | None = None, store: Decisions | None = None,
@@ -102,8 +103,10 @@ def create_app(settings: DecisionSettings | None = None, *,
     install_retention(runtime, rules_of(settings, retention.RETENTION))
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
-                              settings.outcomes_topic, settings.audit_topic],
-                      produces=[settings.decisions_topic])  # the audit topic: by install_erasure
+                              settings.outcomes_topic, settings.audit_topic,
+                              settings.findings_topic],
+                      # the audit topic: by install_erasure
+                      produces=[settings.decisions_topic, settings.findings_topic])
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
@@ -120,4 +123,5 @@ def create_app(settings: DecisionSettings | None = None, *,
 
     runtime.on_stop.append(close_console)
     app.state.service = service
+    app.state.fairness = install_fairness(runtime, settings, service)
     return app
