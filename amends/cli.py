@@ -10,6 +10,7 @@ from rich.console import Console
 from amends import (
     cli_case,
     cli_customer,
+    cli_fairness,
     cli_ops,
     cli_policy,
     cli_report,
@@ -25,6 +26,7 @@ app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
 app.add_typer(cli_customer.customer_app, name="customer")
 app.add_typer(cli_report.report_app, name="report")
+cli_report.report_app.command("fairness")(cli_fairness.fairness_report)
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)
