@@ -141,7 +141,7 @@ def demo() -> None:
             after = asyncio.run(demo_aftermath.follow(
                 settings.kafka_bootstrap, settings.mongo_url,
                 [(r.customer, r.tier) for r in rows if r.incident != "-"],
-                started - timedelta(hours=1), datetime.now(UTC)))
+                started - timedelta(days=2), datetime.now(UTC)))
             if prometheus_runs:
                 status.update("waiting for Prometheus to scrape the services")
                 targets = _targets_up(settings.prometheus_url)

@@ -125,8 +125,9 @@ def customer_table(found: Aftermath) -> Table:
 
 
 def remedy_table(found: Aftermath) -> Table:
-    table = Table(title=f"by remedy, so far (95% Wilson intervals; the {found.days}-day "
-                  "window is still open)", title_justify="left")
+    table = Table(title="by remedy, so far", caption=f"95% Wilson intervals; the "
+                  f"{found.days}-day window is still open", title_justify="left",
+                  caption_justify="left")
     for column, justify in (("remedy", "left"), ("n", "right"), ("ordered again", "right"),
                             ("complained again", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
