@@ -54,7 +54,12 @@ def _x(measure: _Measure, value: float) -> float:
     return round(measure.x + value * PLOT_W, 1)
 
 
-def svg(figures: Sequence[Figure], days: int, title: str | None = None) -> str:
+NOTE = ("bars: the rate; whiskers: its 95% interval (Wilson); n: incidents whose window has "
+        "closed")
+
+
+def svg(figures: Sequence[Figure], days: int, title: str | None = None,
+        note: str = NOTE) -> str:
     """The chart of `figures` over the `days` window, as a standalone SVG document."""
     shown = [f for f in figures if f.days == days]
     dimensions: list[str] = []
@@ -68,8 +73,7 @@ def svg(figures: Sequence[Figure], days: int, title: str | None = None) -> str:
            f'font-size="12" fill="{TEXT}">',
            f"<title>{escape(heading)}</title>",
            f'<text x="10" y="20" font-size="15" font-weight="bold">{escape(heading)}</text>',
-           '<text x="10" y="38">bars: the rate; whiskers: its 95% interval (Wilson); '
-           'n: incidents whose window has closed</text>']
+           f'<text x="10" y="38">{escape(note)}</text>']
     plot_top, plot_bottom = TOP - 6, height - BOTTOM + 4
     for measure in MEASURES:
         out.append(f'<text x="{measure.x}" y="{TOP - 10}" font-weight="bold" '

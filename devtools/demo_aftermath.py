@@ -143,5 +143,7 @@ def write_chart(found: Aftermath, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(retention_chart.svg(
         found.figures, found.days, f"The demo's customers after the amends, so far "
-        f"({found.days}-day window still open)"), encoding="utf-8")
+        f"({found.days}-day window still open)",
+        "bars: the rate; whiskers: its 95% interval (Wilson); n: the demo's incidents"),
+        encoding="utf-8")
     return path

@@ -61,6 +61,7 @@ AMENDS_METRICS = {
     "amends_aftermath_closed": "gauge",
     "amends_aftermath_reordered": "gauge",
     "amends_aftermath_complained_again": "gauge",
+    "amends_fairness_findings": "gauge",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -71,7 +72,7 @@ KNOWN_LABELS = {
     "topic", "partition", "handler", "remote",
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
-    "days",
+    "days", "dimension",
 }
 IDENTIFYING = re.compile(r"customer|client|user|e_?mail|mail|phone|contact|address|order|"
                          r"subject|incident_id|decision_id|action_id|idempotency", re.IGNORECASE)
