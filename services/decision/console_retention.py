@@ -10,6 +10,7 @@ an operator of one tenant sees that tenant's incidents only.
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations as objects.
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Protocol
@@ -96,7 +97,10 @@ def retention_router(console: Console, rows: RetentionRows,
             return _see(f"{PREFIX}/login")
         except Refused as exc:
             metrics.requests.labels("retention", "refused").inc()
-            return console.refused(exc, await console.signed(request))
+            me = None
+            with contextlib.suppress(_SignIn, Refused):  # refused for the role: no nav
+                me = await console.signed(request)
+            return console.refused(exc, me)
         metrics.requests.labels("retention", "shown").inc()
         return answer
 
