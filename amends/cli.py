@@ -12,6 +12,7 @@ from amends import (
     cli_case,
     cli_customer,
     cli_experiment,
+    cli_fairness,
     cli_ops,
     cli_outage,
     cli_policy,
@@ -34,6 +35,7 @@ app.add_typer(cli_report.report_app, name="report")
 app.add_typer(cli_experiment.experiment_app, name="experiment")
 app.add_typer(cli_status.status_app, name="status-post")
 app.add_typer(cli_outage.outage_app, name="outage")
+cli_report.report_app.command("fairness")(cli_fairness.fairness_report)
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)

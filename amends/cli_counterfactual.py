@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from rich.table import Table
 
+from amends import retention_source
 from amends.cli_ops import OpsSettings
-from amends.cli_report import _aftermaths, _decisions
 from services.common.adapters.mongo import make_client
 from services.decision.backtest.counterfactual import (
     Counterfactual,
@@ -32,13 +32,13 @@ async def _logged(decision_db: str, intake_db: str, start: datetime | None,
     passed, each with whether the customer ordered again within them, in time order."""
     client = make_client(OpsSettings().mongo_url)
     try:
-        aftermaths = await _aftermaths(client, intake_db, start or EPOCH,
-                                       IntakeSettings().aftermath_windows_days)
+        aftermaths = await retention_source.aftermaths(
+            client, intake_db, start or EPOCH, IntakeSettings().aftermath_windows_days)
         closed = [a for a in aftermaths
                   if a.followed.occurred_at + timedelta(days=days) <= now
                   and (stop is None or a.followed.occurred_at < stop)]
-        decisions = await _decisions(client, decision_db,
-                                     [a.followed.incident_id for a in closed])
+        decisions = await retention_source.decisions(
+            client, decision_db, [a.followed.incident_id for a in closed])
     finally:
         await client.close()
     joined = [(decisions[a.followed.incident_id], a.window(days).reordered)

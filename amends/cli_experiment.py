@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from amends import experiment_report as er
+from amends import retention_source
 from amends.cli_ops import OpsSettings
-from amends.cli_report import _aftermaths, _decisions
 from services.common.adapters.mongo import make_client
 from services.decision.domain.policy import PolicyError, parse_policy
 from services.decision.domain.promotion import promoted, stopped
@@ -33,9 +33,9 @@ async def _members(experiment_id: str, intake_db: str, decision_db: str, since: 
                    windows: Sequence[int]) -> list[er.Member]:
     client = make_client(OpsSettings().mongo_url)
     try:
-        aftermaths = await _aftermaths(client, intake_db, since, windows)
-        decisions = await _decisions(client, decision_db,
-                                     [a.followed.incident_id for a in aftermaths])
+        aftermaths = await retention_source.aftermaths(client, intake_db, since, windows)
+        decisions = await retention_source.decisions(
+            client, decision_db, [a.followed.incident_id for a in aftermaths])
     finally:
         await client.close()
     return er.members(experiment_id, aftermaths, decisions)

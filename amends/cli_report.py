@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,57 +19,22 @@ from rich.progress import Progress
 from rich.table import Table
 
 from amends import aftermath_report as report
+from amends import retention_chart as chart
+from amends import retention_source as source
 from amends.cli_ops import OpsSettings
-from schemas.decision import Decision, decision_id
-from services.common.adapters.mongo import Client, make_client
-from services.common.adapters.storage import server_of
-from services.decision.adapters.storage import open_storage
-from services.intake.adapters.ferretdb import FerretAftermaths
-from services.intake.adapters.mongodb import MongoAftermaths
-from services.intake.domain.aftermath import Aftermath, aftermath
-from services.intake.ports import Aftermaths
 from services.intake.settings import IntakeSettings
 
 report_app = typer.Typer(help="Reports on what the amends did for customers.",
                          no_args_is_help=True)
 console = Console(width=None if Console().is_terminal else 160)
 
-_CHUNK = 1000
-
-
-async def _aftermaths(client: Client, db: str, since: datetime, windows: Sequence[int]
-                      ) -> list[Aftermath]:
-    server = await server_of(client, "auto")
-    store: Aftermaths = (FerretAftermaths(client[db]) if server.backend == "ferretdb"
-                         else MongoAftermaths(client[db]))
-    return [aftermath(followed, facts, windows)
-            for followed, facts in await store.since(since)]
-
-
-async def _decisions(client: Client, db: str, incident_ids: Sequence[str]
-                     ) -> dict[str, Decision]:
-    decisions, _, _ = await open_storage(client, db)
-    found: dict[str, Decision] = {}
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("decisions", total=len(incident_ids))
-        for start in range(0, len(incident_ids), _CHUNK):
-            part = incident_ids[start:start + _CHUNK]
-            for decision in (await decisions.find([decision_id(i) for i in part])).values():
-                found[decision.incident.incident_id] = decision
-            progress.advance(task, len(part))
-    return found
-
 
 async def _load(intake_db: str, decision_db: str, since: datetime, windows: Sequence[int]
                 ) -> list[report.Row]:
-    client = make_client(OpsSettings().mongo_url)
-    try:
-        aftermaths = await _aftermaths(client, intake_db, since, windows)
-        decisions = await _decisions(client, decision_db,
-                                     [a.followed.incident_id for a in aftermaths])
-    finally:
-        await client.close()
-    return report.rows(aftermaths, decisions)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("decisions", total=None)
+        return await source.load(OpsSettings().mongo_url, intake_db, decision_db, since,
+                                 windows, advance=lambda n: progress.advance(task, n))
 
 
 def _rate(k: int, n: int, interval: report.Interval) -> str:
@@ -124,6 +90,9 @@ def retention(
     csv_path: Annotated[Path | None, typer.Option("--csv", help="write every figure, every "
                                                   "window, as CSV")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="the same as JSON")] = None,
+    chart_path: Annotated[Path | None, typer.Option(
+        "--chart", help="draw the table's window as a chart: .svg, or .png (drawn by the "
+                        "system's Chromium)")] = None,
     intake_db: Annotated[str, typer.Option(help="intake's database")] = "amends_intake",
     decision_db: Annotated[str, typer.Option(help="decision's database")] = "amends_decision",
 ) -> None:
@@ -143,3 +112,22 @@ def retention(
     figures = report.figures(rows, windows, now, dimensions)
     console.print(table(figures, days))
     export(figures, csv_path, json_path)
+    if chart_path is not None:
+        draw(figures, days, chart_path)
+
+
+def draw(figures: Sequence[report.Figure], days: int, path: Path) -> None:
+    """The chart of one window, as SVG or PNG by the path's suffix."""
+    suffix = path.suffix.lower()
+    if suffix not in {".svg", ".png"}:
+        raise typer.BadParameter(f"a chart is .svg or .png, not {path.name}")
+    document = chart.svg(figures, days)
+    if suffix == ".svg":
+        path.write_text(document, encoding="utf-8")
+    else:
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if browser is None:
+            raise typer.BadParameter("a PNG needs Chromium on the PATH (make tools); "
+                                     "an .svg needs nothing")
+        path.write_bytes(asyncio.run(chart.png(document, browser)))
+    console.print(f"chart: {path}")

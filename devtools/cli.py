@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.columns import Columns
@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from devtools import bench_cli, customers_sim, experiment_sim, stack
+
+if TYPE_CHECKING:
+    from devtools import demo_aftermath
 
 app = typer.Typer(help="Amends' development tools: the local stack, the demo, the benchmark.",
                   no_args_is_help=True, add_completion=False)
@@ -112,6 +115,7 @@ def stack_status() -> None:
 @app.command()
 def demo() -> None:
     """Bring everything up, play a short scenario, and show what happened."""
+    from devtools import demo_aftermath  # noqa: PLC0415 - Kafka when needed
     from devtools.demo import (  # noqa: PLC0415 - Kafka when needed
         FINE,
         SCENARIO,
@@ -131,8 +135,14 @@ def demo() -> None:
             status.update(f"playing the scenario: {len(SCENARIO)} customers, "
                           f"{len(SCENARIO) - len(FINE)} of them let down")
             token = stack.dev_credentials(settings).api_key
+            started = datetime.now(UTC)
             rows = asyncio.run(play_on_stack(
                 settings.kafka_bootstrap, f"http://127.0.0.1:{ports['fulfilment']}", token))
+            status.update("some customers come back: later orders and a complaint")
+            after = asyncio.run(demo_aftermath.follow(
+                settings.kafka_bootstrap, settings.mongo_url,
+                [(r.customer, r.tier) for r in rows if r.incident != "-"],
+                started - timedelta(days=2), datetime.now(UTC)))
             if prometheus_runs:
                 status.update("waiting for Prometheus to scrape the services")
                 targets = _targets_up(settings.prometheus_url)
@@ -170,8 +180,22 @@ def demo() -> None:
         f"logs under {settings.run_dir}.\nThe amends commands act as the local stack's dev "
         f"operator (admin); [bold]export AMENDS_TOKEN=$({DEV_KEY_COMMAND})[/bold] for curl."
         "\nStop everything: [bold]make down[/bold]; the data is kept for the next start.")
+    _retention(after, settings)
     if apologised != len(let_down) or len(let_down) != len(SCENARIO) - len(FINE):
         raise typer.Exit(1)
+
+
+def _retention(after: demo_aftermath.Aftermath, settings: stack.StackSettings) -> None:
+    """The demo's last word: who came back after the amends, and where the charts are."""
+    from devtools import demo_aftermath  # noqa: PLC0415 - Kafka when needed
+
+    console.print(demo_aftermath.customer_table(after))
+    console.print(demo_aftermath.remedy_table(after))
+    chart = demo_aftermath.write_chart(after, settings.state_dir / "demo-retention.svg")
+    console.print(f"Chart: [bold]{chart}[/bold]; over closed windows: [bold]amends report "
+                  "retention --chart retention.svg[/bold] (or .png), and the console's "
+                  f"Retention page (http://127.0.0.1:{stack.service_ports()['decision']}"
+                  "/console/retention).", highlight=False, soft_wrap=True)
 
 
 def _pages_hint(rows: list[Any], settings: stack.StackSettings, ports: dict[str, int],

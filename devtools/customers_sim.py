@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -111,12 +112,15 @@ def run_simulation(
     customers: Annotated[int, typer.Option(help="simulated customers, one incident each")] = 3000,
     seed: Annotated[int, typer.Option(help="the simulation's seed")] = 7,
     batch: Annotated[int, typer.Option(help="events per consumer batch")] = 500,
+    chart: Annotated[Path | None, typer.Option(help="also draw the 30-day figures by remedy, "
+                                               "tier and locale as an SVG chart")] = None,
 ) -> None:
     """Simulated customers whose reordering depends on their remedy, through intake's
     in-memory aftermath and the retention report: the planted effect beside what the report
     recovers, and what the incremental path cost."""
     from amends import aftermath_report as report  # noqa: PLC0415 - the CLI's module
     from services.intake.aftermath import AftermathView  # noqa: PLC0415
+    from services.intake.domain.retention_gauges import retention_counts  # noqa: PLC0415
 
     console = Console(width=None if Console().is_terminal else 140)
     start = datetime(2026, 6, 1, tzinfo=UTC)
@@ -144,6 +148,20 @@ def run_simulation(
                       f"{figure.reorder_rate:.1%}", f"[{ci.low:.1%}, {ci.high:.1%}]",
                       "yes" if ci.low <= truth <= ci.high else "NO")
     console.print(table)
+    if chart is not None:
+        from amends import retention_chart  # noqa: PLC0415 - the CLI's module
+
+        shown = report.figures(report.rows(view.records(), sim.decisions), (7, 30, 90),
+                               start + timedelta(days=365),
+                               ("all", "remedy kind", "customer tier", "locale"))
+        chart.write_text(retention_chart.svg(
+            shown, 30, f"Simulated customers ({customers:,}, seed {seed}): retention 30 "
+            "days after the incident"), encoding="utf-8")
+        console.print(f"chart: {chart}")
     console.print(f"incremental aftermath: {len(sim.incidents):,} incidents followed, "
                   f"{len(sim.events):,} events in batches of {batch} in {seconds:.2f} s "
                   f"({len(sim.events) / max(seconds, 1e-9):,.0f} events/s, one core)")
+    began = time.perf_counter()
+    retention_counts(view.followed(), view.windows, start + timedelta(days=80))
+    console.print(f"retention gauges (ADR 0019): {len(view):,} incidents counted from memory "
+                  f"in {(time.perf_counter() - began) * 1000:,.0f} ms")

@@ -11,6 +11,7 @@ from schemas.audit import AuditRecorded
 from schemas.deadletter import MessageDeadLettered
 from schemas.decision import DecisionMade
 from schemas.erasure import ErasureRequested
+from schemas.fairness import FairnessFlagged
 from schemas.incident import IncidentDetected
 from schemas.outage import OutageCostPreviewed
 from schemas.outcome import OutcomeRecorded
@@ -30,6 +31,7 @@ CONTRACTS: dict[str, Any] = {
     "erasure-requested": ErasureRequested,
     "status-post-released": StatusPostReleased,
     "outage-cost-previewed": OutageCostPreviewed,
+    "fairness-flagged": FairnessFlagged,
 }
 
 # default topic -> the contract name of what travels on it
@@ -47,6 +49,7 @@ TOPIC_CONTRACTS: dict[str, str] = {
     topics.ERASURES: "erasure-requested",
     topics.STATUS_POSTS: "status-post-released",
     topics.OUTAGE_PREVIEWS: "outage-cost-previewed",
+    topics.FINDINGS: "fairness-flagged",
 }
 
 

@@ -13,5 +13,6 @@ AUDIT = "amends.audit.v1"
 ERASURES = "amends.erasures.v1"
 STATUS_POSTS = "amends.status-posts.v1"
 OUTAGE_PREVIEWS = "amends.outages.v1"  # decision: each outage's cost preview
+FINDINGS = "amends.findings.v1"
 
 DEFAULT_PARTITIONS = 6

@@ -25,7 +25,9 @@ from services.decision.adapters.mongo import quiet_write_errors
 from services.decision.adapters.status_posts import MongoStatusPosts
 from services.decision.adapters.storage import open_storage
 from services.decision.console import DeadLetterDesk, FulfilmentCases, create_console
+from services.decision.console_retention import RetentionRows, retention_router, store_rows
 from services.decision.domain.policy import Policy, load_policy
+from services.decision.fairness import install_fairness
 from services.decision.ports import Budget, Decisions, Replies
 from services.decision.replies import install_replies
 from services.decision.service import DecisionMetrics, DecisionService
@@ -43,7 +45,8 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
                cases: FulfilmentCases | None = None,
                dead_letters: DeadLetterDesk | None = None,
                replies: Replies | None = None,
-               status_posts: StatusPostStore | None = None) -> FastAPI:
+               status_posts: StatusPostStore | None = None,
+               retention_rows: RetentionRows | None = None) -> FastAPI:
     """Every keyword's default is production; tests replace the store, the budget and the
     publisher with fakes."""
     settings = settings or DecisionSettings()
@@ -111,10 +114,11 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
     app = runtime.app(title="Amends decision",
                       topics=[settings.incidents_topic, settings.decisions_topic,
                               settings.outcomes_topic, settings.audit_topic,
-                              settings.status_posts_topic, settings.outage_previews_topic],
+                              settings.status_posts_topic, settings.outage_previews_topic,
+                              settings.findings_topic],
                       # the audit topic: by install_erasure
                       produces=[settings.decisions_topic, settings.status_posts_topic,
-                                settings.outage_previews_topic])
+                                settings.outage_previews_topic, settings.findings_topic])
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
@@ -125,6 +129,8 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
     reply_http.mount(app, reply_desk, runtime.access, console)
     app.include_router(status_console.console_router(console, posts, audit))
     app.include_router(status_console.api_router(posts, runtime.access, audit))
+    app.include_router(retention_router(console, retention_rows or store_rows(settings),
+                                        settings))
     app.include_router(web.static_router())
 
     async def close_console() -> None:
@@ -132,4 +138,5 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
 
     runtime.on_stop.append(close_console)
     app.state.service, app.state.replies, app.state.status_posts = service, reply_desk, posts
+    app.state.fairness = install_fairness(runtime, settings, service)
     return app

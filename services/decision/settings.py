@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -80,3 +80,37 @@ class DecisionSettings(ServiceSettings):
     status_post_sweep_seconds: float = Field(
         default=30.0, gt=0, description="how often posts cleared but not yet on the topic "
         "(a crash in between) are put there")
+
+    # --- the console's Retention page (ADR 0019) -------------------------------------------
+    retention_intake_db: str = Field(
+        default="amends_intake", description="intake's database, where the aftermath of "
+        "incidents is kept: the Retention page reads it as `amends report retention` does")
+    retention_windows_days: list[int] = Field(
+        default=[7, 30, 90], min_length=1, description="the aftermath windows, in days: "
+        "the same as intake's `aftermath_windows_days`")
+    retention_since_days: int = Field(
+        default=180, ge=1, le=3650, description="the Retention page's incidents: those of "
+        "the last this many days")
+
+    # --- fairness (ADR 0019) ---------------------------------------------------------------
+    findings_topic: str = topics.FINDINGS
+    fairness_days: int = Field(default=30, ge=1, le=3650,
+                               description="the fairness check compares the decisions of the "
+                                           "last this many days")
+    fairness_tolerance: Decimal = Field(
+        default=Decimal("0.25"), gt=0, description="the relative difference in mean goodwill "
+        "per decision, between a group and the rest of its type and severity band, beyond "
+        "which (and beyond chance) the group is flagged")
+    fairness_min_decisions: int = Field(
+        default=30, ge=2, description="decisions needed on each side of a comparison before "
+        "it may be flagged")
+    fairness_flag: list[Literal["locale", "tier", "tenant"]] = Field(
+        default=["locale", "tenant"], description="the dimensions whose differences are "
+        "findings; the others are compared and reported (the default policy grants loyal "
+        "tiers more on purpose)")
+    fairness_hour: int = Field(default=3, ge=0, le=23,
+                               description="the nightly check runs at the first sweep past "
+                                           "this hour (UTC), once a day")
+    fairness_sweep_seconds: float = Field(
+        default=600.0, gt=0, description="how often the service looks whether the nightly "
+        "fairness check is due")

@@ -10,7 +10,7 @@ refused by the store and skipped here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -82,6 +82,11 @@ class AftermathView:
     def record(self, customer_id: str, incident_id: str) -> Aftermath | None:
         tally = self.by_customer.get(customer_id, {}).get(incident_id)
         return tally.record(self.windows) if tally is not None else None
+
+    def followed(self) -> list[tuple[Followed, Iterable[Fact]]]:
+        """Each incident followed with its facts as memory holds them (no record built): a
+        list taken now, which later batches and prunes leave as it is."""
+        return [(t.followed, t.facts.values()) for t in self.by_incident.values()]
 
     def records(self) -> list[Aftermath]:
         return [t.record(self.windows) for t in self.by_incident.values()]

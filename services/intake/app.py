@@ -82,6 +82,10 @@ def create_app(settings: IntakeSettings | None = None, *,
 
     runtime.every(settings.aftermath_prune_seconds, prune_aftermath, name="aftermath-prune")
 
+    runtime.on_start.append(service.count_retention)  # after the load: gauges from the start
+    runtime.every(settings.aftermath_gauge_seconds, service.count_retention,
+                  name="retention-gauges")
+
     async def when_upstream_events_arrive(records: list[Record]) -> None:
         # Not read to their end while their records are processed.
         with event_time.in_flight({(r.topic, r.partition) for r in records}):

@@ -132,6 +132,9 @@ class IntakeSettings(ServiceSettings):
     aftermath_prune_seconds: float = Field(
         default=3600.0, gt=0, description="how often incidents past their longest window "
         "are dropped from memory")
+    aftermath_gauge_seconds: float = Field(
+        default=300.0, gt=0, description="how often the retention gauges (reordered and "
+        "complained again, per incident type and window) are counted again from memory")
 
     erased_refresh_seconds: float = Field(
         default=30.0, gt=0, description="how often the erased customers are read again (an "

@@ -92,7 +92,7 @@ async def approve_with_the_keyboard(page: Page, shots: Path) -> None:
 
 async def the_other_pages(page: Page, base: str, customer: str, order: str,
                           shots: Path) -> None:
-    """The case by its order, the budget, the outages: each readable and clean."""
+    """The case by its order, the budget, the outages, retention: each readable and clean."""
     await page.goto(f"{base}/console/cases?order={order}")
     assert f"Customer {customer}" in await page.inner_text("main")
     kinds = await page.locator("table.timeline td:nth-child(2)").all_inner_texts()
@@ -111,6 +111,12 @@ async def the_other_pages(page: Page, base: str, customer: str, order: str,
     assert "No outage in progress" in await page.inner_text("main")
     await no_violations(page, "the outages")
 
+    # No incident's window has closed on this clock: the page says so, and the form works.
+    await page.goto(f"{base}/console/retention?window=7&by=locale")
+    main = await page.inner_text("main")
+    assert "No incident's 7 days have passed yet" in main
+    await no_violations(page, "the retention page")
+
 
 async def test_a_reviewer_approves_a_held_decision_and_the_customer_sees_the_remedy(
         infra: Infra, suffix: str, inbox: tuple[Inbox, int], tmp_path: Path) -> None:
@@ -128,7 +134,8 @@ async def test_a_reviewer_approves_a_held_decision_and_the_customer_sees_the_rem
             "brand_name": "Amends Shop",
             "customer_page_url": f"{fulfilment_url}/v1/customer/decisions/{{decision_id}}"
                                  "?token={token}"},
-            decision={"fulfilment_url": fulfilment_url, "brand_name": "Amends Shop"}
+            decision={"fulfilment_url": fulfilment_url, "brand_name": "Amends Shop",
+                      "retention_intake_db": f"amends_test_{suffix}_intake"}
             ) as pipeline, \
             served_here(pipeline.decision, decision_socket), \
             served_here(pipeline.fulfilment, fulfilment_socket), \

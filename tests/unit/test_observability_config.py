@@ -66,6 +66,10 @@ AMENDS_METRICS = {
     "amends_public_reply_oldest_open_seconds": "gauge",
     "amends_public_reply_sla_seconds": "gauge",
     "amends_status_posts": "counter",
+    "amends_aftermath_closed": "gauge",
+    "amends_aftermath_reordered": "gauge",
+    "amends_aftermath_complained_again": "gauge",
+    "amends_fairness_findings": "gauge",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -77,6 +81,7 @@ KNOWN_LABELS = {
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
     "stage", "outcome",
+    "days", "dimension",
 }
 IDENTIFYING = re.compile(r"customer|client|user|e_?mail|mail|phone|contact|address|order|"
                          r"subject|incident_id|decision_id|action_id|idempotency", re.IGNORECASE)

@@ -57,3 +57,19 @@ async def test_incidents_reported_over_http_are_followed_too() -> None:
     incident, _ = await app.service.report(IncidentReport.model_validate(report),
                                            "support-desk")
     assert incident.incident_id in app.store.aftermaths.followed
+
+
+async def test_the_retention_gauges_count_the_incidents_whose_window_closed() -> None:
+    app = intake(T0 + timedelta(days=1))
+    await app.consume([f.item_reported("c-1", "o-1", at=T0),
+                       f.item_reported("c-2", "o-5", at=T0)])
+    await app.consume([f.order_placed("c-1", "o-2", at=T0 + timedelta(days=2), promised=None)])
+    await app.service.count_retention()
+    labels = {"type": "item_defective", "days": "7"}
+    assert app.metric("amends_aftermath_closed", labels) == 0  # a day on: nothing closed
+    app.clock.advance(timedelta(days=7))
+    await app.service.count_retention()
+    assert app.metric("amends_aftermath_closed", labels) == 2
+    assert app.metric("amends_aftermath_reordered", labels) == 1
+    assert app.metric("amends_aftermath_complained_again", labels) == 0
+    assert app.metric("amends_aftermath_closed", {"type": "item_defective", "days": "30"}) == 0
