@@ -81,6 +81,10 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     # asks what the logs know, and scans whole every `full_sweep_seconds`.
     runtime.on_start.append(service.recall_unfinished)
     runtime.every(settings.sweep_seconds, finish_unfinished, name="unfinished-effects")
+    # Remedies held for an outage's abort window: what a restart forgot is held again at
+    # start, and each window's end releases them at the providers' pace (ADR 0015).
+    runtime.on_start.append(service.recall_held)
+    runtime.every(settings.release_seconds, service.release_held, name="release-held")
 
     async def when_decisions_made(records: list[Record]) -> None:
         await service.handle_decisions(records)

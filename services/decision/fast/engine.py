@@ -774,6 +774,8 @@ def decide(
         top_up_of=list(before.decision_ids) if before is not None else [],
         experiment=assignment,
         trace_id=None,  # operational, not the policy's: the service sets it when tracing
+        hold=None,  # the service stamps an outage's abort window (settings, ADR 0015)
+        amended=None,
     )
 
 
