@@ -21,6 +21,8 @@ class AuditAction(StrEnum):
     redrive = "redrive"
     replay = "replay"
     erasure = "erasure"
+    outage_abort = "outage_abort"
+    outage_change = "outage_change"
 
 
 class AuditEntry(Contract):

@@ -400,6 +400,14 @@ class Values(PolicyModel):
         default=Decimal(0), description="basis of a percent voucher without an order value")
 
 
+class Outages(PolicyModel):
+    """How an outage's decisions go out (the abort window's length is a setting)."""
+
+    apology_at_once: bool = Field(
+        default=True, description="the apology goes out at once; the remedies wait for the "
+        "abort window either way. false: the apology waits too, and names the remedies")
+
+
 CUTTABLE: tuple[RemedyKind, ...] = (
     RemedyKind.gift, RemedyKind.free_upgrade, RemedyKind.voucher, RemedyKind.points,
     RemedyKind.free_delivery, RemedyKind.refund, RemedyKind.replacement,
@@ -418,6 +426,7 @@ class Policy(PolicyModel):
                     "amount vouchers) are reduced, the others dropped whole")
     guards: Guards
     rules: list[Rule] = Field(min_length=1)
+    outages: Outages = Field(default_factory=Outages)
     experiment: Experiment | None = Field(
         default=None, description="variants of one rule's remedies for shares of customers "
         "(one experiment at a time; docs/policy.md, Experiments)")
