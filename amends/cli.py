@@ -11,6 +11,7 @@ from amends import (
     cli_case,
     cli_customer,
     cli_ops,
+    cli_outage,
     cli_policy,
     cli_report,
     cli_review,
@@ -25,6 +26,7 @@ app.add_typer(cli_policy.policy_app, name="policy")
 app.add_typer(cli_review.review_app, name="review")
 app.add_typer(cli_customer.customer_app, name="customer")
 app.add_typer(cli_report.report_app, name="report")
+app.add_typer(cli_outage.outage_app, name="outage")
 app.command()(cli_ops.replay)
 app.command()(cli_ops.audit)
 app.command()(cli_case.case)

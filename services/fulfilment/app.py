@@ -19,7 +19,7 @@ from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
 from services.common.web import Web
-from services.fulfilment import http, page, retention
+from services.fulfilment import http, outage_http, page, retention
 from services.fulfilment.adapters import ferretdb, mongodb
 from services.fulfilment.channels import MessageChannel
 from services.fulfilment.edges import message_channels, payment_gateway
@@ -121,5 +121,6 @@ def create_app(settings: FulfilmentSettings | None = None, *,
         metrics=page.PageMetrics(runtime.registry))
     app.include_router(web.static_router())
     app.include_router(http.router(lambda: service.stores, runtime, pages))
+    app.include_router(outage_http.router(service.held, runtime.access))
     app.state.service = service
     return app

@@ -102,6 +102,12 @@ class Held:
         return {state: counts[state] for state in ("decisions", "held", "released",
                                                    "cancelled")}
 
+    def ends(self, outage_id: str) -> datetime | None:
+        """When the first of the outage's held remedies go out (None: none held here)."""
+        return min((d.hold.until for d, _ in self._held.values()
+                    if d.incident.outage_id == outage_id and d.hold is not None),
+                   default=None)
+
     def _moved(self, decision: Decision, state: str) -> None:
         if self.metrics is not None:
             self.metrics.moved.labels(state).inc()
