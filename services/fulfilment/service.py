@@ -201,18 +201,19 @@ class FulfilmentService:
         first = {ref for ref in new if runs[ref].decision.revision == 0}
         executable = [r for r in runs.values() if r.decision.status.executable]
         outcomes = await self._carry_out(executable, now, first, deadline,
-                                         holding=self._hold(executable, now))
+                                         holding=self._hold(executable))
         if redriven:
             outcomes.extend(await self._redrive(list(redriven.values()), now))
         return outcomes
 
-    def _hold(self, runs: Sequence[Run], now: datetime) -> frozenset[str]:
-        """The revisions whose outage's abort window is still open: their remedies wait in
-        `held` (a newer revision replaces what an older one held, see `Held.hold`)."""
+    def _hold(self, runs: Sequence[Run]) -> frozenset[str]:
+        """The revisions of an outage: their remedies wait in `held` for the window's end
+        (a newer revision replaces what an older one held, see `Held.hold`), and go out from
+        there at the providers' pace, even when the window has passed already (this
+        consumer lags behind): an outage's remedies never go out all at once."""
         holding: set[str] = set()
         for run in runs:
-            hold = run.decision.hold
-            if hold is not None and hold.until > now:
+            if run.decision.hold is not None:
                 self.held.hold(run.decision, run.record)
                 holding.add(run.ref)
         return frozenset(holding)
@@ -536,9 +537,11 @@ class FulfilmentService:
         return released
 
     def _chunk(self, chunk_max: int) -> int:
-        """Decisions per chunk: what the slowest paced local effect lets through at once."""
-        bursts = [self.pacer.burst(p) for p in LOCAL_EFFECTS if self.pacer.paces(p)]
-        return max(1, min([chunk_max, *bursts]))
+        """Decisions per chunk: the burst of the slowest paced local effect (a chunk's writes
+        are a few round trips to the store, whatever its size: the burst is what the bucket
+        saves up while they are made)."""
+        slices = [self.pacer.burst(p) for p in LOCAL_EFFECTS if self.pacer.paces(p)]
+        return max(1, min([chunk_max, *slices]))
 
     async def recall_held(self) -> None:
         """At start: hold again what decisions held lately (what a restart forgot); those

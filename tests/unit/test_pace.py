@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.fulfilment.domain.pace import TokenBucket, shares
+from services.fulfilment.domain.pace import BURST_S, TokenBucket, shares
 from services.fulfilment.pacing import Pacer
 from services.fulfilment.settings import FulfilmentSettings
 from tests.clock import FakeClock
@@ -56,7 +56,7 @@ async def test_a_thousand_turns_take_a_thousand_over_the_rate(rate: float) -> No
     for _ in range(1000):
         assert await pacer.turn("email")
     took = (clock() - T0).total_seconds()
-    burst = max(1, int(rate * 0.1))
+    burst = max(1.0, rate * BURST_S)
     assert took == pytest.approx((1000 - burst) / rate, rel=1e-6)
 
 

@@ -23,11 +23,9 @@ Kind = Literal["aborted", "changed"]
 
 
 def hold_of(decision: Decision, window: timedelta, *, apology_at_once: bool) -> Hold | None:
-    """The window an outage decision's remedies wait for; None for any other incident, or
-    when there is no window and the apology need not wait."""
+    """The window an outage decision's remedies wait for (also without a window: fulfilment
+    then issues them at once, at its providers' pace); None for any other incident."""
     if decision.incident.type is not IncidentType.service_outage:
-        return None
-    if window <= timedelta(0) and apology_at_once:
         return None
     return Hold(until=decision.decided_at + max(window, timedelta(0)),
                 apology=not apology_at_once)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 # The most a bucket lets through at once after a quiet spell, in seconds of its rate: small,
 # so that the rate a provider sees over any few seconds stays close to the setting.
-BURST_S = 0.1
+BURST_S = 0.25
 
 
 @dataclass

@@ -109,3 +109,9 @@ async def test_after_the_window_it_is_too_late_and_only_admins_may_try() -> None
     assert unknown.status_code == 404
     assert not window["open"]
     assert [b["data"]["revision"] for b in decider.published()] == [0, 0]
+
+
+async def test_without_a_window_outage_remedies_are_still_marked_for_pacing() -> None:
+    [made] = await build(outage_abort_window_s=0).decide(*outage(1))
+    assert made.hold is not None
+    assert made.hold.until == made.decided_at

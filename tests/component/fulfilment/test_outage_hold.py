@@ -122,3 +122,15 @@ async def test_released_remedies_and_their_messages_go_at_the_set_pace() -> None
     took = (times[-1] - times[0]).total_seconds()
     assert took == pytest.approx(198 / 20, rel=0.1)  # after a burst of 2, 20 a second
     assert (f.clock() - start).total_seconds() >= took
+
+
+async def test_remedies_arriving_after_their_window_still_wait_for_their_turn() -> None:
+    """A consumer lagging behind the window sends them through the paced release too."""
+    f = Fulfilment.with_email()
+    decision = outage_decision(f, "c-1", window=timedelta(0))
+    f.clock.advance(timedelta(minutes=1))
+    await f.deliver(decision)
+    assert len(f.email.sent) == 1
+    assert f.fakes.ledger.entries == {}
+    assert await f.service.release_held() == 1
+    assert len(f.fakes.ledger.entries) == 1
