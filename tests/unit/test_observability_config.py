@@ -58,6 +58,10 @@ AMENDS_METRICS = {
     "amends_published_messages": "counter",
     "amends_effects_paused": "counter",
     "amends_remote_credentials_valid": "gauge",
+    "amends_held_decisions": "gauge",
+    "amends_outage_decisions": "counter",
+    "amends_paced_issues": "counter",
+    "amends_pace_wait_seconds": "counter",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -68,6 +72,7 @@ KNOWN_LABELS = {
     "topic", "partition", "handler", "remote",
     "app_name", "broker", "destination", "exception_type",
     "severity", "slo",
+    "state", "provider",  # an outage's held remedies, and the paced providers (ADR 0015)
 }
 IDENTIFYING = re.compile(r"customer|client|user|e_?mail|mail|phone|contact|address|order|"
                          r"subject|incident_id|decision_id|action_id|idempotency", re.IGNORECASE)
