@@ -379,6 +379,9 @@ def service_env(bootstrap: str, mongo_url: str, t: Topics, run: str,
         "AMENDS_INTAKE_PAYMENTS_TOPIC": f"bench.payments.{run}",
         "AMENDS_INTAKE_OUTAGES_TOPIC": f"bench.outages.{run}",
         "AMENDS_FULFILMENT_TASKS_TOPIC": f"bench.tasks.{run}",
+        # The fan-out measures how fast an outage is carried out, not its abort window
+        # (ADR 0015): the remedies are released as soon as they are decided, unpaced.
+        "AMENDS_DECISION_OUTAGE_ABORT_WINDOW_S": "0",
     }
     return {name: {**shared, f"AMENDS_{name.upper()}_MONGO_DB": f"bench_{name}_{db_run or run}",
                    f"AMENDS_{name.upper()}_HTTP_PORT": str(PORTS[name]),

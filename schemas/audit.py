@@ -25,6 +25,8 @@ class AuditAction(StrEnum):
     reply_approve = "reply_approve"
     reply_post = "reply_post"
     approve_status_post = "approve_status_post"
+    outage_abort = "outage_abort"
+    outage_change = "outage_change"
 
 
 class AuditEntry(Contract):

@@ -134,6 +134,24 @@ class Assignment(Contract):
         description="the arm's share of customers: the chance of this assignment")
 
 
+class Hold(Contract):
+    """An outage's abort window: the decision's remedies are not issued before `until`, so
+    that an operator can still abort or change them; the apology goes out at once unless
+    `apology` says it waits too."""
+
+    until: AwareDatetime = Field(description="the earliest time the remedies may be issued")
+    apology: bool = Field(default=False, description="the apology waits for `until` too")
+
+
+class Amendment(Contract):
+    """An operator's abort or change of an outage's remedies inside its abort window."""
+
+    kind: Literal["aborted", "changed"]
+    by: str = Field(min_length=1, max_length=200, description="the authenticated operator")
+    reason: str = Field(min_length=1, max_length=1000)
+    at: AwareDatetime
+
+
 class Decision(Contract):
     decision_id: str
     revision: int = Field(
@@ -190,6 +208,13 @@ class Decision(Contract):
         default=None, exclude_if=lambda v: v is None,
         description="the outage whose own budget pays this decision's goodwill (never the "
         "daily budget); absent when the daily budget does")
+    hold: Hold | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="an outage decision's abort window: fulfilment holds its remedies until "
+        "then; absent when nothing waits")
+    amended: Amendment | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="the operator's abort or change this revision records; absent otherwise")
 
 
 def slim(decision: Decision) -> Decision:

@@ -17,7 +17,7 @@ from services.common.clock import Clock
 from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
-from services.decision import erasure, http, reply_http, retention, status_console
+from services.decision import erasure, http, outage_http, reply_http, retention, status_console
 from services.decision.adapters.budget import FerretBudget
 from services.decision.adapters.ferretdb import FerretDecisions
 from services.decision.adapters.follower import DecisionFollower
@@ -122,6 +122,7 @@ def create_app(settings: DecisionSettings | None = None, *,  # noqa: PLR0915 - t
     http.install_refusals(app)
     app.include_router(http.router(service, runtime.access, runtime.links))
     app.include_router(erasure.router(runtime, erasure_trail))
+    app.include_router(outage_http.router(service, runtime.access))
     console, console_routes, web = create_console(service, runtime.access, settings,
                                                   runtime.registry, brand=settings.brand,
                                                   cases=cases, desk=dead_letters)

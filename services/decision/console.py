@@ -673,4 +673,8 @@ def create_console(service: DecisionService, access: Authenticator, settings: De
         sessions=Sessions(secret, timedelta(hours=settings.console_session_hours)),
         cases=cases or FulfilmentCases(settings.fulfilment_url, settings.fulfilment_timeout_s),
         desk=desk or DeadLetterDesk(settings), metrics=ConsoleMetrics(registry))
-    return console, router(console), web
+    from services.decision import console_outage_window  # noqa: PLC0415 - it imports this module
+
+    routes = router(console)
+    routes.include_router(console_outage_window.router(console))
+    return console, routes, web

@@ -57,6 +57,7 @@ from services.decision.domain.lifecycle import (
     restitution_keys,
     value,
 )
+from services.decision.domain.outage_window import hold_of
 from services.decision.domain.outages import applies
 from services.decision.domain.policy import Policy
 from services.decision.domain.preview import cost_preview
@@ -244,6 +245,10 @@ class DecisionService:
             if self.traced:
                 decision = decision.model_copy(
                     update={"trace_id": trace_id(incident.incident_id)})
+            hold = hold_of(decision, timedelta(seconds=self.settings.outage_abort_window_s),
+                           apology_at_once=self.policy.outages.apology_at_once)
+            if hold is not None:
+                decision = decision.model_copy(update={"hold": hold})
             made.append(decision)
             if decision.status.executable and decision.outage_budget is None:
                 remaining -= goodwill(decision)

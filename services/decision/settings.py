@@ -53,6 +53,12 @@ class DecisionSettings(ServiceSettings):
         "end when the process does and hold on one instance only)")
     console_session_hours: float = Field(default=8.0, gt=0, le=24,
                                          description="how long a console sign-in lasts")
+    outage_abort_window_s: float = Field(
+        default=600.0, ge=0, description="an outage's remedies wait this long after each "
+        "decision, so that an operator can abort or change them (ADR 0015); 0: no window")
+    outage_abort_margin_s: float = Field(
+        default=30.0, ge=0, description="an abort or change is refused this close to the "
+        "window's end: its revisions must reach fulfilment before the remedies go out")
     ops_db: str = Field(default="amends_ops", description="where the operators' tools record "
                         "which dead letters were redriven (shared with `amends dlq`)")
     reply_sla_target_hours: float = Field(

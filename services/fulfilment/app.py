@@ -19,7 +19,7 @@ from services.common.erasure import install_erasure
 from services.common.messaging import Publisher, Record
 from services.common.retention import install_retention, rules_of
 from services.common.web import Web
-from services.fulfilment import http, page, retention
+from services.fulfilment import http, outage_http, page, retention
 from services.fulfilment.adapters import ferretdb, mongodb
 from services.fulfilment.channels import MessageChannel
 from services.fulfilment.edges import message_channels, payment_gateway
@@ -82,6 +82,10 @@ def create_app(settings: FulfilmentSettings | None = None, *,
     # asks what the logs know, and scans whole every `full_sweep_seconds`.
     runtime.on_start.append(service.recall_unfinished)
     runtime.every(settings.sweep_seconds, finish_unfinished, name="unfinished-effects")
+    # Remedies held for an outage's abort window: what a restart forgot is held again at
+    # start, and each window's end releases them at the providers' pace (ADR 0015).
+    runtime.on_start.append(service.recall_held)
+    runtime.every(settings.release_seconds, service.release_held, name="release-held")
 
     async def when_decisions_made(records: list[Record]) -> None:
         await service.handle_decisions(records)
@@ -119,6 +123,7 @@ def create_app(settings: FulfilmentSettings | None = None, *,
         metrics=page.PageMetrics(runtime.registry))
     app.include_router(web.static_router())
     app.include_router(http.router(lambda: service.stores, runtime, pages))
+    app.include_router(outage_http.router(service.held, runtime.access))
     app.state.service = service
     app.state.status_posts = status
     return app

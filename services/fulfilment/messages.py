@@ -436,11 +436,13 @@ FOLLOW_UP_TEMPLATE = "_followup.txt.j2"
 
 
 def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | None = None,
-                     extras: MessageExtras | None = None) -> RenderedMessage:
+                     extras: MessageExtras | None = None, *,
+                     released: bool = False) -> RenderedMessage:
     """The message after a revision — the customer's choice, the default after the deadline,
     or a reviewer's approval — saying what the customer now has: `given` (the remedies that
     revision brought and that were carried out or are under way), with voucher codes and
-    the state of a refund (`extras.states`)."""
+    the state of a refund (`extras.states`). `released`: the remedies an outage's abort
+    window held back, after an apology that named none."""
     extras = extras or MessageExtras()
     chosen = resolve_locale(locale if locale is not None else decision.incident.customer.locale)
     template = environment().get_template(f"{chosen}/{FOLLOW_UP_TEMPLATE}")
@@ -450,7 +452,7 @@ def render_follow_up(decision: Decision, given: Sequence[Action], locale: str | 
         "fmt": Formatter(chosen),
         "name": clean(extras.customer_name),
         "signature": clean(extras.signature),
-        "by": choice.by if choice is not None else "review",
+        "by": "outage" if released else choice.by if choice is not None else "review",
         "label": clean(choice.label) if choice is not None else None,
         "deadline": (format_date(deadline, chosen, extras.timezone)
                      if deadline is not None else None),

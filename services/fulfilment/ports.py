@@ -68,6 +68,10 @@ class DecisionLog(Protocol):
     async def of_customer(self, customer_id: str) -> list[Decision]:
         """The latest revision of each of the customer's decisions."""
 
+    async def holding(self, since: datetime) -> dict[str, Received]:
+        """The newest revision of each decision held for an outage's abort window until
+        `since` or later, by ref: read once at start (ADR 0015)."""
+
 
 class OutcomeLog(Outbox[KeptOutcome], Protocol):
     async def outcomes_of(self, keys: Sequence[str]) -> dict[str, Outcome]:

@@ -40,10 +40,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from schemas.outcome import ActionStatus
 from services.common.clock import Clock
 from services.fulfilment.domain.effects import FINAL, Change, Effect, EffectState
+from services.fulfilment.domain.pace import shares
 from services.fulfilment.errors import CredentialsError, PermanentError, TransientError
+from services.fulfilment.pacing import Pacer
 from services.fulfilment.ports import EffectLog
 from services.fulfilment.retry import Sleep, retry
-from services.fulfilment.settings import FulfilmentSettings
+from services.fulfilment.settings import PAYMENTS, FulfilmentSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,11 @@ _deadline: ContextVar[float | None] = ContextVar("effects_deadline", default=Non
 
 class _OutOfTimeError(Exception):
     """The next retry would end after the batch's deadline."""
+
+
+def provider_of(effect: Effect) -> str:
+    """Whose pace an effect waits for: its message's channel, or the payment gateway."""
+    return effect.channel if effect.channel is not None else PAYMENTS
 
 
 def new_claim() -> str:
@@ -119,9 +126,13 @@ class RemoteEffects:
     sleep: Sleep = asyncio.sleep
     rng: random.Random | None = None
     metrics: EffectMetrics | None = None
+    pacer: Pacer | None = None
 
     def __post_init__(self) -> None:
         self._limit = asyncio.Semaphore(self.settings.send_concurrency)
+        if self.pacer is None:
+            self.pacer = Pacer(shares(self.settings.pace_per_second,
+                                      self.settings.pace_instances), self.clock, self.sleep)
         self._rng = self.rng or random.Random()  # jitter only; nothing depends on its values
         # Per remote, until when (the loop's clock) it is known to refuse our credentials:
         # the effects for it wait without calling, so a flood of them does not hammer it
@@ -168,6 +179,12 @@ class RemoteEffects:
             async with self._limit:
                 if deadline is not None and loop.time() >= deadline:
                     detail = "left for the sweep: the batch ran out of time"
+                    return job.key, Done(None, detail), {
+                        "status": EffectState.retry.value, "detail": detail,
+                        "next_attempt_at": self.clock()}
+                if self.pacer is not None and not await self.pacer.turn(
+                        provider_of(effect), deadline=deadline):
+                    detail = "left for the sweep: its provider's pace reached the deadline"
                     return job.key, Done(None, detail), {
                         "status": EffectState.retry.value, "detail": detail,
                         "next_attempt_at": self.clock()}

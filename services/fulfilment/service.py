@@ -42,6 +42,7 @@ from services.fulfilment.domain.plan import (
     apology_key,
     brought,
     confirmed,
+    confirmed_of,
     confirms,
     follow_up_key,
     in_round,
@@ -66,7 +67,9 @@ from services.fulfilment.gateway import (
     RefundStatus,
     until_settled,
 )
+from services.fulfilment.holding import Held, HoldMetrics
 from services.fulfilment.messages import MessageExtras, render_apology, render_follow_up
+from services.fulfilment.pacing import PaceMetrics, Pacer
 from services.fulfilment.ports import EffectLog, KeptOutcome, KeptTask, Received, Stores
 from services.fulfilment.remote import Done, EffectMetrics, Job, RemoteEffects, new_claim
 from services.fulfilment.settings import FulfilmentSettings
@@ -100,6 +103,8 @@ class FulfilmentMetrics:
             "From the incident's occurrence to the apology being sent",
             buckets=APOLOGY_BUCKETS, registry=registry)
         self.effects = EffectMetrics(registry)
+        self.pace = PaceMetrics(registry)
+        self.held = HoldMetrics(registry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +157,20 @@ class FulfilmentService:
 
     _recalled_at: datetime | None = field(default=None, init=False, repr=False)
     _recall_took: timedelta = field(default=timedelta(0), init=False, repr=False)
+    held: Held = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.remote is None:
             self.remote = RemoteEffects(self.settings, self.clock,
                                         metrics=self.metrics.effects)
+        if self.remote.pacer is not None:
+            self.remote.pacer.metrics = self.metrics.pace
+        self.held = Held(self.metrics.held)
+
+    @property
+    def pacer(self) -> Pacer:
+        assert self.effects.pacer is not None
+        return self.effects.pacer
 
     @property
     def effects(self) -> RemoteEffects:
@@ -186,28 +200,48 @@ class FulfilmentService:
         # A decision's first revision seen for the first time has no effects yet: only the
         # others' outcomes are looked up (on FerretDB v1 that lookup reads every outcome).
         first = {ref for ref in new if runs[ref].decision.revision == 0}
-        outcomes = await self._carry_out(
-            [r for r in runs.values() if r.decision.status.executable], now, first, deadline)
+        executable = [r for r in runs.values() if r.decision.status.executable]
+        outcomes = await self._carry_out(executable, now, first, deadline,
+                                         holding=self._hold(executable))
         if redriven:
             outcomes.extend(await self._redrive(list(redriven.values()), now))
         return outcomes
 
+    def _hold(self, runs: Sequence[Run]) -> frozenset[str]:
+        """The revisions of an outage: their remedies wait in `held` for the window's end
+        (a newer revision replaces what an older one held, see `Held.hold`), and go out from
+        there at the providers' pace, even when the window has passed already (this
+        consumer lags behind): an outage's remedies never go out all at once."""
+        holding: set[str] = set()
+        for run in runs:
+            if run.decision.hold is not None:
+                self.held.hold(run.decision, run.record)
+                holding.add(run.ref)
+        return frozenset(holding)
+
     async def _carry_out(self, runs: Sequence[Run], now: datetime, first: set[str],
-                         deadline: float) -> list[Outcome]:
+                         deadline: float, *, holding: frozenset[str] = frozenset(),
+                         released: frozenset[str] = frozenset()) -> list[Outcome]:
+        """Carry out the runs' actions; of those `holding`, only an apology that need not
+        wait; of those `released` (their window ended), the remedies held back, confirmed in
+        a follow-up when the apology went before them."""
         batch = Batch(now)
         known = await self.stores.outcomes.outcomes_of(
-            [a.idempotency_key for run in runs if run.ref not in first
+            [a.idempotency_key for run in runs if run.ref not in first | released
              for a in run.decision.actions])
-        await self._plan_all(batch, runs, known)
+        await self._plan_all(batch, [r for r in runs if r.ref not in holding], known)
         # Independent writes at once; the apologies follow, as they name what was given.
         _, refunds = await asyncio.gather(
             self._local_effects(batch),
             self.effects.run(self.stores.refunds, batch.refunds, now, deadline=deadline))
         batch.settle(refunds)
-        await self._apologies(batch, runs, known)
+        await self._apologies(batch, [r for r in runs if _apology_now(r, holding, released)],
+                              known, holding)
         batch.settle(await self.effects.run(self.stores.messages, batch.messages, now,
                                             deadline=deadline))
-        await self._follow_ups(batch, runs, known, deadline)
+        await self._follow_ups(batch, [r for r in runs if r.ref not in holding | released],
+                               known, deadline)
+        await self._confirm_released(batch, [r for r in runs if r.ref in released], deadline)
         return await self._report(batch, list(known.values()))
 
     async def _report(self, batch: Batch, known: Sequence[Outcome]) -> list[Outcome]:
@@ -377,9 +411,11 @@ class FulfilmentService:
     # --- apologies ---------------------------------------------------------------------------
 
     async def _apologies(self, batch: Batch, runs: Sequence[Run],
-                         known: Mapping[str, Outcome]) -> None:
+                         known: Mapping[str, Outcome],
+                         holding: frozenset[str] = frozenset()) -> None:
         """Render each apology with what its decision gives (carried out or under way, not
-        what failed) and queue it for its channel."""
+        what failed; of a revision `holding` its remedies, nothing: they may be aborted)
+        and queue it for its channel."""
         wanted: dict[str, tuple[Run, Action]] = {}
         for run in runs:
             for action in run.decision.actions:
@@ -401,7 +437,8 @@ class FulfilmentService:
             return result is not None and result[2].status is ActionStatus.failed
 
         for run, action in wanted.values():
-            given = [a for a in run.decision.actions if not failed(a)]
+            given = [a for a in run.decision.actions if not failed(a)
+                     and (run.ref not in holding or a.kind is RemedyKind.apology)]
             try:
                 job = self._message(run, action, given, codes, batch.now)
             except PermanentError as error:
@@ -477,6 +514,90 @@ class FulfilmentService:
             return await self.effects.attempt(call, effect, f"the {what}", path.name)
         return perform
 
+    # --- remedies held for an outage's abort window ------------------------------------------
+
+    async def release_held(self, chunk_max: int = 200) -> int:
+        """Issue the remedies whose window has ended, at the pace of their providers: a
+        chunk of decisions at a time, each chunk after its local effects' turns (messages
+        and refunds wait for theirs as they are sent). Returns how many were released."""
+        released = 0
+        while due := self.held.due(self.clock(), self._chunk(chunk_max)):
+            runs = [Run(decision, record) for decision, record in due]
+            turns: dict[str, int] = {}
+            for run in runs:
+                for action in run.decision.actions:
+                    effect = REMEDY_KINDS[action.kind].effect
+                    if effect in LOCAL_EFFECTS:
+                        turns[effect] = turns.get(effect, 0) + 1
+            for name, count in sorted(turns.items()):
+                await self.pacer.turn(name, count)
+            now = self.clock()
+            deadline = asyncio.get_running_loop().time() + self.settings.batch_deadline_s
+            try:
+                await self._carry_out(runs, now, set(), deadline,
+                                      released=frozenset(run.ref for run in runs))
+            except Exception:
+                for decision, record in due:  # the next run tries again
+                    self.held.hold(decision, record, again=True)
+                raise
+            self.held.released([run.decision for run in runs])
+            released += len(runs)
+        return released
+
+    def _chunk(self, chunk_max: int) -> int:
+        """Decisions per chunk: the burst of the slowest paced local effect (a chunk's writes
+        are a few round trips to the store, whatever its size: the burst is what the bucket
+        saves up while they are made)."""
+        slices = [self.pacer.burst(p) for p in LOCAL_EFFECTS if self.pacer.paces(p)]
+        return max(1, min([chunk_max, *slices]))
+
+    async def recall_held(self) -> None:
+        """At start: hold again what decisions held lately (what a restart forgot); those
+        released before add nothing when released again."""
+        since = self.clock() - timedelta(hours=self.settings.held_recall_hours)
+        for ref, received in (await self.stores.decisions.holding(since)).items():
+            decision = received.decision
+            topic, partition, offset = received.origin
+            self.held.hold(decision, Record(
+                topic, partition, offset, decision.incident.customer.id.encode(),
+                json.dumps(decision.model_dump(mode="json")).encode()))
+            log.debug("held again: %s", ref)
+        if self.held:
+            log.info("%d decisions hold remedies for an outage's abort window", len(self.held))
+
+    async def _confirm_released(self, batch: Batch, runs: Sequence[Run],
+                                deadline: float) -> None:
+        """Tell each customer what their outage's released remedies gave them, once per
+        revision, when the apology went out at once without them."""
+        due = [run for run in runs if run.decision.hold is not None
+               and not run.decision.hold.apology]
+        if not due:
+            return
+        codes = batch.codes | await self.stores.vouchers.codes_for(
+            [a.idempotency_key for run in due for a in run.decision.actions
+             if a.kind is RemedyKind.voucher and a.idempotency_key not in batch.codes])
+        jobs: list[Job] = []
+        waiting: dict[str, Run] = {}
+        for run in due:
+            remedies = [a for a in run.decision.actions if a.kind is not RemedyKind.apology]
+            given, states = confirmed_of(remedies, {
+                a.idempotency_key: _status(a.idempotency_key, {}, batch) for a in remedies})
+            if not given:
+                continue
+            key = follow_up_key(run.decision)
+            try:
+                jobs.append(self._follow_up(run, key, given, codes=codes, states=states,
+                                            now=batch.now, released=True))
+            except PermanentError as error:
+                detail = f"the follow-up cannot be delivered: {error}"
+                batch.follow_ups[key] = (run, Done(ActionStatus.failed, detail, batch.now,
+                                                   detail))
+                continue
+            waiting[key] = run
+        done = await self.effects.run(self.stores.messages, jobs, batch.now, deadline=deadline)
+        for key, result in done.items():
+            batch.follow_ups[key] = (waiting[key], result)
+
     # --- follow-ups ------------------------------------------------------------------------
 
     async def _follow_ups(self, batch: Batch, runs: Sequence[Run],
@@ -525,14 +646,15 @@ class FulfilmentService:
             batch.follow_ups[key] = (waiting[key], result)
 
     def _follow_up(self, run: Run, key: str, given: Sequence[Action], *,
-                   codes: Mapping[str, str], states: Mapping[str, str], now: datetime) -> Job:
+                   codes: Mapping[str, str], states: Mapping[str, str], now: datetime,
+                   released: bool = False) -> Job:
         decision = run.decision
         customer = decision.incident.customer
         path = route(customer.contact, self.channels)
         page, token = self._page(decision, now)
         rendered = render_follow_up(decision, given, extras=MessageExtras(
             voucher_codes=codes, signature=self.settings.message_signature, now=now,
-            states=states, page_url=page))
+            states=states, page_url=page), released=released)
         effect = Effect(key=key, customer_id=customer.id, tenant=decision.incident.tenant,
                         decision_id=decision.decision_id, decision_ref=run.ref,
                         kind=FOLLOW_UP, revision=decision.revision, origin=_origin(run.record),
@@ -789,6 +911,17 @@ def _status(key: str, known: Mapping[str, Outcome], batch: Batch) -> ActionStatu
         return known[key].status
     result = batch.results.get(key)
     return result[2].status if result is not None else None
+
+
+def _apology_now(run: Run, holding: frozenset[str], released: frozenset[str]) -> bool:
+    """Whether a revision's apology goes out in this pass: at once unless the policy makes it
+    wait for the window, and on release only if it waited."""
+    waits = run.decision.hold is not None and run.decision.hold.apology
+    if run.ref in holding:
+        return not waits
+    if run.ref in released:
+        return waits
+    return True
 
 
 def _origin(record: Record) -> tuple[str, int, int]:

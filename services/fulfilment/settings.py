@@ -15,6 +15,12 @@ from pydantic_settings import SettingsConfigDict
 from schemas import topics
 from services.common.settings import ServiceSettings
 
+# What can be paced: message channels, the payment gateway, and the local effects that
+# `services.registry.remedy_kinds` names.
+PAYMENTS = "payments"
+PACED_PROVIDERS = frozenset({"email", "sms", "webhook", PAYMENTS, "ledger", "voucher", "perk",
+                             "task"})
+
 # Time a batch's database writes and publishing may take after its last call.
 BATCH_WRITES_S = 30.0
 
@@ -66,6 +72,20 @@ class FulfilmentSettings(ServiceSettings):
                                 "the customer's page goes, as an upstream remedy.rated event")
     send_concurrency: int = Field(default=16, ge=1,
                                   description="messages and refunds in flight at once")
+
+    # Pacing (ADR 0015): an outage's remedies and messages go out at these rates, not at once.
+    pace_per_second: dict[str, float] = Field(
+        default_factory=dict, description="issues a second per provider, for all fulfilment "
+        "instances together: a message channel (email, webhook), payments (refunds at the "
+        "gateway), or a remedy's local effect (ledger, voucher, perk, task); a provider not "
+        "named is not paced")
+    pace_instances: int = Field(default=1, ge=1, description="fulfilment instances sharing "
+                                "the rates: each paces at its share")
+    release_seconds: float = Field(default=1.0, gt=0, description="how often remedies held "
+                                   "for an outage's abort window are looked at for release")
+    held_recall_hours: float = Field(
+        default=24.0, gt=0, description="at start, the held remedies of decisions held "
+        "until at most this long ago are taken up again (those released before add nothing)")
 
     # Transient failures: retried with backoff in the batch, then by the sweep.
     retry_attempts: int = Field(default=4, ge=1)
@@ -128,6 +148,12 @@ class FulfilmentSettings(ServiceSettings):
                 c in self.status_page_url for c in "&<>\"' \t\r\n")):
             raise ValueError("status_page_url: must contain {outage_id}, and no &, <, >, "
                              "quotes or spaces")
+        unknown = set(self.pace_per_second) - PACED_PROVIDERS
+        if unknown:
+            raise ValueError(f"pace_per_second: unknown providers {sorted(unknown)}; known: "
+                             f"{sorted(PACED_PROVIDERS)}")
+        if any(rate <= 0 for rate in self.pace_per_second.values()):
+            raise ValueError("pace_per_second: rates must be positive")
         if self.payment_gateway_url and self.payment_gateway_api_key is None:
             raise ValueError("payment_gateway_api_key: required with payment_gateway_url")
         if self.webhook_url and self.webhook_secret is None:

@@ -51,6 +51,16 @@ class FakeDecisionLog:
                  if r.decision.decision_id == decision_id]
         return max(found, key=lambda d: d.revision, default=None)
 
+    async def holding(self, since: datetime) -> dict[str, Received]:
+        newest: dict[str, Received] = {}
+        for r in self.kept.values():
+            d = r.decision
+            if d.hold is not None and d.hold.until >= since and (
+                    d.decision_id not in newest
+                    or d.revision > newest[d.decision_id].decision.revision):
+                newest[d.decision_id] = r
+        return {r.ref: r for r in newest.values()}
+
     async def of_customer(self, customer_id: str) -> list[Decision]:
         newest: dict[str, Decision] = {}
         for r in self.kept.values():

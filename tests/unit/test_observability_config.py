@@ -70,6 +70,10 @@ AMENDS_METRICS = {
     "amends_aftermath_reordered": "gauge",
     "amends_aftermath_complained_again": "gauge",
     "amends_fairness_findings": "gauge",
+    "amends_held_decisions": "gauge",
+    "amends_outage_decisions": "counter",
+    "amends_paced_issues": "counter",
+    "amends_pace_wait_seconds": "counter",
 }
 
 # Label names the queries may use: the services' bounded labels, FastStream's, Prometheus'
@@ -82,6 +86,7 @@ KNOWN_LABELS = {
     "severity", "slo",
     "stage", "outcome",
     "days", "dimension",
+    "state", "provider",  # an outage's held remedies, and the paced providers (ADR 0015)
 }
 IDENTIFYING = re.compile(r"customer|client|user|e_?mail|mail|phone|contact|address|order|"
                          r"subject|incident_id|decision_id|action_id|idempotency", re.IGNORECASE)

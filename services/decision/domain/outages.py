@@ -68,7 +68,7 @@ class OutageShare:
 def applies(policy: Policy, incident: Incident) -> bool:
     """Whether `incident` draws on an outage budget (and not on the daily budget): the
     policy has one and intake told the outage's size."""
-    return (policy.outages is not None and incident.outage_id is not None
+    return (policy.outages.budget is not None and incident.outage_id is not None
             and incident.outage_affected is not None)
 
 
@@ -108,7 +108,7 @@ def share_out(needs: Mapping[Tier, Decimal], counts: Mapping[Tier, int], budget:
 def outage_share(incident: Incident, policy: Policy, need: Need) -> OutageShare:
     """The shares of `incident`'s outage at its stage (see the module's docstring)."""
     outages = policy.outages
-    assert outages is not None, "see `applies`"
+    assert outages.budget is not None, "see `applies`"
     assert incident.outage_id is not None, "see `applies`"
     counts = counts_of(incident)
     affected = incident.outage_affected or sum(counts.values())

@@ -410,16 +410,22 @@ class OutageBudget(PolicyModel):
 
 
 class Outages(PolicyModel):
-    """How an outage's goodwill is shared when its budget cannot cover everyone at the
-    policy's amounts (docs/policy.md, Outages): `even` scales every customer's grant by the
-    same factor; `tiers` covers the tiers in `tier_order` in full, one after another, and
-    scales the first one it cannot cover. Never first come, first served."""
+    """An outage's own budget, and how its goodwill is shared when the budget cannot cover
+    everyone at the policy's amounts (docs/policy.md, Outages): `even` scales every
+    customer's grant by the same factor; `tiers` covers the tiers in `tier_order` in full,
+    one after another, and scales the first one it cannot cover. Never first come, first
+    served. And how its decisions go out (the abort window's length is a setting)."""
 
-    budget: OutageBudget
+    budget: OutageBudget | None = Field(
+        default=None, description="the outage's own budget; without one, an outage's "
+        "goodwill draws on the daily budget like any other")
     partial: Literal["even", "tiers"] = "even"
     tier_order: list[Tier] = Field(
         default_factory=lambda: [Tier.platinum, Tier.gold, Tier.silver, Tier.standard],
         description="with partial: tiers, the tiers covered first, in order")
+    apology_at_once: bool = Field(
+        default=True, description="the apology goes out at once; the remedies wait for the "
+        "abort window either way. false: the apology waits too, and names the remedies")
 
     @model_validator(mode="after")
     def _every_tier_once(self) -> Self:
@@ -473,6 +479,10 @@ class Policy(PolicyModel):
                     "amount vouchers) are reduced, the others dropped whole")
     guards: Guards
     rules: list[Rule] = Field(min_length=1)
+    outages: Outages = Field(
+        default_factory=Outages, description="an outage's own budget, apart from the daily "
+        "budget, how it is shared when it cannot cover everyone, and whether its apology "
+        "waits for the abort window (docs/policy.md, Outages)")
     experiment: Experiment | None = Field(
         default=None, description="variants of one rule's remedies for shares of customers "
         "(one experiment at a time; docs/policy.md, Experiments)")
@@ -480,9 +490,6 @@ class Policy(PolicyModel):
         default_factory=PublicPosts,
         description="which incidents get one public status post (docs/policy.md, Public "
         "status posts)")
-    outages: Outages | None = Field(
-        default=None, description="an outage's own budget, apart from the daily budget, and "
-        "how it is shared when it cannot cover everyone (docs/policy.md, Outages)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -789,6 +789,8 @@ def decide(
         experiment=assignment,
         trace_id=None,  # operational, not the policy's: the service sets it when tracing
         outage_budget=draft.outage.outage_id if draft.outage is not None else None,
+        hold=None,  # the service stamps an outage's abort window (settings, ADR 0015)
+        amended=None,
     )
 
 

@@ -73,8 +73,22 @@ class MongoDecisionLog:
             "_id": r.ref, "decision_id": r.decision.decision_id,
             "revision": r.decision.revision, "customer_id": r.decision.incident.customer.id,
             "tenant": r.decision.incident.tenant, "created_at": r.at, "origin": list(r.origin),
-            "decision": encode_body(r.decision.model_dump_json(), self.bodies)}
+            "decision": encode_body(r.decision.model_dump_json(), self.bodies),
+            **({"held_until": r.decision.hold.until} if r.decision.hold is not None else {})}
             for r in received])
+
+    async def holding(self, since: datetime) -> dict[str, Received]:
+        newest: dict[str, Doc] = {}
+        async for doc in self.collection.find({"held_until": {"$gte": since}}):
+            have = newest.get(doc["decision_id"])
+            if have is None or doc["revision"] > have["revision"]:
+                newest[doc["decision_id"]] = doc
+        found: dict[str, Received] = {}
+        for doc in newest.values():
+            topic, partition, offset = doc["origin"]
+            found[doc["_id"]] = Received(as_decision(doc["decision"]),
+                                         (topic, partition, offset), doc["created_at"])
+        return found
 
     async def revisions(self, refs: Sequence[str]) -> dict[str, Received]:
         found: dict[str, Received] = {}
@@ -106,6 +120,7 @@ class MongoDecisionLog:
                                             ("created_at", DESCENDING)])
         await self.collection.create_index([("decision_id", ASCENDING),
                                             ("revision", DESCENDING)])
+        await self.collection.create_index([("held_until", ASCENDING)])
 
 
 def outcome_encoder(bodies: Bodies) -> Callable[[str, KeptOutcome], Doc]:

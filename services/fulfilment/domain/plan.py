@@ -204,9 +204,16 @@ def confirmed(decision: Decision,
     """What a follow-up confirms: the remedies the revision brought that did not fail, and
     the state of its refunds ("done" or "pending"). `status_of` gives what is known of an
     action (absent or None: under way)."""
+    return confirmed_of(brought(decision), status_of)
+
+
+def confirmed_of(remedies: list[Action],
+                 status_of: Mapping[str, ActionStatus | None]) -> tuple[list[Action],
+                                                                        dict[str, str]]:
+    """Of `remedies`, those that did not fail, and the state of their refunds."""
     states: dict[str, str] = {}
     given: list[Action] = []
-    for action in brought(decision):
+    for action in remedies:
         status = status_of.get(action.idempotency_key)
         if status is ActionStatus.failed:
             continue  # not what they have; its dead letter is the team's to act on

@@ -21,7 +21,7 @@ from schemas.incident import IncidentType
 from services.common.access import Authenticator, Role, install_problem_handler
 from services.common.links import CustomerLinks
 from services.common.messaging import DeadLetters, Record
-from services.decision import http
+from services.decision import http, outage_http
 from services.decision.domain.policy import Policy, ReviewTrigger, When, load_policy
 from services.decision.service import DecisionMetrics, DecisionService
 from services.decision.settings import DecisionSettings
@@ -128,6 +128,7 @@ def build(policy: Policy = DEFAULT, *, clock: FakeClock | None = None,
     install_problem_handler(app)
     http.install_refusals(app)
     app.include_router(http.router(service, Authenticator(settings.auth), links))
+    app.include_router(outage_http.router(service, Authenticator(settings.auth)))
     return Decider(service, store, budget, publisher, audit, clock, links, app)
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.decision import RemedyKind
+from schemas.decision import Decision, Hold, RemedyKind
 from schemas.outcome import ActionStatus, Outcome
 from services.common.adapters.mongo import make_client
 from services.fulfilment.adapters import ferretdb, mongodb
@@ -187,3 +187,23 @@ async def test_vouchers_are_issued_once_per_action(stores: Stores) -> None:
     assert mine.code == first["d-1:3"].code
     redeemed = await stores.vouchers.redeem(mine.code.lower(), "o-1", None, NOW)
     assert redeemed.code == mine.code
+
+
+async def test_decisions_held_for_an_outage_window_are_found_again(stores: Stores) -> None:
+    """What a restart recalls: the newest revision of each decision held until `since` or
+    later; decisions without a hold, or held until earlier, are not read back."""
+    def outage(customer: str, until: datetime) -> Decision:
+        made = made_incident("service_outage", customer_id=customer, outage_id="out-1",
+                             order_id=None)
+        return decided(made, APOLOGY, grant(RemedyKind.points, points=100),
+                       hold=Hold(until=until))
+
+    soon = outage("c-1", NOW + timedelta(minutes=10))
+    past = outage("c-2", NOW - timedelta(hours=2))
+    aborted = soon.model_copy(update={"revision": 1, "actions": soon.actions[:1]})
+    plain = decided(made_incident(customer_id="c-3"), APOLOGY)
+    await stores.decisions.add_new([Received(d, ("decisions", 0, n), NOW)
+                                    for n, d in enumerate([soon, past, aborted, plain])])
+    found = await stores.decisions.holding(NOW - timedelta(hours=1))
+    assert [(r.decision.incident.customer.id, r.decision.revision, r.origin)
+            for r in found.values()] == [("c-1", 1, ("decisions", 0, 2))]

@@ -26,6 +26,8 @@ from services.common.messaging import (
     subscribe_batches,
 )
 from services.common.settings import ServiceSettings
+from services.decision.domain.policy import load_policy
+from services.decision.settings import DEFAULT_POLICY
 from tests import factories as f
 from tests.clock import FakeClock
 from tests.infra import Infra
@@ -221,7 +223,13 @@ async def test_an_outage_resolved_after_its_fan_out_tops_each_customer_up_to_its
     declared = f.outage_declared(f"{suffix}-o", at=T0, customers=customers)
     resolved = f.outage_resolved(f"{suffix}-o", at=T0 + timedelta(minutes=75))
     clock = FakeClock(T0 + timedelta(minutes=1))
-    async with running_pipeline(infra, suffix, clock=clock) as pipeline:
+    # No abort window, and the apology waits for the remedies (ADR 0015): each message
+    # names what it gives, as this test reads them.
+    default = load_policy(DEFAULT_POLICY)
+    policy = default.model_copy(update={"outages": default.outages.model_copy(
+        update={"apology_at_once": False})})
+    async with running_pipeline(infra, suffix, clock=clock, policy=policy,
+                                decision={"outage_abort_window_s": 0}) as pipeline:
         bootstrap, topics = infra.kafka_bootstrap, pipeline.topics
         messages = mongo[pipeline.db("fulfilment")]["messages"]
 
