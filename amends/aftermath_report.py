@@ -132,12 +132,11 @@ def rows(aftermaths: Iterable[Aftermath], decisions: dict[str, Decision]) -> lis
     return out
 
 
-@dataclass(frozen=True)
-class Figure:
-    """One group's retention over one window."""
+@dataclass(frozen=True, kw_only=True)
+class Tally:
+    """Incidents counted over one window: who reordered, who complained again, and what
+    they spent after; the rates with their Wilson intervals."""
 
-    dimension: str
-    group: str
     days: int
     n: int
     reordered: int
@@ -162,6 +161,14 @@ class Figure:
     @property
     def complaint_ci(self) -> Interval:
         return wilson(self.complained, self.n)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figure(Tally):
+    """One group's retention over one window."""
+
+    dimension: str
+    group: str
 
     def as_dict(self) -> dict[str, object]:
         return {"dimension": self.dimension, "group": self.group, "days": self.days,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from amends.aftermath_report import Interval, mean_interval, wilson
+from amends.aftermath_report import Interval, Tally, mean_interval, wilson
 from schemas.decision import Decision
 from services.decision.domain.policy import HOLDOUT
 from services.intake.domain.aftermath import Aftermath
@@ -59,35 +59,11 @@ def members(experiment_id: str, aftermaths: Iterable[Aftermath],
     return out
 
 
-@dataclass(frozen=True)
-class ArmFigure:
+@dataclass(frozen=True, kw_only=True)
+class ArmFigure(Tally):
     arm: str
     probability: Decimal  # the arm's share, as the decisions recorded it
-    days: int
-    n: int
-    reordered: int
-    complained: int
-    currency: str | None
-    value_mean: Decimal
-    value_low: Decimal
-    value_high: Decimal
     cost: Decimal
-
-    @property
-    def reorder_rate(self) -> float:
-        return self.reordered / self.n if self.n else 0.0
-
-    @property
-    def reorder_ci(self) -> Interval:
-        return wilson(self.reordered, self.n)
-
-    @property
-    def complaint_rate(self) -> float:
-        return self.complained / self.n if self.n else 0.0
-
-    @property
-    def complaint_ci(self) -> Interval:
-        return wilson(self.complained, self.n)
 
     @property
     def cost_per_incident(self) -> Decimal:
