@@ -255,6 +255,25 @@ class Console:
         return self.page("console_refused.html.j2", me, status=exc.status, title=exc.title,
                          detail=exc.detail)
 
+    async def guarded(self, name: str, request: Request,
+                      run: Callable[[], Awaitable[Response]]) -> Response:
+        """A page's answer, or the sign-in when there is no session, or the refusal (with the
+        navigation when the session itself is good); every outcome counted for `name`."""
+        requests = self.metrics.requests
+        try:
+            answer = await run()
+        except _SignIn:
+            requests.labels(name, "sign_in").inc()
+            return _see(f"{PREFIX}/login")
+        except Refused as exc:
+            requests.labels(name, "refused").inc()
+            me = None
+            with contextlib.suppress(_SignIn, Refused):
+                me = await self.signed(request)
+            return self.refused(exc, me)
+        requests.labels(name, "shown" if request.method == "GET" else "done").inc()
+        return answer
+
     # --- the pages -------------------------------------------------------------------------
 
     async def review_queue(self, me: Signed, notice: str | None) -> HTMLResponse:
@@ -520,21 +539,7 @@ def router(console: Console) -> APIRouter:  # noqa: PLR0915 - one route table
     Text = Annotated[str | None, Query(max_length=200)]  # noqa: N806
     metrics = console.metrics
 
-    async def guarded(name: str, request: Request,
-                      run: Callable[[], Awaitable[Response]]) -> Response:
-        try:
-            answer = await run()
-        except _SignIn:
-            metrics.requests.labels(name, "sign_in").inc()
-            return _see(f"{PREFIX}/login")
-        except Refused as exc:
-            metrics.requests.labels(name, "refused").inc()
-            me = None
-            with contextlib.suppress(_SignIn, Refused):
-                me = await console.signed(request)
-            return console.refused(exc, me)
-        metrics.requests.labels(name, "shown" if request.method == "GET" else "done").inc()
-        return answer
+    guarded = console.guarded
 
     @api.get("")
     async def home() -> Response:

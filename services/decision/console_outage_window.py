@@ -4,6 +4,7 @@ far fulfilment has issued them, and an admin's abort or change while the window 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -20,7 +21,6 @@ from services.decision.console import (
     Refused,
     Signed,
     _see,
-    _SignIn,
 )
 from services.decision.domain.lifecycle import DecisionRefusedError
 from services.decision.domain.outage_window import ABORT, Change
@@ -83,19 +83,8 @@ def _change(form: dict[str, str]) -> Change:
 def router(console: Console) -> APIRouter:
     api = APIRouter(prefix="/outages", include_in_schema=False)  # under the console's
 
-    async def guarded(request: Request, run: Any) -> Response:
-        try:
-            answer: Response = await run()
-        except _SignIn:
-            return _see(f"{PREFIX}/login")
-        except Refused as exc:
-            me = None
-            try:
-                me = await console.signed(request)
-            except (_SignIn, Refused):
-                me = None
-            return console.refused(exc, me)
-        return answer
+    async def guarded(request: Request, run: Callable[[], Awaitable[Response]]) -> Response:
+        return await console.guarded("outage", request, run)
 
     @api.get("/{outage_id}")
     async def window(request: Request, outage_id: OutageId, notice: Text = None) -> Response:

@@ -10,7 +10,6 @@ an operator of one tenant sees that tenant's incidents only.
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations as objects.
 
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Protocol
@@ -22,7 +21,7 @@ from markupsafe import Markup
 from amends import aftermath_report as report
 from amends import retention_chart
 from amends import retention_source as source
-from services.decision.console import PREFIX, Console, Refused, Signed, _see, _SignIn
+from services.decision.console import PREFIX, Console, Refused, Signed
 from services.decision.settings import DecisionSettings
 
 
@@ -87,22 +86,9 @@ async def retention_page(console: Console, rows: RetentionRows, settings: Decisi
 def retention_router(console: Console, rows: RetentionRows,
                      settings: DecisionSettings) -> APIRouter:
     api = APIRouter(prefix=PREFIX, include_in_schema=False)
-    metrics = console.metrics
 
     async def guarded(request: Request, run: Callable[[], Awaitable[Response]]) -> Response:
-        try:
-            answer = await run()
-        except _SignIn:
-            metrics.requests.labels("retention", "sign_in").inc()
-            return _see(f"{PREFIX}/login")
-        except Refused as exc:
-            metrics.requests.labels("retention", "refused").inc()
-            me = None
-            with contextlib.suppress(_SignIn, Refused):  # refused for the role: no nav
-                me = await console.signed(request)
-            return console.refused(exc, me)
-        metrics.requests.labels("retention", "shown").inc()
-        return answer
+        return await console.guarded("retention", request, run)
 
     @api.get("/retention")
     async def retention(request: Request,

@@ -7,15 +7,13 @@ deletes, hides or reports a review: a reply answers it, and the review stays."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations as objects.
 
-import contextlib
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.common.access import AccessDeniedError, Role
-from services.decision.console import PREFIX, Console, Refused, Signed, _see, _SignIn
+from services.decision.console import PREFIX, Console, Refused, Signed, _see
 from services.decision.domain.replies import (
     ReplyQueue,
     ReplyRefusedError,
@@ -49,23 +47,8 @@ def reply_router(console: Console, desk: ReplyDesk) -> APIRouter:
     ReplyId = Annotated[str, Path(min_length=1, max_length=200)]  # noqa: N806
     Tab = Annotated[str, Query(pattern="^(replies|escalated|posted)$")]  # noqa: N806
     Done = Annotated[str | None, Query(max_length=40)]  # noqa: N806
-    metrics = console.metrics
 
-    async def guarded(name: str, request: Request,
-                      run: Callable[[], Awaitable[Response]]) -> Response:
-        try:
-            answer = await run()
-        except _SignIn:
-            metrics.requests.labels(name, "sign_in").inc()
-            return _see(f"{PREFIX}/login")
-        except Refused as exc:
-            metrics.requests.labels(name, "refused").inc()
-            me = None
-            with contextlib.suppress(_SignIn, Refused):
-                me = await console.signed(request)
-            return console.refused(exc, me)
-        metrics.requests.labels(name, "shown" if request.method == "GET" else "done").inc()
-        return answer
+    guarded = console.guarded
 
     def page(me: Signed, template: str, **context: Any) -> HTMLResponse:
         return console.page(template, me, sla=desk.sla, tabs=TABS, done_texts=DONE,

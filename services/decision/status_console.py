@@ -5,7 +5,6 @@ calls. Every approval is audited."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations as objects.
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -15,7 +14,7 @@ from pydantic import BaseModel
 from schemas.audit import AuditAction
 from schemas.status_post import StatusPost
 from services.common.access import Authenticator, Principal, Role, operator
-from services.decision.console import PREFIX, Console, Refused, Signed, _see, _SignIn
+from services.decision.console import PREFIX, Console, Refused, Signed, _see
 from services.decision.service import Audit
 from services.decision.status_posts import (
     StatusPostDesk,
@@ -47,20 +46,8 @@ async def _approve(desk: StatusPostDesk, audit: Audit | None, who: Principal,
 def console_router(console: Console, desk: StatusPostDesk,
                    audit: Audit | None) -> APIRouter:
     api = APIRouter(prefix=PREFIX, include_in_schema=False)
-    requests = console.metrics.requests
 
-    async def guarded(name: str, request: Request,
-                      run: Callable[[], Awaitable[Response]]) -> Response:
-        try:
-            answer = await run()
-        except _SignIn:
-            requests.labels(name, "sign_in").inc()
-            return _see(f"{PREFIX}/login")
-        except Refused as exc:
-            requests.labels(name, "refused").inc()
-            return console.refused(exc)
-        requests.labels(name, "shown" if request.method == "GET" else "done").inc()
-        return answer
+    guarded = console.guarded
 
     async def page(me: Signed, notice: str | None) -> Response:
         posts = await desk.listed(me.principal)
