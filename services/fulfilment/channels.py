@@ -30,12 +30,10 @@ import httpx
 
 from services.common.clock import Clock
 from services.fulfilment.errors import (
-    CREDENTIALS_STATUSES,
     CredentialsError,
     PermanentError,
     TransientError,
-    is_transient_status,
-    retry_after_s,
+    refusal,
 )
 from services.fulfilment.messages import RenderedMessage
 
@@ -273,13 +271,8 @@ class WebhookChannel:
             return Delivery(channel=self.channel, idempotency_key=message.idempotency_key,
                             message_id=message.idempotency_key, delivered_at=self.clock(),
                             detail=f"webhook answered {status}")
-        reason = f"the webhook answered {status} {response.reason_phrase}".strip()
-        if is_transient_status(status):
-            raise TransientError(reason, status=status,
-                                 retry_after_s=retry_after_s(response.headers.get("Retry-After")))
-        if status in CREDENTIALS_STATUSES:
-            raise CredentialsError(reason, status=status)
-        raise PermanentError(reason, status=status)
+        raise refusal(status, f"the webhook answered {status} {response.reason_phrase}".strip(),
+                      response.headers.get("Retry-After"))
 
     async def aclose(self) -> None:
         if self._owns_client:

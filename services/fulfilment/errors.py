@@ -60,3 +60,14 @@ def retry_after_s(header: str | None) -> float | None:
     """A `Retry-After` header given in seconds (an HTTP date is ignored)."""
     value = (header or "").strip()
     return float(value) if value.isdigit() else None
+
+
+def refusal(status: int, reason: str, retry_after: str | None = None, *,
+            code: str | None = None) -> Exception:
+    """The error a remote's non-2xx answer means: try again later (5xx, the busy 4xx), the
+    credentials are refused (401, 403), or the request is refused for good."""
+    if is_transient_status(status):
+        return TransientError(reason, status=status, retry_after_s=retry_after_s(retry_after))
+    if status in CREDENTIALS_STATUSES:
+        return CredentialsError(reason, status=status)
+    return PermanentError(reason, status=status, code=code)

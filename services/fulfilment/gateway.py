@@ -20,12 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.common import Money, deterministic_id
 from services.fulfilment.errors import (
-    CREDENTIALS_STATUSES,
-    CredentialsError,
     PermanentError,
     TransientError,
-    is_transient_status,
-    retry_after_s,
+    refusal,
 )
 from services.fulfilment.retry import Sleep
 
@@ -176,12 +173,7 @@ class HttpGateway:
         reason = f"the payment gateway answered {status}" + (f" ({code})" if code else "")
         if message:
             reason += f": {message}"
-        if is_transient_status(status):
-            raise TransientError(reason, status=status,
-                                 retry_after_s=retry_after_s(response.headers.get("Retry-After")))
-        if status in CREDENTIALS_STATUSES:
-            raise CredentialsError(reason, status=status)
-        raise PermanentError(reason, status=status, code=code)
+        raise refusal(status, reason, response.headers.get("Retry-After"), code=code)
 
     async def aclose(self) -> None:
         if self._owns_client:

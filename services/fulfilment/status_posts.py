@@ -33,12 +33,9 @@ from services.fulfilment.adapters.mongo import MongoEffectLog
 from services.fulfilment.channels import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from services.fulfilment.domain.effects import Change, Effect, EffectState
 from services.fulfilment.errors import (
-    CREDENTIALS_STATUSES,
-    CredentialsError,
     PermanentError,
     TransientError,
-    is_transient_status,
-    retry_after_s,
+    refusal,
 )
 from services.fulfilment.ports import EffectLog
 from services.fulfilment.remote import Done, Job, RemoteEffects, new_claim
@@ -73,13 +70,8 @@ def _check(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    reason = f"the {what} answered {status} {response.reason_phrase}".strip()
-    if is_transient_status(status):
-        raise TransientError(reason, status=status,
-                             retry_after_s=retry_after_s(response.headers.get("Retry-After")))
-    if status in CREDENTIALS_STATUSES:
-        raise CredentialsError(reason, status=status)
-    raise PermanentError(reason, status=status)
+    raise refusal(status, f"the {what} answered {status} {response.reason_phrase}".strip(),
+                  response.headers.get("Retry-After"))
 
 
 async def _send(client: httpx.AsyncClient, what: str, method: str, url: str, *,
