@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from amends.experiment_report import ExperimentReport
 
 from schemas.common import CustomerSnapshot, Money, Tier, deterministic_id
 from schemas.decision import Decision
@@ -146,6 +149,17 @@ def simulate(customers: int, start: datetime, *, seed: int = 20,
 def truth(incidents: Sequence[Incident], actions: Sequence[str]) -> float:
     """The reorder rate a policy taking `actions` would have had: the mean planted chance."""
     return sum(planted(i, a) for i, a in zip(incidents, actions, strict=True)) / len(incidents)
+
+
+def simulated_report(customers: int = 3000, seed: int = 20) -> ExperimentReport:
+    """`amends experiment report delay-points` over a simulated experiment: the engine's own
+    arms for `customers` late deliveries, their later orders planted by arm."""
+    from amends import experiment_report as er  # noqa: PLC0415 - the CLI's module
+
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    sim = simulate(customers, start, seed=seed)
+    found = er.members("delay-points", sim.aftermaths(), sim.decisions)
+    return er.report("delay-points", found, DAYS, start + timedelta(days=365))
 
 
 def run_experiment_sim(

@@ -160,3 +160,17 @@ def test_the_table_and_the_exports_show_every_arm(
         read = list(csv.DictReader(rows))
     assert [r["arm"] for r in read] == [HOLDOUT, "points-300", "points-600"]
     assert json.loads((tmp_path / "e.json").read_text()) == made.rows()
+
+
+def test_the_demo_s_simulated_experiment_reports_every_arm_against_the_holdout() -> None:
+    made = sim_.simulated_report(1200, seed=5)
+    assert {a.arm for a in made.arms} == {HOLDOUT, "points-300", "points-600"}
+    assert sum(a.n for a in made.arms) == 1200
+    assert made.control == HOLDOUT
+    low, high = made.arm("points-300"), made.arm("points-600")
+    assert high.cost / high.n == 2 * low.cost / low.n  # 600 points each against 300
+    shown = Console(width=250, record=True)
+    shown.print(cli_experiment.table(made))
+    text = shown.export_text()
+    assert "points-600" in text
+    assert "holdout" in text
