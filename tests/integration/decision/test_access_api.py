@@ -142,15 +142,36 @@ async def test_every_endpoint_needs_credentials_and_the_role_it_names(
             ("POST", "/v1/manual-vouchers", voucher("r-1", f"{suffix}-m"), Role.support),
             ("POST", "/v1/offers/apply-defaults", None, Role.admin),
             ("POST", f"/v1/customers/{suffix}-gone/erasure", {"reason": "T-1"}, Role.admin),
+            ("GET", f"/v1/outages/{suffix}-out", None, Role.viewer),
+            ("GET", f"/v1/outages/{suffix}-out/window", None, Role.viewer),
+            ("POST", f"/v1/outages/{suffix}-out/abort", {"reason": "checked"}, Role.admin),
+            ("POST", f"/v1/outages/{suffix}-out/change",
+             {"reason": "checked", "apology_only": True}, Role.admin),
+            ("GET", "/v1/replies", None, Role.support),
+            ("GET", f"/v1/replies/{suffix}-reply", None, Role.support),
+            ("POST", f"/v1/replies/{suffix}-reply/edit", {"text": "We are sorry."},
+             Role.reviewer),
+            ("POST", f"/v1/replies/{suffix}-reply/approve", None, Role.reviewer),
+            ("POST", f"/v1/replies/{suffix}-reply/posted",
+             {"public_url": "https://reviews.example/r/1"}, Role.reviewer),
+            ("GET", "/v1/status-posts", None, Role.viewer),
+            ("POST", f"/v1/status-posts/{suffix}-post/approve", None, Role.reviewer),
         ]
         # Every operator route of the app is in the table: a new one cannot slip by.
         routes = {(method.upper(), path)
                   for path, operations in d.app.openapi()["paths"].items()
                   if path.startswith("/v1/") and not path.startswith("/v1/customer/")
                   for method in operations}
-        assert routes == {(m, p.replace(held, "{decision_id}").replace(f"{suffix}-gone",
-                                                                       "{customer_id}"))
-                          for m, p, _, _ in endpoints}
+        named = {held: "{decision_id}", f"{suffix}-gone": "{customer_id}",
+                 f"{suffix}-out": "{outage_id}", f"{suffix}-reply": "{reply_id}",
+                 f"{suffix}-post": "{post_id}"}
+
+        def template(path: str) -> str:
+            for value, name in named.items():
+                path = path.replace(value, name)
+            return path
+
+        assert routes == {(m, template(p)) for m, p, _, _ in endpoints}
 
         async with d.client() as anonymous:
             for method, path, body, _ in endpoints:
