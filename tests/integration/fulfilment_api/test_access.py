@@ -60,7 +60,8 @@ async def test_every_endpoint_needs_an_operator_with_the_role_and_tenant(
 
         endpoints = [("GET", f"/v1/vouchers/{code}", Role.viewer),
                      ("POST", f"/v1/vouchers/{code}/redeem", Role.support),
-                     ("GET", "/v1/customers/c-1/case", Role.viewer)]
+                     ("GET", "/v1/customers/c-1/case", Role.viewer),
+                     ("GET", "/v1/outages/o-1/progress", Role.viewer)]
         for method, path, _ in endpoints:
             refused(await call(method, path), 401, "credentials")
             refused(await call(method, path, {"Authorization": "Bearer amk_not-a-key"}),
@@ -91,7 +92,7 @@ async def test_every_endpoint_needs_an_operator_with_the_role_and_tenant(
     # Every operator operation declares the bearer scheme; the customer's page does not
     # (its token is the link's).
     paths = [p for p in document["paths"] if p.startswith("/v1/")]
-    assert len(paths) == 4
+    assert len(paths) == 5
     for path in paths:
         for operation in document["paths"][path].values():
             secured = bool(operation.get("security"))
