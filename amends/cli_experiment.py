@@ -5,8 +5,6 @@ promote write the policy's next version as a new file, validated, for review and
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from amends import cli_report, retention_source
 from amends import experiment_report as er
-from amends import retention_source
 from amends.cli_ops import OpsSettings
 from services.common.adapters.mongo import make_client
 from services.decision.domain.policy import PolicyError, parse_policy
@@ -75,16 +73,7 @@ def table(made: er.ExperimentReport) -> Table:
 
 
 def export(made: er.ExperimentReport, csv_path: Path | None, json_path: Path | None) -> None:
-    rows = made.rows()
-    if csv_path is not None:
-        with csv_path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["arm"])
-            writer.writeheader()
-            writer.writerows(rows)
-        console.print(f"CSV: {csv_path}")
-    if json_path is not None:
-        json_path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-        console.print(f"JSON: {json_path}")
+    cli_report.write_rows(made.rows(), csv_path, json_path, first="arm")
 
 
 @experiment_app.command()

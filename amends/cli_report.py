@@ -8,7 +8,7 @@ import asyncio
 import csv
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -67,10 +67,15 @@ def table(figures: Sequence[report.Figure], days: int) -> Table:
 
 def export(figures: Sequence[report.Figure], csv_path: Path | None,
            json_path: Path | None) -> None:
-    rows = [f.as_dict() for f in figures]
+    write_rows([f.as_dict() for f in figures], csv_path, json_path, first="dimension")
+
+
+def write_rows(rows: Sequence[Mapping[str, object]], csv_path: Path | None,
+               json_path: Path | None, *, first: str) -> None:
+    """A report's rows as CSV and/or JSON (`first`: the CSV header when there are none)."""
     if csv_path is not None:
         with csv_path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["dimension"])
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [first])
             writer.writeheader()
             writer.writerows(rows)
         console.print(f"CSV: {csv_path}")
